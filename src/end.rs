@@ -1,0 +1,347 @@
+//! One end of a token pipe: an owned fd and the calls that move tokens.
+
+use core::ffi::c_int;
+
+use crate::error::{Errno, Error, Result};
+use crate::sys;
+
+/// One end of a token pipe: an owned file descriptor, or closed.
+///
+/// The port of Bitcoin Core's `TokenPipeEnd`. It is exactly one `c_int`
+/// (`-1` when closed), it closes its fd when dropped, and it moves rather
+/// than copies: there is never a second owner to close the fd twice.
+///
+/// Reads and writes take `&self`, like `&File`: several threads may write
+/// to (or read from) one end at once, and every single-byte token arrives
+/// whole and exactly once. Every call reachable from
+/// [`token_write`](Self::token_write), [`token_read`](Self::token_read) and
+/// [`close`](Self::close) is async-signal-safe and allocation-free, so they
+/// may be used in a signal handler and in a forked child.
+///
+/// ```
+/// use bitcoin_tokenpipe::TokenPipe;
+///
+/// let mut pipe = TokenPipe::make()?;
+/// let reader = pipe.take_read_end();
+/// let writer = pipe.take_write_end();
+/// writer.token_write(b'x')?;
+/// assert_eq!(reader.token_read()?, b'x');
+/// # Ok::<(), bitcoin_tokenpipe::Error>(())
+/// ```
+#[derive(Debug)]
+#[repr(transparent)]
+pub struct TokenPipeEnd {
+    /// The owned fd, or `-1` for a closed end. Never any other negative.
+    fd: c_int,
+}
+
+/// The value of a closed end's fd, as in the original.
+const CLOSED: c_int = -1;
+
+impl TokenPipeEnd {
+    /// A closed end, owning nothing. Usable in a `static` or `const`.
+    ///
+    /// ```
+    /// use bitcoin_tokenpipe::{Error, TokenPipeEnd};
+    ///
+    /// static NOTHING: TokenPipeEnd = TokenPipeEnd::new();
+    /// assert!(!NOTHING.is_open());
+    /// assert_eq!(NOTHING.token_write(0), Err(Error::Closed));
+    /// ```
+    #[must_use]
+    #[inline]
+    pub const fn new() -> TokenPipeEnd {
+        TokenPipeEnd { fd: CLOSED }
+    }
+
+    /// Wraps an fd that the crate has just created and owns alone.
+    #[inline]
+    pub(crate) const fn from_owned(fd: c_int) -> TokenPipeEnd {
+        TokenPipeEnd { fd }
+    }
+
+    /// Takes ownership of a raw fd. A negative `fd` gives a closed end.
+    ///
+    /// # Safety
+    /// `fd` must be negative, or an open file descriptor that nothing else
+    /// owns: the end closes it when dropped or closed.
+    ///
+    /// ```
+    /// use bitcoin_tokenpipe::{TokenPipe, TokenPipeEnd};
+    ///
+    /// let raw = TokenPipe::make()?.take_write_end().into_raw_fd();
+    /// // SAFETY: `raw` came from `into_raw_fd`, so nothing else owns it.
+    /// let end = unsafe { TokenPipeEnd::from_raw_fd(raw) };
+    /// assert!(end.is_open());
+    ///
+    /// // SAFETY: a negative fd owns nothing.
+    /// assert!(!unsafe { TokenPipeEnd::from_raw_fd(-1) }.is_open());
+    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// ```
+    #[allow(unsafe_code)] // Declares the ownership contract; does nothing unsafe.
+    #[must_use]
+    #[inline]
+    pub const unsafe fn from_raw_fd(fd: c_int) -> TokenPipeEnd {
+        TokenPipeEnd {
+            fd: if fd < 0 { CLOSED } else { fd },
+        }
+    }
+
+    /// The fd this end owns, or `-1` if it is closed. The end keeps
+    /// ownership.
+    ///
+    /// ```
+    /// use bitcoin_tokenpipe::{TokenPipe, TokenPipeEnd};
+    ///
+    /// let mut pipe = TokenPipe::make()?;
+    /// let reader = pipe.take_read_end();
+    /// assert!(reader.as_raw_fd() >= 0);
+    /// assert_eq!(TokenPipeEnd::new().as_raw_fd(), -1);
+    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// ```
+    #[must_use]
+    #[inline]
+    pub const fn as_raw_fd(&self) -> c_int {
+        self.fd
+    }
+
+    /// Gives up ownership: returns the fd (or `-1` if closed) without
+    /// closing it. The caller must close it.
+    ///
+    /// ```
+    /// use bitcoin_tokenpipe::TokenPipe;
+    ///
+    /// let fd = TokenPipe::make()?.take_read_end().into_raw_fd();
+    /// assert!(fd >= 0);
+    /// // SAFETY: `into_raw_fd` handed us ownership of `fd`.
+    /// unsafe { libc::close(fd) };
+    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// ```
+    #[must_use = "the returned fd is no longer closed by anyone; close it or it leaks"]
+    #[inline]
+    pub fn into_raw_fd(mut self) -> c_int {
+        core::mem::replace(&mut self.fd, CLOSED)
+        // `self` now holds CLOSED, so its Drop does nothing.
+    }
+
+    /// Whether this end still owns an fd.
+    ///
+    /// ```
+    /// use bitcoin_tokenpipe::TokenPipe;
+    ///
+    /// let mut pipe = TokenPipe::make()?;
+    /// let mut reader = pipe.take_read_end();
+    /// assert!(reader.is_open());
+    /// reader.close();
+    /// assert!(!reader.is_open());
+    /// assert!(!pipe.take_read_end().is_open()); // taken already
+    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// ```
+    #[must_use]
+    #[inline]
+    #[doc(alias = "IsOpen")]
+    pub const fn is_open(&self) -> bool {
+        self.fd != CLOSED
+    }
+
+    /// Closes the fd, once. Calling it again, or on a closed end, does
+    /// nothing. The fd number is forgotten before anything else can be
+    /// given it, so a later drop never closes a reused number.
+    ///
+    /// One `close(2)`, never retried: on Linux the fd is already released
+    /// when `close` reports `EINTR`, and a retry could close a number that
+    /// another thread has just been given. Async-signal-safe.
+    ///
+    /// # References
+    /// - [POSIX `close`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/close.html)
+    /// - [Linux `close`](https://man7.org/linux/man-pages/man2/close.2.html)
+    ///
+    /// ```
+    /// use bitcoin_tokenpipe::{Error, TokenPipe};
+    ///
+    /// let (reader, mut writer) = TokenPipe::make()?.split();
+    /// writer.close();
+    /// writer.close(); // does nothing
+    /// assert_eq!(writer.token_write(1), Err(Error::Closed));
+    /// assert_eq!(reader.token_read(), Err(Error::Eos));
+    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// ```
+    #[inline]
+    #[doc(alias = "Close")]
+    pub fn close(&mut self) {
+        let fd = core::mem::replace(&mut self.fd, CLOSED);
+        if fd != CLOSED {
+            sys::close(fd);
+        }
+    }
+
+    /// Closes what this end owned, then takes `other`'s fd, leaving `other`
+    /// closed: the original's move-assignment.
+    ///
+    /// ```
+    /// use bitcoin_tokenpipe::{TokenPipe, TokenPipeEnd};
+    ///
+    /// let mut a = TokenPipe::make()?.take_write_end();
+    /// let mut b = TokenPipe::make()?.take_write_end();
+    /// let b_fd = b.as_raw_fd();
+    /// a.assign_from(&mut b); // a's old fd is closed here
+    /// assert_eq!(a.as_raw_fd(), b_fd);
+    /// assert!(!b.is_open());
+    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// ```
+    #[inline]
+    pub fn assign_from(&mut self, other: &mut TokenPipeEnd) {
+        self.close();
+        self.fd = core::mem::replace(&mut other.fd, CLOSED);
+    }
+
+    /// Writes one token: exactly one `write(2)` of one byte, retried only
+    /// on `EINTR`. Blocks while the pipe is full (unless the end is
+    /// non-blocking). Async-signal-safe and allocation-free.
+    ///
+    /// A write to a pipe whose readers are all gone raises `SIGPIPE`, which
+    /// ends the process at the default disposition; where `SIGPIPE` is
+    /// ignored (as in every Rust program using std's `main`) it fails with
+    /// [`Error::BrokenPipe`].
+    ///
+    /// # Errors
+    /// [`Error::Closed`] on a closed end (no syscall is made),
+    /// [`Error::BrokenPipe`] with no reader, [`Error::WouldBlock`] on a full
+    /// non-blocking pipe, [`Error::Eos`] if `write` wrote nothing, and
+    /// [`Error::Os`] for anything else (`EBADF` on a read end).
+    ///
+    /// # References
+    /// - [POSIX `write`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/write.html)
+    /// - [Linux `write`](https://man7.org/linux/man-pages/man2/write.2.html)
+    ///
+    /// ```
+    /// use bitcoin_tokenpipe::TokenPipe;
+    ///
+    /// let (reader, writer) = TokenPipe::make()?.split();
+    /// writer.token_write(0)?;
+    /// writer.token_write(255)?;
+    /// assert_eq!(reader.token_read()?, 0);
+    /// assert_eq!(reader.token_read()?, 255);
+    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// ```
+    #[inline]
+    #[doc(alias = "TokenWrite")]
+    pub fn token_write(&self, token: u8) -> Result<()> {
+        let fd = self.fd;
+        if fd == CLOSED {
+            return Err(Error::Closed);
+        }
+        loop {
+            match sys::write(fd, core::slice::from_ref(&token)) {
+                Ok(0) => return Err(Error::Eos),
+                Ok(_) => return Ok(()),
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(Error::from_errno(e)),
+            }
+        }
+    }
+
+    /// Reads one token: exactly one `read(2)` of one byte, retried only on
+    /// `EINTR`. Blocks until a token arrives or every writer is gone.
+    /// Async-signal-safe and allocation-free.
+    ///
+    /// # Errors
+    /// [`Error::Eos`] when every write end is closed and the pipe is empty,
+    /// [`Error::Closed`] on a closed end (no syscall is made),
+    /// [`Error::WouldBlock`] on an empty non-blocking pipe, and
+    /// [`Error::Os`] for anything else (`EBADF` on a write end).
+    ///
+    /// # References
+    /// - [POSIX `read`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/read.html)
+    /// - [Linux `read`](https://man7.org/linux/man-pages/man2/read.2.html)
+    ///
+    /// ```
+    /// use bitcoin_tokenpipe::{Error, TokenPipe};
+    ///
+    /// let (reader, writer) = TokenPipe::make()?.split();
+    /// writer.token_write(42)?;
+    /// drop(writer);
+    /// assert_eq!(reader.token_read()?, 42);
+    /// assert_eq!(reader.token_read(), Err(Error::Eos));
+    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// ```
+    #[inline]
+    #[doc(alias = "TokenRead")]
+    pub fn token_read(&self) -> Result<u8> {
+        let fd = self.fd;
+        if fd == CLOSED {
+            return Err(Error::Closed);
+        }
+        let mut token = 0u8;
+        loop {
+            match sys::read(fd, core::slice::from_mut(&mut token)) {
+                Ok(0) => return Err(Error::Eos),
+                Ok(_) => return Ok(token),
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(Error::from_errno(e)),
+            }
+        }
+    }
+}
+
+/// The multi-byte forms used by the std layer's `Read` and `Write`.
+impl TokenPipeEnd {
+    /// One `read(2)` of up to `buf.len()` bytes, retried only on `EINTR`.
+    /// End of stream is `Err(Eos)`, never `Ok(0)` (unless `buf` is empty).
+    #[cfg_attr(not(feature = "std"), allow(dead_code))]
+    #[inline]
+    pub(crate) fn read_raw(&self, buf: &mut [u8]) -> Result<usize> {
+        let fd = self.fd;
+        if fd == CLOSED {
+            return Err(Error::Closed);
+        }
+        loop {
+            match sys::read(fd, buf) {
+                Ok(0) if !buf.is_empty() => return Err(Error::Eos),
+                Ok(n) => return Ok(n),
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(Error::from_errno(e)),
+            }
+        }
+    }
+
+    /// One `write(2)` of up to `buf.len()` bytes, retried only on `EINTR`.
+    #[cfg_attr(not(feature = "std"), allow(dead_code))]
+    #[inline]
+    pub(crate) fn write_raw(&self, buf: &[u8]) -> Result<usize> {
+        let fd = self.fd;
+        if fd == CLOSED {
+            return Err(Error::Closed);
+        }
+        loop {
+            match sys::write(fd, buf) {
+                Ok(0) if !buf.is_empty() => return Err(Error::Eos),
+                Ok(n) => return Ok(n),
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(Error::from_errno(e)),
+            }
+        }
+    }
+}
+
+impl Default for TokenPipeEnd {
+    /// A closed end; the same as [`TokenPipeEnd::new`].
+    ///
+    /// ```
+    /// use bitcoin_tokenpipe::TokenPipeEnd;
+    /// assert!(!TokenPipeEnd::default().is_open());
+    /// ```
+    #[inline]
+    fn default() -> TokenPipeEnd {
+        TokenPipeEnd::new()
+    }
+}
+
+impl Drop for TokenPipeEnd {
+    /// Closes the fd if the end still owns one; see
+    /// [`close`](TokenPipeEnd::close).
+    #[inline]
+    fn drop(&mut self) {
+        self.close();
+    }
+}

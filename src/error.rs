@@ -1,0 +1,241 @@
+//! Errors: what went wrong, the original's status code, and the errno behind it.
+//!
+//! Both types are `Copy` and fit in eight bytes, so returning them costs
+//! nothing and they can be made and inspected in a signal handler or a
+//! forked child without allocating.
+
+use core::fmt;
+
+use crate::sys;
+
+/// The original's status for "an error other than end of stream"
+/// (`TS_ERR` in Bitcoin Core's `tokenpipe.h`). See [`Error::status`].
+///
+/// ```
+/// use bitcoin_tokenpipe::{Error, Errno, TS_ERR};
+/// assert_eq!(Error::Os(Errno::EBADF).status(), TS_ERR);
+/// ```
+pub const TS_ERR: i32 = -1;
+
+/// The original's status for "end of stream" (`TS_EOS` in Bitcoin Core's
+/// `tokenpipe.h`). See [`Error::status`].
+///
+/// ```
+/// use bitcoin_tokenpipe::{Error, TS_EOS};
+/// assert_eq!(Error::Eos.status(), TS_EOS);
+/// ```
+pub const TS_EOS: i32 = -2;
+
+/// `Result` with this crate's [`Error`].
+///
+/// ```
+/// fn first_token(end: &bitcoin_tokenpipe::TokenPipeEnd) -> bitcoin_tokenpipe::Result<u8> {
+///     end.token_read()
+/// }
+/// # let _ = first_token;
+/// ```
+pub type Result<T> = core::result::Result<T, Error>;
+
+/// Why a token could not be written or read, or a pipe could not be made.
+///
+/// Match on the variants for what the program should do; call
+/// [`status`](Error::status) for the original C++ code and
+/// [`errno`](Error::errno) for the OS error behind it.
+///
+/// ```
+/// use bitcoin_tokenpipe::{Error, TokenPipe};
+///
+/// let (reader, mut writer) = TokenPipe::make()?.split();
+/// writer.close();
+/// match reader.token_read() {
+///     Err(Error::Eos) => println!("the other side is gone"),
+///     other => panic!("expected end of stream, got {other:?}"),
+/// }
+/// # Ok::<(), Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// End of stream: every write end of the pipe is closed, so no token can
+    /// arrive any more. For a launcher this means the other process exited
+    /// or died without sending. Also returned by a write that wrote nothing.
+    #[error(
+        "end of stream: every write end of the pipe is closed \
+         (the peer exited, died or closed its end without sending)"
+    )]
+    Eos,
+    /// This end was already closed or taken, so nothing was done and no
+    /// system call was made.
+    #[error("this pipe end is closed (closed, moved out or never opened); no system call was made")]
+    Closed,
+    /// The write found no reader: every read end is closed (`EPIPE`). Only
+    /// seen when `SIGPIPE` is ignored or blocked; at the default disposition
+    /// the signal ends the process first.
+    #[error(
+        "broken pipe: every read end of the pipe is closed, so the token cannot be delivered (EPIPE)"
+    )]
+    BrokenPipe,
+    /// The end is non-blocking and the call would have had to wait
+    /// (`EAGAIN`/`EWOULDBLOCK`): no token to read, or the pipe is full.
+    #[error(
+        "the pipe end is non-blocking and the call would block (EAGAIN): no token yet, or the pipe is full"
+    )]
+    WouldBlock,
+    /// No token arrived before the timeout expired.
+    #[error("timed out: no token arrived before the timeout expired")]
+    TimedOut,
+    /// Any other failure of a system call, with its errno.
+    #[error("system call failed: {0}")]
+    Os(Errno),
+}
+
+impl Error {
+    /// The original's status code: [`TS_EOS`] for [`Error::Eos`], [`TS_ERR`]
+    /// for everything else.
+    ///
+    /// ```
+    /// use bitcoin_tokenpipe::{Error, TS_EOS, TS_ERR};
+    /// assert_eq!(Error::Eos.status(), TS_EOS);
+    /// assert_eq!(Error::Closed.status(), TS_ERR);
+    /// assert_eq!(Error::BrokenPipe.status(), TS_ERR);
+    /// ```
+    #[must_use]
+    pub const fn status(self) -> i32 {
+        match self {
+            Error::Eos => TS_EOS,
+            _ => TS_ERR,
+        }
+    }
+
+    /// The OS error behind this error, if a system call reported one:
+    /// `EPIPE` for [`BrokenPipe`](Error::BrokenPipe), `EAGAIN` for
+    /// [`WouldBlock`](Error::WouldBlock), the errno of [`Os`](Error::Os);
+    /// `None` for the rest, which no errno caused.
+    ///
+    /// ```
+    /// use bitcoin_tokenpipe::{Errno, Error};
+    /// assert_eq!(Error::BrokenPipe.errno(), Some(Errno::EPIPE));
+    /// assert_eq!(Error::Os(Errno::EMFILE).errno(), Some(Errno::EMFILE));
+    /// assert_eq!(Error::Eos.errno(), None);
+    /// ```
+    #[must_use]
+    pub const fn errno(self) -> Option<Errno> {
+        match self {
+            Error::Os(e) => Some(e),
+            Error::BrokenPipe => Some(Errno::EPIPE),
+            Error::WouldBlock => Some(Errno::EAGAIN),
+            Error::Eos | Error::Closed | Error::TimedOut => None,
+        }
+    }
+
+    /// Classifies the errno of a failed `read` or `write`.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn from_errno(e: Errno) -> Error {
+        match e.raw() {
+            libc::EPIPE => Error::BrokenPipe,
+            // EWOULDBLOCK equals EAGAIN on every supported Unix, but POSIX
+            // allows them to differ.
+            #[allow(unreachable_patterns)]
+            libc::EAGAIN | libc::EWOULDBLOCK => Error::WouldBlock,
+            _ => Error::Os(e),
+        }
+    }
+}
+
+/// An OS error number (`errno`), as a `Copy` newtype over the raw `i32`.
+///
+/// Any `i32` is a valid `Errno`, so a value the crate has never heard of is
+/// still carried and printed safely. [`Display`](fmt::Display) shows the
+/// system's description and the number, with no allocation.
+///
+/// ```
+/// use bitcoin_tokenpipe::Errno;
+/// let e = Errno::EBADF;
+/// assert_eq!(e.raw(), libc::EBADF);
+/// assert!(e.to_string().contains(&format!("os error {}", libc::EBADF)));
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(transparent)]
+pub struct Errno(i32);
+
+impl Errno {
+    /// Interrupted system call.
+    pub const EINTR: Errno = Errno(libc::EINTR);
+    /// Bad file descriptor: the fd is not open, or not open for this
+    /// direction (reading a write end).
+    pub const EBADF: Errno = Errno(libc::EBADF);
+    /// Broken pipe: no reader left.
+    pub const EPIPE: Errno = Errno(libc::EPIPE);
+    /// Resource temporarily unavailable (a non-blocking call would block).
+    pub const EAGAIN: Errno = Errno(libc::EAGAIN);
+    /// Invalid argument.
+    pub const EINVAL: Errno = Errno(libc::EINVAL);
+    /// The process has too many open files (`RLIMIT_NOFILE`).
+    pub const EMFILE: Errno = Errno(libc::EMFILE);
+    /// The system has too many open files.
+    pub const ENFILE: Errno = Errno(libc::ENFILE);
+    /// Bad address.
+    pub const EFAULT: Errno = Errno(libc::EFAULT);
+
+    /// Wraps a raw errno value.
+    ///
+    /// ```
+    /// use bitcoin_tokenpipe::Errno;
+    /// assert_eq!(Errno::from_raw(libc::EPIPE), Errno::EPIPE);
+    /// ```
+    #[must_use]
+    #[inline]
+    pub const fn from_raw(raw: i32) -> Errno {
+        Errno(raw)
+    }
+
+    /// The raw errno value.
+    ///
+    /// ```
+    /// use bitcoin_tokenpipe::Errno;
+    /// assert_eq!(Errno::EMFILE.raw(), libc::EMFILE);
+    /// ```
+    #[must_use]
+    #[inline]
+    pub const fn raw(self) -> i32 {
+        self.0
+    }
+
+    /// The calling thread's current `errno`.
+    ///
+    /// Meaningful only right after a libc call reported failure.
+    ///
+    /// ```
+    /// use bitcoin_tokenpipe::Errno;
+    /// // SAFETY: closing an fd number that is certainly not open is harmless.
+    /// assert_eq!(unsafe { libc::close(-5) }, -1);
+    /// assert_eq!(Errno::last(), Errno::EBADF);
+    /// ```
+    #[must_use]
+    pub fn last() -> Errno {
+        sys::errno()
+    }
+}
+
+impl fmt::Debug for Errno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Errno({})", self.0)
+    }
+}
+
+impl fmt::Display for Errno {
+    /// `Broken pipe (os error 32)`, in the format of `std::io::Error`; just
+    /// `os error N` where the system has no description.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Long enough for every message of glibc, musl and the BSDs; a longer
+        // one makes strerror_r fail with ERANGE and we print the number only.
+        let mut buf = [0u8; 128];
+        match sys::strerror(self.0, &mut buf) {
+            Some(msg) if !msg.is_empty() => write!(f, "{msg} (os error {})", self.0),
+            _ => write!(f, "os error {}", self.0),
+        }
+    }
+}
+
+impl core::error::Error for Errno {}

@@ -1,0 +1,74 @@
+//! Bitcoin Core's TokenPipe for Rust: an anonymous pipe that carries
+//! one-byte tokens, with a `#![no_std]`, allocation-free core over raw libc
+//! calls.
+//!
+//! It solves two old Unix problems with one small primitive:
+//!
+//! - **The daemon hand-shake.** A launcher makes a pipe and forks; the
+//!   child, once it has detached and initialised, writes one token ("up" or
+//!   "failed") and the launcher exits with the matching status. If the child
+//!   dies first, every write end is closed and the launcher reads
+//!   [`Error::Eos`] instead of hanging.
+//! - **The self-pipe.** A signal handler (or any thread) writes one token;
+//!   a thread blocked in [`TokenPipeEnd::token_read`] wakes up and shuts the
+//!   program down cleanly.
+//!
+//! Every operation is one system call ([`TokenPipe::make`] one `pipe2` on
+//! Linux, [`token_write`](TokenPipeEnd::token_write) one `write`,
+//! [`token_read`](TokenPipeEnd::token_read) one `read`, retried only on
+//! `EINTR`), and everything reachable from writing, reading and closing is
+//! async-signal-safe and allocation-free, so it works in a forked child and
+//! inside a signal handler. Both ends are close-on-exec from creation, and
+//! each fd is closed exactly once.
+//!
+//! ```
+//! use bitcoin_tokenpipe::{Error, TokenPipe};
+//!
+//! let mut pipe = TokenPipe::make()?;
+//! let reader = pipe.take_read_end();
+//! let writer = pipe.take_write_end();
+//!
+//! std::thread::spawn(move || {
+//!     writer.token_write(1).expect("reader is alive");
+//!     // `writer` drops here: its fd is closed.
+//! });
+//!
+//! assert_eq!(reader.token_read()?, 1);
+//! assert_eq!(reader.token_read(), Err(Error::Eos)); // every writer is gone
+//! # Ok::<(), Error>(())
+//! ```
+//!
+//! # Features
+//! - `std` (default): `From<Error> for std::io::Error`, `std::io::Read` and
+//!   `Write` for ends, and the `std::os::fd` traits (`AsFd`, `AsRawFd`,
+//!   `FromRawFd`, `IntoRawFd`, `OwnedFd` conversions). Without it the crate
+//!   is `#![no_std]` and uses no allocator.
+//!
+//! # Platforms
+//! Unix only (Linux with glibc or musl, Android, macOS and iOS, the BSDs,
+//! illumos): the original has no Windows build and Windows has no `fork`.
+//! On other targets the crate compiles to an empty library, so a workspace
+//! that also builds for microcontrollers is not broken by it.
+#![cfg_attr(not(feature = "std"), no_std)]
+#![deny(unsafe_code)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+#[cfg(unix)]
+mod end;
+#[cfg(unix)]
+mod error;
+#[cfg(unix)]
+mod pipe;
+#[cfg(all(unix, feature = "std"))]
+mod std_impls;
+#[cfg(unix)]
+mod sys;
+
+#[cfg(unix)]
+pub use end::TokenPipeEnd;
+#[cfg(unix)]
+pub use error::{Errno, Error, Result, TS_EOS, TS_ERR};
+#[cfg(unix)]
+pub use pipe::TokenPipe;
