@@ -1,0 +1,144 @@
+//! Helpers shared by the integration tests: fd identity, fork and wait.
+//!
+//! Each test binary includes this with `mod common;` and uses what it needs.
+#![allow(dead_code, unsafe_code)]
+
+use std::ffi::c_int;
+
+/// What an fd number refers to: the (device, inode) of the open file.
+///
+/// Pipe inodes are never reused while the test runs, so comparing identities
+/// tells "this fd is still our pipe" from "the number was closed and perhaps
+/// reused by another test's file", even with tests running in parallel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FdIdentity {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// The identity of `fd`, or `None` if the number is not open.
+pub fn identity(fd: c_int) -> Option<FdIdentity> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `st` is valid for writes of one `stat`, and fstat fills it in
+    // completely when it returns 0.
+    let rc = unsafe { libc::fstat(fd, st.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: fstat returned 0, so it initialised `st`.
+    let st = unsafe { st.assume_init() };
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+    Some(FdIdentity {
+        dev: st.st_dev as u64,
+        ino: st.st_ino as u64,
+    })
+}
+
+/// Whether `fd` still refers to the file with identity `id`.
+pub fn still_refers_to(fd: c_int, id: FdIdentity) -> bool {
+    identity(fd) == Some(id)
+}
+
+/// The fd flags of `fd` (`F_GETFD`), or the errno.
+pub fn fd_flags(fd: c_int) -> Result<c_int, c_int> {
+    // SAFETY: F_GETFD touches no memory; a closed fd gives EBADF.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags >= 0 {
+        Ok(flags)
+    } else {
+        Err(std::io::Error::last_os_error().raw_os_error().unwrap())
+    }
+}
+
+/// Sets the calling thread's errno.
+pub fn set_errno(value: c_int) {
+    // SAFETY: the errno location is valid for the calling thread's lifetime.
+    unsafe { *errno_location() = value };
+}
+
+/// Reads the calling thread's errno.
+pub fn get_errno() -> c_int {
+    // SAFETY: as for set_errno.
+    unsafe { *errno_location() }
+}
+
+#[cfg(any(target_os = "illumos", target_os = "solaris"))]
+use libc::___errno as errno_location;
+#[cfg(any(target_os = "android", target_os = "netbsd", target_os = "openbsd"))]
+use libc::__errno as errno_location;
+#[cfg(any(target_os = "linux", target_os = "dragonfly"))]
+use libc::__errno_location as errno_location;
+#[cfg(any(target_vendor = "apple", target_os = "freebsd"))]
+use libc::__error as errno_location;
+
+/// How a child process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    Exited(c_int),
+    Killed(c_int),
+}
+
+/// Forks. In the child, runs `child` and `_exit`s with what it returns;
+/// in the parent, returns the child's pid.
+///
+/// The test process has other threads, so the child may only make
+/// async-signal-safe calls: no allocation, no panics, no locks. `child`
+/// reports failure through its exit code instead of asserting.
+pub fn fork_child(child: impl FnOnce() -> c_int) -> libc::pid_t {
+    // SAFETY: the child runs only `child`, which by this function's contract
+    // makes only async-signal-safe calls, then `_exit`s without running
+    // destructors or atexit handlers.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        let code = child();
+        // SAFETY: _exit is async-signal-safe and never returns.
+        unsafe { libc::_exit(code) };
+    }
+    pid
+}
+
+/// Waits for `pid` (retrying on EINTR) and says how it ended.
+pub fn wait_for(pid: libc::pid_t) -> Ended {
+    let mut status: c_int = 0;
+    loop {
+        // SAFETY: `status` is a valid out-pointer for one int.
+        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if rc == pid {
+            break;
+        }
+        let err = std::io::Error::last_os_error();
+        assert_eq!(
+            err.raw_os_error(),
+            Some(libc::EINTR),
+            "waitpid({pid}) failed: {err}"
+        );
+    }
+    if libc::WIFEXITED(status) {
+        Ended::Exited(libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        Ended::Killed(libc::WTERMSIG(status))
+    } else {
+        panic!("waitpid({pid}) returned an unexpected status {status:#x}")
+    }
+}
+
+/// Sends `signal` to `pid`.
+pub fn kill(pid: libc::pid_t, signal: c_int) {
+    // SAFETY: kill touches no memory of ours.
+    let rc = unsafe { libc::kill(pid, signal) };
+    assert_eq!(
+        rc,
+        0,
+        "kill({pid}, {signal}) failed: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Sets the disposition of `signal` to `handler` (SIG_IGN or SIG_DFL).
+pub fn set_disposition(signal: c_int, handler: libc::sighandler_t) {
+    // SAFETY: SIG_IGN and SIG_DFL are valid dispositions for any catchable
+    // signal.
+    let old = unsafe { libc::signal(signal, handler) };
+    assert_ne!(old, libc::SIG_ERR, "signal({signal}) failed");
+}

@@ -1,0 +1,111 @@
+//! Errors: the original's status codes, the errno behind them, messages a
+//! person can act on, and a size and shape fit for a signal handler.
+#![cfg(unix)]
+
+use bitcoin_tokenpipe::{Errno, Error, TS_EOS, TS_ERR};
+
+const ALL: [Error; 6] = [
+    Error::Eos,
+    Error::Closed,
+    Error::BrokenPipe,
+    Error::WouldBlock,
+    Error::TimedOut,
+    Error::Os(Errno::EBADF),
+];
+
+#[test]
+fn status_codes_match_the_original() {
+    assert_eq!(TS_ERR, -1);
+    assert_eq!(TS_EOS, -2);
+    for e in ALL {
+        let want = if e == Error::Eos { TS_EOS } else { TS_ERR };
+        assert_eq!(e.status(), want, "{e:?}");
+    }
+}
+
+#[test]
+fn errno_is_the_os_error_behind_the_error_and_none_otherwise() {
+    assert_eq!(Error::Os(Errno::EMFILE).errno(), Some(Errno::EMFILE));
+    assert_eq!(Error::BrokenPipe.errno(), Some(Errno::EPIPE));
+    assert_eq!(Error::WouldBlock.errno(), Some(Errno::EAGAIN));
+    assert_eq!(Error::Eos.errno(), None);
+    assert_eq!(Error::Closed.errno(), None);
+    assert_eq!(Error::TimedOut.errno(), None);
+}
+
+#[test]
+fn errors_are_copy_and_fit_in_eight_bytes() {
+    fn is_copy<T: Copy>() {}
+    is_copy::<Error>();
+    is_copy::<Errno>();
+    assert!(std::mem::size_of::<Error>() <= 8);
+    assert_eq!(std::mem::size_of::<Errno>(), 4);
+}
+
+#[test]
+fn every_message_names_what_happened() {
+    let expect = [
+        (Error::Eos, "end of stream"),
+        (Error::Closed, "closed"),
+        (Error::BrokenPipe, "broken pipe"),
+        (Error::WouldBlock, "would block"),
+        (Error::TimedOut, "timed out"),
+    ];
+    for (e, needle) in expect {
+        let msg = e.to_string();
+        assert!(msg.contains(needle), "{e:?} says {msg:?}");
+    }
+}
+
+#[test]
+fn an_os_error_message_has_the_number_and_the_system_description() {
+    let msg = Error::Os(Errno::EMFILE).to_string();
+    assert!(msg.contains(&format!("os error {}", libc::EMFILE)), "{msg}");
+    // The system's own words, as strerror gives them.
+    // SAFETY: strerror returns a valid C string for any errno value.
+    let sys = unsafe { std::ffi::CStr::from_ptr(libc::strerror(libc::EMFILE)) };
+    assert!(msg.contains(sys.to_str().unwrap()), "{msg} lacks {sys:?}");
+}
+
+#[test]
+fn an_unknown_errno_still_prints_its_number() {
+    let e = Errno::from_raw(987_654);
+    assert_eq!(e.raw(), 987_654);
+    assert!(e.to_string().contains("987654"), "{e}");
+    let neg = Errno::from_raw(-3);
+    assert!(neg.to_string().contains("-3"), "{neg}");
+}
+
+#[test]
+fn errors_implement_the_core_error_trait() {
+    fn is_error<E: core::error::Error>() {}
+    is_error::<Error>();
+    is_error::<Errno>();
+}
+
+#[cfg(feature = "std")]
+#[test]
+fn conversion_to_io_error_keeps_the_errno_and_picks_the_right_kind() {
+    use std::io::{self, ErrorKind};
+
+    let e = io::Error::from(Error::Os(Errno::EBADF));
+    assert_eq!(e.raw_os_error(), Some(libc::EBADF));
+
+    let cases = [
+        (Error::Eos, ErrorKind::UnexpectedEof, None),
+        (Error::BrokenPipe, ErrorKind::BrokenPipe, Some(libc::EPIPE)),
+        (Error::WouldBlock, ErrorKind::WouldBlock, Some(libc::EAGAIN)),
+        (Error::TimedOut, ErrorKind::TimedOut, None),
+        (Error::Closed, ErrorKind::NotConnected, None),
+    ];
+    for (err, kind, raw) in cases {
+        let io = io::Error::from(err);
+        assert_eq!(io.kind(), kind, "{err:?}");
+        assert_eq!(io.raw_os_error(), raw, "{err:?}");
+        if raw.is_none() {
+            // The crate's error travels inside, message and all.
+            let inner = io.get_ref().and_then(|e| e.downcast_ref::<Error>());
+            assert_eq!(inner, Some(&err));
+        }
+    }
+}
