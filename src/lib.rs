@@ -72,3 +72,9 @@ pub use end::TokenPipeEnd;
 pub use error::{Errno, Error, Result, TS_EOS, TS_ERR};
 #[cfg(unix)]
 pub use pipe::TokenPipe;
+
+// The README's examples are compiled and run as doc tests, so the first code
+// a newcomer copies is known to work.
+#[cfg(all(doctest, unix))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
