@@ -284,42 +284,14 @@ impl TokenPipeEnd {
     }
 }
 
-/// The multi-byte forms used by the std layer's `Read` and `Write`.
 impl TokenPipeEnd {
-    /// One `read(2)` of up to `buf.len()` bytes, retried only on `EINTR`.
-    /// End of stream is `Err(Eos)`, never `Ok(0)` (unless `buf` is empty).
-    #[cfg_attr(not(feature = "std"), allow(dead_code))]
+    /// The fd of an open end, or [`Error::Closed`] without a syscall.
     #[inline]
-    pub(crate) fn read_raw(&self, buf: &mut [u8]) -> Result<usize> {
-        let fd = self.fd;
-        if fd == CLOSED {
-            return Err(Error::Closed);
-        }
-        loop {
-            match sys::read(fd, buf) {
-                Ok(0) if !buf.is_empty() => return Err(Error::Eos),
-                Ok(n) => return Ok(n),
-                Err(Errno::EINTR) => {}
-                Err(e) => return Err(Error::from_errno(e)),
-            }
-        }
-    }
-
-    /// One `write(2)` of up to `buf.len()` bytes, retried only on `EINTR`.
-    #[cfg_attr(not(feature = "std"), allow(dead_code))]
-    #[inline]
-    pub(crate) fn write_raw(&self, buf: &[u8]) -> Result<usize> {
-        let fd = self.fd;
-        if fd == CLOSED {
-            return Err(Error::Closed);
-        }
-        loop {
-            match sys::write(fd, buf) {
-                Ok(0) if !buf.is_empty() => return Err(Error::Eos),
-                Ok(n) => return Ok(n),
-                Err(Errno::EINTR) => {}
-                Err(e) => return Err(Error::from_errno(e)),
-            }
+    pub(crate) fn open_fd(&self) -> Result<c_int> {
+        if self.fd == CLOSED {
+            Err(Error::Closed)
+        } else {
+            Ok(self.fd)
         }
     }
 }

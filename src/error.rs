@@ -87,11 +87,32 @@ pub enum Error {
     /// Any other failure of a system call, with its errno.
     #[error("system call failed: {0}")]
     Os(Errno),
+    /// [`fork_daemon`](crate::daemon::fork_daemon): the child exited or
+    /// died during its set-up (`setsid`, `chdir`, `/dev/null`) before it
+    /// sent the set-up token. The child has been reaped.
+    #[error(
+        "the daemon child died during set-up (setsid, chdir or /dev/null failed, or it was killed) before sending its set-up token"
+    )]
+    SetupFailed,
+    /// [`DaemonParent::wait_ready`](crate::daemon::DaemonParent::wait_ready):
+    /// end of stream before the readiness token, so the daemon exited,
+    /// died, or dropped its notifier without reporting.
+    #[error(
+        "the daemon exited, died or dropped its notifier before reporting readiness (end of stream)"
+    )]
+    DiedBeforeReady,
+    /// A token that the protocol does not define arrived (the daemon
+    /// hand-shake knows only 0 and 1).
+    #[error("unexpected token {0} (the daemon hand-shake defines only 0 = failed and 1 = ready)")]
+    UnexpectedToken(u8),
 }
 
 impl Error {
-    /// The original's status code: [`TS_EOS`] for [`Error::Eos`], [`TS_ERR`]
-    /// for everything else.
+    /// The original's status code: [`TS_EOS`] for end of stream
+    /// ([`Eos`](Error::Eos), and the daemon hand-shake's
+    /// [`SetupFailed`](Error::SetupFailed) and
+    /// [`DiedBeforeReady`](Error::DiedBeforeReady), which are end of stream
+    /// at a known step), [`TS_ERR`] for everything else.
     ///
     /// ```
     /// use bitcoin_tokenpipe::{Error, TS_EOS, TS_ERR};
@@ -102,7 +123,8 @@ impl Error {
     #[must_use]
     pub const fn status(self) -> i32 {
         match self {
-            Error::Eos => TS_EOS,
+            // The two daemon errors are end of stream seen at a known step.
+            Error::Eos | Error::SetupFailed | Error::DiedBeforeReady => TS_EOS,
             _ => TS_ERR,
         }
     }
@@ -124,7 +146,7 @@ impl Error {
             Error::Os(e) => Some(e),
             Error::BrokenPipe => Some(Errno::EPIPE),
             Error::WouldBlock => Some(Errno::EAGAIN),
-            Error::Eos | Error::Closed | Error::TimedOut => None,
+            _ => None,
         }
     }
 

@@ -56,20 +56,34 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 #[cfg(unix)]
+mod batch;
+#[cfg(unix)]
+pub mod daemon;
+#[cfg(unix)]
 mod end;
 #[cfg(unix)]
 mod error;
+#[cfg(unix)]
+mod handoff;
+#[cfg(unix)]
+mod nosignal;
 #[cfg(unix)]
 mod pipe;
 #[cfg(all(unix, feature = "std"))]
 mod std_impls;
 #[cfg(unix)]
 mod sys;
+#[cfg(unix)]
+mod wait;
 
+#[cfg(unix)]
+pub use batch::PIPE_BUF;
 #[cfg(unix)]
 pub use end::TokenPipeEnd;
 #[cfg(unix)]
 pub use error::{Errno, Error, Result, TS_EOS, TS_ERR};
+#[cfg(unix)]
+pub use handoff::{ENV_VALUE_LEN, HandoffError, parse_env_value};
 #[cfg(unix)]
 pub use pipe::TokenPipe;
 

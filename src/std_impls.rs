@@ -211,10 +211,7 @@ impl TryFrom<TokenPipeEnd> for OwnedFd {
 
 /// One `read(2)` into `buf`, `Ok(0)` at end of stream, as `io::Read` wants.
 fn io_read(end: &TokenPipeEnd, buf: &mut [u8]) -> io::Result<usize> {
-    if buf.is_empty() {
-        return Ok(0);
-    }
-    match end.read_raw(buf) {
+    match end.read_tokens(buf) {
         Ok(n) => Ok(n),
         Err(Error::Eos) => Ok(0),
         Err(e) => Err(e.into()),
@@ -223,10 +220,7 @@ fn io_read(end: &TokenPipeEnd, buf: &mut [u8]) -> io::Result<usize> {
 
 /// One `write(2)` of `buf`, as `io::Write` wants.
 fn io_write(end: &TokenPipeEnd, buf: &[u8]) -> io::Result<usize> {
-    if buf.is_empty() {
-        return Ok(0);
-    }
-    match end.write_raw(buf) {
+    match end.write_tokens(buf) {
         Ok(n) => Ok(n),
         Err(Error::Eos) => Ok(0),
         Err(e) => Err(e.into()),

@@ -209,6 +209,17 @@ pub(crate) fn set_cloexec(fd: c_int) -> SysResult<()> {
     fcntl_setfd(fd, flags | libc::FD_CLOEXEC)
 }
 
+/// Clears `FD_CLOEXEC` on `fd`, keeping every other fd flag as it was, so
+/// the fd survives `exec`. Async-signal-safe: used between fork and exec.
+#[inline]
+pub(crate) fn clear_cloexec(fd: c_int) -> SysResult<()> {
+    let flags = fcntl_getfd(fd)?;
+    if flags & libc::FD_CLOEXEC == 0 {
+        return Ok(());
+    }
+    fcntl_setfd(fd, flags & !libc::FD_CLOEXEC)
+}
+
 /// `write(fd, buf)`—Writes up to `buf.len()` bytes, once.
 ///
 /// No retry here: the caller decides what `EINTR` and a short count mean.
@@ -283,4 +294,319 @@ pub(crate) fn strerror(errnum: c_int, buf: &mut [u8]) -> Option<&str> {
     }
     let len = buf.iter().position(|&b| b == 0)?;
     core::str::from_utf8(&buf[..len]).ok()
+}
+
+/// `fcntl(fd, F_GETFL)`—Reads the file status flags (`O_NONBLOCK`, the
+/// access mode, ...).
+///
+/// # References
+/// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fcntl.html)
+/// - [Linux](https://man7.org/linux/man-pages/man2/fcntl.2.html)
+#[inline]
+pub(crate) fn fcntl_getfl(fd: c_int) -> SysResult<c_int> {
+    // SAFETY: F_GETFL takes no third argument and touches no memory of ours.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags >= 0 { Ok(flags) } else { Err(errno()) }
+}
+
+/// `fcntl(fd, F_SETFL, flags)`—Writes the file status flags. Callers pass
+/// the flags [`fcntl_getfl`] read, with one bit changed.
+///
+/// # References
+/// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fcntl.html)
+/// - [Linux](https://man7.org/linux/man-pages/man2/fcntl.2.html)
+#[inline]
+pub(crate) fn fcntl_setfl(fd: c_int, flags: c_int) -> SysResult<()> {
+    // SAFETY: F_SETFL takes an int third argument and touches no memory of
+    // ours.
+    let rc = unsafe { libc::fcntl(fd, libc::F_SETFL, flags) };
+    if rc == 0 { Ok(()) } else { Err(errno()) }
+}
+
+/// `fcntl(fd, F_SETNOSIGPIPE, 1)`—Makes writes on `fd` fail with `EPIPE`
+/// instead of raising `SIGPIPE` (Apple and NetBSD only).
+///
+/// # References
+/// - [Apple `fcntl`](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/fcntl.2.html)
+/// - [NetBSD `fcntl`](https://man.netbsd.org/fcntl.2)
+#[cfg(any(target_vendor = "apple", target_os = "netbsd"))]
+#[inline]
+pub(crate) fn fcntl_set_nosigpipe(fd: c_int) -> SysResult<()> {
+    // SAFETY: F_SETNOSIGPIPE takes an int third argument and touches no
+    // memory of ours.
+    let rc = unsafe { libc::fcntl(fd, libc::F_SETNOSIGPIPE, 1 as c_int) };
+    if rc == 0 { Ok(()) } else { Err(errno()) }
+}
+
+/// `poll([{fd, POLLIN}], timeout_ms)`—Waits until `fd` is readable (a token
+/// or end of stream), or the timeout passes. Returns the `revents` bits, `0`
+/// on timeout. A negative timeout waits forever.
+///
+/// # References
+/// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/poll.html)
+/// - [Linux](https://man7.org/linux/man-pages/man2/poll.2.html)
+/// - [Apple](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/poll.2.html)
+/// - [FreeBSD](https://man.freebsd.org/cgi/man.cgi?query=poll&sektion=2)
+#[inline]
+pub(crate) fn poll_readable(fd: c_int, timeout_ms: c_int) -> SysResult<libc::c_short> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is one valid, writable pollfd, and we pass a count of 1.
+    let rc = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+    match rc {
+        0 => Ok(0),
+        n if n > 0 => Ok(pfd.revents),
+        _ => Err(errno()),
+    }
+}
+
+/// `clock_gettime(CLOCK_MONOTONIC)`—The time since an arbitrary fixed
+/// point, never stepped by the wall clock. Async-signal-safe.
+///
+/// # References
+/// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/clock_gettime.html)
+/// - [Linux](https://man7.org/linux/man-pages/man2/clock_gettime.2.html)
+#[inline]
+pub(crate) fn monotonic_now() -> SysResult<core::time::Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    if rc != 0 {
+        return Err(errno());
+    }
+    // The monotonic clock is never negative, and tv_nsec < 1e9.
+    #[allow(clippy::unnecessary_cast)]
+    Ok(core::time::Duration::new(
+        ts.tv_sec as u64,
+        ts.tv_nsec as u32,
+    ))
+}
+
+/// `fstat(fd)` and `S_ISFIFO`—Whether `fd` is a pipe or FIFO.
+///
+/// # References
+/// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fstat.html)
+/// - [Linux](https://man7.org/linux/man-pages/man2/fstat.2.html)
+pub(crate) fn is_fifo(fd: c_int) -> SysResult<bool> {
+    let mut st = core::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `st` is valid for writes of one `stat`.
+    let rc = unsafe { libc::fstat(fd, st.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(errno());
+    }
+    // SAFETY: fstat returned 0, so it filled in `st` completely.
+    let mode = unsafe { st.assume_init() }.st_mode;
+    Ok(mode & libc::S_IFMT == libc::S_IFIFO)
+}
+
+/// The signal-mask calls behind a SIGPIPE-free write on systems without
+/// `F_SETNOSIGPIPE`: block SIGPIPE in this thread, see whether one was
+/// already pending, and take away the one our write raised.
+#[cfg(not(any(target_vendor = "apple", target_os = "netbsd")))]
+pub(crate) mod sigpipe {
+    use core::mem::MaybeUninit;
+
+    use super::{SysResult, errno};
+
+    /// A signal set holding only `SIGPIPE`.
+    fn sigpipe_set() -> libc::sigset_t {
+        let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: sigemptyset initialises the set it is given, and
+        // sigaddset with a valid signal number only sets one bit in it.
+        unsafe {
+            libc::sigemptyset(set.as_mut_ptr());
+            libc::sigaddset(set.as_mut_ptr(), libc::SIGPIPE);
+            set.assume_init()
+        }
+    }
+
+    /// `pthread_sigmask(SIG_BLOCK, {SIGPIPE}, &old)`—Blocks SIGPIPE in the
+    /// calling thread and returns the mask to restore.
+    ///
+    /// # References
+    /// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/pthread_sigmask.html)
+    /// - [Linux](https://man7.org/linux/man-pages/man3/pthread_sigmask.3.html)
+    pub(crate) fn block() -> SysResult<libc::sigset_t> {
+        let set = sigpipe_set();
+        let mut old = MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: `set` is an initialised set and `old` is valid for writes
+        // of one sigset_t, which pthread_sigmask fills on success.
+        let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, old.as_mut_ptr()) };
+        if rc != 0 {
+            // pthread functions return the error instead of setting errno.
+            return Err(crate::error::Errno::from_raw(rc));
+        }
+        // SAFETY: pthread_sigmask succeeded, so it wrote the old mask.
+        Ok(unsafe { old.assume_init() })
+    }
+
+    /// `pthread_sigmask(SIG_SETMASK, old)`—Restores the mask [`block`] saved.
+    ///
+    /// # References
+    /// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/pthread_sigmask.html)
+    pub(crate) fn restore(old: &libc::sigset_t) {
+        // SAFETY: `old` is the initialised mask block() returned. With a
+        // valid `how` and set, pthread_sigmask cannot fail.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old, core::ptr::null_mut()) };
+    }
+
+    /// `sigpending` and `sigismember(SIGPIPE)`—Whether a SIGPIPE is pending
+    /// for this thread or the process.
+    ///
+    /// # References
+    /// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/sigpending.html)
+    /// - [Linux](https://man7.org/linux/man-pages/man2/sigpending.2.html)
+    pub(crate) fn is_pending() -> SysResult<bool> {
+        let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: `set` is valid for writes of one sigset_t.
+        if unsafe { libc::sigpending(set.as_mut_ptr()) } != 0 {
+            return Err(errno());
+        }
+        // SAFETY: sigpending succeeded, so `set` is initialised.
+        Ok(unsafe { libc::sigismember(set.as_ptr(), libc::SIGPIPE) } == 1)
+    }
+
+    /// `sigwait({SIGPIPE})`—Takes one pending SIGPIPE away. Call it only
+    /// when [`is_pending`] said one is pending, or it blocks.
+    ///
+    /// # References
+    /// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/sigwait.html)
+    /// - [Linux](https://man7.org/linux/man-pages/man3/sigwait.3.html)
+    pub(crate) fn take_pending() {
+        let set = sigpipe_set();
+        let mut sig: libc::c_int = 0;
+        // SAFETY: `set` is initialised and `sig` is a valid out-pointer.
+        // SIGPIPE is blocked and pending, so this returns at once.
+        unsafe { libc::sigwait(&set, &mut sig) };
+    }
+}
+
+/// `getenv(name)`—The value of an environment variable, as bytes without
+/// the NUL.
+///
+/// # Safety
+/// No other thread may change the environment (`setenv`, `putenv`,
+/// `unsetenv`) while this runs or while the returned slice is in use.
+///
+/// # References
+/// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/getenv.html)
+pub(crate) unsafe fn getenv(name: &core::ffi::CStr) -> Option<&'static [u8]> {
+    // SAFETY: `name` is NUL-terminated. The caller keeps the environment
+    // unchanged while the result is used, so the pointer stays valid.
+    let value = unsafe { libc::getenv(name.as_ptr()) };
+    if value.is_null() {
+        return None;
+    }
+    // SAFETY: getenv returned a non-null pointer to a NUL-terminated string
+    // that lives until the environment changes.
+    Some(unsafe { core::ffi::CStr::from_ptr(value) }.to_bytes())
+}
+
+/// `fork()`—Creates a child process.
+///
+/// # Safety
+/// If the calling process has other threads, the child may only make
+/// async-signal-safe calls until it `exec`s or `_exit`s: locks held by the
+/// other threads (the allocator's among them) stay held forever there.
+///
+/// # References
+/// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fork.html)
+/// - [Linux](https://man7.org/linux/man-pages/man2/fork.2.html)
+pub(crate) unsafe fn fork() -> SysResult<libc::pid_t> {
+    // SAFETY: the caller upholds the threads contract above.
+    let pid = unsafe { libc::fork() };
+    if pid >= 0 { Ok(pid) } else { Err(errno()) }
+}
+
+/// `setsid()`—Makes the caller the leader of a new session with no
+/// controlling terminal.
+///
+/// # References
+/// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/setsid.html)
+/// - [Linux](https://man7.org/linux/man-pages/man2/setsid.2.html)
+pub(crate) fn setsid() -> SysResult<()> {
+    // SAFETY: setsid touches no memory of ours.
+    if unsafe { libc::setsid() } >= 0 {
+        Ok(())
+    } else {
+        Err(errno())
+    }
+}
+
+/// `chdir("/")`—Moves the working directory to the root, so a daemon holds
+/// no directory busy.
+///
+/// # References
+/// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/chdir.html)
+pub(crate) fn chdir_root() -> SysResult<()> {
+    // SAFETY: the path is a NUL-terminated literal.
+    if unsafe { libc::chdir(c"/".as_ptr()) } == 0 {
+        Ok(())
+    } else {
+        Err(errno())
+    }
+}
+
+/// `open("/dev/null", O_RDWR)` then `dup2` onto fds 0, 1 and 2—Points
+/// stdin, stdout and stderr at `/dev/null`.
+///
+/// # References
+/// - [POSIX 2024 `open`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/open.html)
+/// - [POSIX 2024 `dup2`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/dup2.html)
+pub(crate) fn stdio_to_dev_null() -> SysResult<()> {
+    // SAFETY: the path is a NUL-terminated literal; O_RDWR takes no mode.
+    let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+    if null < 0 {
+        return Err(errno());
+    }
+    for target in 0..3 {
+        // SAFETY: dup2 touches no memory of ours; replacing 0..=2 is the
+        // point of this function, and their old files are not ours to keep.
+        if null != target && unsafe { libc::dup2(null, target) } < 0 {
+            let e = errno();
+            close(null);
+            return Err(e);
+        }
+    }
+    if null > 2 {
+        close(null);
+    }
+    Ok(())
+}
+
+/// `_exit(code)`—Ends the process at once, without running destructors,
+/// `atexit` handlers or flushing stdio buffers (which belong to the parent
+/// after a fork).
+///
+/// # References
+/// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/_exit.html)
+pub(crate) fn exit_now(code: c_int) -> ! {
+    // SAFETY: _exit is always safe to call; it does not return.
+    unsafe { libc::_exit(code) }
+}
+
+/// `waitpid(pid, &status, 0)`—Reaps a child, retrying on `EINTR`.
+///
+/// # References
+/// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/waitpid.html)
+/// - [Linux](https://man7.org/linux/man-pages/man2/waitpid.2.html)
+pub(crate) fn waitpid(pid: libc::pid_t) -> SysResult<c_int> {
+    let mut status: c_int = 0;
+    loop {
+        // SAFETY: `status` is a valid out-pointer for one int.
+        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if rc == pid {
+            return Ok(status);
+        }
+        let e = errno();
+        if e != Errno::EINTR {
+            return Err(e);
+        }
+    }
 }

@@ -1,0 +1,276 @@
+//! Handing an end to another program across `exec`: the fd number travels
+//! in an environment variable, and the end is inheritable in that one child
+//! only.
+//!
+//! This is also how s6's readiness notification works: the supervisor
+//! gives the daemon a pipe's write end on a known fd; the daemon writes a
+//! newline when it is ready and closes the fd. A daemon written with this
+//! crate can serve s6 with `end.token_write(b'\n')` then `drop(end)`, and a
+//! supervisor written with it reads that `b'\n'` (or [`Error::Eos`] if the
+//! daemon died first) with [`TokenPipeEnd::token_read_timeout`].
+
+use core::ffi::{CStr, c_int};
+
+use crate::end::TokenPipeEnd;
+use crate::error::{Errno, Error, Result};
+use crate::sys;
+
+/// The capacity of [`TokenPipeEnd::env_value`]'s string: the longest
+/// decimal `c_int` ("-2147483648").
+pub const ENV_VALUE_LEN: usize = 11;
+
+/// Why [`TokenPipeEnd::from_env`] found no usable end.
+///
+/// ```
+/// use bitcoin_tokenpipe::{HandoffError, parse_env_value};
+/// assert_eq!(parse_env_value(b"abc"), Err(HandoffError::Malformed));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandoffError {
+    /// The environment variable is not set: this program was not started
+    /// with an end handed to it.
+    #[error("the environment variable that should name the pipe fd is not set")]
+    NotSet,
+    /// The value is not a plain non-negative decimal fd number that fits in
+    /// a `c_int` (no sign, no spaces, no other characters).
+    #[error(
+        "the environment variable is not a decimal fd number (expected digits only, at most 2147483647)"
+    )]
+    Malformed,
+    /// The value names an fd that is not open in this process: the parent
+    /// did not make it inheritable, or it was closed.
+    #[error("the environment variable names fd {fd}, which is not open in this process")]
+    NotOpen {
+        /// The fd number the variable named.
+        fd: c_int,
+    },
+    /// The value names an open fd that is not a pipe or FIFO.
+    #[error("the environment variable names fd {fd}, which is open but is not a pipe")]
+    NotAPipe {
+        /// The fd number the variable named.
+        fd: c_int,
+    },
+    /// A system call failed unexpectedly while checking the fd.
+    #[error("checking the handed-over fd failed: {0}")]
+    Os(Errno),
+}
+
+/// Parses the value of a hand-off variable: a non-negative decimal fd
+/// number, digits only, that fits in a `c_int`. This is the check
+/// [`TokenPipeEnd::from_env`] applies before it looks at the fd.
+///
+/// # Errors
+/// [`HandoffError::Malformed`] for anything else: empty, signs, spaces,
+/// separators, or a number above `c_int::MAX`.
+///
+/// ```
+/// use bitcoin_tokenpipe::{HandoffError, parse_env_value};
+///
+/// assert_eq!(parse_env_value(b"7"), Ok(7));
+/// for bad in [&b""[..], b"-1", b"+3", b" 3", b"3,4", b"99999999999"] {
+///     assert_eq!(parse_env_value(bad), Err(HandoffError::Malformed));
+/// }
+/// ```
+pub fn parse_env_value(value: &[u8]) -> core::result::Result<c_int, HandoffError> {
+    if value.is_empty() {
+        return Err(HandoffError::Malformed);
+    }
+    let mut fd: c_int = 0;
+    for &b in value {
+        if !b.is_ascii_digit() {
+            return Err(HandoffError::Malformed);
+        }
+        fd = fd
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(c_int::from(b - b'0')))
+            .ok_or(HandoffError::Malformed)?;
+    }
+    Ok(fd)
+}
+
+impl TokenPipeEnd {
+    /// Makes the end inheritable across `exec` (`on = true`) or
+    /// close-on-exec again (`on = false`): `fcntl(F_GETFD)` then
+    /// `fcntl(F_SETFD)` with only `FD_CLOEXEC` changed.
+    ///
+    /// An inheritable end leaks into *every* program any thread of this
+    /// process starts until it is made close-on-exec again. To hand an end
+    /// to one child, prefer [`pass_to`](Self::pass_to), which never makes
+    /// the parent's fd inheritable.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] on a closed end, [`Error::Os`] if `fcntl` fails.
+    ///
+    /// # References
+    /// - [POSIX `fcntl`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fcntl.html)
+    /// - [Linux `fcntl`](https://man7.org/linux/man-pages/man2/fcntl.2.html)
+    ///
+    /// ```
+    /// use bitcoin_tokenpipe::TokenPipe;
+    ///
+    /// let (_reader, writer) = TokenPipe::make()?.split();
+    /// writer.set_inheritable(true)?;
+    /// // SAFETY: F_GETFD on an open fd touches no memory.
+    /// let flags = unsafe { libc::fcntl(writer.as_raw_fd(), libc::F_GETFD) };
+    /// assert_eq!(flags & libc::FD_CLOEXEC, 0);
+    /// writer.set_inheritable(false)?;
+    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// ```
+    #[doc(alias = "FD_CLOEXEC")]
+    pub fn set_inheritable(&self, on: bool) -> Result<()> {
+        let fd = self.open_fd()?;
+        if on {
+            sys::clear_cloexec(fd)
+        } else {
+            sys::set_cloexec(fd)
+        }
+        .map_err(Error::Os)
+    }
+
+    /// The value to put in the environment of a program this end is handed
+    /// to: the fd number in decimal, formatted on the stack. A closed end
+    /// gives `"-1"`, which [`from_env`](Self::from_env) rejects.
+    ///
+    /// ```
+    /// use bitcoin_tokenpipe::{TokenPipe, TokenPipeEnd};
+    ///
+    /// let reader = TokenPipe::make()?.take_read_end();
+    /// assert_eq!(reader.env_value().as_str(), reader.as_raw_fd().to_string());
+    /// assert_eq!(TokenPipeEnd::new().env_value().as_str(), "-1");
+    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// ```
+    #[must_use]
+    pub fn env_value(&self) -> heapless::String<ENV_VALUE_LEN> {
+        let fd = self.as_raw_fd();
+        let mut digits = [0u8; ENV_VALUE_LEN];
+        let mut start = digits.len();
+        // Work in i64 so c_int::MIN's magnitude fits.
+        let mut rest = i64::from(fd).unsigned_abs();
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        if fd < 0 {
+            start -= 1;
+            digits[start] = b'-';
+        }
+        let mut out = heapless::String::new();
+        for &d in &digits[start..] {
+            // At most 11 ASCII characters into a capacity of 11.
+            let _ = out.push(char::from(d));
+        }
+        out
+    }
+
+    /// Takes the end a parent handed to this program: reads the variable
+    /// `name`, parses the fd number ([`parse_env_value`]), checks the fd is
+    /// open (`fcntl(F_GETFD)`) and a pipe (`fstat`), and sets close-on-exec
+    /// on it so it goes no further than this program.
+    ///
+    /// The variable is left as it is; remove it (after this call, before
+    /// starting other threads) if programs this one starts should not see a
+    /// stale number.
+    ///
+    /// # Safety
+    /// - The fd the variable names must belong to nobody else in this
+    ///   process: call this once per variable, and not for an fd something
+    ///   else (std's stdin, another library) already owns. The returned end
+    ///   closes it.
+    /// - No other thread may change the environment during the call
+    ///   (`getenv` is not safe against a concurrent `setenv`).
+    ///
+    /// # Errors
+    /// [`HandoffError::NotSet`], [`Malformed`](HandoffError::Malformed),
+    /// [`NotOpen`](HandoffError::NotOpen),
+    /// [`NotAPipe`](HandoffError::NotAPipe); nothing is closed or changed
+    /// on error.
+    ///
+    /// # References
+    /// - [POSIX `getenv`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/getenv.html)
+    /// - [POSIX `fcntl`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fcntl.html)
+    /// - [POSIX `fstat`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fstat.html)
+    ///
+    /// ```
+    /// use bitcoin_tokenpipe::{HandoffError, TokenPipeEnd};
+    ///
+    /// // SAFETY: single-threaded here, and nothing else owns the fd.
+    /// let got = unsafe { TokenPipeEnd::from_env(c"MY_APP_NO_SUCH_VARIABLE") };
+    /// assert_eq!(got.err(), Some(HandoffError::NotSet));
+    /// ```
+    #[allow(unsafe_code)] // Declares the ownership and environment contract.
+    pub unsafe fn from_env(name: &CStr) -> core::result::Result<TokenPipeEnd, HandoffError> {
+        // SAFETY: our caller keeps the environment unchanged during the call.
+        let value = unsafe { sys::getenv(name) }.ok_or(HandoffError::NotSet)?;
+        let fd = parse_env_value(value)?;
+        match sys::fcntl_getfd(fd) {
+            Ok(_) => {}
+            Err(Errno::EBADF) => return Err(HandoffError::NotOpen { fd }),
+            Err(e) => return Err(HandoffError::Os(e)),
+        }
+        match sys::is_fifo(fd) {
+            Ok(true) => {}
+            Ok(false) => return Err(HandoffError::NotAPipe { fd }),
+            Err(e) => return Err(HandoffError::Os(e)),
+        }
+        sys::set_cloexec(fd).map_err(HandoffError::Os)?;
+        // The fd is open, a pipe, and (by our caller's contract) ours alone.
+        Ok(TokenPipeEnd::from_owned(fd))
+    }
+}
+
+#[cfg(feature = "std")]
+impl TokenPipeEnd {
+    /// Hands this end to the program `cmd` will start: sets the variable
+    /// `env_name` to the fd number and, in the child only (between `fork`
+    /// and `exec`, with `pre_exec`), clears close-on-exec on the fd.
+    ///
+    /// The parent's fd stays close-on-exec throughout, so programs that
+    /// other threads start at the same moment never inherit it. Keep this
+    /// end open until `spawn` returns: the child inherits the fd as it is
+    /// then. The child takes it with [`from_env`](Self::from_env).
+    ///
+    /// # Errors
+    /// [`Error::Closed`] on a closed end. An `fcntl` failure in the child
+    /// makes `spawn` fail with that errno.
+    ///
+    /// # References
+    /// - [`CommandExt::pre_exec`](std::os::unix::process::CommandExt::pre_exec)
+    /// - [POSIX `fcntl`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fcntl.html)
+    ///
+    /// ```
+    /// use bitcoin_tokenpipe::TokenPipe;
+    /// use std::process::Command;
+    ///
+    /// let (reader, writer) = TokenPipe::make()?.split();
+    /// let mut cmd = Command::new("/bin/sh");
+    /// cmd.args(["-c", r#"printf '\001' >&"$READY_FD""#]);
+    /// writer.pass_to(&mut cmd, "READY_FD")?;
+    /// let status = cmd.status()?;
+    /// drop(writer);
+    /// assert!(status.success());
+    /// assert_eq!(reader.token_read()?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn pass_to(&self, cmd: &mut std::process::Command, env_name: &str) -> Result<()> {
+        use std::os::unix::process::CommandExt;
+
+        let fd = self.open_fd()?;
+        cmd.env(env_name, self.env_value().as_str());
+        let make_inheritable =
+            move || sys::clear_cloexec(fd).map_err(|e| std::io::Error::from_raw_os_error(e.raw()));
+        #[allow(unsafe_code)]
+        // SAFETY: the closure runs in the forked child before exec. It makes
+        // two fcntl calls (async-signal-safe), allocates nothing on success,
+        // and builds an io::Error from a raw errno (no allocation) on
+        // failure.
+        unsafe {
+            cmd.pre_exec(make_inheritable);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,232 @@
+//! Waiting with a deadline, non-blocking mode, and draining: what a
+//! supervisor and a self-pipe need beyond a blocking read.
+
+use core::ffi::c_int;
+use core::time::Duration;
+
+use crate::end::TokenPipeEnd;
+use crate::error::{Errno, Error, Result};
+use crate::sys;
+
+/// The poll(2) timeout for `remaining`: rounded *up* to whole milliseconds,
+/// so a wait is never shorter than asked, and capped at `c_int::MAX` (about
+/// 24.8 days; a longer wait polls again).
+fn poll_timeout_ms(remaining: Duration) -> c_int {
+    let ms = remaining.as_nanos().div_ceil(1_000_000);
+    c_int::try_from(ms).unwrap_or(c_int::MAX)
+}
+
+impl TokenPipeEnd {
+    /// Reads one token, waiting at most `timeout` for it: `poll(2)` for
+    /// readability, then one `read(2)`.
+    ///
+    /// A signal that interrupts the wait (`EINTR`) does not restart the
+    /// full timeout: the remaining time is measured on `CLOCK_MONOTONIC`,
+    /// which the wall clock cannot step. The wait is never shorter than
+    /// `timeout` and at most a millisecond longer (poll's resolution), plus
+    /// scheduling. A zero timeout checks once without blocking.
+    /// Async-signal-safe and allocation-free.
+    ///
+    /// With several readers on one blocking end, another reader may take
+    /// the token between the `poll` and the `read`, and the `read` then
+    /// blocks; make such an end [non-blocking](Self::set_nonblocking) and
+    /// this call goes back to waiting for the time that remains instead.
+    ///
+    /// # Errors
+    /// [`Error::TimedOut`] when no token arrived in time, [`Error::Eos`]
+    /// when every writer is gone, [`Error::Closed`] on a closed end, and
+    /// [`Error::Os`] for anything else (`EBADF` on a write end).
+    ///
+    /// # References
+    /// - [POSIX `poll`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/poll.html)
+    /// - [Linux `poll`](https://man7.org/linux/man-pages/man2/poll.2.html)
+    /// - [POSIX `clock_gettime`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/clock_gettime.html)
+    /// - [POSIX `read`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/read.html)
+    ///
+    /// ```
+    /// use bitcoin_tokenpipe::{Error, TokenPipe};
+    /// use std::time::Duration;
+    ///
+    /// let (reader, writer) = TokenPipe::make()?.split();
+    /// assert_eq!(reader.token_read_timeout(Duration::ZERO), Err(Error::TimedOut));
+    /// writer.token_write(1)?;
+    /// assert_eq!(reader.token_read_timeout(Duration::from_secs(5))?, 1);
+    /// assert_eq!(
+    ///     reader.token_read_timeout(Duration::from_millis(20)),
+    ///     Err(Error::TimedOut)
+    /// );
+    /// # Ok::<(), Error>(())
+    /// ```
+    #[doc(alias = "poll")]
+    pub fn token_read_timeout(&self, timeout: Duration) -> Result<u8> {
+        let fd = self.open_fd()?;
+        // A zero timeout needs no clock: there is no remaining time to track.
+        let start = if timeout.is_zero() {
+            Duration::ZERO
+        } else {
+            sys::monotonic_now().map_err(Error::Os)?
+        };
+        let mut remaining = timeout;
+        loop {
+            match sys::poll_readable(fd, poll_timeout_ms(remaining)) {
+                // poll's own timeout passed; the clock check below decides
+                // (it may have been capped, or the kernel may round).
+                Ok(0) => {}
+                Ok(revents) if revents & libc::POLLNVAL != 0 => {
+                    return Err(Error::Os(Errno::EBADF));
+                }
+                // Readable, hung up or in error: the read says which.
+                Ok(_) => {
+                    let mut token = 0u8;
+                    match sys::read(fd, core::slice::from_mut(&mut token)) {
+                        Ok(0) => return Err(Error::Eos),
+                        Ok(_) => return Ok(token),
+                        // Interrupted, or another reader took the token
+                        // first (non-blocking end): wait for what remains.
+                        Err(Errno::EINTR) => {}
+                        Err(e) if Error::from_errno(e) == Error::WouldBlock => {}
+                        Err(e) => return Err(Error::from_errno(e)),
+                    }
+                }
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(Error::Os(e)),
+            }
+            if timeout.is_zero() {
+                return Err(Error::TimedOut);
+            }
+            let elapsed = sys::monotonic_now()
+                .map_err(Error::Os)?
+                .saturating_sub(start);
+            remaining = timeout.saturating_sub(elapsed);
+            if remaining.is_zero() {
+                return Err(Error::TimedOut);
+            }
+        }
+    }
+
+    /// Turns non-blocking mode on or off (`O_NONBLOCK`). Reads the status
+    /// flags first and changes only that bit, so flags set by others (such
+    /// as `O_APPEND` or `O_ASYNC`) survive; makes no second call if the bit
+    /// is already as asked.
+    ///
+    /// In non-blocking mode a read of an empty pipe and a write to a full
+    /// one fail with [`Error::WouldBlock`] instead of waiting. The flag
+    /// belongs to the open pipe, not to this fd number: it is shared with
+    /// every duplicate of the fd, including in forked children.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] on a closed end, [`Error::Os`] if `fcntl` fails.
+    ///
+    /// # References
+    /// - [POSIX `fcntl`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fcntl.html)
+    /// - [Linux `fcntl`](https://man7.org/linux/man-pages/man2/fcntl.2.html)
+    ///
+    /// ```
+    /// use bitcoin_tokenpipe::{Error, TokenPipe};
+    ///
+    /// let (reader, _writer) = TokenPipe::make()?.split();
+    /// reader.set_nonblocking(true)?;
+    /// assert_eq!(reader.token_read(), Err(Error::WouldBlock));
+    /// assert!(reader.is_nonblocking()?);
+    /// # Ok::<(), Error>(())
+    /// ```
+    #[doc(alias = "O_NONBLOCK")]
+    pub fn set_nonblocking(&self, on: bool) -> Result<()> {
+        let fd = self.open_fd()?;
+        let flags = sys::fcntl_getfl(fd).map_err(Error::Os)?;
+        let wanted = if on {
+            flags | libc::O_NONBLOCK
+        } else {
+            flags & !libc::O_NONBLOCK
+        };
+        if wanted != flags {
+            sys::fcntl_setfl(fd, wanted).map_err(Error::Os)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the end is in non-blocking mode (`fcntl(F_GETFL)`).
+    ///
+    /// # Errors
+    /// [`Error::Closed`] on a closed end, [`Error::Os`] if `fcntl` fails.
+    ///
+    /// ```
+    /// use bitcoin_tokenpipe::TokenPipe;
+    ///
+    /// let (reader, _writer) = TokenPipe::make()?.split();
+    /// assert!(!reader.is_nonblocking()?);
+    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// ```
+    pub fn is_nonblocking(&self) -> Result<bool> {
+        let fd = self.open_fd()?;
+        let flags = sys::fcntl_getfl(fd).map_err(Error::Os)?;
+        Ok(flags & libc::O_NONBLOCK != 0)
+    }
+
+    /// Reads every token that is waiting, without blocking, and returns how
+    /// many it took: the self-pipe's first step.
+    ///
+    /// The self-pipe order is *drain first, then act*: a handler that fires
+    /// while the program acts writes a new token, which the next wake-up
+    /// sees. Acting first and draining after would swallow that token and
+    /// lose the signal.
+    ///
+    /// Meant for a [non-blocking](Self::set_nonblocking) end, where it reads
+    /// until `EAGAIN`. On a blocking end it asks `poll` with a zero timeout
+    /// before each read so it still never waits (one reader assumed: see
+    /// [`token_read_timeout`](Self::token_read_timeout)). Reads 64 tokens
+    /// per syscall, into a stack buffer.
+    ///
+    /// # Errors
+    /// [`Error::Eos`] if every writer is gone and nothing was waiting (if
+    /// tokens were waiting, their count is returned and the next call says
+    /// `Eos`), [`Error::Closed`] on a closed end, [`Error::Os`] otherwise.
+    ///
+    /// # References
+    /// - [POSIX `read`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/read.html)
+    /// - [POSIX `fcntl`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fcntl.html)
+    /// - [POSIX `poll`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/poll.html)
+    ///
+    /// ```
+    /// use bitcoin_tokenpipe::TokenPipe;
+    ///
+    /// let (reader, writer) = TokenPipe::make()?.split();
+    /// reader.set_nonblocking(true)?;
+    /// writer.write_tokens(b"xxx")?;
+    /// assert_eq!(reader.drain()?, 3);
+    /// assert_eq!(reader.drain()?, 0);
+    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// ```
+    pub fn drain(&self) -> Result<usize> {
+        let fd = self.open_fd()?;
+        let blocking = sys::fcntl_getfl(fd).map_err(Error::Os)? & libc::O_NONBLOCK == 0;
+        let mut buf = [0u8; 64];
+        let mut taken = 0usize;
+        loop {
+            if blocking {
+                match sys::poll_readable(fd, 0) {
+                    Ok(0) => return Ok(taken),
+                    Ok(_) => {}
+                    Err(Errno::EINTR) => continue,
+                    Err(e) => return Err(Error::Os(e)),
+                }
+            }
+            match sys::read(fd, &mut buf) {
+                Ok(0) if taken == 0 => return Err(Error::Eos),
+                Ok(0) => return Ok(taken),
+                Ok(n) => {
+                    taken += n;
+                    // A short read means the pipe was empty at that moment.
+                    if n < buf.len() {
+                        return Ok(taken);
+                    }
+                }
+                Err(Errno::EINTR) => {}
+                Err(e) => match Error::from_errno(e) {
+                    Error::WouldBlock => return Ok(taken),
+                    other => return Err(other),
+                },
+            }
+        }
+    }
+}
