@@ -171,14 +171,29 @@ pub struct ReadyNotifier {
 /// See the [module example](self).
 #[allow(unsafe_code)] // fork's contract becomes this function's.
 pub unsafe fn fork_daemon(options: DaemonOptions) -> Result<Forked> {
+    // SAFETY: our caller's contract is fork_with's, and child_setup makes
+    // only async-signal-safe calls.
+    unsafe { fork_with(options, child_setup) }
+}
+
+/// `fork_daemon` with the child's set-up passed in, so the unit tests can
+/// make the set-up fail or stall in ways the real one cannot be made to.
+///
+/// # Safety
+/// As for [`fork_daemon`]; `setup` must make only async-signal-safe calls.
+#[allow(unsafe_code)]
+unsafe fn fork_with(
+    options: DaemonOptions,
+    setup: fn(&TokenPipeEnd, DaemonOptions),
+) -> Result<Forked> {
     let mut pipe = TokenPipe::make()?;
     // SAFETY: our caller guarantees there are no other threads, and until
-    // `child_setup` returns the child calls only async-signal-safe functions.
+    // `setup` returns the child calls only async-signal-safe functions.
     let pid = unsafe { sys::fork() }.map_err(Error::Os)?;
     if pid == 0 {
         let writer = pipe.take_write_end();
         pipe.close();
-        child_setup(&writer, options);
+        setup(&writer, options);
         return Ok(Forked::Child(ReadyNotifier { writer }));
     }
     let reader = pipe.take_read_end();
@@ -348,5 +363,95 @@ impl ReadyNotifier {
     pub fn notify(self, ready: bool) -> Result<()> {
         self.writer
             .token_write_nosignal(if ready { READY } else { FAILED })
+    }
+}
+
+#[cfg(test)]
+#[allow(unsafe_code)]
+mod tests {
+    //! The parent's side of set-up, with set-ups that fail or stall. These
+    //! fork from the multi-threaded test harness, which the safety contract
+    //! forbids in general; it holds here because every child below makes
+    //! only async-signal-safe calls and leaves with `_exit`.
+    extern crate std;
+
+    use super::*;
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    static SERIAL: Mutex<()> = Mutex::new(());
+
+    fn no_children_left() -> bool {
+        let mut status = 0;
+        // SAFETY: `status` is a valid out-pointer.
+        let rc = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        rc == -1 && sys::errno() == crate::Errno::from_raw(libc::ECHILD)
+    }
+
+    fn dies_during_setup(_: &TokenPipeEnd, _: DaemonOptions) {
+        sys::exit_now(1);
+    }
+
+    #[test]
+    fn a_child_that_dies_during_setup_is_setup_failed_and_reaped() {
+        let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: see the module comment.
+        let got = unsafe { fork_with(DaemonOptions::default(), dies_during_setup) };
+        assert!(matches!(got, Err(Error::SetupFailed)), "{got:?}");
+        assert_eq!(Error::SetupFailed.status(), crate::TS_EOS);
+        assert!(no_children_left(), "the dead child was not reaped");
+    }
+
+    fn sends_a_bad_token(writer: &TokenPipeEnd, _: DaemonOptions) {
+        let _ = writer.token_write(7);
+        sys::exit_now(0);
+    }
+
+    #[test]
+    fn a_first_token_other_than_setup_done_is_unexpected() {
+        let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: see the module comment.
+        let got = unsafe { fork_with(DaemonOptions::default(), sends_a_bad_token) };
+        assert!(matches!(got, Err(Error::UnexpectedToken(7))), "{got:?}");
+        // Reap it ourselves: fork_with only reaps on end of stream.
+        let mut status = 0;
+        // SAFETY: `status` is a valid out-pointer.
+        unsafe { libc::waitpid(-1, &mut status, 0) };
+    }
+
+    fn slow_setup(writer: &TokenPipeEnd, options: DaemonOptions) {
+        let pause = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 300_000_000,
+        };
+        // SAFETY: nanosleep is async-signal-safe; `pause` is valid.
+        unsafe { libc::nanosleep(&pause, core::ptr::null_mut()) };
+        child_setup(writer, options);
+    }
+
+    #[test]
+    fn the_parent_returns_only_after_the_setup_token() {
+        let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let start = Instant::now();
+        let options = DaemonOptions {
+            chdir_root: false,
+            close_stdio: false,
+        };
+        // SAFETY: see the module comment.
+        match unsafe { fork_with(options, slow_setup) } {
+            Ok(Forked::Parent(mut parent)) => {
+                assert!(start.elapsed() >= Duration::from_millis(300));
+                // The child never notifies: end of stream, not success.
+                assert_eq!(parent.wait_ready(), Err(Error::DiedBeforeReady));
+                let mut status = 0;
+                // SAFETY: `status` is a valid out-pointer.
+                unsafe { libc::waitpid(parent.pid(), &mut status, 0) };
+            }
+            Ok(Forked::Child(notifier)) => {
+                drop(notifier);
+                sys::exit_now(0);
+            }
+            Err(e) => panic!("fork_with failed: {e}"),
+        }
     }
 }

@@ -35,7 +35,9 @@ impl TokenPipeEnd {
     /// # Errors
     /// [`Error::TimedOut`] when no token arrived in time, [`Error::Eos`]
     /// when every writer is gone, [`Error::Closed`] on a closed end, and
-    /// [`Error::Os`] for anything else (`EBADF` on a write end).
+    /// [`Error::Os`] for anything else. A write end never becomes readable:
+    /// it waits out the timeout, or fails with `EBADF` once its reader is
+    /// gone.
     ///
     /// # References
     /// - [POSIX `poll`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/poll.html)

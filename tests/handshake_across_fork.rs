@@ -260,10 +260,10 @@ fn a_write_with_no_reader_kills_the_writer_at_the_default_sigpipe_disposition() 
     // The original's behaviour, which token_write keeps: SIGPIPE is raised,
     // and at SIG_DFL it ends the process.
     let _turn = serial();
-    let mut pipe = TokenPipe::make().unwrap();
+    // Close the only read end before the fork, so no copy of it survives.
+    let (reader, writer) = TokenPipe::make().unwrap().split();
+    drop(reader);
     let pid = fork_child(|| {
-        let writer = pipe.take_write_end();
-        pipe.close();
         // SAFETY: SIG_DFL is a valid disposition; signal is
         // async-signal-safe.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
@@ -272,6 +272,5 @@ fn a_write_with_no_reader_kills_the_writer_at_the_default_sigpipe_disposition() 
             _ => 21,
         }
     });
-    pipe.close();
     assert_eq!(wait_for(pid), Ended::Killed(libc::SIGPIPE));
 }

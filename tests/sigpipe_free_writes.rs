@@ -1,0 +1,180 @@
+//! `token_write_nosignal` never raises SIGPIPE: a process at the default
+//! disposition survives a write with no reader and gets `BrokenPipe`; the
+//! caller's signal mask and any SIGPIPE it already had pending are left as
+//! they were.
+//!
+//! Each test runs in a forked child, so it can change its signal state
+//! freely. The tests take turns, because a forked child inherits the other
+//! tests' fds.
+#![cfg(unix)]
+
+mod common;
+
+use std::ffi::c_int;
+use std::sync::Mutex;
+
+use bitcoin_tokenpipe::{Error, TokenPipe, TokenPipeEnd};
+use common::{Ended, fork_child, wait_for};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Runs `body` in a forked child and returns how the child ended. `body`
+/// returns 0 on success or a code naming the check that failed.
+fn in_child(body: impl FnOnce() -> c_int) -> Ended {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    wait_for(fork_child(body))
+}
+
+fn sigpipe_set() -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the set; sigaddset sets one bit.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        set
+    }
+}
+
+fn sigpipe_pending() -> bool {
+    // SAFETY: `set` is a valid out-pointer; sigismember reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigpending(&mut set);
+        libc::sigismember(&set, libc::SIGPIPE) == 1
+    }
+}
+
+fn sigpipe_blocked() -> bool {
+    // SAFETY: a null new set only reads the current mask into `old`.
+    unsafe {
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut old);
+        libc::sigismember(&old, libc::SIGPIPE) == 1
+    }
+}
+
+fn set_default_disposition() {
+    // SAFETY: SIG_DFL is a valid disposition; signal is async-signal-safe.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+}
+
+/// A write end whose only reader is already closed, made before the fork
+/// so that no copy of the read end survives in the parent.
+fn orphaned_writer() -> TokenPipeEnd {
+    let (reader, writer) = TokenPipe::make().unwrap().split();
+    drop(reader);
+    writer
+}
+
+#[test]
+fn a_process_at_the_default_disposition_survives_and_gets_broken_pipe() {
+    let writer = orphaned_writer();
+    let ended = in_child(|| {
+        set_default_disposition();
+        match writer.token_write_nosignal(1) {
+            Err(Error::BrokenPipe) => {}
+            _ => return 10,
+        }
+        // Nothing was left pending to kill us later.
+        if sigpipe_pending() {
+            return 11;
+        }
+        0
+    });
+    assert_eq!(ended, Ended::Exited(0));
+}
+
+#[test]
+fn the_control_plain_token_write_is_killed_by_sigpipe() {
+    // Without this, the test above could pass because the child ignored
+    // SIGPIPE after all.
+    let writer = orphaned_writer();
+    let ended = in_child(|| {
+        set_default_disposition();
+        let _ = writer.token_write(1);
+        12
+    });
+    assert_eq!(ended, Ended::Killed(libc::SIGPIPE));
+}
+
+#[test]
+fn an_unblocked_sigpipe_stays_unblocked_after_the_call() {
+    let writer = orphaned_writer();
+    let ended = in_child(|| {
+        set_default_disposition();
+        if sigpipe_blocked() {
+            return 20;
+        }
+        let _ = writer.token_write_nosignal(1);
+        if sigpipe_blocked() {
+            return 21;
+        }
+        0
+    });
+    assert_eq!(ended, Ended::Exited(0));
+}
+
+#[test]
+fn a_blocked_sigpipe_pending_before_the_call_is_still_pending_after_it() {
+    let writer = orphaned_writer();
+    let ended = in_child(|| {
+        set_default_disposition();
+        let set = sigpipe_set();
+        // SAFETY: `set` is initialised; raise targets the calling thread.
+        unsafe {
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            libc::raise(libc::SIGPIPE);
+        }
+        if !sigpipe_pending() {
+            return 30;
+        }
+        match writer.token_write_nosignal(1) {
+            Err(Error::BrokenPipe) => {}
+            _ => return 31,
+        }
+        if !sigpipe_pending() {
+            return 32; // the caller's own SIGPIPE was swallowed
+        }
+        if !sigpipe_blocked() {
+            return 33; // the caller's mask was not restored
+        }
+        0
+    });
+    assert_eq!(ended, Ended::Exited(0));
+}
+
+#[test]
+fn a_caller_that_blocks_sigpipe_is_left_with_nothing_pending() {
+    let writer = orphaned_writer();
+    let ended = in_child(|| {
+        set_default_disposition();
+        let set = sigpipe_set();
+        // SAFETY: `set` is initialised.
+        unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+        match writer.token_write_nosignal(1) {
+            Err(Error::BrokenPipe) => {}
+            _ => return 40,
+        }
+        if sigpipe_pending() {
+            return 41;
+        }
+        if !sigpipe_blocked() {
+            return 42;
+        }
+        0
+    });
+    assert_eq!(ended, Ended::Exited(0));
+}
+
+#[test]
+fn a_successful_nosignal_write_delivers_the_token() {
+    let (reader, writer) = TokenPipe::make().unwrap().split();
+    for t in 0..=u8::MAX {
+        writer.token_write_nosignal(t).unwrap();
+        assert_eq!(reader.token_read(), Ok(t));
+    }
+    assert_eq!(
+        TokenPipeEnd::new().token_write_nosignal(0),
+        Err(Error::Closed)
+    );
+}
