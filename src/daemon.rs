@@ -140,7 +140,7 @@ pub struct ReadyNotifier {
 /// In the parent: returns `Ok(Forked::Parent(..))` only after the set-up
 /// token arrived. The pipe's ends are close-on-exec, so a child that
 /// `exec`s loses its notifier (the parent sees failure) unless it hands the
-/// end over on purpose ([`TokenPipeEnd::pass_to`]).
+/// end over on purpose (`TokenPipeEnd::pass_to`, with `std`).
 ///
 /// Syscalls: `pipe2`, `fork`; in the child `close`, `setsid`, `chdir`,
 /// `open`, `dup2` ×3, `close`, `write`; in the parent `close`, `read`.

@@ -96,7 +96,7 @@ impl TokenPipeEnd {
     ///
     /// An inheritable end leaks into *every* program any thread of this
     /// process starts until it is made close-on-exec again. To hand an end
-    /// to one child, prefer [`pass_to`](Self::pass_to), which never makes
+    /// to one child, prefer `pass_to` (with `std`), which never makes
     /// the parent's fd inheritable.
     ///
     /// # Errors

@@ -38,6 +38,16 @@
 //! # Ok::<(), Error>(())
 //! ```
 //!
+//! Beyond the original, for the people who use it: waiting with a deadline
+//! ([`TokenPipeEnd::token_read_timeout`]), non-blocking ends and
+//! [`drain`](TokenPipeEnd::drain) for self-pipes, batches
+//! ([`write_tokens`](TokenPipeEnd::write_tokens),
+//! [`read_tokens`](TokenPipeEnd::read_tokens), [`PIPE_BUF`]), a write that
+//! never raises `SIGPIPE` ([`token_write_nosignal`](TokenPipeEnd::token_write_nosignal)),
+//! handing an end to a program across `exec`
+//! ([`from_env`](TokenPipeEnd::from_env), `pass_to`), and bitcoind's daemon
+//! hand-shake as a module ([`daemon::fork_daemon`]).
+//!
 //! # Features
 //! - `std` (default): `From<Error> for std::io::Error`, `std::io::Read` and
 //!   `Write` for ends, and the `std::os::fd` traits (`AsFd`, `AsRawFd`,
