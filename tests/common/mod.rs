@@ -142,3 +142,53 @@ pub fn set_disposition(signal: c_int, handler: libc::sighandler_t) {
     let old = unsafe { libc::signal(signal, handler) };
     assert_ne!(old, libc::SIG_ERR, "signal({signal}) failed");
 }
+
+/// The load multiplier for the stress tests: `TOKENPIPE_SOAK_SCALE`
+/// (default 1, sized for CI). `ci/soak.sh` raises it.
+pub fn soak_scale() -> usize {
+    match std::env::var("TOKENPIPE_SOAK_SCALE") {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("TOKENPIPE_SOAK_SCALE must be a whole number, not {v:?}")),
+        Err(_) => 1,
+    }
+}
+
+/// One line of the reliability report, for `ci/soak.sh` to collect:
+/// `REPORT|test|load|errors|lost|duplicated|leaked fds`.
+pub fn report(
+    test: &str,
+    load: &str,
+    errors: usize,
+    lost: usize,
+    duplicated: usize,
+    leaked: isize,
+) {
+    println!("REPORT|{test}|{load}|{errors}|{lost}|{duplicated}|{leaked}");
+}
+
+/// How many fds this process has open, from `/proc/self/fd` (Linux) or
+/// `/dev/fd` elsewhere. The directory handle itself is not counted.
+pub fn open_fd_count() -> usize {
+    let dir = if std::path::Path::new("/proc/self/fd").exists() {
+        "/proc/self/fd"
+    } else {
+        "/dev/fd"
+    };
+    // read_dir's own fd shows up in the listing: subtract it.
+    std::fs::read_dir(dir).expect("list open fds").count() - 1
+}
+
+/// Installs `handler` for `signal` without `SA_RESTART`, so the signal
+/// interrupts blocking calls with `EINTR`.
+pub fn install_handler(signal: c_int, handler: extern "C" fn(c_int)) {
+    // SAFETY: a zeroed sigaction is a valid start; the handler is an
+    // extern "C" fn; sa_flags leaves out SA_RESTART on purpose.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = handler as *const () as libc::sighandler_t;
+        libc::sigemptyset(&mut sa.sa_mask);
+        sa.sa_flags = 0;
+        assert_eq!(libc::sigaction(signal, &sa, std::ptr::null_mut()), 0);
+    }
+}
