@@ -393,6 +393,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "Miri has no fork")]
     fn a_child_that_dies_during_setup_is_setup_failed_and_reaped() {
         let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         // SAFETY: see the module comment.
@@ -408,6 +409,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "Miri has no fork")]
     fn a_first_token_other_than_setup_done_is_unexpected() {
         let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         // SAFETY: see the module comment.
@@ -430,6 +432,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "Miri has no fork")]
     fn the_parent_returns_only_after_the_setup_token() {
         let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let start = Instant::now();

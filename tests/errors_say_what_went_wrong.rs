@@ -58,6 +58,7 @@ fn every_message_names_what_happened() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "Miri has no strerror (the test's reference)")]
 fn an_os_error_message_has_the_number_and_the_system_description() {
     let msg = Error::Os(Errno::EMFILE).to_string();
     assert!(msg.contains(&format!("os error {}", libc::EMFILE)), "{msg}");

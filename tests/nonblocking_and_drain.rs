@@ -12,6 +12,7 @@ fn status_flags(end: &TokenPipeEnd) -> libc::c_int {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "Miri's F_SETFL accepts only O_NONBLOCK, so no other flag can be planted")]
 fn set_nonblocking_changes_only_the_nonblocking_flag() {
     let (reader, _writer) = TokenPipe::make().unwrap().split();
     // Plant another status flag that a careless F_SETFL would clear.
@@ -60,6 +61,7 @@ fn an_empty_nonblocking_read_end_would_block() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "Miri's pipes never fill")]
 fn a_full_nonblocking_write_end_would_block_and_loses_nothing() {
     let (reader, writer) = TokenPipe::make().unwrap().split();
     writer.set_nonblocking(true).unwrap();
@@ -95,6 +97,7 @@ fn drain_takes_every_waiting_token_and_reports_the_count() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "Miri has no poll")]
 fn drain_on_a_blocking_end_does_not_block() {
     let (reader, writer) = TokenPipe::make().unwrap().split();
     assert_eq!(reader.drain(), Ok(0));
@@ -115,6 +118,7 @@ fn drain_reports_waiting_tokens_before_end_of_stream() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "Miri has no poll")]
 fn a_token_written_after_drain_wakes_the_next_read() {
     // The self-pipe order: drain first, then act. A signal that arrives
     // while acting leaves a token behind for the next wake-up.

@@ -86,7 +86,7 @@ fn the_counter_does_see_an_allocation() {
 #[test]
 fn make_take_write_read_close_and_errors_never_allocate() {
     let n = count_allocations(|| {
-        for _ in 0..100 {
+        for _ in 0..if cfg!(miri) { 2 } else { 100 } {
             let mut pipe = TokenPipe::make().unwrap();
             let reader = pipe.take_read_end();
             let mut writer = pipe.take_write_end();
@@ -108,7 +108,10 @@ fn make_take_write_read_close_and_errors_never_allocate() {
             assert_eq!(lonely.token_write(1), Err(Error::BrokenPipe));
             assert_eq!(w2.token_write(1), Err(Error::Closed));
             assert_eq!(reader.token_read(), Err(Error::Eos));
-            assert_eq!(reader.token_write(1), Err(Error::Os(Errno::EBADF)));
+            if !cfg!(miri) {
+                // Miri's pipes answer the wrong direction differently.
+                assert_eq!(reader.token_write(1), Err(Error::Os(Errno::EBADF)));
+            }
             let raw = TokenPipe::make().unwrap().take_read_end().into_raw_fd();
             // SAFETY: `raw` came from into_raw_fd.
             drop(unsafe { TokenPipeEnd::from_raw_fd(raw) });
