@@ -1,4 +1,5 @@
-//! The daemon hand-shake, as bitcoind does it with `-daemonwait`:
+//! The daemon hand-shake, as bitcoind does it with `-daemonwait`, on top of
+//! `bitcoin_tokenpipe::daemon::fork_daemon`:
 //!
 //! ```text
 //! cargo run --example daemon_wait            # the daemon comes up: exit 0
@@ -6,21 +7,24 @@
 //! cargo run --example daemon_wait -- --crash # it dies first:       exit 2
 //! ```
 //!
-//! The launcher makes a token pipe and forks. The child detaches (new
-//! session, `/` as working directory, stdio on `/dev/null`), writes token 0
-//! to say its set-up is done, "initialises", and writes 1 (ready) or 0
-//! (failed). The launcher exits with success only on 1. If the child dies
+//! The launcher forks. The child detaches (new session, `/` as working
+//! directory, stdio on `/dev/null`) and sends a set-up token; only then does
+//! `fork_daemon` return in the launcher. The child "initialises" and reports
+//! ready or failed; the launcher exits 0 only on ready. If the child dies
 //! before it reports, every write end is closed and the launcher reads end
-//! of stream: a failure, never the success that bitcoind's own launcher
-//! mistook it for.
+//! of stream: a failure (exit 2), never the success that bitcoind's own
+//! launcher mistook it for. No report within 30 s is exit 3.
 
 #[cfg(unix)]
 fn main() {
-    use bitcoin_tokenpipe::{Error, TokenPipe};
+    use bitcoin_tokenpipe::Error;
+    use bitcoin_tokenpipe::daemon::{DaemonOptions, Forked, fork_daemon};
     use std::process::exit;
+    use std::time::Duration;
 
-    let mode = std::env::args().nth(1);
-    let mode = match mode.as_deref() {
+    const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+    let mode = match std::env::args().nth(1).as_deref() {
         None => Mode::ComeUp,
         Some("--fail") => Mode::Fail,
         Some("--crash") => Mode::Crash,
@@ -30,74 +34,55 @@ fn main() {
         }
     };
 
-    let mut pipe = match TokenPipe::make() {
-        Ok(pipe) => pipe,
-        Err(e) => {
-            eprintln!("launcher: cannot make the hand-shake pipe: {e}");
-            exit(1);
-        }
-    };
-
-    // SAFETY: this program has one thread, so the child may do anything a
-    // normal program does; it sticks to async-signal-safe calls anyway, as a
-    // library-embedded daemon must.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        eprintln!("launcher: fork failed: {}", std::io::Error::last_os_error());
-        exit(1);
-    }
-    if pid == 0 {
-        let writer = pipe.take_write_end();
-        pipe.close(); // the daemon keeps only the write end
-        daemon(writer, mode);
-    }
-
-    let reader = pipe.take_read_end();
-    pipe.close(); // keep only the read end, or our own write end would keep
-    // the pipe alive and a dead child would look like a silent one forever.
-    println!("launcher: forked daemon child {pid}, waiting for its set-up token");
-
-    match reader.token_read() {
-        Ok(0) => println!("launcher: daemon {pid} detached (set-up done), waiting for readiness"),
-        Ok(t) => {
-            println!("launcher: daemon {pid} sent {t} instead of the set-up token; failing");
-            exit(1);
-        }
-        Err(Error::Eos) => {
-            println!(
-                "launcher: daemon {pid} died during set-up ({})",
-                how_it_ended(pid)
-            );
+    // SAFETY: nothing in this program has started a thread yet, so the
+    // child is a complete copy of the only thread there is.
+    let mut daemon = match unsafe { fork_daemon(DaemonOptions::default()) } {
+        Ok(Forked::Parent(daemon)) => daemon,
+        Ok(Forked::Child(notifier)) => daemon_main(notifier, mode),
+        Err(e @ Error::SetupFailed) => {
+            // fork_daemon has reaped that child already.
+            println!("launcher: {e}; exiting 2");
             exit(2);
         }
         Err(e) => {
-            println!("launcher: could not read the set-up token: {e}");
+            println!("launcher: could not start the daemon: {e}; exiting 1");
             exit(1);
         }
-    }
+    };
+    let pid = daemon.pid();
+    println!("launcher: daemon {pid} detached (set-up done), waiting for readiness");
 
-    match reader.token_read() {
-        Ok(1) => {
+    match daemon.wait_ready_timeout(READY_TIMEOUT) {
+        Ok(true) => {
             println!("launcher: daemon {pid} is ready; exiting 0 and leaving it running");
             exit(0);
         }
-        Ok(0) => {
+        Ok(false) => {
             println!(
                 "launcher: daemon {pid} reported that initialisation failed ({}); exiting 1",
                 how_it_ended(pid)
             );
             exit(1);
         }
-        Ok(t) => {
-            println!("launcher: daemon {pid} sent unknown readiness token {t}; exiting 1");
-            exit(1);
-        }
-        Err(Error::Eos) => {
+        Err(Error::DiedBeforeReady) => {
             println!(
                 "launcher: daemon {pid} died before it was ready ({}); exiting 2",
                 how_it_ended(pid)
             );
             exit(2);
+        }
+        Err(Error::TimedOut) => {
+            // Exit 3 tells whoever started us the daemon is not up; a
+            // half-started one left behind would contradict that.
+            // SAFETY: kill takes plain integers; `pid` is our own child,
+            // not yet reaped, so the number cannot name another process.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            println!(
+                "launcher: daemon {pid} did not report within {READY_TIMEOUT:?}; \
+                 killed it ({}); exiting 3",
+                how_it_ended(pid)
+            );
+            exit(3);
         }
         Err(e) => {
             println!("launcher: could not read the readiness token: {e}; exiting 1");
@@ -114,68 +99,41 @@ enum Mode {
     Crash,
 }
 
-/// The daemon side. Never returns.
+/// The daemon side, after `fork_daemon` has detached it. Its stdout is
+/// `/dev/null` now, so it has nothing to print to. Never returns.
 #[cfg(unix)]
-fn daemon(writer: bitcoin_tokenpipe::TokenPipeEnd, mode: Mode) -> ! {
-    // SAFETY: setsid, chdir, open, dup2, close, nanosleep, kill, getpid and
-    // _exit
-    // are async-signal-safe; the paths are NUL-terminated literals.
-    unsafe {
-        // Detach as bitcoind does; any failure here means the launcher
-        // reads end of stream, because _exit closes our write end.
-        if libc::setsid() < 0 || libc::chdir(c"/".as_ptr()) != 0 {
-            libc::_exit(1);
-        }
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-        if null < 0 {
-            libc::_exit(1);
-        }
-        for fd in 0..3 {
-            if libc::dup2(null, fd) < 0 {
-                libc::_exit(1);
-            }
-        }
-        if null > 2 {
-            libc::close(null);
-        }
-        if writer.token_write(0).is_err() {
-            libc::_exit(1);
-        }
+fn daemon_main(notifier: bitcoin_tokenpipe::daemon::ReadyNotifier, mode: Mode) -> ! {
+    use std::process::exit;
+    use std::time::Duration;
 
-        // "Initialisation": a real daemon loads its state here.
-        let pause = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 200_000_000,
-        };
-        libc::nanosleep(&pause, core::ptr::null_mut());
-
-        match mode {
-            Mode::ComeUp => {
-                let _ = writer.token_write(1);
-                drop(writer); // nothing more to say
-                // A real daemon would serve here; this one rests, then ends.
-                let rest = libc::timespec {
-                    tv_sec: 1,
-                    tv_nsec: 0,
-                };
-                libc::nanosleep(&rest, core::ptr::null_mut());
-                libc::_exit(0)
-            }
-            Mode::Fail => {
-                let _ = writer.token_write(0);
-                libc::_exit(1)
-            }
-            // SIGKILL rather than abort(): the same sudden death, and no
-            // core file left behind.
-            Mode::Crash => {
-                libc::kill(libc::getpid(), libc::SIGKILL);
-                libc::_exit(3)
-            }
+    // "Initialisation": a real daemon loads its state here.
+    std::thread::sleep(Duration::from_millis(200));
+    match mode {
+        Mode::ComeUp => {
+            // An error here means the launcher is gone: nobody to tell.
+            let _ = notifier.notify(true);
+            // A real daemon would serve here; this one rests, then ends.
+            std::thread::sleep(Duration::from_secs(1));
+            exit(0)
+        }
+        Mode::Fail => {
+            let _ = notifier.notify(false);
+            exit(1)
+        }
+        Mode::Crash => {
+            // SIGKILL rather than abort(): the same sudden death, with the
+            // notifier still unsent, and no core file left behind.
+            // SAFETY: kill takes plain integers and touches no memory.
+            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+            drop(notifier);
+            exit(3)
         }
     }
 }
 
-/// Reaps the child and says how it ended.
+/// Reaps the child and says how it ended. `fork_daemon` does not reap a
+/// child that got past set-up, and setsid() does not change its parent,
+/// so it is still ours to wait for.
 #[cfg(unix)]
 fn how_it_ended(pid: libc::pid_t) -> String {
     let mut status = 0;
@@ -195,5 +153,6 @@ fn how_it_ended(pid: libc::pid_t) -> String {
 
 #[cfg(not(unix))]
 fn main() {
-    eprintln!("daemon_wait needs fork(): Unix only");
+    eprintln!("daemon_wait needs fork(): it runs on Unix only");
+    std::process::exit(1);
 }

@@ -238,6 +238,30 @@ impl Errno {
     pub fn last() -> Errno {
         sys::errno()
     }
+
+    /// Makes this the calling thread's `errno`.
+    ///
+    /// For signal handlers: a handler interrupts code that may be about to
+    /// read `errno`, so it saves [`Errno::last`] on entry and restores it
+    /// with this before it returns. (`token_write` changes `errno` only when
+    /// it fails, but a handler's write can fail, on a full non-blocking
+    /// pipe.) Async-signal-safe.
+    ///
+    /// ```
+    /// use bitcoin_tokenpipe::Errno;
+    ///
+    /// extern "C" fn on_signal(_: libc::c_int) {
+    ///     let saved = Errno::last();
+    ///     // ... write a token ...
+    ///     saved.set_last();
+    /// }
+    /// # let _ = on_signal;
+    /// Errno::EINTR.set_last();
+    /// assert_eq!(Errno::last(), Errno::EINTR);
+    /// ```
+    pub fn set_last(self) {
+        sys::set_errno(self);
+    }
 }
 
 impl fmt::Debug for Errno {

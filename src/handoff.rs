@@ -212,9 +212,9 @@ impl TokenPipeEnd {
             Err(Errno::EBADF) => return Err(HandoffError::NotOpen { fd }),
             Err(e) => return Err(HandoffError::Os(e)),
         }
-        match sys::is_fifo(fd) {
-            Ok(true) => {}
-            Ok(false) => return Err(HandoffError::NotAPipe { fd }),
+        match sys::file_id(fd) {
+            Ok(id) if id.is_fifo => {}
+            Ok(_) => return Err(HandoffError::NotAPipe { fd }),
             Err(e) => return Err(HandoffError::Os(e)),
         }
         sys::set_cloexec(fd).map_err(HandoffError::Os)?;
@@ -230,17 +230,25 @@ impl TokenPipeEnd {
     /// and `exec`, with `pre_exec`), clears close-on-exec on the fd.
     ///
     /// The parent's fd stays close-on-exec throughout, so programs that
-    /// other threads start at the same moment never inherit it. Keep this
-    /// end open until `spawn` returns: the child inherits the fd as it is
-    /// then. The child takes it with [`from_env`](Self::from_env).
+    /// other threads start at the same moment never inherit it. The child
+    /// takes the end with [`from_env`](Self::from_env).
+    ///
+    /// Keep this end open until `spawn` returns. The `Command` remembers
+    /// the fd's number and the pipe it names (`fstat`'s device and inode);
+    /// if the end was closed by then, and its number perhaps given to
+    /// another file, `spawn` fails with `EBADF` instead of handing the
+    /// child the wrong file. The `Command` holds no fd of its own, so
+    /// dropping this end after `spawn` is all it takes for the parent to see
+    /// end of stream when the child dies.
     ///
     /// # Errors
-    /// [`Error::Closed`] on a closed end. An `fcntl` failure in the child
-    /// makes `spawn` fail with that errno.
+    /// [`Error::Closed`] on a closed end, [`Error::Os`] if `fstat` fails.
+    /// In the child, a changed fd or an `fcntl` failure makes `spawn` fail.
     ///
     /// # References
     /// - [`CommandExt::pre_exec`](std::os::unix::process::CommandExt::pre_exec)
     /// - [POSIX `fcntl`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fcntl.html)
+    /// - [POSIX `fstat`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fstat.html)
     ///
     /// ```
     /// use bitcoin_tokenpipe::TokenPipe;
@@ -260,14 +268,21 @@ impl TokenPipeEnd {
         use std::os::unix::process::CommandExt;
 
         let fd = self.open_fd()?;
+        let handed = sys::file_id(fd).map_err(Error::Os)?;
         cmd.env(env_name, self.env_value().as_str());
-        let make_inheritable =
-            move || sys::clear_cloexec(fd).map_err(|e| std::io::Error::from_raw_os_error(e.raw()));
+        let make_inheritable = move || {
+            let os_err = |e: Errno| std::io::Error::from_raw_os_error(e.raw());
+            // Still the pipe we were given? If the end was closed before
+            // spawn, the number is gone or names another file now.
+            if sys::file_id(fd).map_err(os_err)? != handed {
+                return Err(os_err(Errno::EBADF));
+            }
+            sys::clear_cloexec(fd).map_err(os_err)
+        };
         #[allow(unsafe_code)]
         // SAFETY: the closure runs in the forked child before exec. It makes
-        // two fcntl calls (async-signal-safe), allocates nothing on success,
-        // and builds an io::Error from a raw errno (no allocation) on
-        // failure.
+        // fstat and fcntl calls (async-signal-safe), allocates nothing, and
+        // builds io::Errors from raw errnos (no allocation either).
         unsafe {
             cmd.pre_exec(make_inheritable);
         }

@@ -69,6 +69,14 @@ pub(crate) fn errno() -> Errno {
     Errno::from_raw(unsafe { *errno_location() })
 }
 
+/// Sets the calling thread's `errno` (for handlers that restore it).
+#[inline]
+pub(crate) fn set_errno(e: Errno) {
+    // SAFETY: as in `errno`: the pointer is this thread's errno, valid for
+    // the thread's lifetime, and writing an int there is what it is for.
+    unsafe { *errno_location() = e.raw() };
+}
+
 // The platform split for close-on-exec at creation, in one place: `pipe2`
 // where the OS has it, `pipe` + `fcntl` elsewhere. Apple's SDK declares
 // `pipe2` on recent versions, but older systems lack it at run time, so Apple
@@ -388,12 +396,21 @@ pub(crate) fn monotonic_now() -> SysResult<core::time::Duration> {
     ))
 }
 
-/// `fstat(fd)` and `S_ISFIFO`—Whether `fd` is a pipe or FIFO.
+/// What `fstat` says about an open fd: which file it is, and whether it is
+/// a pipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileId {
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
+    pub(crate) is_fifo: bool,
+}
+
+/// `fstat(fd)`—Identifies the file `fd` refers to. Async-signal-safe.
 ///
 /// # References
 /// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fstat.html)
 /// - [Linux](https://man7.org/linux/man-pages/man2/fstat.2.html)
-pub(crate) fn is_fifo(fd: c_int) -> SysResult<bool> {
+pub(crate) fn file_id(fd: c_int) -> SysResult<FileId> {
     let mut st = core::mem::MaybeUninit::<libc::stat>::uninit();
     // SAFETY: `st` is valid for writes of one `stat`.
     let rc = unsafe { libc::fstat(fd, st.as_mut_ptr()) };
@@ -401,8 +418,14 @@ pub(crate) fn is_fifo(fd: c_int) -> SysResult<bool> {
         return Err(errno());
     }
     // SAFETY: fstat returned 0, so it filled in `st` completely.
-    let mode = unsafe { st.assume_init() }.st_mode;
-    Ok(mode & libc::S_IFMT == libc::S_IFIFO)
+    let st = unsafe { st.assume_init() };
+    // dev_t and ino_t are at most 64 bits on every supported Unix.
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+    Ok(FileId {
+        dev: st.st_dev as u64,
+        ino: st.st_ino as u64,
+        is_fifo: st.st_mode & libc::S_IFMT == libc::S_IFIFO,
+    })
 }
 
 /// The signal-mask calls behind a SIGPIPE-free write on systems without

@@ -245,6 +245,26 @@ mod pass_to {
     }
 
     #[test]
+    fn an_end_closed_before_spawn_fails_the_spawn_instead_of_handing_over_another_file() {
+        let _turn = serial();
+        let (_reader, writer) = TokenPipe::make().unwrap().split();
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c").arg(r#"printf x >&"$FD""#);
+        writer.pass_to(&mut cmd, "FD").unwrap();
+        let fd = writer.as_raw_fd();
+        drop(writer);
+        // Another pipe takes the freed number (the lowest free fd).
+        let (other_reader, other_writer) = TokenPipe::make().unwrap().split();
+        assert!([other_reader.as_raw_fd(), other_writer.as_raw_fd()].contains(&fd));
+        let err = cmd.status().unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EBADF), "{err}");
+        // And with the number simply gone, the same.
+        drop((other_reader, other_writer));
+        let err = cmd.status().unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EBADF), "{err}");
+    }
+
+    #[test]
     fn pass_to_on_a_closed_end_is_closed() {
         let mut cmd = Command::new("/bin/true");
         assert_eq!(
