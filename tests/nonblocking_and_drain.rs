@@ -12,7 +12,10 @@ fn status_flags(end: &TokenPipeEnd) -> libc::c_int {
 }
 
 #[test]
-#[cfg_attr(miri, ignore = "Miri's F_SETFL accepts only O_NONBLOCK, so no other flag can be planted")]
+#[cfg_attr(
+    miri,
+    ignore = "Miri's F_SETFL accepts only O_NONBLOCK, so no other flag can be planted"
+)]
 fn set_nonblocking_changes_only_the_nonblocking_flag() {
     let (reader, _writer) = TokenPipe::make().unwrap().split();
     // Plant another status flag that a careless F_SETFL would clear.
