@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Zero cost, proven exactly: counts the user-space instructions of one token
+# round trip (write one byte, read it back) with callgrind, for this crate
+# beside raw libc and the peers, and fails if the crate costs more than raw
+# libc + 2 instructions per round trip.
+#
+# Wall-clock medians cannot see a few wasted instructions under the noise of
+# two syscalls; callgrind counts them exactly, run after run. The loop is
+# ci/instructions (its own small crate, so a release build does not need
+# criterion), built --release, run under `valgrind --tool=callgrind` for N
+# and for M round trips: (Ir_N - Ir_M) / (N - M) is the cost of one, with
+# start-up, pipe creation and exit cancelled out. glibc's write and read
+# wrappers are counted, for raw libc and the crate alike; rustix makes its
+# syscalls itself, without them.
+#
+# Usage: ci/instructions.sh        (installs valgrind when missing)
+# Environment: CARGO_TARGET_DIR (default target/instructions). The table is
+# also written, as markdown, to $CARGO_TARGET_DIR/instructions.md (ci/bench.sh
+# puts it into docs/bench.md).
+set -euo pipefail
+# shellcheck source=ci/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+start="$(now)"
+
+# How many instructions per round trip the crate may cost above raw libc.
+BUDGET=2
+N=2000
+M=1000
+
+need_cmd valgrind valgrind || die "missing tool: valgrind (apt-get install valgrind)"
+command -v cargo >/dev/null 2>&1 || die "missing tool: cargo"
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target/instructions}"
+work="$CARGO_TARGET_DIR/callgrind"
+mkdir -p "$work"
+rm -f "$CARGO_TARGET_DIR/instructions.md"
+
+log "cargo build --release (ci/instructions)"
+(cd "$ROOT/ci/instructions" && cargo build --release --quiet) \
+    || die "building ci/instructions failed"
+bin="$CARGO_TARGET_DIR/release/tokenpipe-instructions"
+[ -x "$bin" ] || die "no $bin after the build"
+
+# ir IMPL ITERATIONS: total instructions executed (callgrind's "Ir").
+ir() {
+    local out="$work/$1.$2.out"
+    valgrind --tool=callgrind --callgrind-out-file="$out" -q "$bin" "$1" "$2" >/dev/null \
+        || die "valgrind failed on: $bin $1 $2"
+    awk '/^(summary|totals):/ { print $2; exit }' "$out"
+}
+
+table="| pipe | instructions per round trip | vs raw libc |
+| --- | ---: | ---: |"
+libc_cost=""
+crate_cost=""
+for impl in libc crate rustix nix std os_pipe; do
+    name="$("$bin" "$impl" 0)"
+    ir_n="$(ir "$impl" "$N")"
+    ir_m="$(ir "$impl" "$M")"
+    # Every iteration runs the same instructions, so this divides exactly;
+    # awk prints a fraction if it ever does not.
+    cost="$(awk -v a="$ir_n" -v b="$ir_m" -v d="$((N - M))" 'BEGIN { print (a - b) / d }')"
+    [ "$impl" = libc ] && libc_cost="$cost"
+    [ "$impl" = crate ] && crate_cost="$cost"
+    delta="$(awk -v c="$cost" -v l="$libc_cost" 'BEGIN { printf "%+g", c - l }')"
+    table+=$'\n'"| $name | $cost | $delta |"
+done
+
+echo "$table" | tee "$CARGO_TARGET_DIR/instructions.md"
+over="$(awk -v c="$crate_cost" -v l="$libc_cost" 'BEGIN { print c - l }')"
+if awk -v o="$over" -v b="$BUDGET" 'BEGIN { exit !(o > b) }'; then
+    die "bitcoin-tokenpipe costs $crate_cost instructions per round trip, raw libc $libc_cost: $over over, more than the $BUDGET allowed"
+fi
+echo "instructions: bitcoin-tokenpipe $crate_cost, raw libc $libc_cost per round trip: within +$BUDGET ($(elapsed "$start")s)"

@@ -1,0 +1,94 @@
+# Shared helpers for the ci/*.sh scripts. Source it; do not run it.
+#
+#   ROOT            the repository root (the directory holding Cargo.toml)
+#   log MSG...      prints "[script] MSG" to stderr
+#   die MSG...      prints "[script] error: MSG" to stderr and exits 1
+#   apt_ensure PKG...   installs the Debian packages that are not installed yet
+#                   (apt-get update runs once per script run, before the first
+#                   install); returns non-zero, naming the package, on failure
+#   need_cmd CMD PKG    makes sure command CMD exists, installing Debian package
+#                   PKG when it is missing; returns non-zero (after printing what
+#                   is missing) when it still is not there
+#   need_rust_target TRIPLE [TOOLCHAIN]   rustup target add, when missing
+#   host_triple     the host's target triple (rustc -vV)
+
+# shellcheck shell=bash disable=SC2034
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CI_NAME="$(basename "${0%.sh}")"
+CI_APT_UPDATED=0
+
+log() { printf '[%s] %s\n' "$CI_NAME" "$*" >&2; }
+die() { printf '[%s] error: %s\n' "$CI_NAME" "$*" >&2; exit 1; }
+
+# Runs a command as root: directly when we are root, through sudo otherwise.
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        log "need root (or sudo) to run: $*"
+        return 1
+    fi
+}
+
+apt_ensure() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \
+            || missing+=("$p")
+    done
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    if ! command -v apt-get >/dev/null 2>&1; then
+        log "missing packages ${missing[*]} and there is no apt-get to install them"
+        return 1
+    fi
+    if [ "$CI_APT_UPDATED" -eq 0 ]; then
+        log "apt-get update"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 \
+            || { log "apt-get update failed"; return 1; }
+        CI_APT_UPDATED=1
+    fi
+    log "apt-get install ${missing[*]}"
+    if ! as_root env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2; then
+        # One at a time, so the failure names the package that cannot be had.
+        local failed=()
+        for p in "${missing[@]}"; do
+            as_root env DEBIAN_FRONTEND=noninteractive \
+                apt-get install -y -qq --no-install-recommends "$p" >&2 || failed+=("$p")
+        done
+        if [ "${#failed[@]}" -gt 0 ]; then
+            log "could not install Debian package(s): ${failed[*]}"
+            return 1
+        fi
+    fi
+}
+
+need_cmd() {
+    local cmd="$1" pkg="$2"
+    command -v "$cmd" >/dev/null 2>&1 && return 0
+    apt_ensure "$pkg" || true
+    command -v "$cmd" >/dev/null 2>&1 && return 0
+    log "missing tool: $cmd (Debian package $pkg)"
+    return 1
+}
+
+need_rust_target() {
+    local triple="$1" tc="${2:-}"
+    local plus=()
+    [ -n "$tc" ] && plus=("--toolchain" "$tc")
+    command -v rustup >/dev/null 2>&1 || { log "missing tool: rustup"; return 1; }
+    if rustup target list --installed "${plus[@]}" 2>/dev/null | grep -qx "$triple"; then
+        return 0
+    fi
+    log "rustup target add $triple ${tc:+(toolchain $tc)}"
+    rustup target add "${plus[@]}" "$triple" >&2 \
+        || { log "missing Rust target: rustup target add $triple failed"; return 1; }
+}
+
+host_triple() { rustc -vV | sed -n 's/^host: //p'; }
+
+# Wall-clock seconds since the epoch, with a fraction, for timings.
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Runs the stress and fault tests scaled up, and prints the reliability
+# table that the README shows (also written to docs/reliability.md).
+# Usage: ci/soak.sh [SCALE]   (default: $TOKENPIPE_SOAK_SCALE or 10)
+#
+# SCALE multiplies every load: tokens, signals, kills and cycles. CI runs
+# the same tests at scale 1 as part of `cargo test`; this is the long run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scale=${1:-${TOKENPIPE_SOAK_SCALE:-10}}
+out=docs/reliability.md
+log=$(mktemp)
+trap 'rm -f "$log" "$log.reports"' EXIT
+
+start=$(date +%s)
+# --release: the load, not the debug build, should set the pace.
+# --test-threads=1: each test has the machine; the fd counts stay exact.
+if ! TOKENPIPE_SOAK_SCALE=$scale cargo test --release --all-features \
+    --test reliability_under_load --test fd_hygiene -- --nocapture --test-threads=1 >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "soak: FAILED at scale $scale" >&2
+    exit 1
+fi
+took=$(($(date +%s) - start))
+# With --nocapture a report may share a line with the harness's "test ...".
+grep -o 'REPORT|.*' "$log" >"$log.reports" || true
+reports=$(wc -l <"$log.reports")
+if [[ $reports -lt 6 ]]; then
+    cat "$log" >&2
+    echo "soak: expected 6 reports, got $reports" >&2
+    exit 1
+fi
+
+mkdir -p docs
+{
+    echo "Last soak run: $(date -u +%Y-%m-%d), scale $scale, $took s, $(uname -srm), $(nproc) cores."
+    echo
+    echo "| test | load | errors | lost | duplicated | leaked fds |"
+    echo "| --- | --- | --- | --- | --- | --- |"
+    while IFS='|' read -r _ name load errors lost dup leaked; do
+        echo "| $name | $load | $errors | $lost | $dup | $leaked |"
+    done <"$log.reports"
+} >"$out"
+cat "$out"
+
+# Every figure but the load must be zero.
+if awk -F'|' '$4 != 0 || $5 != 0 || $6 != 0 || $7 != 0 { bad = 1 } END { exit !bad }' "$log.reports"; then
+    echo "soak: a non-zero error, loss, duplicate or leak" >&2
+    exit 1
+fi
+echo "soak: all zero at scale $scale"

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# One syscall per operation, proven: runs examples/syscall_probe under
+# `strace -f` and checks the exact syscalls each call made, between the
+# probe's markers (`write(-1, "@phase NAME", len)`): `make` = one pipe2,
+# `token_write` = one write, `token_read` = one read, `close` = one close,
+# a closed end = none, and the extras as the README lists them. Any extra,
+# missing or different call fails, with a diff of expected against traced.
+#
+# Usage: ci/syscalls.sh            (Linux; installs strace when missing)
+# Environment: CARGO_TARGET_DIR (default target/); the trace is kept in
+# $CARGO_TARGET_DIR/syscalls/strace.log.
+set -euo pipefail
+# shellcheck source=ci/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+start="$(now)"
+
+[ "$(uname -s)" = Linux ] || die "Linux only (strace); this is $(uname -s)"
+need_cmd strace strace || die "missing tool: strace (apt-get install strace)"
+command -v cargo >/dev/null 2>&1 || die "missing tool: cargo"
+
+cd "$ROOT"
+target="${CARGO_TARGET_DIR:-$ROOT/target}"
+work="$target/syscalls"
+mkdir -p "$work"
+
+log "cargo build --example syscall_probe"
+probe="$(cargo build --example syscall_probe --message-format=json-render-diagnostics \
+    | grep -o '"executable":"[^"]*syscall_probe[^"]*"' | cut -d'"' -f4 | tail -n 1)" \
+    || die "building the syscall_probe example failed"
+[ -x "$probe" ] || die "could not find the built syscall_probe example"
+
+# -f follows any thread or child; -qq and signal=none keep the log to
+# syscalls; -s 64 shows the markers whole.
+status=0
+strace -f -qq -e signal=none -s 64 -o "$work/strace.log" "$probe" || status=$?
+[ "$status" -eq 0 ] || die "syscall_probe exited with $status under strace (see $work/strace.log)"
+
+# "phase: syscall(args) = result" for every syscall after a marker, and
+# "phase: (none)" for a phase with none. strace prefixes each line with the
+# pid (with -f and -o) and pads before "="; both are dropped.
+awk '
+    { sub(/^[0-9]+ +/, ""); gsub(/ +=  */, " = ") }
+    /^write\(-1, "@phase / {
+        if (phase != "" && !seen) print phase ": (none)"
+        phase = $0; sub(/^write\(-1, "@phase /, "", phase); sub(/".*/, "", phase)
+        seen = 0
+        if (phase == "end") exit
+        next
+    }
+    phase != "" { print phase ": " $0; seen = 1 }
+' "$work/strace.log" >"$work/traced.txt"
+
+# The fds come from the traced pipe2; everything else must match exactly.
+read -r R W < <(sed -n 's/^make: pipe2(\[\([0-9]*\), \([0-9]*\)\], O_CLOEXEC) = 0$/\1 \2/p' "$work/traced.txt")
+R="${R:-R}" W="${W:-W}"
+sed -e "s/{R}/$R/g" -e "s/{W}/$W/g" >"$work/expected.txt" <<'EOF'
+make: pipe2([{R}, {W}], O_CLOEXEC) = 0
+split: (none)
+token_write: write({W}, "x", 1) = 1
+token_read: read({R}, "x", 1) = 1
+write_tokens: write({W}, "abc", 3) = 3
+read_tokens: read({R}, "abc", 8) = 3
+token_write_nosignal: rt_sigprocmask(SIG_BLOCK, [PIPE], [], 8) = 0
+token_write_nosignal: rt_sigpending([], 8) = 0
+token_write_nosignal: write({W}, "y", 1) = 1
+token_write_nosignal: rt_sigprocmask(SIG_SETMASK, [], NULL, 8) = 0
+token_read_timeout: poll([{fd={R}, events=POLLIN}], 1, 5000) = 1 ([{fd={R}, revents=POLLIN}])
+token_read_timeout: read({R}, "y", 1) = 1
+close: close({W}) = 0
+close_again: (none)
+closed_token_write: (none)
+closed_token_read: (none)
+closed_drop: (none)
+new_end_drop: (none)
+token_read_eos: read({R}, "", 1) = 0
+drop: close({R}) = 0
+EOF
+
+if ! diff -u "$work/expected.txt" "$work/traced.txt" >"$work/diff.txt"; then
+    cat "$work/diff.txt" >&2
+    die "syscalls differ from the expected ones above (- expected, + traced; full trace: $work/strace.log)"
+fi
+sed 's/^/ok   /' "$work/traced.txt"
+echo "syscalls: every call made exactly the expected syscalls ($(elapsed "$start")s)"
