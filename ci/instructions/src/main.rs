@@ -1,8 +1,10 @@
 //! The loop that `ci/instructions.sh` counts with callgrind.
 //!
-//! `tokenpipe-instructions <impl> <iterations>`, impl one of `libc`, `crate`,
-//! `rustix`, `nix`, `std`, `os_pipe`: makes one pipe, then writes one token
-//! and reads it back `iterations` times. Counted at two iteration counts,
+//! `tokenpipe-instructions <impl> <iterations> [roundtrip|make_close]`, impl
+//! one of `libc`, `crate`, `rustix`, `nix`, `std`, `os_pipe`: `roundtrip`
+//! (the default) makes one pipe, then writes one token and reads it back
+//! `iterations` times; `make_close` makes a pipe and closes both ends
+//! `iterations` times. Counted at two iteration counts,
 //! the difference divided by the difference of iterations is the exact
 //! user-space cost of one round trip: start-up, pipe creation and exit
 //! cancel out.
@@ -28,29 +30,48 @@ fn run<P: Pipe>(iterations: u64) {
     println!("{}", P::NAME);
 }
 
+/// The make-and-close loop: a pipe made and both ends dropped (closed).
+fn make_close<P: Pipe>(iterations: u64) {
+    for _ in 0..iterations {
+        black_box(P::make());
+    }
+    println!("{}", P::NAME);
+}
+
 type Run = fn(u64);
 
-const IMPLS: [(&str, Run); 6] = [
-    ("libc", run::<Libc>),
-    ("crate", run::<ThisCrate>),
-    ("rustix", run::<Rustix>),
-    ("nix", run::<Nix>),
-    ("std", run::<StdPipe>),
-    ("os_pipe", run::<OsPipe>),
+const IMPLS: [(&str, Run, Run); 6] = [
+    ("libc", run::<Libc>, make_close::<Libc>),
+    ("crate", run::<ThisCrate>, make_close::<ThisCrate>),
+    ("rustix", run::<Rustix>, make_close::<Rustix>),
+    ("nix", run::<Nix>, make_close::<Nix>),
+    ("std", run::<StdPipe>, make_close::<StdPipe>),
+    ("os_pipe", run::<OsPipe>, make_close::<OsPipe>),
 ];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if let [name, iterations] = &args[..] {
-        let found = IMPLS.iter().find(|(n, _)| n == name);
-        if let (Some((_, run)), Ok(iterations)) = (found, iterations.parse()) {
-            run(iterations);
-            return ExitCode::SUCCESS;
-        }
+    let (name, iterations, op) = match &args[..] {
+        [n, i] => (n, i, "roundtrip"),
+        [n, i, op] => (n, i, op.as_str()),
+        _ => return usage(),
+    };
+    let found = IMPLS.iter().find(|(n, _, _)| n == name);
+    let (Some(&(_, roundtrip, make_close)), Ok(iterations)) = (found, iterations.parse()) else {
+        return usage();
+    };
+    match op {
+        "roundtrip" => roundtrip(iterations),
+        "make_close" => make_close(iterations),
+        _ => return usage(),
     }
-    let names: Vec<&str> = IMPLS.iter().map(|(n, _)| *n).collect();
+    ExitCode::SUCCESS
+}
+
+fn usage() -> ExitCode {
+    let names: Vec<&str> = IMPLS.iter().map(|(n, _, _)| *n).collect();
     eprintln!(
-        "usage: tokenpipe-instructions <{}> <iterations>",
+        "usage: tokenpipe-instructions <{}> <iterations> [roundtrip|make_close]",
         names.join("|")
     );
     ExitCode::from(2)
