@@ -207,7 +207,7 @@ impl TokenPipeEnd {
         // SAFETY: our caller keeps the environment unchanged during the call.
         let value = unsafe { sys::getenv(name) }.ok_or(HandoffError::NotSet)?;
         let fd = parse_env_value(value)?;
-        match sys::fcntl_getfd(fd) {
+        match sys::fcntl_get(fd, libc::F_GETFD) {
             Ok(_) => {}
             Err(Errno::EBADF) => return Err(HandoffError::NotOpen { fd }),
             Err(e) => return Err(HandoffError::Os(e)),

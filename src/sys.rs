@@ -176,7 +176,9 @@ pub(crate) fn pipe_then_cloexec() -> SysResult<[c_int; 2]> {
     Ok(fds)
 }
 
-/// `fcntl(fd, F_GETFD)`—Reads the fd flags (only `FD_CLOEXEC` is defined).
+/// `fcntl(fd, cmd)` for a command that reads a value: `F_GETFD` (the fd
+/// flags: `FD_CLOEXEC`) or `F_GETFL` (the status flags: `O_NONBLOCK`, the
+/// access mode, ...).
 ///
 /// # References
 /// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fcntl.html)
@@ -184,23 +186,26 @@ pub(crate) fn pipe_then_cloexec() -> SysResult<[c_int; 2]> {
 /// - [Apple](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/fcntl.2.html)
 /// - [FreeBSD](https://man.freebsd.org/cgi/man.cgi?query=fcntl&sektion=2)
 #[inline]
-pub(crate) fn fcntl_getfd(fd: c_int) -> SysResult<c_int> {
-    // SAFETY: F_GETFD takes no third argument and touches no memory of ours;
-    // an fd that is not open gives EBADF, not undefined behaviour.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-    if flags >= 0 { Ok(flags) } else { Err(errno()) }
+pub(crate) fn fcntl_get(fd: c_int, cmd: c_int) -> SysResult<c_int> {
+    debug_assert!(cmd == libc::F_GETFD || cmd == libc::F_GETFL);
+    // SAFETY: F_GETFD and F_GETFL take no third argument and touch no
+    // memory of ours; an fd that is not open gives EBADF.
+    let value = unsafe { libc::fcntl(fd, cmd) };
+    if value >= 0 { Ok(value) } else { Err(errno()) }
 }
 
-/// `fcntl(fd, F_SETFD, flags)`—Writes the fd flags.
+/// `fcntl(fd, cmd, value)` for a command that writes an int: `F_SETFD` or
+/// `F_SETFL`. Callers pass what [`fcntl_get`] read, with one bit changed.
 ///
 /// # References
 /// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fcntl.html)
 /// - [Linux](https://man7.org/linux/man-pages/man2/fcntl.2.html)
 #[inline]
-pub(crate) fn fcntl_setfd(fd: c_int, flags: c_int) -> SysResult<()> {
-    // SAFETY: F_SETFD takes an int third argument and touches no memory of
-    // ours; an fd that is not open gives EBADF.
-    let rc = unsafe { libc::fcntl(fd, libc::F_SETFD, flags) };
+pub(crate) fn fcntl_set(fd: c_int, cmd: c_int, value: c_int) -> SysResult<()> {
+    debug_assert!(cmd == libc::F_SETFD || cmd == libc::F_SETFL);
+    // SAFETY: F_SETFD and F_SETFL take an int third argument and touch no
+    // memory of ours; an fd that is not open gives EBADF.
+    let rc = unsafe { libc::fcntl(fd, cmd, value) };
     if rc == 0 { Ok(()) } else { Err(errno()) }
 }
 
@@ -210,22 +215,22 @@ pub(crate) fn fcntl_setfd(fd: c_int, flags: c_int) -> SysResult<()> {
 /// a platform adds beside it (FreeBSD has `FD_RESOLVE_BENEATH`).
 #[inline]
 pub(crate) fn set_cloexec(fd: c_int) -> SysResult<()> {
-    let flags = fcntl_getfd(fd)?;
+    let flags = fcntl_get(fd, libc::F_GETFD)?;
     if flags & libc::FD_CLOEXEC != 0 {
         return Ok(());
     }
-    fcntl_setfd(fd, flags | libc::FD_CLOEXEC)
+    fcntl_set(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC)
 }
 
 /// Clears `FD_CLOEXEC` on `fd`, keeping every other fd flag as it was, so
 /// the fd survives `exec`. Async-signal-safe: used between fork and exec.
 #[inline]
 pub(crate) fn clear_cloexec(fd: c_int) -> SysResult<()> {
-    let flags = fcntl_getfd(fd)?;
+    let flags = fcntl_get(fd, libc::F_GETFD)?;
     if flags & libc::FD_CLOEXEC == 0 {
         return Ok(());
     }
-    fcntl_setfd(fd, flags & !libc::FD_CLOEXEC)
+    fcntl_set(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC)
 }
 
 /// `write(fd, buf)`—Writes up to `buf.len()` bytes, once.
@@ -333,33 +338,6 @@ pub(crate) fn strerror(errnum: c_int, buf: &mut [u8]) -> Option<&str> {
     }
     let len = buf.iter().position(|&b| b == 0)?;
     core::str::from_utf8(&buf[..len]).ok()
-}
-
-/// `fcntl(fd, F_GETFL)`—Reads the file status flags (`O_NONBLOCK`, the
-/// access mode, ...).
-///
-/// # References
-/// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fcntl.html)
-/// - [Linux](https://man7.org/linux/man-pages/man2/fcntl.2.html)
-#[inline]
-pub(crate) fn fcntl_getfl(fd: c_int) -> SysResult<c_int> {
-    // SAFETY: F_GETFL takes no third argument and touches no memory of ours.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags >= 0 { Ok(flags) } else { Err(errno()) }
-}
-
-/// `fcntl(fd, F_SETFL, flags)`—Writes the file status flags. Callers pass
-/// the flags [`fcntl_getfl`] read, with one bit changed.
-///
-/// # References
-/// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fcntl.html)
-/// - [Linux](https://man7.org/linux/man-pages/man2/fcntl.2.html)
-#[inline]
-pub(crate) fn fcntl_setfl(fd: c_int, flags: c_int) -> SysResult<()> {
-    // SAFETY: F_SETFL takes an int third argument and touches no memory of
-    // ours.
-    let rc = unsafe { libc::fcntl(fd, libc::F_SETFL, flags) };
-    if rc == 0 { Ok(()) } else { Err(errno()) }
 }
 
 /// `fcntl(fd, F_SETNOSIGPIPE, 1)`—Makes writes on `fd` fail with `EPIPE`

@@ -135,14 +135,14 @@ impl TokenPipeEnd {
     #[doc(alias = "O_NONBLOCK")]
     pub fn set_nonblocking(&self, on: bool) -> Result<()> {
         let fd = self.open_fd()?;
-        let flags = sys::fcntl_getfl(fd).map_err(Error::Os)?;
+        let flags = sys::fcntl_get(fd, libc::F_GETFL).map_err(Error::Os)?;
         let wanted = if on {
             flags | libc::O_NONBLOCK
         } else {
             flags & !libc::O_NONBLOCK
         };
         if wanted != flags {
-            sys::fcntl_setfl(fd, wanted).map_err(Error::Os)?;
+            sys::fcntl_set(fd, libc::F_SETFL, wanted).map_err(Error::Os)?;
         }
         Ok(())
     }
@@ -161,7 +161,7 @@ impl TokenPipeEnd {
     /// ```
     pub fn is_nonblocking(&self) -> Result<bool> {
         let fd = self.open_fd()?;
-        let flags = sys::fcntl_getfl(fd).map_err(Error::Os)?;
+        let flags = sys::fcntl_get(fd, libc::F_GETFL).map_err(Error::Os)?;
         Ok(flags & libc::O_NONBLOCK != 0)
     }
 
@@ -201,7 +201,7 @@ impl TokenPipeEnd {
     /// ```
     pub fn drain(&self) -> Result<usize> {
         let fd = self.open_fd()?;
-        let blocking = sys::fcntl_getfl(fd).map_err(Error::Os)? & libc::O_NONBLOCK == 0;
+        let blocking = sys::fcntl_get(fd, libc::F_GETFL).map_err(Error::Os)? & libc::O_NONBLOCK == 0;
         let mut buf = [0u8; 64];
         let mut taken = 0usize;
         loop {
