@@ -12,7 +12,7 @@ mod common;
 use std::ffi::c_int;
 use std::sync::Mutex;
 
-use bitcoin_tokenpipe::{Error, TokenPipe};
+use bitcoin_tokenpipe::{Error, TokenPipe, TokenPipeEnd};
 use common::{Ended, fork_child, kill, wait_for};
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -211,9 +211,9 @@ fn command_server(commands: &mut TokenPipe, replies: &mut TokenPipe) -> c_int {
     }
 }
 
-#[test]
-fn a_child_answers_each_command_over_two_pipes_and_exits_on_request() {
-    let _turn = serial();
+/// Forks a command server; returns its pid, the command write end and the
+/// reply read end (the parent's copies of the other ends are closed).
+fn start_command_server() -> (libc::pid_t, TokenPipeEnd, TokenPipeEnd) {
     let mut commands = TokenPipe::make().unwrap();
     let mut replies = TokenPipe::make().unwrap();
     let pid = fork_child(|| command_server(&mut commands, &mut replies));
@@ -221,6 +221,13 @@ fn a_child_answers_each_command_over_two_pipes_and_exits_on_request() {
     commands.close();
     let rx = replies.take_read_end();
     replies.close();
+    (pid, tx, rx)
+}
+
+#[test]
+fn a_child_answers_each_command_over_two_pipes_and_exits_on_request() {
+    let _turn = serial();
+    let (pid, tx, rx) = start_command_server();
 
     let ask = |cmd: u8| {
         tx.token_write(cmd).unwrap();
@@ -240,13 +247,7 @@ fn a_child_answers_each_command_over_two_pipes_and_exits_on_request() {
 #[test]
 fn a_child_sees_end_of_stream_when_the_parent_drops_its_command_end() {
     let _turn = serial();
-    let mut commands = TokenPipe::make().unwrap();
-    let mut replies = TokenPipe::make().unwrap();
-    let pid = fork_child(|| command_server(&mut commands, &mut replies));
-    let tx = commands.take_write_end();
-    commands.close();
-    let rx = replies.take_read_end();
-    replies.close();
+    let (pid, tx, rx) = start_command_server();
 
     tx.token_write(b'P').unwrap();
     assert_eq!(rx.token_read(), Ok(b'p'));
