@@ -297,7 +297,19 @@ mod pass_to {
     fn a_rust_program_takes_the_end_with_from_env_across_exec() {
         let _turn = serial();
         let (reader, writer) = TokenPipe::make().unwrap().split();
-        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        // Under qemu-user (ci/cross.sh) a foreign binary cannot exec itself
+        // directly: TOKENPIPE_TEST_RUNNER names the emulator to start it.
+        let exe = std::env::current_exe().unwrap();
+        let runner = std::env::var("TOKENPIPE_TEST_RUNNER").unwrap_or_default();
+        let mut words = runner.split_whitespace();
+        let mut cmd = match words.next() {
+            Some(emulator) => {
+                let mut c = Command::new(emulator);
+                c.args(words).arg(&exe);
+                c
+            }
+            None => Command::new(&exe),
+        };
         cmd.args([
             "--exact",
             "pass_to::from_env_in_a_program_without_a_handoff_is_not_set",
