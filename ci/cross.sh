@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# Cross-target test matrix: builds and runs the whole test suite (unit,
+# integration and doc tests) with `--all-features` and with
+# `--no-default-features` for each target, then prints one line per target.
+#
+# Usage:
+#   ci/cross.sh                 # the full matrix (the targets listed below)
+#   ci/cross.sh TARGET...       # only these targets
+#
+# Environment:
+#   CROSS_MODE=auto|qemu|cross  auto (default): use `cross` when a container
+#                               engine answers (`docker info` or `podman info`
+#                               succeeds), the qemu runners otherwise.
+#   CARGO_TARGET_DIR            default: target/cross (never the main target/,
+#                               so a developer's cargo is not blocked)
+#
+# qemu mode (this machine: no binfmt_misc, no container engine): the linkers
+# and runners (and C compilers for the cc crate) come from ci/qemu.toml,
+# passed with `cargo --config`; this script reads that file to know which
+# tools the target needs and installs what is missing: Debian's gcc-<triple>,
+# qemu-user and musl-tools, and the Rust target with rustup. A tool or target that cannot be installed fails that target with a
+# message naming it; nothing is skipped silently.
+#
+# Output: logs in $CARGO_TARGET_DIR/logs/<target>.log, one summary line per
+# target on stdout, and a tab-separated line per target in
+# $CARGO_TARGET_DIR/results/<target>.tsv (target, result, passed, failed,
+# ignored, seconds, how, date) that ci/platform-table.sh reads. Exit status
+# is non-zero when any target fails.
+set -euo pipefail
+# shellcheck source=ci/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+MATRIX=(
+    x86_64-unknown-linux-musl
+    i686-unknown-linux-musl
+    aarch64-unknown-linux-musl
+    aarch64-unknown-linux-gnu
+    armv7-unknown-linux-gnueabihf
+    riscv64gc-unknown-linux-gnu
+    powerpc64le-unknown-linux-gnu
+    powerpc64-unknown-linux-gnu
+    s390x-unknown-linux-gnu
+)
+CONFIG="$ROOT/ci/qemu.toml"
+FEATURE_SETS=("--all-features" "--no-default-features")
+
+for a in "$@"; do
+    case "$a" in
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        ""|-*) die "not a target: '$a' (usage: ci/cross.sh [TARGET...])" ;;
+    esac
+done
+if [ "$#" -gt 0 ]; then TARGETS=("$@"); else TARGETS=("${MATRIX[@]}"); fi
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target/cross}"
+LOGDIR="$CARGO_TARGET_DIR/logs"
+mkdir -p "$LOGDIR"
+mkdir -p "$CARGO_TARGET_DIR/results"
+
+need_cmd cargo cargo || die "cargo is required (install Rust with rustup)"
+HOST="$(host_triple)"
+
+# ---- choose the mode ------------------------------------------------------
+engine_answers() {
+    local e
+    for e in docker podman; do
+        if command -v "$e" >/dev/null 2>&1 && timeout 20 "$e" info >/dev/null 2>&1; then
+            echo "$e"; return 0
+        fi
+    done
+    return 1
+}
+MODE="${CROSS_MODE:-auto}"
+ENGINE=""
+case "$MODE" in
+    auto)
+        if ENGINE="$(engine_answers)"; then MODE=cross; else MODE=qemu; fi ;;
+    cross)
+        ENGINE="$(engine_answers)" || die "CROSS_MODE=cross but neither 'docker info' nor 'podman info' succeeds" ;;
+    qemu) ;;
+    *) die "CROSS_MODE must be auto, qemu or cross (got '$MODE')" ;;
+esac
+if [ "$MODE" = cross ]; then
+    log "container engine '$ENGINE' answers: using cross with Cross.toml"
+    export CROSS_CONTAINER_ENGINE="$ENGINE"
+    if ! command -v cross >/dev/null 2>&1; then
+        log "cargo install cross --locked"
+        cargo install cross --locked >&2 || die "missing tool: cross (cargo install cross failed)"
+    fi
+else
+    log "no container engine answers: using qemu-user runners from ci/qemu.toml"
+fi
+
+# ---- what a target needs (qemu mode), read from ci/qemu.toml ---------------
+# Prints the body of [target.$1] in ci/qemu.toml.
+toml_section() {
+    awk -v hdr="[target.$1]" '
+        /^\[/ { on = ($0 == hdr); next }
+        on && !/^[[:space:]]*(#|$)/ { print }' "$CONFIG"
+}
+# Debian package that provides a linker or runner command.
+pkg_for() {
+    case "$1" in
+        qemu-*) echo qemu-user ;;
+        musl-gcc|*-linux-musl-gcc) echo musl-tools ;;
+        *-gcc) echo "gcc-${1%-gcc}" ;;
+        *) echo "" ;;
+    esac
+}
+# The C compiler ci/qemu.toml's [env] gives the cc crate for target $1.
+cc_for() {
+    local var="CC_${1//-/_}"
+    awk '/^\[/ { on = ($0 == "[env]"); next } on' "$CONFIG" \
+        | sed -n "s/^$var *= *\"\([^\"]*\)\".*/\1/p"
+}
+# Prepares everything target $1 needs; prints how its tests run. On failure
+# prints "MISSING: <what>" and returns 1.
+prepare_qemu_target() {
+    local t="$1" sec linker runner sysroot cc pkg how
+    need_rust_target "$t" || { echo "MISSING: Rust target $t (rustup target add $t)"; return 1; }
+    if [ "$t" = "$HOST" ]; then echo native; return 0; fi
+    sec="$(toml_section "$t")"
+    [ -n "$sec" ] || { echo "MISSING: no [target.$t] section in ci/qemu.toml"; return 1; }
+    linker="$(sed -n 's/^linker *= *"\([^"]*\)".*/\1/p' <<<"$sec")"
+    runner="$(sed -n 's/^runner *= *\[ *"\([^"]*\)".*/\1/p' <<<"$sec")"
+    sysroot="$(sed -n 's/^runner *=.*"-L", *"\([^"]*\)".*/\1/p' <<<"$sec")"
+    if [ "$linker" = rust-lld ]; then
+        [ -x "$(rustc --print sysroot)/lib/rustlib/$HOST/bin/rust-lld" ] \
+            || { echo "MISSING: rust-lld in the Rust toolchain (rustup component add rust-std? reinstall the toolchain)"; return 1; }
+    elif [ -n "$linker" ]; then
+        pkg="$(pkg_for "$linker")"
+        need_cmd "$linker" "${pkg:-?}" || { echo "MISSING: linker $linker (Debian package ${pkg:-unknown})"; return 1; }
+    fi
+    cc="$(cc_for "$t")"
+    if [ -n "$cc" ]; then
+        pkg="$(pkg_for "$cc")"
+        need_cmd "$cc" "${pkg:-?}" || { echo "MISSING: C compiler $cc (Debian package ${pkg:-unknown})"; return 1; }
+    fi
+    how=native
+    if [ -n "$runner" ]; then
+        pkg="$(pkg_for "$runner")"
+        need_cmd "$runner" "${pkg:-?}" || { echo "MISSING: runner $runner (Debian package ${pkg:-unknown})"; return 1; }
+        how="qemu-user ($runner)"
+    fi
+    if [ -n "$sysroot" ] && [ ! -e "$sysroot/lib" ]; then
+        echo "MISSING: target glibc in $sysroot (Debian package libc6-dev-*-cross, a dependency of $(pkg_for "$linker"))"
+        return 1
+    fi
+    echo "$how"
+}
+
+# Install every missing Debian package up front, in one apt-get run.
+if [ "$MODE" = qemu ]; then
+    want=()
+    for t in "${TARGETS[@]}"; do
+        while read -r cmd; do
+            [ -n "$cmd" ] || continue
+            command -v "$cmd" >/dev/null 2>&1 && continue
+            p="$(pkg_for "$cmd")"; [ -n "$p" ] && want+=("$p")
+        done < <(toml_section "$t" | sed -n 's/^linker *= *"\([^"]*\)".*/\1/p; s/^runner *= *\[ *"\([^"]*\)".*/\1/p'; cc_for "$t")
+    done
+    if [ "${#want[@]}" -gt 0 ]; then
+        # shellcheck disable=SC2046
+        apt_ensure $(printf '%s\n' "${want[@]}" | sort -u) \
+            || log "some packages failed to install; the targets needing them will fail"
+    fi
+fi
+
+# ---- run ------------------------------------------------------------------
+# Sums the "test result:" lines of a cargo test log: passed failed ignored.
+count_tests() {
+    awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "%d %d %d\n", p, f, i }' "$1"
+}
+
+FAILED_TARGETS=()
+SUMMARY=()
+total_start="$(now)"
+for t in "${TARGETS[@]}"; do
+    logf="$LOGDIR/$t.log"
+    : >"$logf"
+    start="$(now)"
+    result=pass
+    if [ "$MODE" = qemu ]; then
+        if ! how="$(prepare_qemu_target "$t")"; then
+            result=fail
+            echo "$how" >>"$logf"
+            log "$t: $how"
+        fi
+    else
+        how="cross ($ENGINE)"
+        need_rust_target "$t" >/dev/null 2>&1 || true   # cross installs it too
+    fi
+    if [ "$result" = pass ]; then
+        for fs in "${FEATURE_SETS[@]}"; do
+            log "$t: test $fs ($how)"
+            echo "=== $t: cargo test $fs ($how)" >>"$logf"
+            if [ "$MODE" = qemu ]; then
+                cmd=(cargo --config "$CONFIG" test --target "$t" "$fs")
+            else
+                cmd=(cross test --target "$t" --target-dir "$CARGO_TARGET_DIR" "$fs")
+            fi
+            if ! (cd "$ROOT" && "${cmd[@]}") >>"$logf" 2>&1; then
+                result=fail
+                echo "=== FAILED: ${cmd[*]}" >>"$logf"
+            fi
+        done
+    fi
+    secs="$(elapsed "$start")"
+    read -r passed failed ignored < <(count_tests "$logf")
+    if [ "$result" = fail ]; then
+        FAILED_TARGETS+=("$t")
+        log "$t FAILED; last lines of $logf:"
+        tail -n 40 "$logf" | sed 's/^/    /' >&2
+    fi
+    line="$(printf '%-32s %-4s passed=%-4d failed=%-3d ignored=%-3d %6ss  %s' \
+        "$t" "$result" "$passed" "$failed" "$ignored" "$secs" "$how")"
+    SUMMARY+=("$line")
+    printf '%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\n' "$t" "$result" "$passed" "$failed" "$ignored" \
+        "$secs" "$how" "$(date -u +%F)" >"$CARGO_TARGET_DIR/results/$t.tsv"
+done
+
+echo
+echo "cross-target matrix ($MODE mode, ${#TARGETS[@]} targets, $(elapsed "$total_start")s; counts are tests over both feature sets, doc tests included):"
+printf '%s\n' "${SUMMARY[@]}"
+n_fail="${#FAILED_TARGETS[@]}"
+echo "targets: $(( ${#TARGETS[@]} - n_fail )) passed, $n_fail failed"
+[ "$n_fail" -eq 0 ] || { log "failed targets: ${FAILED_TARGETS[*]} (logs in $LOGDIR)"; exit 1; }

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Writes the platform table (markdown) from the results the other ci/ scripts
+# left in target/: target/cross/results/*.tsv (ci/cross.sh),
+# target/check/results/*.tsv (ci/check-targets.sh), target/minimal-size.txt
+# (ci/minimal.sh) and target/msrv/result.txt (ci/msrv.sh). Rows whose script
+# has not run say so.
+#
+# Usage: ci/platform-table.sh [OUT]     (default: target/platform-table.md)
+set -euo pipefail
+# shellcheck source=ci/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+OUT="${1:-$ROOT/target/platform-table.md}"
+T="$ROOT/target"
+big_endian() { case "$1" in powerpc64-*|s390x-*) echo ", big-endian" ;; esac; }
+num() { sed ':a;s/\B[0-9]\{3\}\>/,&/;ta' <<<"$1"; }
+
+{
+echo "| Target | How tested | Result of last run |"
+echo "| --- | --- | --- |"
+shopt -s nullglob
+# Runnable targets in ci/cross.sh's order (the host first), then any others.
+mapfile -t ORDER < <(echo x86_64-unknown-linux-gnu; sed -n '/^MATRIX=(/,/^)/p' "$ROOT/ci/cross.sh" | sed '1d;$d; s/^ *//')
+cross_files=()
+for t in "${ORDER[@]}"; do
+    [ -f "$T/cross/results/$t.tsv" ] && cross_files+=("$T/cross/results/$t.tsv")
+done
+for f in "$T"/cross/results/*.tsv; do
+    case " ${ORDER[*]} " in *" $(basename "$f" .tsv) "*) ;; *) cross_files+=("$f") ;; esac
+done
+for f in "${cross_files[@]}"; do
+    IFS=$'\t' read -r t result passed failed ignored secs how date <"$f"
+    case "$how" in
+        native) if [ "${t%%-*}" = i686 ]; then how="run natively (32-bit, on the x86_64 kernel)"; else how="run natively"; fi ;;
+        qemu-user*) how="run under qemu-user (${how#*(}"; how="${how%)})$(big_endian "$t")" ;;
+        cross*) how="run with \`cross\` ${how#cross }$(big_endian "$t")" ;;
+        MISSING*) how="not run: ${how#MISSING: }" ;;
+    esac
+    extra=""; [ "$ignored" -gt 0 ] && extra=", $ignored ignored"
+    [ "$result" = fail ] && [ $((passed + failed)) -eq 0 ] && extra="$extra; did not build or did not start (see target/cross/logs/$t.log)"
+    echo "| \`$t\` | $how: \`cargo test\`, all features and no default features, doc tests included | $result: $passed passed, $failed failed$extra ($secs s, $date) |"
+done
+for f in "$T"/check/results/*.tsv; do
+    IFS=$'\t' read -r t result secs how date <"$f"
+    case "$how" in
+        built*) how="built: \`cargo build --lib --no-default-features\` (empty no_std library)" ;;
+        *) how="type-checked: \`cargo check --all-targets\`, all features and no default features" ;;
+    esac
+    echo "| \`$t\` | $how | $result ($secs s, $date) |"
+done
+if [ -f "$T/minimal-size.txt" ]; then
+    m() { tr ' ' '\n' <"$T/minimal-size.txt" | sed -n "s/^$1=//p"; }
+    echo "| \`x86_64-unknown-linux-musl\`, minimal binary | built (\`#![no_std]\`, \`#![no_main]\`, no allocator, static, non-PIE) and run natively | $(m result): $(num "$(m rust_x86_64_lld)") bytes stripped; the same program in C: $(num "$(m c_x86_64_lld)") bytes (ratio $(m ratio_lld), both linked by lld); with GNU ld: Rust $(num "$(m rust_x86_64_gnuld)"), C \`musl-gcc -Os -static -s\` $(num "$(m c_x86_64_gnuld)") (ratio $(m ratio_gnuld)) |"
+    echo "| \`aarch64-unknown-linux-musl\`, minimal binary | built as above and run under qemu-user (qemu-aarch64) | $(m result): $(num "$(m rust_aarch64_lld)") bytes stripped |"
+else
+    echo "| minimal binary | ci/minimal.sh | not run |"
+fi
+if [ -f "$T/msrv/result.txt" ]; then
+    echo "| MSRV | \`cargo +<rust-version> check --lib\`: std, all features, no_std | $(cut -d'(' -f1 <"$T/msrv/result.txt" | sed 's/ *$//'): $(sed 's/.*: //' <"$T/msrv/result.txt") |"
+else
+    echo "| MSRV | ci/msrv.sh | not run |"
+fi
+cat <<'NOTE'
+
+How the runnable targets are run: `ci/cross.sh` uses [`cross`](https://github.com/cross-rs/cross)
+with the root `Cross.toml` when a container engine answers (`docker info` or `podman info`
+succeeds); otherwise (no container engine, as on this project's CI machine) it installs Debian's
+`qemu-user` and `gcc-<triple>` cross linkers and runs `cargo --config ci/qemu.toml test
+--target <triple>`, with `qemu-<arch> -L /usr/<gnu-triple>` as the runner (explicit runners: no
+binfmt_misc needed). `CROSS_MODE=qemu` or `CROSS_MODE=cross` forces either. The musl targets link
+with `rust-lld` and rustup's own musl; x86_64 and i686 run natively. Doc tests run on every target:
+since Rust 1.89 `cargo test --target` cross-compiles them and runs them through the runner; under a
+runner rustdoc runs the merged doc tests in one process instead of one process each. A test
+that re-executes its own binary starts it through the runner named in `TOKENPIPE_TEST_RUNNER`,
+which the qemu runners set (without binfmt_misc a foreign binary cannot be exec'd directly).
+NOTE
+} >"$OUT"
+log "wrote $OUT"
