@@ -256,7 +256,7 @@ impl TokenPipeEnd {
     ///
     /// let (reader, writer) = TokenPipe::make()?.split();
     /// let mut cmd = Command::new("/bin/sh");
-    /// cmd.args(["-c", r#"printf '\001' >&"$READY_FD""#]);
+    /// cmd.args(["-c", r#"printf '\001' >"/dev/fd/$READY_FD""#]);
     /// writer.pass_to(&mut cmd, "READY_FD")?;
     /// let status = cmd.status()?;
     /// drop(writer);

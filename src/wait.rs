@@ -201,7 +201,8 @@ impl TokenPipeEnd {
     /// ```
     pub fn drain(&self) -> Result<usize> {
         let fd = self.open_fd()?;
-        let blocking = sys::fcntl_get(fd, libc::F_GETFL).map_err(Error::Os)? & libc::O_NONBLOCK == 0;
+        let blocking =
+            sys::fcntl_get(fd, libc::F_GETFL).map_err(Error::Os)? & libc::O_NONBLOCK == 0;
         let mut buf = [0u8; 64];
         let mut taken = 0usize;
         loop {

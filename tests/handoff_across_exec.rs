@@ -193,8 +193,9 @@ mod pass_to {
         let _turn = serial();
         let (reader, writer) = TokenPipe::make().unwrap().split();
         let mut cmd = Command::new("/bin/sh");
-        cmd.arg("-c")
-            .arg(r#"[ -p "/dev/fd/$READY_FD" ] || exit 3; printf '\001' >&"$READY_FD" || exit 4"#);
+        cmd.arg("-c").arg(
+            r#"[ -p "/dev/fd/$READY_FD" ] || exit 3; printf '\001' >"/dev/fd/$READY_FD" || exit 4"#,
+        );
         writer.pass_to(&mut cmd, "READY_FD").unwrap();
         let status = cmd.status().unwrap();
         assert!(
@@ -228,7 +229,7 @@ mod pass_to {
             });
             for _ in 0..30 {
                 let mut cmd = Command::new("/bin/sh");
-                cmd.arg("-c").arg(r#"printf x >&"$FD""#);
+                cmd.arg("-c").arg(r#"printf x >"/dev/fd/$FD""#);
                 writer.pass_to(&mut cmd, "FD").unwrap();
                 assert!(cmd.status().unwrap().success());
             }
@@ -249,7 +250,7 @@ mod pass_to {
         let _turn = serial();
         let (_reader, writer) = TokenPipe::make().unwrap().split();
         let mut cmd = Command::new("/bin/sh");
-        cmd.arg("-c").arg(r#"printf x >&"$FD""#);
+        cmd.arg("-c").arg(r#"printf x >"/dev/fd/$FD""#);
         writer.pass_to(&mut cmd, "FD").unwrap();
         let fd = writer.as_raw_fd();
         drop(writer);

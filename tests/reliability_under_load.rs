@@ -33,23 +33,39 @@ fn a_million_tokens_survive_an_eintr_storm_on_both_ends() {
     let tokens = 1_000_000 * soak_scale();
     let (reader, writer) = TokenPipe::make().unwrap().split();
     let before = STORM_HANDLED.load(Ordering::SeqCst);
-    let done = AtomicBool::new(false);
-    let tids: [OnceLock<libc::pthread_t>; 2] = [OnceLock::new(), OnceLock::new()];
+    // Each worker counts itself finished, then waits for the storm to stop
+    // before it returns: pthread_kill on a thread that has ended is
+    // undefined (on musl pthread_t points into the freed thread: SIGSEGV).
+    let finished = AtomicUsize::new(0);
+    let storm_over = AtomicBool::new(false);
+    let park = || {
+        finished.fetch_add(1, Ordering::SeqCst);
+        while !storm_over.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+    };
+    // As integers: pthread_t is a pointer (neither Send nor Sync) on musl.
+    let tids: [OnceLock<usize>; 2] = [OnceLock::new(), OnceLock::new()];
     let (errors, mismatches, first_bad) = std::thread::scope(|s| {
         let w = s.spawn(|| {
             // SAFETY: pthread_self has no preconditions.
-            tids[0].set(unsafe { libc::pthread_self() }).unwrap();
+            tids[0]
+                .set(unsafe { libc::pthread_self() } as usize)
+                .unwrap();
             let mut errors = 0usize;
             for i in 0..tokens {
                 if writer.token_write(i as u8).is_err() {
                     errors += 1;
                 }
             }
+            park();
             errors
         });
         let r = s.spawn(|| {
             // SAFETY: pthread_self has no preconditions.
-            tids[1].set(unsafe { libc::pthread_self() }).unwrap();
+            tids[1]
+                .set(unsafe { libc::pthread_self() } as usize)
+                .unwrap();
             let (mut errors, mut mismatches, mut first_bad) = (0usize, 0usize, None);
             for i in 0..tokens {
                 match reader.token_read() {
@@ -61,6 +77,7 @@ fn a_million_tokens_survive_an_eintr_storm_on_both_ends() {
                     Err(_) => errors += 1,
                 }
             }
+            park();
             (errors, mismatches, first_bad)
         });
         // The storm: both threads, as fast as pthread_kill goes, until the
@@ -72,17 +89,17 @@ fn a_million_tokens_survive_an_eintr_storm_on_both_ends() {
                 }
                 std::thread::yield_now();
             };
-            while !done.load(Ordering::SeqCst) {
+            while finished.load(Ordering::SeqCst) < 2 {
                 for t in [tw, tr] {
-                    // SAFETY: both threads stay alive until `done` is set,
-                    // which happens only after both are joined.
-                    unsafe { libc::pthread_kill(t, libc::SIGUSR1) };
+                    // SAFETY: both threads stay alive until `storm_over` is
+                    // set, which happens only after this loop.
+                    unsafe { libc::pthread_kill(t as libc::pthread_t, libc::SIGUSR1) };
                 }
             }
+            storm_over.store(true, Ordering::SeqCst);
         });
         let write_errors = w.join().unwrap();
         let (read_errors, mismatches, first_bad) = r.join().unwrap();
-        done.store(true, Ordering::SeqCst);
         (write_errors + read_errors, mismatches, first_bad)
     });
     let signals = STORM_HANDLED.load(Ordering::SeqCst) - before;
@@ -135,12 +152,14 @@ fn every_signal_a_handler_sees_becomes_exactly_one_token_and_errno_survives() {
 
     const SENTINEL: c_int = 0x5eed;
     let stop = AtomicBool::new(false);
-    let victim_tid: OnceLock<libc::pthread_t> = OnceLock::new();
+    let victim_tid: OnceLock<usize> = OnceLock::new();
     let (tokens, errno_clobbered) = std::thread::scope(|s| {
         // The interrupted code: keeps a sentinel in errno and checks it.
         let victim = s.spawn(|| {
             // SAFETY: pthread_self has no preconditions.
-            victim_tid.set(unsafe { libc::pthread_self() }).unwrap();
+            victim_tid
+                .set(unsafe { libc::pthread_self() } as usize)
+                .unwrap();
             let mut clobbered = 0usize;
             while !stop.load(Ordering::SeqCst) {
                 common::set_errno(SENTINEL);
@@ -174,7 +193,7 @@ fn every_signal_a_handler_sees_becomes_exactly_one_token_and_errno_survives() {
         for _ in 0..signals_to_send {
             let seen = HANDLER_RAN.load(Ordering::SeqCst);
             // SAFETY: the victim runs until `stop` is set below.
-            unsafe { libc::pthread_kill(tid, libc::SIGUSR2) };
+            unsafe { libc::pthread_kill(tid as libc::pthread_t, libc::SIGUSR2) };
             // Pace the sender so most signals are delivered one by one
             // (a standard signal sent while one is pending is merged), but
             // never wait long for one.

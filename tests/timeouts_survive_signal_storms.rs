@@ -42,7 +42,9 @@ fn install_handler_without_restart() {
 fn under_signal_storm<T>(every: Duration, wait: impl FnOnce() -> T) -> (T, Duration, usize) {
     install_handler_without_restart();
     // SAFETY: pthread_self has no preconditions.
-    let target = unsafe { libc::pthread_self() };
+    // As an integer: pthread_t is an integer on glibc but a pointer (not
+    // Send/Sync) on musl.
+    let target = unsafe { libc::pthread_self() } as usize;
     let stop = AtomicBool::new(false);
     let sent = AtomicUsize::new(0);
     std::thread::scope(|s| {
@@ -53,7 +55,7 @@ fn under_signal_storm<T>(every: Duration, wait: impl FnOnce() -> T) -> (T, Durat
             while !stop.load(Ordering::SeqCst) && Instant::now() < storm_ends {
                 // SAFETY: `target` is alive: it is the thread running this
                 // scope, which cannot end before this thread is joined.
-                unsafe { libc::pthread_kill(target, libc::SIGUSR1) };
+                unsafe { libc::pthread_kill(target as libc::pthread_t, libc::SIGUSR1) };
                 sent.fetch_add(1, Ordering::SeqCst);
                 std::thread::sleep(every);
             }

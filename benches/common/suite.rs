@@ -1,16 +1,18 @@
-//! Wall-clock comparison of this crate with raw libc and its peers, in one
-//! `cargo bench` run (issue 5). `ci/bench.sh` runs it and turns the results
-//! into `docs/bench.md` and `docs/bench.svg`.
-//!
-//! - `roundtrip`: write one token and read it back, same thread.
-//! - `ping_pong`: a token bounced off an echo thread over two pipes.
-//! - `make_close`: create a pipe and close both ends.
-//! - `batch`: 4096 tokens in one write and one read.
-//! - `extras`: the opt-in calls beside the plain ones.
-//!
-//! Every group has a `raw libc` row, the floor the others are divided by.
+// Included by benches/tokenpipe.rs on x86_64 Linux (so: plain comments,
+// not inner doc comments).
+//
+// Wall-clock comparison of this crate with raw libc and its peers, in one
+// `cargo bench` run (issue 5). `ci/bench.sh` runs it and turns the results
+// into `docs/bench.md` and `docs/bench.svg`.
+//
+// - `roundtrip`: write one token and read it back, same thread.
+// - `ping_pong`: a token bounced off an echo thread over two pipes.
+// - `make_close`: create a pipe and close both ends.
+// - `batch`: 4096 tokens in one write and one read.
+// - `extras`: the opt-in calls beside the plain ones.
+//
+// Every group has a `raw libc` row, the floor the others are divided by.
 
-mod common;
 
 use std::ffi::c_void;
 use std::hint::black_box;
