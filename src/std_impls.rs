@@ -12,9 +12,10 @@ impl From<Error> for io::Error {
     /// Keeps the errno where one caused the error, so
     /// `raw_os_error()` still answers: `Os(e)` gives `e`, `BrokenPipe` gives
     /// `EPIPE` (kind `BrokenPipe`), `WouldBlock` gives `EAGAIN` (kind
-    /// `WouldBlock`). The rest carry the crate's error inside: `Eos` is
-    /// `UnexpectedEof`, `TimedOut` is `TimedOut`, `Closed` is
-    /// `NotConnected`.
+    /// `WouldBlock`). The rest carry the crate's error inside: `Eos` and the
+    /// daemon hand-shake's `SetupFailed` and `DiedBeforeReady` (end of stream
+    /// at a known step) are `UnexpectedEof`, `UnexpectedToken` is
+    /// `InvalidData`, `TimedOut` is `TimedOut`, `Closed` is `NotConnected`.
     ///
     /// ```
     /// use bitcoin_tokenpipe::{Errno, Error};
@@ -30,10 +31,14 @@ impl From<Error> for io::Error {
             return io::Error::from_raw_os_error(errno.raw());
         }
         let kind = match e {
-            Error::Eos => io::ErrorKind::UnexpectedEof,
+            Error::Eos | Error::SetupFailed | Error::DiedBeforeReady => {
+                io::ErrorKind::UnexpectedEof
+            }
+            Error::UnexpectedToken(_) => io::ErrorKind::InvalidData,
             Error::TimedOut => io::ErrorKind::TimedOut,
             Error::Closed => io::ErrorKind::NotConnected,
-            // Every variant with an errno returned above.
+            // Os, BrokenPipe and WouldBlock carry an errno and returned
+            // above; a variant added later lands here until it is mapped.
             _ => io::ErrorKind::Other,
         };
         io::Error::new(kind, e)

@@ -21,6 +21,10 @@ fn status_codes_match_the_original() {
         let want = if e == Error::Eos { TS_EOS } else { TS_ERR };
         assert_eq!(e.status(), want, "{e:?}");
     }
+    // The daemon hand-shake's end-of-stream errors keep the original's code.
+    assert_eq!(Error::SetupFailed.status(), TS_EOS);
+    assert_eq!(Error::DiedBeforeReady.status(), TS_EOS);
+    assert_eq!(Error::UnexpectedToken(2).status(), TS_ERR);
 }
 
 #[test]
@@ -98,6 +102,9 @@ fn conversion_to_io_error_keeps_the_errno_and_picks_the_right_kind() {
         (Error::WouldBlock, ErrorKind::WouldBlock, Some(libc::EAGAIN)),
         (Error::TimedOut, ErrorKind::TimedOut, None),
         (Error::Closed, ErrorKind::NotConnected, None),
+        (Error::SetupFailed, ErrorKind::UnexpectedEof, None),
+        (Error::DiedBeforeReady, ErrorKind::UnexpectedEof, None),
+        (Error::UnexpectedToken(7), ErrorKind::InvalidData, None),
     ];
     for (err, kind, raw) in cases {
         let io = io::Error::from(err);
