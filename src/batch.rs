@@ -57,14 +57,7 @@ impl TokenPipeEnd {
         if tokens.is_empty() {
             return Ok(0);
         }
-        loop {
-            match sys::write(fd, tokens) {
-                Ok(0) => return Err(Error::Eos),
-                Ok(n) => return Ok(n),
-                Err(Errno::EINTR) => {}
-                Err(e) => return Err(Error::from_errno(e)),
-            }
-        }
+        moved_or_eos(|| sys::write(fd, tokens))
     }
 
     /// Reads up to `buf.len()` tokens with one `read(2)`, retried only on
@@ -95,14 +88,7 @@ impl TokenPipeEnd {
         if buf.is_empty() {
             return Ok(0);
         }
-        loop {
-            match sys::read(fd, buf) {
-                Ok(0) => return Err(Error::Eos),
-                Ok(n) => return Ok(n),
-                Err(Errno::EINTR) => {}
-                Err(e) => return Err(Error::from_errno(e)),
-            }
-        }
+        moved_or_eos(|| sys::read(fd, buf))
     }
 
     /// Reads tokens into the unused capacity of `out` with one `read(2)`
@@ -140,5 +126,20 @@ impl TokenPipeEnd {
         let result = self.read_tokens(&mut out[old_len..]);
         out.truncate(old_len + *result.as_ref().unwrap_or(&0));
         result
+    }
+}
+
+/// Runs one `read` or `write` of a non-empty buffer, again if a signal
+/// interrupted it before anything moved: the count, or end of stream when
+/// nothing could move (`0`), or the error.
+#[inline]
+fn moved_or_eos(mut call: impl FnMut() -> sys::SysResult<usize>) -> Result<usize> {
+    loop {
+        match call() {
+            Ok(0) => return Err(Error::Eos),
+            Ok(n) => return Ok(n),
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(Error::from_errno(e)),
+        }
     }
 }

@@ -227,10 +227,7 @@ impl TokenPipeEnd {
     #[inline]
     #[doc(alias = "TokenWrite")]
     pub fn token_write(&self, token: u8) -> Result<()> {
-        let fd = self.fd;
-        if fd == CLOSED {
-            return Err(Error::Closed);
-        }
+        let fd = self.open_fd()?;
         // One compare on the hot path, as in hand-written code: anything
         // but "1 byte moved" goes to the cold function, which reads errno.
         loop {
@@ -268,10 +265,7 @@ impl TokenPipeEnd {
     #[inline]
     #[doc(alias = "TokenRead")]
     pub fn token_read(&self) -> Result<u8> {
-        let fd = self.fd;
-        if fd == CLOSED {
-            return Err(Error::Closed);
-        }
+        let fd = self.open_fd()?;
         let mut token = 0u8;
         loop {
             match sys::read_count(fd, core::slice::from_mut(&mut token)) {

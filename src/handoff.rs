@@ -142,28 +142,10 @@ impl TokenPipeEnd {
     /// ```
     #[must_use]
     pub fn env_value(&self) -> heapless::String<ENV_VALUE_LEN> {
-        let fd = self.as_raw_fd();
-        let mut digits = [0u8; ENV_VALUE_LEN];
-        let mut start = digits.len();
-        // Work in i64 so c_int::MIN's magnitude fits.
-        let mut rest = i64::from(fd).unsigned_abs();
-        loop {
-            start -= 1;
-            digits[start] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
-        if fd < 0 {
-            start -= 1;
-            digits[start] = b'-';
-        }
         let mut out = heapless::String::new();
-        for &d in &digits[start..] {
-            // At most 11 ASCII characters into a capacity of 11.
-            let _ = out.push(char::from(d));
-        }
+        // core::fmt formats integers on the stack; the longest c_int has
+        // ENV_VALUE_LEN characters, so this cannot run out of room.
+        let _ = core::fmt::Write::write_fmt(&mut out, format_args!("{}", self.as_raw_fd()));
         out
     }
 

@@ -52,19 +52,19 @@ impl TokenPipeEnd {
     /// ```
     #[doc(alias = "SIGPIPE", alias = "MSG_NOSIGNAL")]
     pub fn token_write_nosignal(&self, token: u8) -> Result<()> {
-        let fd = self.open_fd()?;
-        write_nosignal(self, fd, token)
+        self.open_fd()?;
+        write_nosignal(self, token)
     }
 }
 
 #[cfg(any(target_vendor = "apple", target_os = "netbsd"))]
-fn write_nosignal(end: &TokenPipeEnd, fd: core::ffi::c_int, token: u8) -> Result<()> {
-    sys::fcntl_set_nosigpipe(fd).map_err(Error::Os)?;
+fn write_nosignal(end: &TokenPipeEnd, token: u8) -> Result<()> {
+    sys::fcntl_set_nosigpipe(end.as_raw_fd()).map_err(Error::Os)?;
     end.token_write(token)
 }
 
 #[cfg(not(any(target_vendor = "apple", target_os = "netbsd")))]
-fn write_nosignal(end: &TokenPipeEnd, _fd: core::ffi::c_int, token: u8) -> Result<()> {
+fn write_nosignal(end: &TokenPipeEnd, token: u8) -> Result<()> {
     use sys::sigpipe;
 
     let old_mask = sigpipe::block().map_err(Error::Os)?;

@@ -86,8 +86,10 @@ impl TokenPipeEnd {
                         // Interrupted, or another reader took the token
                         // first (non-blocking end): wait for what remains.
                         Err(Errno::EINTR) => {}
-                        Err(e) if Error::from_errno(e) == Error::WouldBlock => {}
-                        Err(e) => return Err(Error::from_errno(e)),
+                        Err(e) => match Error::from_errno(e) {
+                            Error::WouldBlock => {}
+                            other => return Err(other),
+                        },
                     }
                 }
                 Err(Errno::EINTR) => {}
