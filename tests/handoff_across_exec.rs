@@ -131,14 +131,8 @@ fn an_open_pipe_is_taken_and_made_close_on_exec() {
     let _turn = serial();
     let (reader, writer) = TokenPipe::make().unwrap().split();
     writer.set_inheritable(true).unwrap(); // as an exec'd child would find it
+    let value = writer.env_value();
     let raw = writer.into_raw_fd();
-    let value = {
-        // SAFETY: `raw` is ours; wrapped only to format it, then released.
-        let end = unsafe { TokenPipeEnd::from_raw_fd(raw) };
-        let v = end.env_value();
-        let _ = end.into_raw_fd();
-        v
-    };
     let taken = from_env_with(c"TOKENPIPE_TEST_OK", Some(value.as_str())).unwrap();
     assert_eq!(taken.as_raw_fd(), raw);
     assert!(is_cloexec(raw), "from_env left the fd inheritable");

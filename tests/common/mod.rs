@@ -50,6 +50,10 @@ pub fn fd_flags(fd: c_int) -> Result<c_int, c_int> {
     }
 }
 
+// The tests reach errno through libc directly rather than through the
+// crate's Errno::last/set_last, so that a bug there cannot hide one in what
+// these helpers check ("no syscall was made", "errno survived a handler").
+
 /// Sets the calling thread's errno.
 pub fn set_errno(value: c_int) {
     // SAFETY: the errno location is valid for the calling thread's lifetime.
