@@ -37,12 +37,7 @@ CHECK_TARGETS=(
 )
 BARE_TARGETS=(thumbv7em-none-eabihf)
 
-for a in "$@"; do
-    case "$a" in
-        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-        ""|-*) die "not a target: '$a' (usage: ci/check-targets.sh [TARGET...])" ;;
-    esac
-done
+check_target_args "$@"
 if [ "$#" -gt 0 ]; then TARGETS=("$@"); else TARGETS=("${CHECK_TARGETS[@]}" "${BARE_TARGETS[@]}"); fi
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target/check}"

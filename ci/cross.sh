@@ -44,12 +44,7 @@ MATRIX=(
 CONFIG="$ROOT/ci/qemu.toml"
 FEATURE_SETS=("--all-features" "--no-default-features")
 
-for a in "$@"; do
-    case "$a" in
-        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-        ""|-*) die "not a target: '$a' (usage: ci/cross.sh [TARGET...])" ;;
-    esac
-done
+check_target_args "$@"
 if [ "$#" -gt 0 ]; then TARGETS=("$@"); else TARGETS=("${MATRIX[@]}"); fi
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target/cross}"

@@ -52,7 +52,7 @@ ir() {
 # count OP WHAT ENFORCE: a table of instructions per OP for every pipe; with
 # ENFORCE=yes the crate must stay within raw libc + BUDGET. Every iteration runs the same
 # instructions, so the division is exact; awk prints a fraction if not.
-failed=0
+over_budget=0
 count() {
     local op="$1" what="$2" enforce="$3" table libc_cost="" crate_cost="" impl name ir_n ir_m cost delta over
     table="| pipe | instructions per $what | vs raw libc |
@@ -74,13 +74,13 @@ count() {
         log "bitcoin-tokenpipe $crate_cost, raw libc $libc_cost instructions per $what (reported, not enforced)"
     elif awk -v o="$over" -v b="$BUDGET" 'BEGIN { exit !(o > b) }'; then
         log "error: bitcoin-tokenpipe costs $crate_cost instructions per $what, raw libc $libc_cost: $over over, more than the $BUDGET allowed"
-        failed=1
+        over_budget=1
     else
         log "bitcoin-tokenpipe $crate_cost, raw libc $libc_cost instructions per $what: within +$BUDGET"
     fi
 }
 
-# Not a pipeline into tee: `failed` must be set in this shell, not a subshell.
+# Not a pipeline into tee: `over_budget` must be set in this shell, not a subshell.
 report="$CARGO_TARGET_DIR/instructions.md"
 count roundtrip "round trip" yes >"$report"
 # Reported only: each drop checks for a closed end (fd -1), the original's
@@ -89,5 +89,5 @@ count roundtrip "round trip" yes >"$report"
 # closes take in the kernel.
 count make_close "make + close" no >>"$report"
 cat "$report"
-[ "$failed" -eq 0 ] || die "over budget (see above)"
+[ "$over_budget" -eq 0 ] || die "over budget (see above)"
 echo "instructions: the round trip is within raw libc + $BUDGET ($(elapsed "$start")s)"

@@ -11,6 +11,8 @@
 #                   is missing) when it still is not there
 #   need_rust_target TRIPLE [TOOLCHAIN]   rustup target add, when missing
 #   host_triple     the host's target triple (rustc -vV)
+#   check_target_args ARG...   handles -h/--help (prints the calling
+#                   script's header) and rejects empty or option-like targets
 
 # shellcheck shell=bash disable=SC2034
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -92,3 +94,13 @@ host_triple() { rustc -vV | sed -n 's/^host: //p'; }
 # Wall-clock seconds since the epoch, with a fraction, for timings.
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+check_target_args() {
+    local a
+    for a in "$@"; do
+        case "$a" in
+            -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+            ""|-*) die "not a target: '$a' (usage: ci/$CI_NAME.sh [TARGET...])" ;;
+        esac
+    done
+}

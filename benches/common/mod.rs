@@ -93,6 +93,20 @@ impl Pipe for ThisCrate {
     }
 }
 
+/// One token through `std::io::Write::write_all`, as a std user writes it.
+#[inline]
+fn io_write_byte(mut w: impl Write, token: u8) {
+    w.write_all(&[token]).unwrap();
+}
+
+/// One token through `std::io::Read::read_exact`.
+#[inline]
+fn io_read_byte(mut r: impl Read) -> u8 {
+    let mut buf = [0u8; 1];
+    r.read_exact(&mut buf).unwrap();
+    buf[0]
+}
+
 /// `std::io::pipe` (Rust 1.87), with `write_all` / `read_exact`.
 pub struct StdPipe;
 
@@ -107,15 +121,13 @@ impl Pipe for StdPipe {
     }
 
     #[inline]
-    fn write(mut w: &Self::Writer, token: u8) {
-        w.write_all(&[token]).unwrap();
+    fn write(w: &Self::Writer, token: u8) {
+        io_write_byte(w, token);
     }
 
     #[inline]
-    fn read(mut r: &Self::Reader) -> u8 {
-        let mut buf = [0u8; 1];
-        r.read_exact(&mut buf).unwrap();
-        buf[0]
+    fn read(r: &Self::Reader) -> u8 {
+        io_read_byte(r)
     }
 }
 
@@ -133,15 +145,13 @@ impl Pipe for OsPipe {
     }
 
     #[inline]
-    fn write(mut w: &Self::Writer, token: u8) {
-        w.write_all(&[token]).unwrap();
+    fn write(w: &Self::Writer, token: u8) {
+        io_write_byte(w, token);
     }
 
     #[inline]
-    fn read(mut r: &Self::Reader) -> u8 {
-        let mut buf = [0u8; 1];
-        r.read_exact(&mut buf).unwrap();
-        buf[0]
+    fn read(r: &Self::Reader) -> u8 {
+        io_read_byte(r)
     }
 }
 
