@@ -1,15 +1,17 @@
-//! The syscall layer: the only module with `unsafe` code.
+//! The syscall layer: the only module that calls libc.
 //!
 //! One thin function per syscall. Each takes and returns plain values, reads
 //! `errno` only when the call failed, and leaves every policy decision (retry
 //! on `EINTR`, what an error means) to the safe code above it. None of these
-//! functions allocates, and every syscall here is on POSIX's list of
-//! async-signal-safe functions (`strerror_r` is the exception; it is reached
-//! only from `Display`, never from a read, a write or a close).
+//! functions allocates. Everything reachable from `token_write`,
+//! `token_read` and `close` is async-signal-safe; the exceptions here are
+//! `strerror_r` (reached only from `Display`) and `getenv` (reached only
+//! from `from_env`, whose contract forbids a concurrent `setenv`).
 //!
 //! The functions are safe to call but not all are safe to *misuse*: `close`
 //! on an fd that something else owns breaks that owner. They are
-//! `pub(crate)`, and the one caller of `close` is the owner of the fd.
+//! `pub(crate)`, and `close` is only ever called by the fd's owner: an end,
+//! or a function here closing fds it has just opened.
 #![allow(unsafe_code)]
 
 use core::ffi::{c_int, c_void};
@@ -237,7 +239,7 @@ pub(crate) fn clear_cloexec(fd: c_int) -> SysResult<()> {
 /// the call returned: the count, or `-1` with `errno` set.
 ///
 /// Raw, because the one-token hot path wants one compare (`== 1`) first;
-/// checking the sign first, as [`write`] does, cost 7 more instructions per
+/// checking the sign first, as [`write()`] does, cost 7 more instructions per
 /// round trip under callgrind. No retry here: the caller decides what
 /// `EINTR` and a short count mean.
 ///
