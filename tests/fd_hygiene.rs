@@ -11,7 +11,7 @@ mod common;
 use std::sync::{Mutex, MutexGuard};
 
 use bitcoin_tokenpipe::{Errno, Error, TokenPipe, TokenPipeEnd};
-use common::{identity, open_fd_count, report, soak_scale, still_refers_to};
+use common::{identity, open_pipe_count, report, soak_scale, still_refers_to};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -66,12 +66,12 @@ fn a_hundred_thousand_cycles_through_every_path_leave_the_fd_count_unchanged() {
     let _turn = serial();
     let cycles = 100_000 * soak_scale();
     one_cycle(0); // let any lazily opened fd (none expected) appear first
-    let before = open_fd_count();
+    let before = open_pipe_count();
     let mut errors = 0;
     for i in 0..cycles {
         errors += one_cycle(i);
     }
-    let leaked = open_fd_count() as isize - before as isize;
+    let leaked = open_pipe_count() as isize - before as isize;
     report(
         "fd hygiene: make/take/write/read/assign/close cycles",
         &format!("{cycles} cycles"),
@@ -84,7 +84,7 @@ fn a_hundred_thousand_cycles_through_every_path_leave_the_fd_count_unchanged() {
     assert_eq!(leaked, 0, "fds leaked");
 }
 
-/// Counts open fds without opening one (`open_fd_count` needs a directory
+/// Counts open fds without opening one (`open_pipe_count` needs a directory
 /// handle, which a full table cannot give): probes every number below the
 /// soft limit with `fcntl(F_GETFD)`.
 fn open_fd_count_without_opening() -> usize {
@@ -122,7 +122,7 @@ fn with_fd_limit<T>(soft: u64, f: impl FnOnce() -> T) -> T {
 #[test]
 fn exhausting_the_fd_limit_gives_emfile_and_leaks_nothing() {
     let _turn = serial();
-    let before = open_fd_count();
+    let before = open_pipe_count();
     let (made, err, with_one_left) = with_fd_limit(before as u64 + 64, || {
         let mut pipes = Vec::new();
         let err = loop {
@@ -148,7 +148,7 @@ fn exhausting_the_fd_limit_gives_emfile_and_leaks_nothing() {
         drop(pipes);
         (made, err, (again, fallback, leaked_here))
     });
-    let leaked = open_fd_count() as isize - before as isize;
+    let leaked = open_pipe_count() as isize - before as isize;
     report(
         "fd exhaustion: make until RLIMIT_NOFILE",
         &format!("{made} pipes, then EMFILE"),

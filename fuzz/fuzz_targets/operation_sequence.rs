@@ -8,7 +8,7 @@ use libfuzzer_sys::fuzz_target;
 #[path = "../../tests/model/mod.rs"]
 mod model;
 
-use model::{Harness, Op, count_fds};
+use model::{Harness, Op, open_pipe_count};
 
 fuzz_target!(
     init: {
@@ -20,7 +20,7 @@ fuzz_target!(
     |data: &[u8]| {
     // Long inputs only repeat what short ones cover, more slowly.
     let ops = Op::decode(&data[..data.len().min(256)]);
-    let before = count_fds();
+    let before = open_pipe_count();
     let mut h = Harness::new(false);
     for (i, &op) in ops.iter().enumerate() {
         if let Err(m) = h.apply(op) {
@@ -30,6 +30,6 @@ fuzz_target!(
     if let Err(m) = h.finish() {
         panic!("{m}");
     }
-    assert_eq!(count_fds(), before, "fds leaked");
+    assert_eq!(open_pipe_count(), before, "pipe fds leaked");
     }
 );

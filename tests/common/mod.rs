@@ -3,6 +3,10 @@
 //! Each test binary includes this with `mod common;` and uses what it needs.
 #![allow(dead_code, unsafe_code)]
 
+mod fds;
+#[allow(unused_imports)] // Not every test binary counts fds.
+pub use fds::open_pipe_count;
+
 use std::ffi::c_int;
 
 /// What an fd number refers to: the (device, inode) of the open file.
@@ -169,18 +173,6 @@ pub fn report(
     leaked: isize,
 ) {
     println!("REPORT|{test}|{load}|{errors}|{lost}|{duplicated}|{leaked}");
-}
-
-/// How many fds this process has open, from `/proc/self/fd` (Linux) or
-/// `/dev/fd` elsewhere. The directory handle itself is not counted.
-pub fn open_fd_count() -> usize {
-    let dir = if std::path::Path::new("/proc/self/fd").exists() {
-        "/proc/self/fd"
-    } else {
-        "/dev/fd"
-    };
-    // read_dir's own fd shows up in the listing: subtract it.
-    std::fs::read_dir(dir).expect("list open fds").count() - 1
 }
 
 /// Installs `handler` for `signal` without `SA_RESTART`, so the signal

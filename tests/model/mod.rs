@@ -10,6 +10,10 @@ use std::fmt;
 
 use bitcoin_tokenpipe::{Error, TokenPipe, TokenPipeEnd};
 
+#[path = "../common/fds.rs"]
+mod fds;
+pub use fds::open_pipe_count;
+
 /// One step of a sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -116,13 +120,13 @@ pub struct Harness {
     pipes: Vec<PipeModel>,
     slots: Slots,
     next_token: u8,
-    /// Compare the process's open fd count with the model after each step.
+    /// Compare the process's open pipe count with the model after each step.
     check_fds: bool,
     baseline_fds: usize,
 }
 
 impl Harness {
-    /// A harness with nothing open. `check_fds` needs `count_fds` to be
+    /// A harness with nothing open. `check_fds` needs `open_pipe_count` to be
     /// exact: no other thread may open or close fds meanwhile.
     pub fn new(check_fds: bool) -> Harness {
         Harness {
@@ -133,7 +137,7 @@ impl Harness {
             slots: Slots::default(),
             next_token: 0,
             check_fds,
-            baseline_fds: if check_fds { count_fds() } else { 0 },
+            baseline_fds: if check_fds { open_pipe_count() } else { 0 },
         }
     }
 
@@ -280,11 +284,11 @@ impl Harness {
             )));
         }
         if self.check_fds {
-            let open = count_fds();
+            let open = open_pipe_count();
             let want = self.baseline_fds + self.open_ends();
             if open != want {
                 return Err(Mismatch(format!(
-                    "after {op:?}: {open} fds open, model says {want}"
+                    "after {op:?}: {open} pipe fds open, model says {want}"
                 )));
             }
         }
@@ -297,10 +301,10 @@ impl Harness {
         self.taken_read = TokenPipeEnd::new();
         self.taken_write = TokenPipeEnd::new();
         if self.check_fds {
-            let open = count_fds();
+            let open = open_pipe_count();
             if open != self.baseline_fds {
                 return Err(Mismatch(format!(
-                    "{open} fds open at the end, {} before",
+                    "{open} pipe fds open at the end, {} before",
                     self.baseline_fds
                 )));
             }
@@ -317,15 +321,4 @@ fn would_block_check(end: &TokenPipeEnd) -> Result<u8, Error> {
     } else {
         end.token_read_timeout(std::time::Duration::ZERO)
     }
-}
-
-/// The process's open fd count (`/proc/self/fd` or `/dev/fd`), less the
-/// directory handle used to count.
-pub fn count_fds() -> usize {
-    let dir = if std::path::Path::new("/proc/self/fd").exists() {
-        "/proc/self/fd"
-    } else {
-        "/dev/fd"
-    };
-    std::fs::read_dir(dir).expect("list open fds").count() - 1
 }
