@@ -1,0 +1,112 @@
+//! The syscall layer: the only module that calls libc.
+//!
+//! Split by domain: [`fd`] (pipes, fcntl, read, write, poll, files),
+//! [`signal`] (SIGPIPE masking) and [`process`] (fork, wait, kill, the
+//! daemon's set-up calls, the environment). [`conv`] turns each return shape
+//! into a `Result` in one place. One thin function per syscall. Each takes and returns plain values, reads
+//! `errno` only when the call failed, and leaves every policy decision (retry
+//! on `EINTR`, what an error means) to the safe code above it. None of these
+//! functions allocates. Everything reachable from `token_write`,
+//! `token_read` and `close` is async-signal-safe; the exceptions here are
+//! `strerror_r` (reached only from `Display`) and `getenv` (reached only
+//! from `from_env`, whose contract forbids a concurrent `setenv`).
+//!
+//! The functions are safe to call but not all are safe to *misuse*: `close`
+//! on an fd that something else owns breaks that owner. They are
+//! `pub(crate)`, and `close` is only ever called by the fd's owner: an end,
+//! or a function here closing fds it has just opened.
+#![allow(unsafe_code)]
+
+mod conv;
+pub(crate) mod fd;
+pub(crate) mod process;
+pub(crate) mod signal;
+
+pub(crate) use fd::*;
+pub(crate) use process::*;
+pub(crate) use signal::*;
+
+use core::ffi::c_int;
+
+use crate::error::Errno;
+
+/// The result of one syscall: its value, or the `errno` it left.
+pub(crate) type SysResult<T> = core::result::Result<T, Errno>;
+
+// Where each libc keeps the calling thread's `errno`. The name differs per
+// OS; the libc crate exposes each under its own name, so pick it here once.
+#[cfg(any(
+    target_os = "linux",
+    target_os = "emscripten",
+    target_os = "redox",
+    target_os = "hurd",
+    target_os = "dragonfly"
+))]
+use libc::__errno_location as errno_location;
+
+#[cfg(any(target_os = "android", target_os = "netbsd", target_os = "openbsd"))]
+use libc::__errno as errno_location;
+
+#[cfg(any(target_vendor = "apple", target_os = "freebsd"))]
+use libc::__error as errno_location;
+
+#[cfg(any(target_os = "illumos", target_os = "solaris"))]
+use libc::___errno as errno_location;
+
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "emscripten",
+    target_os = "redox",
+    target_os = "hurd",
+    target_os = "dragonfly",
+    target_os = "android",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_vendor = "apple",
+    target_os = "freebsd",
+    target_os = "illumos",
+    target_os = "solaris"
+)))]
+compile_error!(
+    "bitcoin-tokenpipe does not know where this Unix keeps errno; \
+     add the target to src/sys.rs"
+);
+
+/// Reads the calling thread's `errno`.
+///
+/// Called only after a syscall reported failure, so it is off the hot path.
+#[cold]
+#[inline(never)]
+pub(crate) fn errno() -> Errno {
+    // SAFETY: the errno location function has no preconditions and returns a
+    // pointer to the calling thread's errno, valid for the thread's lifetime.
+    Errno::from_raw(unsafe { *errno_location() })
+}
+
+/// Sets the calling thread's `errno` (for handlers that restore it).
+#[inline]
+pub(crate) fn set_errno(e: Errno) {
+    // SAFETY: as in `errno`: the pointer is this thread's errno, valid for
+    // the thread's lifetime, and writing an int there is what it is for.
+    unsafe { *errno_location() = e.raw() };
+}
+
+/// `strerror_r(errnum, buf)`—The system's description of an errno value,
+/// written into `buf` (the POSIX/XSI version on every libc; the libc crate
+/// links glibc's `__xpg_strerror_r`). `None` if the system has none.
+///
+/// Not async-signal-safe on every libc; reached only from `Display`.
+///
+/// # References
+/// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/strerror.html)
+/// - [Linux](https://man7.org/linux/man-pages/man3/strerror.3.html)
+pub(crate) fn strerror(errnum: c_int, buf: &mut [u8]) -> Option<&str> {
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes, and strerror_r
+    // writes at most that many, NUL included.
+    let rc = unsafe { libc::strerror_r(errnum, buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let len = buf.iter().position(|&b| b == 0)?;
+    core::str::from_utf8(&buf[..len]).ok()
+}
