@@ -2,18 +2,33 @@
 //! `bitcoin_tokenpipe::daemon::fork_daemon`:
 //!
 //! ```text
-//! cargo run --example daemon_wait            # the daemon comes up: exit 0
-//! cargo run --example daemon_wait -- --fail  # it reports failure:  exit 1
-//! cargo run --example daemon_wait -- --crash # it dies first:       exit 2
+//! daemon_wait [--fail | --crash] [--pid-file PATH] [--double-fork] [--serve SECS]
+//!
+//! cargo run --example daemon_wait                        # comes up:            exit 0
+//! cargo run --example daemon_wait -- --fail              # reports failure:     exit 1
+//! cargo run --example daemon_wait -- --crash             # dies before ready:   exit 2
+//! cargo run --example daemon_wait -- --pid-file d.pid --serve 5 &
+//! cargo run --example daemon_wait -- --pid-file d.pid    # already running:     exit 4
 //! ```
 //!
-//! The launcher forks. The child detaches (new session, `/` as working
-//! directory, stdio on `/dev/null`) and sends a set-up token; only then does
-//! `fork_daemon` return in the launcher. The child "initialises" and reports
-//! ready or failed; the launcher exits 0 only on ready. If the child dies
-//! before it reports, every write end is closed and the launcher reads end
-//! of stream: a failure (exit 2), never the success that bitcoind's own
-//! launcher mistook it for. No report within 30 s is exit 3.
+//! The launcher forks. The daemon detaches (new session, optionally a
+//! second fork, a locked pid file, `/` as working directory, stdio on
+//! `/dev/null`) and reports its set-up; only then does `fork_daemon`
+//! return in the launcher. The daemon "initialises" for about 200 ms and
+//! reports ready or failed, then serves `SECS` seconds (default 1) and
+//! exits, removing its pid file. The launcher prints one line and exits:
+//!
+//! | exit | meaning |
+//! |---|---|
+//! | 0 | the daemon is ready; it keeps running |
+//! | 1 | the daemon reported failure (or a set-up step failed) |
+//! | 2 | the daemon died before it was ready |
+//! | 3 | no report within 30 s; the launcher killed it |
+//! | 4 | another instance holds the pid file; the message names its pid |
+//! | 64 | usage error |
+//!
+//! It behaves the same when started with stdin and stdout closed
+//! (`<&- >&-`): the crate keeps its pipe above fd 2.
 
 #[cfg(unix)]
 fn main() {
@@ -24,23 +39,36 @@ fn main() {
 
     const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-    let mode = match std::env::args().nth(1).as_deref() {
-        None => Mode::ComeUp,
-        Some("--fail") => Mode::Fail,
-        Some("--crash") => Mode::Crash,
-        Some(other) => {
-            eprintln!("usage: daemon_wait [--fail | --crash]  (unknown argument {other:?})");
+    let args = match Args::parse(std::env::args().skip(1)) {
+        Ok(args) => args,
+        Err(why) => {
+            eprintln!(
+                "usage: daemon_wait [--fail | --crash] [--pid-file PATH] [--double-fork] \
+                 [--serve SECS]  ({why})"
+            );
             exit(64);
         }
     };
+    let mut options = DaemonOptions::new().double_fork(args.double_fork);
+    if let Some(path) = &args.pid_file {
+        options = options.pid_file(path);
+    }
 
     // SAFETY: nothing in this program has started a thread yet, so the
     // child is a complete copy of the only thread there is.
-    let mut daemon = match unsafe { fork_daemon(DaemonOptions::default()) } {
+    let mut daemon = match unsafe { fork_daemon(options) } {
         Ok(Forked::Parent(daemon)) => daemon,
-        Ok(Forked::Child(notifier)) => daemon_main(notifier, mode),
-        Err(e @ Error::SetupFailed) => {
-            // fork_daemon has reaped that child already.
+        Ok(Forked::Child(child)) => daemon_main(child, &args),
+        Err(Error::AlreadyRunning(pid)) => {
+            let path = args.pid_file.as_deref().map(|p| p.to_string_lossy());
+            println!(
+                "launcher: another instance (pid {pid}) holds the pid file {}; exiting 4",
+                path.unwrap_or_default()
+            );
+            exit(4);
+        }
+        Err(e @ Error::DiedDuringSetup(_)) => {
+            // fork_daemon has reaped (or killed and reaped) that child.
             println!("launcher: {e}; exiting 2");
             exit(2);
         }
@@ -50,7 +78,6 @@ fn main() {
         }
     };
     let pid = daemon.pid();
-    println!("launcher: daemon {pid} detached (set-up done), waiting for readiness");
 
     match daemon.wait_ready_timeout(READY_TIMEOUT) {
         Ok(true) => {
@@ -58,66 +85,121 @@ fn main() {
             exit(0);
         }
         Ok(false) => {
+            let how = how_it_ended(daemon.wait());
             println!(
-                "launcher: daemon {pid} reported that initialisation failed ({}); exiting 1",
-                how_it_ended(pid)
+                "launcher: daemon {pid} reported that initialisation failed ({how}); exiting 1"
             );
             exit(1);
         }
         Err(Error::DiedBeforeReady) => {
-            println!(
-                "launcher: daemon {pid} died before it was ready ({}); exiting 2",
-                how_it_ended(pid)
-            );
+            let how = how_it_ended(daemon.wait());
+            println!("launcher: daemon {pid} died before it was ready ({how}); exiting 2");
             exit(2);
         }
         Err(Error::TimedOut) => {
             // Exit 3 tells whoever started us the daemon is not up; a
             // half-started one left behind would contradict that.
-            // SAFETY: kill takes plain integers; `pid` is our own child,
-            // not yet reaped, so the number cannot name another process.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let killed = daemon.kill(libc::SIGKILL);
+            let how = match killed {
+                Ok(()) => how_it_ended(daemon.wait()),
+                Err(e) => format!("could not kill it: {e}"),
+            };
             println!(
                 "launcher: daemon {pid} did not report within {READY_TIMEOUT:?}; \
-                 killed it ({}); exiting 3",
-                how_it_ended(pid)
+                 killed it ({how}); exiting 3"
             );
             exit(3);
         }
         Err(e) => {
-            println!("launcher: could not read the readiness token: {e}; exiting 1");
+            let _ = daemon.kill(libc::SIGKILL);
+            let how = how_it_ended(daemon.wait());
+            println!(
+                "launcher: could not read the readiness report: {e}; killed daemon {pid} ({how}); exiting 1"
+            );
             exit(1);
         }
     }
 }
 
+/// What the command line asked for.
 #[cfg(unix)]
-#[derive(Clone, Copy)]
+struct Args {
+    mode: Mode,
+    pid_file: Option<std::ffi::CString>,
+    double_fork: bool,
+    serve: std::time::Duration,
+}
+
+#[cfg(unix)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
     ComeUp,
     Fail,
     Crash,
 }
 
+#[cfg(unix)]
+impl Args {
+    fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
+        let mut parsed = Args {
+            mode: Mode::ComeUp,
+            pid_file: None,
+            double_fork: false,
+            serve: std::time::Duration::from_secs(1),
+        };
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--fail" | "--crash" if parsed.mode != Mode::ComeUp => {
+                    return Err("--fail and --crash exclude each other".into());
+                }
+                "--fail" => parsed.mode = Mode::Fail,
+                "--crash" => parsed.mode = Mode::Crash,
+                "--double-fork" => parsed.double_fork = true,
+                "--pid-file" => {
+                    let path = args.next().ok_or("--pid-file needs a PATH")?;
+                    let path = std::ffi::CString::new(path)
+                        .map_err(|_| "the pid file path has a NUL byte")?;
+                    parsed.pid_file = Some(path);
+                }
+                "--serve" => {
+                    let secs = args.next().ok_or("--serve needs SECS")?;
+                    parsed.serve = secs
+                        .parse::<f64>()
+                        .ok()
+                        .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
+                        .ok_or(format!("--serve takes seconds, not {secs:?}"))?;
+                }
+                other => return Err(format!("unknown argument {other:?}")),
+            }
+        }
+        Ok(parsed)
+    }
+}
+
 /// The daemon side, after `fork_daemon` has detached it. Its stdout is
 /// `/dev/null` now, so it has nothing to print to. Never returns.
 #[cfg(unix)]
-fn daemon_main(notifier: bitcoin_tokenpipe::daemon::ReadyNotifier, mode: Mode) -> ! {
+fn daemon_main(child: bitcoin_tokenpipe::daemon::DaemonChild<'_>, args: &Args) -> ! {
     use std::process::exit;
     use std::time::Duration;
 
+    let bitcoin_tokenpipe::daemon::DaemonChild {
+        notifier, pid_file, ..
+    } = child;
     // "Initialisation": a real daemon loads its state here.
     std::thread::sleep(Duration::from_millis(200));
-    match mode {
+    match args.mode {
         Mode::ComeUp => {
             // An error here means the launcher is gone: nobody to tell.
             let _ = notifier.notify(true);
             // A real daemon would serve here; this one rests, then ends.
-            std::thread::sleep(Duration::from_secs(1));
+            std::thread::sleep(args.serve);
+            drop(pid_file); // removes the pid file; exit() would not
             exit(0)
         }
         Mode::Fail => {
             let _ = notifier.notify(false);
+            drop(pid_file);
             exit(1)
         }
         Mode::Crash => {
@@ -131,23 +213,12 @@ fn daemon_main(notifier: bitcoin_tokenpipe::daemon::ReadyNotifier, mode: Mode) -
     }
 }
 
-/// Reaps the child and says how it ended. `fork_daemon` does not reap a
-/// child that got past set-up, and setsid() does not change its parent,
-/// so it is still ours to wait for.
+/// Says how the daemon ended, from `DaemonParent::wait`.
 #[cfg(unix)]
-fn how_it_ended(pid: libc::pid_t) -> String {
-    let mut status = 0;
-    // SAFETY: `status` is a valid out-pointer for one int.
-    let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
-    if rc != pid {
-        return format!("not reaped: {}", std::io::Error::last_os_error());
-    }
-    if libc::WIFEXITED(status) {
-        format!("it exited with status {}", libc::WEXITSTATUS(status))
-    } else if libc::WIFSIGNALED(status) {
-        format!("it was killed by signal {}", libc::WTERMSIG(status))
-    } else {
-        format!("wait status {status:#x}")
+fn how_it_ended(waited: bitcoin_tokenpipe::Result<bitcoin_tokenpipe::ChildExit>) -> String {
+    match waited {
+        Ok(exit) => format!("it {exit}"),
+        Err(e) => e.to_string(),
     }
 }
 

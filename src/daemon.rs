@@ -1,28 +1,44 @@
-//! The daemon hand-shake: bitcoind's `fork_daemon`, with its launcher bug
-//! fixed.
+//! The daemon hand-shake: bitcoind's `fork_daemon`, hardened, with the
+//! rest of what `daemon(7)` asks of a daemon.
 //!
 //! The launcher calls [`fork_daemon`]. The child detaches (new session,
-//! optionally `/` as working directory and stdio on `/dev/null`) and sends a
-//! set-up token; only then does `fork_daemon` return in the parent. The
-//! child initialises and reports with [`ReadyNotifier::notify`]; the parent
-//! learns the outcome from [`DaemonParent::wait_ready`]. End of stream at
-//! any step (the child died) is an error, never success: bitcoind's own
-//! launcher treated a read error or end of stream as success, and this port
-//! does not.
+//! optionally a second fork, a umask, a locked pid file, `/` as working
+//! directory, stdio on `/dev/null`) and reports its set-up; only then does
+//! `fork_daemon` return in the launcher. The daemon initialises and reports
+//! with [`ReadyNotifier::notify`]; the launcher learns the outcome from
+//! [`DaemonParent::wait_ready`], and can signal and reap the daemon
+//! ([`kill`](DaemonParent::kill), [`try_wait`](DaemonParent::try_wait),
+//! [`wait`](DaemonParent::wait)).
+//!
+//! What can go wrong is handled, not left to the caller:
+//! - **End of stream is never success.** bitcoind's own launcher treated a
+//!   read error or end of stream as success; this port does not.
+//! - **No child is lost.** On every failure during set-up the launcher
+//!   gives the child a moment to exit, kills it if it has not, reaps it,
+//!   and returns an error that says what happened (the failed step and its
+//!   errno, or the child's exit status).
+//! - **Closed stdio is harmless.** A launcher started with fds 0, 1 or 2
+//!   closed gets its pipe there from the kernel; every fd this module keeps
+//!   across the fork is moved to 3 or above first, so the daemon's
+//!   `/dev/null` redirection cannot close it, and the launcher never blocks
+//!   in `waitpid` on a daemon that is alive.
+//! - **The pid can never name a stranger.** On Linux 5.3+ the launcher
+//!   holds a pidfd, opened before the child can be reaped; elsewhere it
+//!   signals by pid only while the child is provably unreaped.
 //!
 //! ```standalone_crate
 //! use bitcoin_tokenpipe::daemon::{DaemonOptions, Forked, fork_daemon};
 //!
 //! // SAFETY: this program has no other threads.
-//! match unsafe { fork_daemon(DaemonOptions::default()) }? {
+//! match unsafe { fork_daemon(DaemonOptions::new()) }? {
 //!     Forked::Parent(mut daemon) => {
 //!         let ready = daemon.wait_ready()?;
 //!         assert!(ready, "daemon {} failed to come up", daemon.pid());
 //!         // A real launcher would now exit(0), leaving the daemon running.
 //!     }
-//!     Forked::Child(notifier) => {
+//!     Forked::Child(daemon) => {
 //!         let initialised = true; // initialise the daemon here
-//!         notifier.notify(initialised)?;
+//!         daemon.notifier.notify(initialised)?;
 //!         // ... serve; this example just ends.
 //!         std::process::exit(0);
 //!     }
@@ -30,42 +46,201 @@
 //! # Ok::<(), bitcoin_tokenpipe::Error>(())
 //! ```
 
+use core::ffi::{CStr, c_int};
+use core::fmt;
 use core::time::Duration;
 
 use crate::end::TokenPipeEnd;
-use crate::error::{Error, Result};
+use crate::error::{Errno, Error, Result};
 use crate::pipe::TokenPipe;
+use crate::process::Process;
 use crate::sys;
 
-/// The token the child sends when its set-up is done.
-const SETUP_DONE: u8 = 0;
+pub use crate::process::ChildExit;
+
 /// The readiness tokens, as in bitcoind: 1 ready, 0 failed.
 const READY: u8 = 1;
 const FAILED: u8 = 0;
 
-/// What the child does to detach, after `setsid()` (which it always does).
+/// How long a child that reported a failed set-up, or closed the pipe, has
+/// to finish exiting before it is killed. It is normally gone in
+/// microseconds; the grace only keeps its own exit status from being
+/// overwritten by our `SIGKILL`.
+const EXIT_GRACE: Duration = Duration::from_secs(1);
+
+/// How the child detaches; build it with [`DaemonOptions::new`] and the
+/// `const` methods, so options can be added without breaking anyone.
+///
+/// | option | default | what the child does |
+/// |---|---|---|
+/// | [`chdir_root`](Self::chdir_root) | on | `chdir("/")` |
+/// | [`close_stdio`](Self::close_stdio) | on | stdin, stdout, stderr onto `/dev/null` |
+/// | [`umask`](Self::umask) | `None` (inherited) | `umask(mask)` |
+/// | [`double_fork`](Self::double_fork) | off | a second fork, so the daemon is not a session leader |
+/// | [`pid_file`](Self::pid_file) | `None` | a locked pid file; a second instance fails with [`Error::AlreadyRunning`] |
+///
+/// `chdir_root` is on by default because `daemon(7)` asks for it: a daemon
+/// that keeps its start directory keeps that file system busy. bitcoind
+/// does **not** do it (it calls `fork_daemon(1, 0, ..)`, `nochdir = 1`,
+/// because its data paths may be relative); `.chdir_root(false)` is
+/// bitcoind's behaviour.
 ///
 /// ```
 /// use bitcoin_tokenpipe::daemon::DaemonOptions;
-/// let o = DaemonOptions::default();
-/// assert!(o.chdir_root && o.close_stdio);
+///
+/// const BITCOIND: DaemonOptions = DaemonOptions::new().chdir_root(false);
+/// assert!(!BITCOIND.chdir_root && BITCOIND.close_stdio);
+/// let o = DaemonOptions::new().umask(Some(0o027)).double_fork(true).pid_file(c"app.pid");
+/// assert_eq!(o.pid_file, Some(c"app.pid"));
+/// assert_eq!(DaemonOptions::default(), DaemonOptions::new());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct DaemonOptions {
+#[non_exhaustive]
+pub struct DaemonOptions<'a> {
     /// `chdir("/")`, so the daemon keeps no directory (or file system) busy.
     pub chdir_root: bool,
     /// Point stdin, stdout and stderr at `/dev/null`, so the daemon holds
     /// no terminal and writes to no closed one.
     pub close_stdio: bool,
+    /// The file mode creation mask to set in the daemon, or `None` to keep
+    /// the launcher's.
+    pub umask: Option<libc::mode_t>,
+    /// Fork a second time after `setsid`: the daemon is then not a session
+    /// leader and can never acquire a controlling terminal. It is then not
+    /// the launcher's child either; see [`DaemonParent::wait`].
+    pub double_fork: bool,
+    /// A pid file that the daemon creates, locks for its whole life and
+    /// writes its pid into; see [`DaemonOptions::pid_file`].
+    pub pid_file: Option<&'a CStr>,
 }
 
-impl Default for DaemonOptions {
-    /// Both on, as bitcoind does.
-    fn default() -> DaemonOptions {
+impl<'a> DaemonOptions<'a> {
+    /// The defaults: `chdir("/")`, stdio on `/dev/null`, nothing else.
+    #[must_use]
+    pub const fn new() -> DaemonOptions<'a> {
         DaemonOptions {
             chdir_root: true,
             close_stdio: true,
+            umask: None,
+            double_fork: false,
+            pid_file: None,
         }
+    }
+
+    /// Whether the child does `chdir("/")` (default on; bitcoind: off).
+    #[must_use]
+    pub const fn chdir_root(mut self, on: bool) -> DaemonOptions<'a> {
+        self.chdir_root = on;
+        self
+    }
+
+    /// Whether the child points stdin, stdout and stderr at `/dev/null`
+    /// (default on).
+    #[must_use]
+    pub const fn close_stdio(mut self, on: bool) -> DaemonOptions<'a> {
+        self.close_stdio = on;
+        self
+    }
+
+    /// The umask the daemon sets before it creates anything (its pid file
+    /// among them); `None` (the default) keeps the launcher's.
+    #[must_use]
+    pub const fn umask(mut self, mask: Option<libc::mode_t>) -> DaemonOptions<'a> {
+        self.umask = mask;
+        self
+    }
+
+    /// Whether to fork twice (default off). The intermediate child calls
+    /// `setsid`, forks the daemon, and exits as soon as the launcher has a
+    /// hold on the daemon's pid; the launcher reaps it. The launcher still
+    /// learns the daemon's own pid and its readiness.
+    #[must_use]
+    pub const fn double_fork(mut self, on: bool) -> DaemonOptions<'a> {
+        self.double_fork = on;
+        self
+    }
+
+    /// Keep a pid file at `path`. A relative path is relative to the
+    /// launcher's working directory at the call, whatever `chdir_root`
+    /// does.
+    ///
+    /// The daemon itself (after the second fork, if any) opens the file
+    /// without truncating it, takes an `fcntl` write lock on it, and only
+    /// then truncates it and writes its pid and a newline, all before its
+    /// set-up report. So a second instance fails at once, with
+    /// [`Error::AlreadyRunning`] naming the running daemon's pid, and never
+    /// truncates the running daemon's file; a stale file whose daemon is
+    /// gone (nobody holds the lock) is taken over. The lock lasts as long as
+    /// the daemon keeps the [`PidFile`] it is given, and ends when it exits.
+    ///
+    /// `fcntl` locks belong to a process and end when it closes *any* fd of
+    /// the file: the daemon must not open its own pid file again. They are
+    /// not inherited by children, and end at `exec`.
+    #[must_use]
+    pub const fn pid_file<'b>(self, path: &'b CStr) -> DaemonOptions<'b> {
+        DaemonOptions {
+            chdir_root: self.chdir_root,
+            close_stdio: self.close_stdio,
+            umask: self.umask,
+            double_fork: self.double_fork,
+            pid_file: Some(path),
+        }
+    }
+}
+
+impl Default for DaemonOptions<'_> {
+    /// The same as [`DaemonOptions::new`].
+    fn default() -> Self {
+        DaemonOptions::new()
+    }
+}
+
+/// A set-up step that failed in the child, as [`Error::SetupFailed`]
+/// reports it.
+///
+/// ```
+/// use bitcoin_tokenpipe::daemon::SetupStep;
+/// assert_eq!(SetupStep::PidFile.to_string(), "the pid file");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+#[repr(u8)]
+pub enum SetupStep {
+    /// `setsid()`.
+    Setsid = 1,
+    /// The second `fork()` of a double fork.
+    Fork = 2,
+    /// Opening, locking, truncating or writing the pid file.
+    PidFile = 3,
+    /// `chdir("/")`.
+    Chdir = 4,
+    /// Opening `/dev/null` and putting it on fds 0, 1 and 2.
+    Stdio = 5,
+}
+
+impl SetupStep {
+    const ALL: [SetupStep; 5] = [
+        SetupStep::Setsid,
+        SetupStep::Fork,
+        SetupStep::PidFile,
+        SetupStep::Chdir,
+        SetupStep::Stdio,
+    ];
+
+    fn from_u8(raw: u8) -> Option<SetupStep> {
+        SetupStep::ALL.into_iter().find(|s| *s as u8 == raw)
+    }
+}
+
+impl fmt::Display for SetupStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SetupStep::Setsid => "setsid()",
+            SetupStep::Fork => "the second fork()",
+            SetupStep::PidFile => "the pid file",
+            SetupStep::Chdir => "chdir(\"/\")",
+            SetupStep::Stdio => "pointing stdio at /dev/null",
+        })
     }
 }
 
@@ -75,38 +250,92 @@ impl Default for DaemonOptions {
 /// use bitcoin_tokenpipe::daemon::{DaemonOptions, Forked, fork_daemon};
 ///
 /// // SAFETY: this program has no other threads.
-/// match unsafe { fork_daemon(DaemonOptions::default()) }? {
+/// match unsafe { fork_daemon(DaemonOptions::new()) }? {
 ///     Forked::Parent(mut daemon) => assert_eq!(daemon.wait_ready()?, false),
-///     Forked::Child(notifier) => {
-///         notifier.notify(false)?; // initialisation failed
+///     Forked::Child(daemon) => {
+///         daemon.notifier.notify(false)?; // initialisation failed
 ///         std::process::exit(1);
 ///     }
 /// }
 /// # Ok::<(), bitcoin_tokenpipe::Error>(())
 /// ```
 #[derive(Debug)]
-pub enum Forked {
+pub enum Forked<'a> {
     /// The launcher, after the child's set-up succeeded.
     Parent(DaemonParent),
-    /// The detached child, which must report readiness.
-    Child(ReadyNotifier),
+    /// The detached daemon, which must report readiness.
+    Child(DaemonChild<'a>),
 }
 
-/// The launcher's view of the daemon child.
+/// What the daemon holds after its set-up: the notifier it reports with,
+/// and its pid file, if it was asked to keep one.
+///
+/// ```standalone_crate
+/// use bitcoin_tokenpipe::TokenPipe;
+/// use bitcoin_tokenpipe::daemon::{DaemonChild, DaemonOptions, Forked, fork_daemon};
+///
+/// let dir = std::env::temp_dir().join(format!("tokenpipe-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let path = std::ffi::CString::new(dir.join("app.pid").into_os_string().into_encoded_bytes())?;
+/// // The daemon "serves" until the launcher has looked at the pid file.
+/// let (until_checked, checked) = TokenPipe::make()?.split();
+/// // SAFETY: this program has no other threads.
+/// match unsafe { fork_daemon(DaemonOptions::new().pid_file(&path)) }? {
+///     Forked::Parent(mut daemon) => {
+///         let written = std::fs::read_to_string(dir.join("app.pid"))?;
+///         assert_eq!(written, format!("{}\n", daemon.pid()));
+///         assert!(daemon.wait_ready()?);
+///         drop(checked);
+///         assert!(daemon.wait()?.success());
+///         // The daemon removed its pid file on its way out.
+///         assert!(!dir.join("app.pid").exists());
+///         std::fs::remove_dir(&dir)?;
+///     }
+///     Forked::Child(DaemonChild { notifier, pid_file, .. }) => {
+///         drop(checked);
+///         notifier.notify(true)?;
+///         let _ = until_checked.token_read(); // ... serve ...
+///         drop(pid_file); // removes the file and releases the lock
+///         std::process::exit(0);
+///     }
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+#[must_use = "the launcher waits for notifier.notify(); dropping it reports failure"]
+pub struct DaemonChild<'a> {
+    /// The one-shot readiness report to the launcher.
+    pub notifier: ReadyNotifier,
+    /// The locked pid file, if [`DaemonOptions::pid_file`] asked for one.
+    /// Keep it for the daemon's life; dropping it removes the file.
+    pub pid_file: Option<PidFile<'a>>,
+}
+
+/// The launcher's view of the daemon: its readiness report, and control of
+/// the process (pid, pidfd, signals, exit status).
+///
+/// Dropping it closes the pipe and the pidfd but never waits: a daemon
+/// that is left running stays running, and one that has ended stays a
+/// zombie until the launcher exits (launchers normally do, right after
+/// [`wait_ready`](Self::wait_ready)) or [`wait`](Self::wait)s for it.
 ///
 /// ```standalone_crate
 /// use bitcoin_tokenpipe::Error;
-/// use bitcoin_tokenpipe::daemon::{DaemonOptions, Forked, fork_daemon};
+/// use bitcoin_tokenpipe::daemon::{ChildExit, DaemonOptions, Forked, fork_daemon};
 ///
 /// // SAFETY: this program has no other threads.
-/// match unsafe { fork_daemon(DaemonOptions::default()) }? {
+/// match unsafe { fork_daemon(DaemonOptions::new()) }? {
 ///     Forked::Parent(mut daemon) => {
 ///         assert!(daemon.pid() > 0);
-///         // The child dropped its notifier without a word: failure.
+///         // The daemon dropped its notifier without a word: failure.
 ///         assert_eq!(daemon.wait_ready(), Err(Error::DiedBeforeReady));
+///         assert_eq!(daemon.wait()?, ChildExit::Exited(3));
+///         // Reaped: its pid may name anyone now, so kill refuses.
+///         assert!(daemon.kill(libc::SIGTERM).is_err());
 ///     }
-///     Forked::Child(notifier) => {
-///         drop(notifier);
+///     Forked::Child(daemon) => {
+///         drop(daemon);
 ///         std::process::exit(3);
 ///     }
 /// }
@@ -114,139 +343,448 @@ pub enum Forked {
 /// ```
 #[derive(Debug)]
 pub struct DaemonParent {
-    pid: libc::pid_t,
+    process: Process,
     reader: TokenPipeEnd,
 }
 
-/// The daemon's one-shot readiness report (see [`notify`](Self::notify)
-/// for an example). Send it with
+/// The daemon's one-shot readiness report. Send it with
 /// [`notify`](Self::notify); dropping it unsent closes the pipe, which the
-/// launcher reads as failure ([`Error::DiedBeforeReady`]).
+/// launcher reads as failure ([`Error::DiedBeforeReady`]). A daemon that
+/// `exec`s another program hands it over with `pass_to` (with `std`) or
+/// [`into_end`](Self::into_end).
 #[derive(Debug)]
 #[must_use = "the launcher waits for notify(); dropping the notifier reports failure"]
 pub struct ReadyNotifier {
     writer: TokenPipeEnd,
 }
 
-/// Forks a daemon child and waits until its set-up is done: the port of
-/// bitcoind's `fork_daemon`.
+/// Forks a daemon and waits until its set-up is done: the port of
+/// bitcoind's `fork_daemon`, hardened.
 ///
-/// In the child: `setsid()`, then `chdir("/")` if
-/// [`chdir_root`](DaemonOptions::chdir_root), then stdin/stdout/stderr onto
-/// `/dev/null` if [`close_stdio`](DaemonOptions::close_stdio), then the
-/// set-up token. Any failure there makes the child `_exit(1)`. The child
-/// returns `Ok(Forked::Child(notifier))`.
+/// In the child, in this order: `setsid()`; with
+/// [`double_fork`](DaemonOptions::double_fork), a second `fork()` (the
+/// intermediate child waits until the launcher holds the daemon's pid,
+/// then exits); `umask`; the [`pid_file`](DaemonOptions::pid_file) (open
+/// without truncating, lock, truncate, write); `chdir("/")`; stdio onto
+/// `/dev/null`; then the set-up report (the daemon's pid, or the step that
+/// failed and its errno). Only async-signal-safe calls are made until the
+/// report. The daemon returns `Ok(Forked::Child(..))`.
 ///
-/// In the parent: returns `Ok(Forked::Parent(..))` only after the set-up
-/// token arrived. The pipe's ends are close-on-exec, so a child that
-/// `exec`s loses its notifier (the parent sees failure) unless it hands the
-/// end over on purpose (`TokenPipeEnd::pass_to`, with `std`).
+/// In the launcher: returns `Ok(Forked::Parent(..))` only after the
+/// report of a successful set-up. The pipe's ends are kept at fd 3 or
+/// above and are close-on-exec, so a daemon that `exec`s loses its
+/// notifier (the launcher sees failure) unless it hands the end over on
+/// purpose ([`ReadyNotifier::into_end`], or `pass_to` with `std`).
 ///
-/// Syscalls: `pipe2`, `fork`; in the child `close`, `setsid`, `chdir`,
-/// `open`, `dup2` ×3, `close`, `write`; in the parent `close`, `read`.
+/// Syscalls in the launcher: `pipe2` (×2 with `double_fork`), `fcntl(F_DUPFD_CLOEXEC)`
+/// only for an end that landed on 0–2, `fork`, `close`, `pidfd_open` (Linux),
+/// `read` ×2.
 ///
 /// # Safety
 /// - The process must have **no other threads** when this is called. The
 ///   child is a copy of the calling thread only; any lock another thread
 ///   held (the allocator's, stdout's) stays locked forever in the child.
-///   Call it first thing in `main`.
-/// - Between `fork` and its set-up token the child makes only
-///   async-signal-safe calls (this function sees to that). After
-///   `fork_daemon` returns in the child, the child is an ordinary
+///   Call it first thing in `main`. (A program that has started threads
+///   should re-execute itself instead of forking.)
+/// - After `fork_daemon` returns in the child, the child is an ordinary
 ///   single-threaded process, as safe as the program was before the call.
 ///
 /// # Errors
-/// [`Error::Os`] if the pipe or the fork cannot be made;
-/// [`Error::SetupFailed`] if the child died before its set-up token (it is
-/// reaped); [`Error::UnexpectedToken`] for any other first token.
+/// In the launcher, after the child is reaped (or killed and reaped):
+/// - [`Error::Os`] if a pipe or the fork cannot be made (`EMFILE`,
+///   `EAGAIN`), before any child exists;
+/// - [`Error::SetupFailed`] with the step and its errno;
+/// - [`Error::AlreadyRunning`] with the pid that holds the pid file;
+/// - [`Error::DiedDuringSetup`] if the child died without a report, with
+///   its exit status where it was our child;
+/// - [`Error::UnexpectedToken`] for a report this module never sends.
 ///
 /// # References
 /// - [POSIX `fork`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fork.html)
 /// - [POSIX `setsid`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/setsid.html)
+/// - [POSIX `fcntl` (record locks)](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fcntl.html)
 /// - [POSIX `chdir`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/chdir.html)
 /// - [POSIX `dup2`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/dup2.html)
 /// - [POSIX `_exit`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/_exit.html)
+/// - [Linux `pidfd_open`](https://man7.org/linux/man-pages/man2/pidfd_open.2.html)
 /// - [Linux `daemon(7)`](https://man7.org/linux/man-pages/man7/daemon.7.html)
 ///
 /// See the [module example](self).
 #[allow(unsafe_code)] // fork's contract becomes this function's.
-pub unsafe fn fork_daemon(options: DaemonOptions) -> Result<Forked> {
-    // SAFETY: our caller's contract is fork_with's, and child_setup makes
-    // only async-signal-safe calls.
-    unsafe { fork_with(options, child_setup) }
+pub unsafe fn fork_daemon(options: DaemonOptions<'_>) -> Result<Forked<'_>> {
+    // SAFETY: our caller's contract is fork_with's; the real set-up has no
+    // fault hook.
+    unsafe { fork_with(options, |_, _| {}) }
 }
 
-/// `fork_daemon` with the child's set-up passed in, so the unit tests can
-/// make the set-up fail or stall in ways the real one cannot be made to.
+/// A test's hook into the child's set-up, called at each [`Stage`] with
+/// the pipe's write end; the real set-up's does nothing.
+type Fault = fn(Stage, &TokenPipeEnd);
+
+/// The points in the child's set-up where a test can make it die.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Stage {
+    Setsid,
+    Fork,
+    PidFile,
+    Chdir,
+    Stdio,
+    Report,
+}
+
+/// The set-up report, child to launcher. Each message goes out in one
+/// `write(2)` of at most [`MESSAGE_MAX`] bytes, far below `PIPE_BUF`, so it
+/// arrives whole or not at all. The readiness token that follows is one
+/// byte, as in bitcoind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Report {
+    /// `[0, pid]`: set-up done; the daemon's pid.
+    Done(libc::pid_t),
+    /// `[2, step, errno]`: a step failed; the child exits.
+    StepFailed(SetupStep, Errno),
+    /// `[3, pid]`: the pid file is locked by this pid; the child exits.
+    AlreadyRunning(libc::pid_t),
+    /// `[4, pid]`: from the intermediate child of a double fork, the
+    /// daemon's pid. The daemon's own report follows.
+    Forked(libc::pid_t),
+}
+
+const MESSAGE_MAX: usize = 6;
+const TAG_DONE: u8 = 0;
+const TAG_STEP_FAILED: u8 = 2;
+const TAG_ALREADY_RUNNING: u8 = 3;
+const TAG_FORKED: u8 = 4;
+
+impl Report {
+    fn encode(self, buf: &mut [u8; MESSAGE_MAX]) -> &[u8] {
+        let (tag, first, value) = match self {
+            Report::Done(pid) => (TAG_DONE, None, pid),
+            Report::StepFailed(step, errno) => (TAG_STEP_FAILED, Some(step as u8), errno.raw()),
+            Report::AlreadyRunning(pid) => (TAG_ALREADY_RUNNING, None, pid),
+            Report::Forked(pid) => (TAG_FORKED, None, pid),
+        };
+        buf[0] = tag;
+        let mut len = 1;
+        if let Some(byte) = first {
+            buf[1] = byte;
+            len = 2;
+        }
+        buf[len..len + 4].copy_from_slice(&value.to_ne_bytes());
+        &buf[..len + 4]
+    }
+
+    /// Sends the report in one write. If the launcher is gone, `SIGPIPE`
+    /// ends the child at the default disposition, or the write fails with
+    /// `BrokenPipe` and the caller exits: nobody waits for this daemon.
+    fn send(self, writer: &TokenPipeEnd) -> Result<()> {
+        let mut buf = [0u8; MESSAGE_MAX];
+        let bytes = self.encode(&mut buf);
+        match writer.write_tokens(bytes) {
+            Ok(n) if n == bytes.len() => Ok(()),
+            Ok(_) => Err(Error::Os(Errno::EFAULT)), // cannot happen: one write ≤ PIPE_BUF
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads one report: the tag, then exactly its payload, so the
+    /// readiness token behind it stays in the pipe.
+    fn receive(reader: &TokenPipeEnd) -> Result<Report> {
+        let tag = reader.token_read()?;
+        let payload = match tag {
+            TAG_STEP_FAILED => 5,
+            TAG_DONE | TAG_ALREADY_RUNNING | TAG_FORKED => 4,
+            other => return Err(Error::UnexpectedToken(other)),
+        };
+        let mut buf = [0u8; MESSAGE_MAX - 1];
+        let mut got = 0;
+        while got < payload {
+            got += reader.read_tokens(&mut buf[got..payload])?;
+        }
+        let value =
+            |at: usize| i32::from_ne_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
+        Ok(match tag {
+            TAG_DONE => Report::Done(value(0)),
+            TAG_ALREADY_RUNNING => Report::AlreadyRunning(value(0)),
+            TAG_FORKED => Report::Forked(value(0)),
+            _ => match SetupStep::from_u8(buf[0]) {
+                Some(step) => Report::StepFailed(step, Errno::from_raw(value(1))),
+                None => return Err(Error::UnexpectedToken(TAG_STEP_FAILED)),
+            },
+        })
+    }
+
+    /// What a report other than "done" means to the launcher.
+    fn into_error(self) -> Error {
+        match self {
+            Report::StepFailed(step, errno) => Error::SetupFailed { step, errno },
+            Report::AlreadyRunning(pid) => Error::AlreadyRunning(pid),
+            Report::Done(_) => Error::UnexpectedToken(TAG_DONE),
+            Report::Forked(_) => Error::UnexpectedToken(TAG_FORKED),
+        }
+    }
+}
+
+/// A pipe whose two ends are at fd 3 or above: a launcher started with
+/// stdio closed would otherwise get them on 0–2, where the daemon's
+/// `/dev/null` redirection closes them and std's `println!` writes into
+/// them.
+fn pipe_above_stdio() -> Result<(TokenPipeEnd, TokenPipeEnd)> {
+    let (reader, writer) = TokenPipe::make()?.split();
+    Ok((above_stdio(reader)?, above_stdio(writer)?))
+}
+
+fn above_stdio(end: TokenPipeEnd) -> Result<TokenPipeEnd> {
+    let fd = end.into_raw_fd();
+    // above_stdio closes `fd` if it fails, so nothing leaks either way.
+    sys::above_stdio(fd)
+        .map(TokenPipeEnd::from_owned)
+        .map_err(Error::Os)
+}
+
+/// `fork_daemon` with a fault hook, called at each [`Stage`] in the child,
+/// so the unit tests can kill the child at every step of its set-up.
 ///
 /// # Safety
-/// As for [`fork_daemon`]; `setup` must make only async-signal-safe calls.
+/// As for [`fork_daemon`]; `fault` must make only async-signal-safe calls.
 #[allow(unsafe_code)]
-unsafe fn fork_with(
-    options: DaemonOptions,
-    setup: fn(&TokenPipeEnd, DaemonOptions),
-) -> Result<Forked> {
-    let mut pipe = TokenPipe::make()?;
+unsafe fn fork_with(options: DaemonOptions<'_>, fault: Fault) -> Result<Forked<'_>> {
+    let (reader, writer) = pipe_above_stdio()?;
+    let hold = match options.double_fork {
+        true => Some(pipe_above_stdio()?),
+        false => None,
+    };
     // SAFETY: our caller guarantees there are no other threads, and until
-    // `setup` returns the child calls only async-signal-safe functions.
+    // its report the child calls only async-signal-safe functions.
     let pid = unsafe { sys::fork() }.map_err(Error::Os)?;
     if pid == 0 {
-        let writer = pipe.take_write_end();
-        pipe.close();
-        setup(&writer, options);
-        return Ok(Forked::Child(ReadyNotifier { writer }));
+        drop(reader);
+        let hold = hold.map(|(hold_reader, _)| hold_reader);
+        // SAFETY: our caller's contract covers the second fork too.
+        let child = unsafe { child_setup(writer, hold, options, fault) };
+        return Ok(Forked::Child(child));
     }
-    let reader = pipe.take_read_end();
     // Close our copy of the write end: with it open, a dead child would look
     // like a silent one forever.
-    pipe.close();
-    match reader.token_read() {
-        Ok(SETUP_DONE) => Ok(Forked::Parent(DaemonParent { pid, reader })),
-        Ok(other) => Err(Error::UnexpectedToken(other)),
-        Err(Error::Eos) => {
-            // The child is dead or dying; reap it so no zombie is left.
-            let _ = sys::waitpid(pid);
-            Err(Error::SetupFailed)
+    drop(writer);
+    let mut child = Process::child(pid);
+    let Some((_, hold)) = hold else {
+        return match Report::receive(&reader) {
+            Ok(Report::Done(_)) => Ok(Forked::Parent(DaemonParent {
+                process: child,
+                reader,
+            })),
+            Ok(report) => {
+                child.reap_or_kill(EXIT_GRACE);
+                Err(report.into_error())
+            }
+            Err(Error::Eos) => Err(Error::DiedDuringSetup(child.reap_or_kill(EXIT_GRACE))),
+            Err(e) => {
+                // A stranger's byte or a failed read: the child may be alive
+                // and well, but it is not ours to leave running.
+                child.reap_or_kill(Duration::ZERO);
+                Err(e)
+            }
+        };
+    };
+    // Double fork. `child` is the intermediate: it forks the daemon, reports
+    // the daemon's pid, then blocks reading `hold` without ever reaping the
+    // daemon, so until we close `hold` the daemon's pid cannot be reused.
+    let daemon = match Report::receive(&reader) {
+        Ok(Report::Forked(daemon_pid)) => Process::stranger(daemon_pid),
+        other => {
+            drop(hold);
+            let exit = child.reap_or_kill(EXIT_GRACE);
+            return Err(match other {
+                Ok(report) => report.into_error(),
+                Err(Error::Eos) => Error::DiedDuringSetup(exit),
+                Err(e) => e,
+            });
         }
-        Err(e) => Err(e),
-    }
+    };
+    let outcome = match Report::receive(&reader) {
+        Ok(Report::Done(pid)) if pid == daemon.pid() => Ok(()),
+        other => {
+            // The daemon failed or died; make sure it is gone. Its pid is
+            // still reserved (its parent, our child, has not reaped it).
+            let _ = sys::kill(daemon.pid(), libc::SIGKILL);
+            Err(match other {
+                Ok(report) => report.into_error(),
+                Err(Error::Eos) => Error::DiedDuringSetup(None),
+                Err(e) => e,
+            })
+        }
+    };
+    // Let the intermediate child go, and reap it.
+    drop(hold);
+    child.reap_or_kill(EXIT_GRACE);
+    outcome.map(|()| {
+        Forked::Parent(DaemonParent {
+            process: daemon,
+            reader,
+        })
+    })
 }
 
-/// The child's set-up: detach, then send the set-up token, or `_exit(1)`.
-/// Only async-signal-safe calls.
-fn child_setup(writer: &TokenPipeEnd, options: DaemonOptions) {
-    let ok = sys::setsid().is_ok()
-        && (!options.chdir_root || sys::chdir_root().is_ok())
-        && (!options.close_stdio || sys::stdio_to_dev_null().is_ok())
-        && writer.token_write_nosignal(SETUP_DONE).is_ok();
-    if !ok {
-        // _exit closes the write end; the parent reads end of stream.
+/// The child's set-up. Only async-signal-safe calls until the report; on
+/// any failure it reports the step and `_exit(1)`s. Returns only in the
+/// daemon, after a successful report.
+///
+/// # Safety
+/// As for [`fork_daemon`] (it may fork again).
+#[allow(unsafe_code)]
+unsafe fn child_setup<'a>(
+    writer: TokenPipeEnd,
+    hold: Option<TokenPipeEnd>,
+    options: DaemonOptions<'a>,
+    fault: Fault,
+) -> DaemonChild<'a> {
+    let fail = |step: SetupStep, errno: Errno| -> ! {
+        // If even this fails the launcher reads end of stream instead.
+        let _ = Report::StepFailed(step, errno).send(&writer);
+        sys::exit_now(1)
+    };
+    fault(Stage::Setsid, &writer);
+    if let Err(e) = sys::setsid() {
+        fail(SetupStep::Setsid, e);
+    }
+    if let Some(hold) = hold {
+        fault(Stage::Fork, &writer);
+        // SAFETY: our caller's contract: this process has one thread.
+        match unsafe { sys::fork() } {
+            Err(e) => fail(SetupStep::Fork, e),
+            Ok(0) => drop(hold),
+            Ok(daemon) => {
+                // The intermediate child: tell the launcher who the daemon
+                // is, then wait, keeping the daemon's pid reserved, until
+                // the launcher closes `hold` (or dies).
+                let _ = Report::Forked(daemon).send(&writer);
+                drop(writer);
+                let _ = hold.token_read();
+                sys::exit_now(0);
+            }
+        }
+    }
+    if let Some(mask) = options.umask {
+        sys::umask(mask);
+    }
+    let mut pid_file = None;
+    if let Some(path) = options.pid_file {
+        fault(Stage::PidFile, &writer);
+        match PidFile::lock_and_write(path) {
+            Ok(file) => pid_file = Some(file),
+            Err(PidFileError::Held(pid)) => {
+                let _ = Report::AlreadyRunning(pid).send(&writer);
+                sys::exit_now(1);
+            }
+            Err(PidFileError::Os(e)) => fail(SetupStep::PidFile, e),
+        }
+    }
+    // From here a failure removes the pid file it has just written.
+    let fail_after_pid_file = |step: SetupStep, errno: Errno, pid_file: Option<PidFile<'a>>| -> ! {
+        drop(pid_file);
+        fail(step, errno)
+    };
+    if options.chdir_root {
+        fault(Stage::Chdir, &writer);
+        if let Err(e) = sys::chdir_root() {
+            fail_after_pid_file(SetupStep::Chdir, e, pid_file);
+        }
+    }
+    if options.close_stdio {
+        fault(Stage::Stdio, &writer);
+        if let Err(e) = sys::stdio_to_dev_null() {
+            fail_after_pid_file(SetupStep::Stdio, e, pid_file);
+        }
+    }
+    fault(Stage::Report, &writer);
+    if Report::Done(sys::getpid()).send(&writer).is_err() {
+        // The launcher is gone: nobody is waiting for this daemon.
+        drop(pid_file);
         sys::exit_now(1);
+    }
+    DaemonChild {
+        notifier: ReadyNotifier { writer },
+        pid_file,
     }
 }
 
 impl DaemonParent {
-    /// The daemon child's process id, for `waitpid` or `kill`.
-    ///
-    /// ```standalone_crate
-    /// use bitcoin_tokenpipe::daemon::{DaemonOptions, Forked, fork_daemon};
-    ///
-    /// // SAFETY: this program has no other threads.
-    /// match unsafe { fork_daemon(DaemonOptions { chdir_root: false, close_stdio: true }) }? {
-    ///     Forked::Parent(mut daemon) => {
-    ///         assert!(daemon.pid() > 0 && daemon.pid() != std::process::id() as i32);
-    ///         assert!(daemon.wait_ready()?);
-    ///     }
-    ///     Forked::Child(notifier) => {
-    ///         notifier.notify(true)?;
-    ///         std::process::exit(0);
-    ///     }
-    /// }
-    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
-    /// ```
+    /// The daemon's process id (after a double fork: the daemon's own, not
+    /// the intermediate child's).
     #[must_use]
     pub fn pid(&self) -> libc::pid_t {
-        self.pid
+        self.process.pid()
+    }
+
+    /// Whether the daemon is this process's child, so that
+    /// [`wait`](Self::wait) can report its exit status: true unless it was
+    /// [double-forked](DaemonOptions::double_fork).
+    #[must_use]
+    pub fn is_child(&self) -> bool {
+        self.process.is_child()
+    }
+
+    /// The pidfd this handle holds for the daemon, if the system gave one
+    /// (Linux 5.3 and later): readable once the daemon has ended, for an
+    /// event loop's `poll`. The handle keeps ownership. With `std`,
+    /// `pidfd()` and `AsFd` give it as a `BorrowedFd`.
+    #[must_use]
+    pub fn as_raw_pidfd(&self) -> Option<c_int> {
+        self.process.pidfd()
+    }
+
+    /// Sends `signal` to the daemon: through the pidfd where there is one
+    /// (`pidfd_send_signal`), else with `kill(pid)` while the daemon is our
+    /// unreaped child, so the signal can never reach a process that was
+    /// given a reused pid.
+    ///
+    /// # Errors
+    /// [`Error::Os`]`(ESRCH)` once [`wait`](Self::wait) or
+    /// [`try_wait`](Self::try_wait) has reaped it (or, through a pidfd,
+    /// once it has ended); [`Error::NotAChild`] for a double-forked daemon
+    /// where there is no pidfd; [`Error::Os`] for anything else (`EINVAL`
+    /// for a bad signal number, `EPERM`).
+    ///
+    /// # References
+    /// - [Linux `pidfd_send_signal`](https://man7.org/linux/man-pages/man2/pidfd_send_signal.2.html)
+    /// - [POSIX `kill`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/kill.html)
+    pub fn kill(&self, signal: c_int) -> Result<()> {
+        self.process.kill(signal)
+    }
+
+    /// How the daemon ended, without blocking: `Ok(None)` while it runs.
+    /// Reaps it when it has ended; asked again, gives the same answer.
+    ///
+    /// A double-forked daemon is not our child: its exit status goes to
+    /// its own parent (init or a subreaper), so this gives `Ok(None)` while
+    /// its pidfd says it runs and [`Error::NotAChild`] once it has ended,
+    /// or at once where there is no pidfd.
+    ///
+    /// # Errors
+    /// [`Error::NotAChild`] as above; [`Error::Os`] from `waitpid`
+    /// (`ECHILD` if `SIGCHLD` is ignored, which reaps children
+    /// automatically).
+    ///
+    /// # References
+    /// - [POSIX `waitpid`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/waitpid.html)
+    pub fn try_wait(&mut self) -> Result<Option<ChildExit>> {
+        self.process.try_wait()
+    }
+
+    /// Blocks until the daemon ends, reaps it, and says how it ended.
+    ///
+    /// For a double-forked daemon this waits on its pidfd until it has
+    /// ended and then returns [`Error::NotAChild`] (its exit status went to
+    /// its own parent); where there is no pidfd it returns that at once.
+    ///
+    /// # Errors
+    /// As for [`try_wait`](Self::try_wait).
+    ///
+    /// # References
+    /// - [POSIX `waitpid`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/waitpid.html)
+    pub fn wait(&mut self) -> Result<ChildExit> {
+        self.process.wait()
     }
 
     /// Blocks until the daemon reports: `Ok(true)` for ready (token 1),
@@ -255,25 +793,12 @@ impl DaemonParent {
     ///
     /// # Errors
     /// [`Error::DiedBeforeReady`] if the daemon exited, died or dropped its
-    /// notifier first; [`Error::UnexpectedToken`] for any other token;
-    /// [`Error::Closed`] if called again after an answer.
+    /// notifier first (then [`wait`](Self::wait) says how it ended);
+    /// [`Error::UnexpectedToken`] for any other token; [`Error::Closed`] if
+    /// called again after an answer.
     ///
     /// # References
     /// - [POSIX `read`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/read.html)
-    ///
-    /// ```standalone_crate
-    /// use bitcoin_tokenpipe::daemon::{DaemonOptions, Forked, fork_daemon};
-    ///
-    /// // SAFETY: this program has no other threads.
-    /// match unsafe { fork_daemon(DaemonOptions::default()) }? {
-    ///     Forked::Parent(mut daemon) => assert!(daemon.wait_ready()?),
-    ///     Forked::Child(notifier) => {
-    ///         notifier.notify(true)?;
-    ///         std::process::exit(0);
-    ///     }
-    /// }
-    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
-    /// ```
     pub fn wait_ready(&mut self) -> Result<bool> {
         let answer = self.reader.token_read();
         self.conclude(answer)
@@ -282,7 +807,7 @@ impl DaemonParent {
     /// As [`wait_ready`](Self::wait_ready), waiting at most `timeout`
     /// (see [`TokenPipeEnd::token_read_timeout`]). On
     /// [`Error::TimedOut`] the pipe stays open, so the caller may wait
-    /// again.
+    /// again, or [`kill`](Self::kill) the daemon.
     ///
     /// # Errors
     /// As for [`wait_ready`](Self::wait_ready), and [`Error::TimedOut`].
@@ -297,16 +822,16 @@ impl DaemonParent {
     /// use std::time::Duration;
     ///
     /// // SAFETY: this program has no other threads.
-    /// match unsafe { fork_daemon(DaemonOptions::default()) }? {
+    /// match unsafe { fork_daemon(DaemonOptions::new()) }? {
     ///     Forked::Parent(mut daemon) => {
     ///         // Slow to initialise: the first wait times out, the second succeeds.
     ///         let first = daemon.wait_ready_timeout(Duration::from_millis(10));
     ///         assert_eq!(first, Err(Error::TimedOut));
     ///         assert!(daemon.wait_ready_timeout(Duration::from_secs(10))?);
     ///     }
-    ///     Forked::Child(notifier) => {
+    ///     Forked::Child(daemon) => {
     ///         std::thread::sleep(Duration::from_millis(200));
-    ///         notifier.notify(true)?;
+    ///         daemon.notifier.notify(true)?;
     ///         std::process::exit(0);
     ///     }
     /// }
@@ -346,115 +871,203 @@ impl ReadyNotifier {
     ///
     /// # References
     /// - [POSIX `write`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/write.html)
-    ///
-    /// ```standalone_crate
-    /// use bitcoin_tokenpipe::daemon::{DaemonOptions, Forked, fork_daemon};
-    ///
-    /// // SAFETY: this program has no other threads.
-    /// match unsafe { fork_daemon(DaemonOptions::default()) }? {
-    ///     Forked::Parent(mut daemon) => assert!(daemon.wait_ready()?),
-    ///     Forked::Child(notifier) => {
-    ///         notifier.notify(true)?;
-    ///         std::process::exit(0);
-    ///     }
-    /// }
-    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
-    /// ```
     pub fn notify(self, ready: bool) -> Result<()> {
         self.writer
             .token_write_nosignal(if ready { READY } else { FAILED })
     }
+
+    /// The pipe's write end, for a daemon that hands its report to a
+    /// program it `exec`s (with `pass_to` or `set_inheritable`): that
+    /// program writes token 1 (ready) or 0 (failed), or exits without a
+    /// word, which the launcher reads as [`Error::DiedBeforeReady`].
+    ///
+    /// ```
+    /// use bitcoin_tokenpipe::daemon::{DaemonOptions, Forked};
+    /// # fn _f(forked: Forked<'_>) -> bitcoin_tokenpipe::Result<()> {
+    /// if let Forked::Child(daemon) = forked {
+    ///     let end = daemon.notifier.into_end();
+    ///     end.token_write(1)?; // what the exec'd program would do
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn into_end(self) -> TokenPipeEnd {
+        self.writer
+    }
+
+    /// Hands the report to the program `cmd` will start, as
+    /// [`TokenPipeEnd::pass_to`] does: the variable `env_name` names the
+    /// fd, which only that child inherits. Drop the notifier after
+    /// `spawn`, so the launcher sees end of stream if the program dies.
+    ///
+    /// # Errors
+    /// As for [`TokenPipeEnd::pass_to`].
+    #[cfg(feature = "std")]
+    pub fn pass_to(&self, cmd: &mut std::process::Command, env_name: &str) -> Result<()> {
+        self.writer.pass_to(cmd, env_name)
+    }
+}
+
+/// A pid file the daemon holds locked, written with its pid; dropping it
+/// removes the file (if it is still the one this daemon wrote, and only in
+/// the process that wrote it) and releases the lock.
+///
+/// Made by [`fork_daemon`] when [`DaemonOptions::pid_file`] asks for one;
+/// see there for how the lock works. `std::process::exit` runs no
+/// destructors: drop it (or call [`remove`](Self::remove)) first, or the
+/// file is left behind, unlocked, and the next instance takes it over.
+#[derive(Debug)]
+pub struct PidFile<'a> {
+    /// The locked file, at fd 3 or above.
+    fd: c_int,
+    /// The launcher's working directory for a relative path (so removal
+    /// works after `chdir("/")`), else `AT_FDCWD`.
+    dir: c_int,
+    path: &'a CStr,
+    /// The process that locked it; a forked copy of this struct in another
+    /// process never removes the file.
+    owner: libc::pid_t,
+}
+
+/// Why the daemon could not take its pid file.
+enum PidFileError {
+    /// Another process holds the lock: its pid (0 if it cannot be known).
+    Held(libc::pid_t),
+    Os(Errno),
+}
+
+impl From<Errno> for PidFileError {
+    fn from(e: Errno) -> PidFileError {
+        PidFileError::Os(e)
+    }
+}
+
+impl<'a> PidFile<'a> {
+    /// Opens without truncating, locks, then truncates and writes our pid.
+    /// Async-signal-safe: runs in the freshly forked daemon.
+    fn lock_and_write(path: &'a CStr) -> core::result::Result<PidFile<'a>, PidFileError> {
+        let dir = if path.to_bytes().first() == Some(&b'/') {
+            libc::AT_FDCWD
+        } else {
+            sys::above_stdio(sys::open_cwd()?)?
+        };
+        // From here `file`'s drop closes what it holds; until the lock is
+        // ours it must not remove anything, so `owner` names nobody.
+        let mut file = PidFile {
+            fd: -1,
+            dir,
+            path,
+            owner: 0,
+        };
+        file.fd = sys::above_stdio(sys::open_pid_file(dir, path)?)?;
+        let mut attempts = 0;
+        loop {
+            match sys::lock_whole_file(file.fd) {
+                Ok(()) => break,
+                Err(e) if e == Errno::EAGAIN || e == Errno::EACCES => {
+                    attempts += 1;
+                    match sys::lock_holder(file.fd)? {
+                        // Released between our two calls: try again.
+                        None if attempts < 3 => continue,
+                        None => return Err(PidFileError::Os(e)),
+                        Some(pid) if pid > 0 => return Err(PidFileError::Held(pid)),
+                        // The holder is in another pid namespace: the pid
+                        // it wrote is the best we have.
+                        Some(_) => return Err(PidFileError::Held(read_pid(file.fd))),
+                    }
+                }
+                Err(e) => return Err(PidFileError::Os(e)),
+            }
+        }
+        file.owner = sys::getpid();
+        sys::truncate(file.fd)?;
+        let mut digits = [0u8; 12];
+        let text = decimal_line(file.owner, &mut digits);
+        if sys::write(file.fd, text)? != text.len() {
+            return Err(PidFileError::Os(Errno::EIO));
+        }
+        Ok(file)
+    }
+
+    /// The path it was created at, as given in the options.
+    #[must_use]
+    pub fn path(&self) -> &'a CStr {
+        self.path
+    }
+
+    /// Removes the file now (if it is still the one this daemon wrote) and
+    /// releases the lock.
+    ///
+    /// # Errors
+    /// [`Error::Os`] if `unlinkat` or the check before it fails; the lock
+    /// is released all the same.
+    pub fn remove(mut self) -> Result<()> {
+        self.release()
+    }
+
+    fn release(&mut self) -> Result<()> {
+        let mut result = Ok(());
+        if self.fd >= 0 && self.owner == sys::getpid() {
+            // Someone may have deleted our file and a new instance made
+            // another at the path: only remove the one we hold.
+            result = match sys::path_names_fd(self.dir, self.path, self.fd) {
+                Ok(true) => sys::unlink_at(self.dir, self.path).map_err(Error::Os),
+                Ok(false) => Ok(()),
+                Err(e) => Err(Error::Os(e)),
+            };
+        }
+        // Closing the fd releases the lock (after the unlink, so no second
+        // instance can lock the name we are about to remove).
+        if self.fd >= 0 {
+            sys::close(core::mem::replace(&mut self.fd, -1));
+        }
+        if self.dir >= 0 {
+            sys::close(core::mem::replace(&mut self.dir, -1));
+        }
+        result
+    }
+}
+
+impl Drop for PidFile<'_> {
+    /// Removes the file and releases the lock; see [`PidFile::remove`].
+    fn drop(&mut self) {
+        let _ = self.release();
+    }
+}
+
+/// The pid written at the start of a pid file, or 0 if it has none.
+fn read_pid(fd: c_int) -> libc::pid_t {
+    let mut buf = [0u8; 12];
+    let n = sys::read_at_start(fd, &mut buf).unwrap_or(0);
+    let mut pid: libc::pid_t = 0;
+    for &b in buf[..n].iter().take_while(|b| b.is_ascii_digit()) {
+        pid = match pid
+            .checked_mul(10)
+            .and_then(|p| p.checked_add(libc::pid_t::from(b - b'0')))
+        {
+            Some(p) => p,
+            None => return 0,
+        };
+    }
+    pid
+}
+
+/// `pid` in decimal and a newline, formatted into `buf` without `core::fmt`
+/// (which is not documented as async-signal-safe).
+fn decimal_line(pid: libc::pid_t, buf: &mut [u8; 12]) -> &[u8] {
+    let mut n = pid.unsigned_abs();
+    let mut start = buf.len() - 1;
+    buf[start] = b'\n';
+    loop {
+        start -= 1;
+        buf[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[start..]
 }
 
 #[cfg(test)]
 #[allow(unsafe_code)]
-mod tests {
-    //! The parent's side of set-up, with set-ups that fail or stall. These
-    //! fork from the multi-threaded test harness, which the safety contract
-    //! forbids in general; it holds here because every child below makes
-    //! only async-signal-safe calls and leaves with `_exit`.
-    extern crate std;
-
-    use super::*;
-    use std::sync::Mutex;
-    use std::time::{Duration, Instant};
-
-    static SERIAL: Mutex<()> = Mutex::new(());
-
-    fn no_children_left() -> bool {
-        let mut status = 0;
-        // SAFETY: `status` is a valid out-pointer.
-        let rc = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-        rc == -1 && sys::errno() == crate::Errno::from_raw(libc::ECHILD)
-    }
-
-    fn dies_during_setup(_: &TokenPipeEnd, _: DaemonOptions) {
-        sys::exit_now(1);
-    }
-
-    #[test]
-    #[cfg_attr(miri, ignore = "Miri has no fork")]
-    fn a_child_that_dies_during_setup_is_setup_failed_and_reaped() {
-        let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-        // SAFETY: see the module comment.
-        let got = unsafe { fork_with(DaemonOptions::default(), dies_during_setup) };
-        assert!(matches!(got, Err(Error::SetupFailed)), "{got:?}");
-        assert_eq!(Error::SetupFailed.status(), crate::TS_EOS);
-        assert!(no_children_left(), "the dead child was not reaped");
-    }
-
-    fn sends_a_bad_token(writer: &TokenPipeEnd, _: DaemonOptions) {
-        let _ = writer.token_write(7);
-        sys::exit_now(0);
-    }
-
-    #[test]
-    #[cfg_attr(miri, ignore = "Miri has no fork")]
-    fn a_first_token_other_than_setup_done_is_unexpected() {
-        let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-        // SAFETY: see the module comment.
-        let got = unsafe { fork_with(DaemonOptions::default(), sends_a_bad_token) };
-        assert!(matches!(got, Err(Error::UnexpectedToken(7))), "{got:?}");
-        // Reap it ourselves: fork_with only reaps on end of stream.
-        let mut status = 0;
-        // SAFETY: `status` is a valid out-pointer.
-        unsafe { libc::waitpid(-1, &mut status, 0) };
-    }
-
-    fn slow_setup(writer: &TokenPipeEnd, options: DaemonOptions) {
-        let pause = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 300_000_000,
-        };
-        // SAFETY: nanosleep is async-signal-safe; `pause` is valid.
-        unsafe { libc::nanosleep(&pause, core::ptr::null_mut()) };
-        child_setup(writer, options);
-    }
-
-    #[test]
-    #[cfg_attr(miri, ignore = "Miri has no fork")]
-    fn the_parent_returns_only_after_the_setup_token() {
-        let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-        let start = Instant::now();
-        let options = DaemonOptions {
-            chdir_root: false,
-            close_stdio: false,
-        };
-        // SAFETY: see the module comment.
-        match unsafe { fork_with(options, slow_setup) } {
-            Ok(Forked::Parent(mut parent)) => {
-                assert!(start.elapsed() >= Duration::from_millis(300));
-                // The child never notifies: end of stream, not success.
-                assert_eq!(parent.wait_ready(), Err(Error::DiedBeforeReady));
-                let mut status = 0;
-                // SAFETY: `status` is a valid out-pointer.
-                unsafe { libc::waitpid(parent.pid(), &mut status, 0) };
-            }
-            Ok(Forked::Child(notifier)) => {
-                drop(notifier);
-                sys::exit_now(0);
-            }
-            Err(e) => panic!("fork_with failed: {e}"),
-        }
-    }
-}
+mod tests;

@@ -1,8 +1,11 @@
 //! Errors: what went wrong, the original's status code, and the errno behind it.
 //!
-//! Both types are `Copy` and fit in eight bytes, so returning them costs
-//! nothing and they can be made and inspected in a signal handler or a
-//! forked child without allocating.
+//! Both types are `Copy` and small (`Errno` four bytes, `Error` twelve: a
+//! `Result<u8>` still comes back in two registers on the 64-bit ABIs, and
+//! the callgrind check shows the token path costs what raw libc does), so
+//! they can be made and inspected in a signal handler or a forked child
+//! without allocating. `Error` was eight bytes until the daemon errors
+//! carried both a failed step with its errno and a child's exit status.
 
 use core::fmt;
 
@@ -87,13 +90,35 @@ pub enum Error {
     /// Any other failure of a system call, with its errno.
     #[error("system call failed: {0}")]
     Os(Errno),
-    /// [`fork_daemon`](crate::daemon::fork_daemon): the child exited or
-    /// died during its set-up (`setsid`, `chdir`, `/dev/null`) before it
-    /// sent the set-up token. The child has been reaped.
+    /// [`fork_daemon`](crate::daemon::fork_daemon): a step of the child's
+    /// set-up failed, with this errno. The child has been reaped.
+    #[error("the daemon's set-up failed at {step}: {errno}")]
+    SetupFailed {
+        /// The step that failed.
+        step: crate::daemon::SetupStep,
+        /// Why it failed.
+        errno: Errno,
+    },
+    /// [`fork_daemon`](crate::daemon::fork_daemon): the child died (or
+    /// closed the pipe) during its set-up without a report. It has been
+    /// killed if it was still alive, and reaped; how it ended is here when
+    /// it was our child (`None` for a double-forked daemon, whose status
+    /// goes to its own parent).
+    #[error("the daemon child died during set-up before reporting{}", DiedHow(*.0))]
+    DiedDuringSetup(Option<crate::ChildExit>),
+    /// [`fork_daemon`](crate::daemon::fork_daemon): another process holds
+    /// the pid file's lock: another instance is running, with this pid (0
+    /// if it lives in another pid namespace and wrote none). Its file was
+    /// not touched.
+    #[error("another instance is already running (pid {0} holds the pid file's lock)")]
+    AlreadyRunning(i32),
+    /// The process is not this process's child (a double-forked daemon):
+    /// its exit status went to its own parent and cannot be collected, and
+    /// without a pidfd it cannot be signalled or watched safely.
     #[error(
-        "the daemon child died during set-up (setsid, chdir or /dev/null failed, or it was killed) before sending its set-up token"
+        "the daemon is not this process's child (double fork): its exit status goes to its own parent"
     )]
-    SetupFailed,
+    NotAChild,
     /// [`DaemonParent::wait_ready`](crate::daemon::DaemonParent::wait_ready):
     /// end of stream before the readiness token, so the daemon exited,
     /// died, or dropped its notifier without reporting.
@@ -110,7 +135,7 @@ pub enum Error {
 impl Error {
     /// The original's status code: [`TS_EOS`] for end of stream
     /// ([`Eos`](Error::Eos), and the daemon hand-shake's
-    /// [`SetupFailed`](Error::SetupFailed) and
+    /// [`DiedDuringSetup`](Error::DiedDuringSetup) and
     /// [`DiedBeforeReady`](Error::DiedBeforeReady), which are end of stream
     /// at a known step), [`TS_ERR`] for everything else.
     ///
@@ -124,14 +149,15 @@ impl Error {
     pub const fn status(self) -> i32 {
         match self {
             // The two daemon errors are end of stream seen at a known step.
-            Error::Eos | Error::SetupFailed | Error::DiedBeforeReady => TS_EOS,
+            Error::Eos | Error::DiedDuringSetup(_) | Error::DiedBeforeReady => TS_EOS,
             _ => TS_ERR,
         }
     }
 
     /// The OS error behind this error, if a system call reported one:
     /// `EPIPE` for [`BrokenPipe`](Error::BrokenPipe), `EAGAIN` for
-    /// [`WouldBlock`](Error::WouldBlock), the errno of [`Os`](Error::Os);
+    /// [`WouldBlock`](Error::WouldBlock), the errno of [`Os`](Error::Os) and
+    /// of [`SetupFailed`](Error::SetupFailed);
     /// `None` for the rest, which no errno caused.
     ///
     /// ```
@@ -143,7 +169,7 @@ impl Error {
     #[must_use]
     pub const fn errno(self) -> Option<Errno> {
         match self {
-            Error::Os(e) => Some(e),
+            Error::Os(e) | Error::SetupFailed { errno: e, .. } => Some(e),
             Error::BrokenPipe => Some(Errno::EPIPE),
             Error::WouldBlock => Some(Errno::EAGAIN),
             _ => None,
@@ -199,6 +225,14 @@ impl Errno {
     pub const ENFILE: Errno = Errno(libc::ENFILE);
     /// Bad address.
     pub const EFAULT: Errno = Errno(libc::EFAULT);
+    /// Permission denied (also: a file lock held by another process).
+    pub const EACCES: Errno = Errno(libc::EACCES);
+    /// Input/output error.
+    pub const EIO: Errno = Errno(libc::EIO);
+    /// No such process: it has ended (and, for a child, been reaped).
+    pub const ESRCH: Errno = Errno(libc::ESRCH);
+    /// No child process to wait for.
+    pub const ECHILD: Errno = Errno(libc::ECHILD);
 
     /// Wraps a raw errno value.
     ///
@@ -261,6 +295,18 @@ impl Errno {
     /// ```
     pub fn set_last(self) {
         sys::set_errno(self);
+    }
+}
+
+/// The end of [`Error::DiedDuringSetup`]'s message: how the child ended.
+struct DiedHow(Option<crate::ChildExit>);
+
+impl fmt::Display for DiedHow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(exit) => write!(f, " (it {exit})"),
+            None => f.write_str(" (not our child: its exit status went to its own parent)"),
+        }
     }
 }
 

@@ -79,6 +79,8 @@ mod handoff;
 mod nosignal;
 #[cfg(unix)]
 mod pipe;
+#[cfg(unix)]
+mod process;
 #[cfg(all(unix, feature = "std"))]
 mod std_impls;
 #[cfg(unix)]
@@ -96,6 +98,8 @@ pub use error::{Errno, Error, Result, TS_EOS, TS_ERR};
 pub use handoff::{ENV_VALUE_LEN, HandoffError, parse_env_value};
 #[cfg(unix)]
 pub use pipe::TokenPipe;
+#[cfg(unix)]
+pub use process::ChildExit;
 
 // The README's examples are compiled and run as doc tests, so the first code
 // a newcomer copies is known to work.

@@ -27,13 +27,20 @@ impl From<Error> for io::Error {
     /// assert_eq!(io::Error::from(Error::BrokenPipe).kind(), io::ErrorKind::BrokenPipe);
     /// ```
     fn from(e: Error) -> io::Error {
+        if let Error::SetupFailed { errno, .. } = e {
+            // Keep the step in the message; the kind still follows the errno.
+            let kind = io::Error::from_raw_os_error(errno.raw()).kind();
+            return io::Error::new(kind, e);
+        }
         if let Some(errno) = e.errno() {
             return io::Error::from_raw_os_error(errno.raw());
         }
         let kind = match e {
-            Error::Eos | Error::SetupFailed | Error::DiedBeforeReady => {
+            Error::Eos | Error::DiedDuringSetup(_) | Error::DiedBeforeReady => {
                 io::ErrorKind::UnexpectedEof
             }
+            Error::AlreadyRunning(_) => io::ErrorKind::AlreadyExists,
+            Error::NotAChild => io::ErrorKind::Unsupported,
             Error::UnexpectedToken(_) => io::ErrorKind::InvalidData,
             Error::TimedOut => io::ErrorKind::TimedOut,
             Error::Closed => io::ErrorKind::NotConnected,
@@ -136,7 +143,7 @@ impl AsFd for TokenPipeEnd {
     /// name an open fd (never `-1`), the trait has no way to report an
     /// error, and a made-up number would break I/O safety for the caller:
     /// code holding a `BorrowedFd` may pass it to `FD_SET` or `poll` and
-    /// trust it. This is the library's only panic; use
+    /// trust it. This and `DaemonParent`'s `as_fd` are the library's only panics; use
     /// [`TokenPipeEnd::try_as_fd`] or check
     /// [`is_open`](TokenPipeEnd::is_open) where an end may be closed.
     ///
@@ -320,4 +327,70 @@ impl io::Write for TokenPipeEnd {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+impl crate::daemon::DaemonParent {
+    /// The daemon's pidfd as a `BorrowedFd`, for an event loop (tokio's
+    /// `AsyncFd`, mio, `poll`): it becomes readable once the daemon has
+    /// ended. `None` where the system gave no pidfd (not Linux, Linux before
+    /// 5.3, or a seccomp filter that forbids `pidfd_open`).
+    ///
+    /// ```standalone_crate
+    /// use bitcoin_tokenpipe::daemon::{DaemonOptions, Forked, fork_daemon};
+    ///
+    /// // SAFETY: this program has no other threads.
+    /// match unsafe { fork_daemon(DaemonOptions::new()) }? {
+    ///     Forked::Parent(mut daemon) => {
+    ///         if cfg!(target_os = "linux") {
+    ///             assert!(daemon.pidfd().is_some());
+    ///         }
+    ///         assert!(daemon.wait_ready()?);
+    ///         assert!(daemon.wait()?.success());
+    ///     }
+    ///     Forked::Child(daemon) => {
+    ///         daemon.notifier.notify(true)?;
+    ///         std::process::exit(0);
+    ///     }
+    /// }
+    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// ```
+    #[must_use]
+    pub fn pidfd(&self) -> Option<BorrowedFd<'_>> {
+        #[allow(unsafe_code)]
+        // SAFETY: the pidfd is open and owned by `self`, which closes it
+        // only when dropped, so it outlives the borrow.
+        self.as_raw_pidfd()
+            .map(|fd| unsafe { BorrowedFd::borrow_raw(fd) })
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+impl AsFd for crate::daemon::DaemonParent {
+    /// Borrows the daemon's pidfd (see
+    /// [`DaemonParent::pidfd`](crate::daemon::DaemonParent::pidfd)).
+    ///
+    /// # Panics
+    /// Where the kernel gave no pidfd (Linux before 5.3, or a seccomp
+    /// filter that forbids `pidfd_open`), for the reason
+    /// [`TokenPipeEnd`'s `as_fd`](TokenPipeEnd#impl-AsFd-for-TokenPipeEnd)
+    /// panics on a closed end: a `BorrowedFd` must name an open fd and the
+    /// trait cannot report an error. Use `pidfd()` where that can happen.
+    #[track_caller]
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self.pidfd() {
+            Some(fd) => fd,
+            None => no_pidfd(),
+        }
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn no_pidfd() -> ! {
+    panic!(
+        "AsFd::as_fd called on a DaemonParent without a pidfd (the kernel has no \
+         pidfd_open, or it was refused); use DaemonParent::pidfd, which returns None"
+    )
 }

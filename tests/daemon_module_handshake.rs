@@ -28,17 +28,17 @@ fn exit_now(code: c_int) -> ! {
 
 /// Forks a daemon; in the child runs `child` (async-signal-safe only) and
 /// exits with its code; in the parent returns the handle.
-fn daemon(options: DaemonOptions, child: impl FnOnce(ReadyNotifier) -> c_int) -> DaemonParent {
+fn daemon(options: DaemonOptions<'_>, child: impl FnOnce(ReadyNotifier) -> c_int) -> DaemonParent {
     // SAFETY: see the module comment.
     match unsafe { fork_daemon(options) } {
         Ok(Forked::Parent(parent)) => parent,
-        Ok(Forked::Child(notifier)) => exit_now(child(notifier)),
+        Ok(Forked::Child(daemon)) => exit_now(child(daemon.notifier)),
         Err(e) => panic!("fork_daemon failed: {e}"),
     }
 }
 
-fn quiet() -> DaemonOptions {
-    DaemonOptions::default()
+fn quiet() -> DaemonOptions<'static> {
+    DaemonOptions::new()
 }
 
 #[test]
@@ -163,9 +163,9 @@ fn cwd_is(path: &[u8]) -> bool {
 }
 
 #[test]
-fn the_child_is_detached_as_bitcoind_does_it() {
+fn by_default_the_child_is_detached_as_daemon_7_asks() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut parent = daemon(DaemonOptions::default(), |n| {
+    let mut parent = daemon(DaemonOptions::new(), |n| {
         // SAFETY: getsid and getpid are async-signal-safe.
         if unsafe { libc::getsid(0) != libc::getpid() } {
             return NOT_SESSION_LEADER;
@@ -190,10 +190,7 @@ fn options_off_leave_the_working_directory_and_stdio_alone() {
     // stdin of a test process may itself be /dev/null; stderr is the
     // harness's pipe or terminal, so watch fd 2.
     let stderr_was_null = is_dev_null(2);
-    let options = DaemonOptions {
-        chdir_root: false,
-        close_stdio: false,
-    };
+    let options = DaemonOptions::new().chdir_root(false).close_stdio(false);
     let mut parent = daemon(options, |n| {
         // SAFETY: getsid and getpid are async-signal-safe.
         if unsafe { libc::getsid(0) != libc::getpid() } {

@@ -2,7 +2,8 @@
 //! person can act on, and a size and shape fit for a signal handler.
 #![cfg(unix)]
 
-use bitcoin_tokenpipe::{Errno, Error, TS_EOS, TS_ERR};
+use bitcoin_tokenpipe::daemon::SetupStep;
+use bitcoin_tokenpipe::{ChildExit, Errno, Error, TS_EOS, TS_ERR};
 
 const ALL: [Error; 6] = [
     Error::Eos,
@@ -22,9 +23,21 @@ fn status_codes_match_the_original() {
         assert_eq!(e.status(), want, "{e:?}");
     }
     // The daemon hand-shake's end-of-stream errors keep the original's code.
-    assert_eq!(Error::SetupFailed.status(), TS_EOS);
+    assert_eq!(Error::DiedDuringSetup(None).status(), TS_EOS);
+    assert_eq!(
+        Error::DiedDuringSetup(Some(ChildExit::Exited(1))).status(),
+        TS_EOS
+    );
     assert_eq!(Error::DiedBeforeReady.status(), TS_EOS);
     assert_eq!(Error::UnexpectedToken(2).status(), TS_ERR);
+    let failed = Error::SetupFailed {
+        step: SetupStep::Chdir,
+        errno: Errno::EACCES,
+    };
+    assert_eq!(failed.status(), TS_ERR);
+    assert_eq!(failed.errno(), Some(Errno::EACCES));
+    assert_eq!(Error::AlreadyRunning(42).status(), TS_ERR);
+    assert_eq!(Error::NotAChild.status(), TS_ERR);
 }
 
 #[test]
@@ -38,11 +51,13 @@ fn errno_is_the_os_error_behind_the_error_and_none_otherwise() {
 }
 
 #[test]
-fn errors_are_copy_and_fit_in_eight_bytes() {
+fn errors_are_copy_and_fit_in_twelve_bytes() {
     fn is_copy<T: Copy>() {}
     is_copy::<Error>();
     is_copy::<Errno>();
-    assert!(std::mem::size_of::<Error>() <= 8);
+    // Twelve: SetupFailed's step + errno and DiedDuringSetup's exit status
+    // each need five bytes of payload, so they cannot share one niche.
+    assert!(std::mem::size_of::<Error>() <= 12);
     assert_eq!(std::mem::size_of::<Errno>(), 4);
 }
 
@@ -54,6 +69,27 @@ fn every_message_names_what_happened() {
         (Error::BrokenPipe, "broken pipe"),
         (Error::WouldBlock, "would block"),
         (Error::TimedOut, "timed out"),
+        (
+            Error::DiedDuringSetup(Some(ChildExit::Signaled(9))),
+            "died during set-up before reporting (it was killed by signal 9)",
+        ),
+        (
+            Error::DiedDuringSetup(Some(ChildExit::Exited(1))),
+            "(it exited with status 1)",
+        ),
+        (
+            Error::DiedDuringSetup(None),
+            "not our child: its exit status went to its own parent",
+        ),
+        (Error::AlreadyRunning(4242), "already running (pid 4242"),
+        (Error::NotAChild, "not this process's child"),
+        (
+            Error::SetupFailed {
+                step: SetupStep::PidFile,
+                errno: Errno::EACCES,
+            },
+            "set-up failed at the pid file: ",
+        ),
     ];
     for (e, needle) in expect {
         let msg = e.to_string();
@@ -102,7 +138,9 @@ fn conversion_to_io_error_keeps_the_errno_and_picks_the_right_kind() {
         (Error::WouldBlock, ErrorKind::WouldBlock, Some(libc::EAGAIN)),
         (Error::TimedOut, ErrorKind::TimedOut, None),
         (Error::Closed, ErrorKind::NotConnected, None),
-        (Error::SetupFailed, ErrorKind::UnexpectedEof, None),
+        (Error::DiedDuringSetup(None), ErrorKind::UnexpectedEof, None),
+        (Error::AlreadyRunning(42), ErrorKind::AlreadyExists, None),
+        (Error::NotAChild, ErrorKind::Unsupported, None),
         (Error::DiedBeforeReady, ErrorKind::UnexpectedEof, None),
         (Error::UnexpectedToken(7), ErrorKind::InvalidData, None),
     ];

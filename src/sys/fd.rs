@@ -302,3 +302,25 @@ pub(crate) fn file_id(fd: c_int) -> SysResult<FileId> {
         is_fifo: st.st_mode & libc::S_IFMT == libc::S_IFIFO,
     })
 }
+
+/// `fcntl(fd, F_DUPFD_CLOEXEC, 3)` then `close(fd)`—Moves an fd that landed
+/// on 0, 1 or 2 (because the process started with stdio closed) to the
+/// lowest free number at 3 or above, close-on-exec. An fd already at 3 or
+/// above is returned as it is, with no syscall.
+///
+/// Why: a daemon points 0, 1 and 2 at `/dev/null` with `dup2`, which would
+/// silently close a pipe end sitting there, and std's `println!` would
+/// write tokens into it. On failure `fd` is closed, so nothing leaks.
+///
+/// # References
+/// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fcntl.html)
+/// - [Linux](https://man7.org/linux/man-pages/man2/fcntl.2.html)
+pub(crate) fn above_stdio(fd: c_int) -> SysResult<c_int> {
+    if fd > 2 {
+        return Ok(fd);
+    }
+    // SAFETY: F_DUPFD_CLOEXEC takes an int and touches no memory of ours.
+    let moved = ret_c_int(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3 as c_int) });
+    close(fd);
+    moved
+}

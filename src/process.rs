@@ -1,0 +1,279 @@
+//! Process control, written once: a process's pid and (on Linux) its pidfd,
+//! sending it signals, and learning how it ended, without ever signalling
+//! or waiting for a stranger that was given a reused pid.
+//!
+//! [`daemon::DaemonParent`](crate::daemon::DaemonParent) is built on it.
+
+use core::ffi::c_int;
+use core::fmt;
+use core::time::Duration;
+
+use crate::error::{Errno, Error, Result};
+use crate::sys;
+
+/// How a process ended: the part of its wait status that says so.
+///
+/// ```
+/// use bitcoin_tokenpipe::ChildExit;
+///
+/// assert!(ChildExit::Exited(0).success());
+/// assert_eq!(ChildExit::Exited(3).code(), Some(3));
+/// assert_eq!(ChildExit::Signaled(libc::SIGKILL).signal(), Some(libc::SIGKILL));
+/// assert_eq!(ChildExit::Exited(2).to_string(), "exited with status 2");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChildExit {
+    /// It called `exit` (or returned from `main`) with this status.
+    Exited(i32),
+    /// A signal with this number ended it.
+    Signaled(i32),
+}
+
+impl ChildExit {
+    /// Decodes a wait status from `waitpid`. Stopped and continued
+    /// statuses are never asked for (no `WUNTRACED`), so anything that is
+    /// not an exit is a death by signal.
+    pub(crate) fn from_wait_status(status: c_int) -> ChildExit {
+        if libc::WIFEXITED(status) {
+            ChildExit::Exited(libc::WEXITSTATUS(status))
+        } else {
+            ChildExit::Signaled(libc::WTERMSIG(status))
+        }
+    }
+
+    /// Whether it exited with status 0.
+    #[must_use]
+    pub const fn success(self) -> bool {
+        matches!(self, ChildExit::Exited(0))
+    }
+
+    /// The exit status, if it exited.
+    #[must_use]
+    pub const fn code(self) -> Option<i32> {
+        match self {
+            ChildExit::Exited(code) => Some(code),
+            ChildExit::Signaled(_) => None,
+        }
+    }
+
+    /// The signal that ended it, if one did.
+    #[must_use]
+    pub const fn signal(self) -> Option<i32> {
+        match self {
+            ChildExit::Signaled(sig) => Some(sig),
+            ChildExit::Exited(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for ChildExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChildExit::Exited(code) => write!(f, "exited with status {code}"),
+            ChildExit::Signaled(sig) => write!(f, "was killed by signal {sig}"),
+        }
+    }
+}
+
+/// Whose process it is: ours to reap, or someone else's child that we can
+/// only watch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Relation {
+    /// Our child, not yet reaped: its pid cannot be reused until we reap
+    /// it, so signalling by pid is safe.
+    Child,
+    /// Our child, reaped: the pid may name anyone now. Keeps how it ended.
+    Reaped(ChildExit),
+    /// Not our child (a double-forked daemon belongs to init): we can
+    /// signal and watch it through a pidfd, never by pid, and its exit
+    /// status goes to its own parent.
+    Stranger,
+}
+
+/// A process we started: its pid, its pidfd where the system has them,
+/// and whether it is still ours to reap.
+#[derive(Debug)]
+pub(crate) struct Process {
+    pid: libc::pid_t,
+    /// An owned pidfd at 3 or above, or -1 where there is none.
+    pidfd: c_int,
+    relation: Relation,
+}
+
+/// No pidfd: the platform has none, or the kernel refused.
+const NO_PIDFD: c_int = -1;
+
+/// A pidfd for `pid`, moved above stdio, or [`NO_PIDFD`] where pidfds are
+/// missing (Linux before 5.3, a seccomp filter, other systems): callers
+/// fall back to the pid, which is safe for an unreaped child.
+fn open_pidfd(pid: libc::pid_t) -> c_int {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        match sys::pidfd_open(pid).and_then(sys::above_stdio) {
+            Ok(fd) => fd,
+            Err(_) => NO_PIDFD,
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = pid;
+        NO_PIDFD
+    }
+}
+
+impl Process {
+    /// Our own child, just forked and not yet reaped, so the pidfd (opened
+    /// now, before anyone can reap it) names exactly it.
+    pub(crate) fn child(pid: libc::pid_t) -> Process {
+        Process {
+            pid,
+            pidfd: open_pidfd(pid),
+            relation: Relation::Child,
+        }
+    }
+
+    /// Someone else's child. The caller must know the pid still names the
+    /// process it means at this moment (for a double-forked daemon: its
+    /// parent, our child, has not reaped it and cannot yet).
+    pub(crate) fn stranger(pid: libc::pid_t) -> Process {
+        Process {
+            pid,
+            pidfd: open_pidfd(pid),
+            relation: Relation::Stranger,
+        }
+    }
+
+    pub(crate) fn pid(&self) -> libc::pid_t {
+        self.pid
+    }
+
+    pub(crate) fn pidfd(&self) -> Option<c_int> {
+        (self.pidfd != NO_PIDFD).then_some(self.pidfd)
+    }
+
+    pub(crate) fn is_child(&self) -> bool {
+        self.relation != Relation::Stranger
+    }
+
+    /// Sends `signal`: through the pidfd where there is one, else by pid
+    /// while the pid is provably still our child's.
+    pub(crate) fn kill(&self, signal: c_int) -> Result<()> {
+        match self.relation {
+            Relation::Reaped(_) => return Err(Error::Os(Errno::ESRCH)),
+            Relation::Stranger if self.pidfd == NO_PIDFD => return Err(Error::NotAChild),
+            _ => {}
+        }
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if self.pidfd != NO_PIDFD {
+            return sys::pidfd_send_signal(self.pidfd, signal).map_err(Error::Os);
+        }
+        sys::kill(self.pid, signal).map_err(Error::Os)
+    }
+
+    /// How it ended, if it has, without blocking.
+    pub(crate) fn try_wait(&mut self) -> Result<Option<ChildExit>> {
+        match self.relation {
+            Relation::Reaped(exit) => Ok(Some(exit)),
+            Relation::Child => match sys::waitpid(self.pid, libc::WNOHANG) {
+                Ok(None) => Ok(None),
+                Ok(Some(status)) => Ok(Some(self.reaped(status))),
+                Err(e) => Err(Error::Os(e)),
+            },
+            Relation::Stranger => {
+                if self.pidfd == NO_PIDFD || self.ended_within(Duration::ZERO)? {
+                    Err(Error::NotAChild)
+                } else {
+                    Ok(None)
+                }
+            }
+        }
+    }
+
+    /// Blocks until it ends, and says how.
+    pub(crate) fn wait(&mut self) -> Result<ChildExit> {
+        match self.relation {
+            Relation::Reaped(exit) => Ok(exit),
+            Relation::Child => match sys::waitpid(self.pid, 0) {
+                Ok(Some(status)) => Ok(self.reaped(status)),
+                Ok(None) => Err(Error::Os(Errno::ECHILD)),
+                Err(e) => Err(Error::Os(e)),
+            },
+            Relation::Stranger => {
+                if self.pidfd != NO_PIDFD {
+                    while !self.ended_within(Duration::from_secs(3600))? {}
+                }
+                Err(Error::NotAChild)
+            }
+        }
+    }
+
+    fn reaped(&mut self, status: c_int) -> ChildExit {
+        let exit = ChildExit::from_wait_status(status);
+        self.relation = Relation::Reaped(exit);
+        exit
+    }
+
+    /// Whether it ends within `limit`: the pidfd's readability where there
+    /// is one; otherwise (our child only) `waitpid(WNOHANG)` every
+    /// millisecond, which reaps it if it has ended.
+    fn ended_within(&mut self, limit: Duration) -> Result<bool> {
+        if self.pidfd != NO_PIDFD {
+            let ms = c_int::try_from(limit.as_millis()).unwrap_or(c_int::MAX);
+            return loop {
+                match sys::poll_readable(self.pidfd, ms) {
+                    Ok(revents) => break Ok(revents != 0),
+                    Err(Errno::EINTR) => {}
+                    Err(e) => break Err(Error::Os(e)),
+                }
+            };
+        }
+        if self.relation == Relation::Stranger {
+            return Err(Error::NotAChild);
+        }
+        let mut waited = 0u128;
+        loop {
+            if self.try_wait()?.is_some() {
+                return Ok(true);
+            }
+            if waited >= limit.as_millis() {
+                return Ok(false);
+            }
+            sys::sleep_ms(1);
+            waited += 1;
+        }
+    }
+
+    /// The clean-up after a failed start: give it `grace` to end by itself
+    /// (it usually is exiting already, and its own status says more than
+    /// our `SIGKILL` would), then kill it, then reap it. Never blocks in
+    /// `waitpid` on a process that may still be alive and unkilled.
+    ///
+    /// Returns how it ended, where that can be known: `None` for a
+    /// stranger, or if something else reaped our child (`SIGCHLD`
+    /// ignored).
+    pub(crate) fn reap_or_kill(&mut self, grace: Duration) -> Option<ChildExit> {
+        if let Relation::Reaped(exit) = self.relation {
+            return Some(exit);
+        }
+        let ended = self.ended_within(grace).unwrap_or(false);
+        if !ended {
+            let _ = self.kill(libc::SIGKILL);
+        }
+        match self.relation {
+            Relation::Child => self.wait().ok(),
+            Relation::Reaped(exit) => Some(exit),
+            Relation::Stranger => None,
+        }
+    }
+}
+
+impl Drop for Process {
+    /// Closes the pidfd. Never waits: an unreaped child stays a zombie
+    /// until this process exits or someone reaps it, which is the
+    /// caller's call to make.
+    fn drop(&mut self) {
+        if self.pidfd != NO_PIDFD {
+            sys::close(self.pidfd);
+        }
+    }
+}
