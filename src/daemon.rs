@@ -446,7 +446,8 @@ enum Report {
     /// `[3, pid]`: the pid file is locked by this pid; the child exits.
     AlreadyRunning(libc::pid_t),
     /// `[4, pid]`: from the intermediate child of a double fork, the
-    /// daemon's pid. The daemon's own report follows.
+    /// daemon's pid. Always first: the daemon waits for it to be sent
+    /// before it goes on, and its own report follows.
     Forked(libc::pid_t),
 }
 
@@ -650,16 +651,34 @@ unsafe fn child_setup<'a>(
     }
     if let Some(hold) = hold {
         fault(Stage::Fork, &writer);
+        // The daemon waits on `go` until the intermediate child has sent
+        // the daemon's pid, so that report is always the launcher's first.
+        let (go, gone) = match pipe_above_stdio() {
+            Ok(ends) => ends,
+            Err(e) => fail(SetupStep::Fork, e.errno().unwrap_or(Errno::EIO)),
+        };
+        let intermediate = sys::getpid();
         // SAFETY: our caller's contract: this process has one thread.
         match unsafe { sys::fork() } {
             Err(e) => fail(SetupStep::Fork, e),
-            Ok(0) => drop(hold),
+            Ok(0) => {
+                drop((hold, gone));
+                let _ = go.token_read();
+                drop(go);
+                if sys::getppid() != intermediate {
+                    // The intermediate died before it told the launcher
+                    // who we are: nobody can account for us. Leave; the
+                    // launcher reads end of stream.
+                    sys::exit_now(1);
+                }
+            }
             Ok(daemon) => {
                 // The intermediate child: tell the launcher who the daemon
-                // is, then wait, keeping the daemon's pid reserved, until
+                // is, let the daemon go on, then wait, keeping the
+                // daemon's pid reserved (it is our unreaped child), until
                 // the launcher closes `hold` (or dies).
                 let _ = Report::Forked(daemon).send(&writer);
-                drop(writer);
+                drop((go, gone, writer));
                 let _ = hold.token_read();
                 sys::exit_now(0);
             }

@@ -57,6 +57,16 @@ pub(crate) fn getpid() -> libc::pid_t {
     unsafe { libc::getpid() }
 }
 
+/// `getppid()`—The parent's process id: after the parent has died, the
+/// reaper's (init's or a subreaper's). Cannot fail.
+///
+/// # References
+/// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/getppid.html)
+pub(crate) fn getppid() -> libc::pid_t {
+    // SAFETY: getppid takes nothing and touches no memory of ours.
+    unsafe { libc::getppid() }
+}
+
 /// `setsid()`—Makes the caller the leader of a new session with no
 /// controlling terminal.
 ///

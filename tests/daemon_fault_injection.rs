@@ -1,0 +1,343 @@
+//! The daemon path under faults: launchers started with any of fds 0–2
+//! closed, `EMFILE` before the fork, and a thousand launches that must
+//! leave no fd, zombie or pid file behind. (Children killed at each step
+//! of set-up are in the daemon module's unit tests, which can reach the
+//! set-up's fault hook.)
+//!
+//! Each launcher here is a forked child of the test process, so it can
+//! close its own stdio or lower its fd limit without disturbing the test
+//! harness; it reports through its exit code. The test process has other
+//! threads, so launcher and daemon make only async-signal-safe calls
+//! (`fork_daemon`, the waits, `fstat`, `open`, `_exit`), which is what
+//! `fork_daemon`'s contract really needs.
+#![cfg(unix)]
+
+mod common;
+
+use std::ffi::{CString, c_int};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bitcoin_tokenpipe::daemon::{DaemonChild, DaemonOptions, Forked, fork_daemon};
+use bitcoin_tokenpipe::{ChildExit, Errno, Error};
+use common::{Ended, fork_child, open_pipe_count, report, soak_scale};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn exit_now(code: c_int) -> ! {
+    // SAFETY: _exit is async-signal-safe and never returns.
+    unsafe { libc::_exit(code) }
+}
+
+fn is_dev_null(fd: c_int, null_rdev: libc::dev_t) -> bool {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `st` is valid for one stat; fstat is async-signal-safe.
+    if unsafe { libc::fstat(fd, st.as_mut_ptr()) } != 0 {
+        return false;
+    }
+    // SAFETY: fstat returned 0, so `st` is filled in.
+    let st = unsafe { st.assume_init() };
+    st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == null_rdev
+}
+
+fn dev_null_rdev() -> libc::dev_t {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: the path is NUL-terminated and `st` valid for one stat.
+    assert_eq!(unsafe { libc::stat(c"/dev/null".as_ptr(), st.as_mut_ptr()) }, 0);
+    // SAFETY: stat returned 0.
+    unsafe { st.assume_init() }.st_rdev
+}
+
+/// Waits for the launcher, killing it if it has not finished in `limit`:
+/// a hang is a failure to report, not a test that never ends.
+fn wait_bounded(pid: libc::pid_t, limit: Duration) -> Option<Ended> {
+    let start = Instant::now();
+    loop {
+        let mut status = 0;
+        // SAFETY: `status` is a valid out-pointer.
+        let rc = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if rc == pid {
+            return Some(if libc::WIFEXITED(status) {
+                Ended::Exited(libc::WEXITSTATUS(status))
+            } else {
+                Ended::Killed(libc::WTERMSIG(status))
+            });
+        }
+        if start.elapsed() > limit {
+            common::kill(pid, libc::SIGKILL);
+            common::wait_for(pid);
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+// What the daemon found, as its exit status (0: all well).
+const STDIO_NOT_NULL_BEFORE: c_int = 20;
+const NOTIFY_FAILED: c_int = 21;
+const STDIO_NOT_NULL_AFTER: c_int = 22;
+const NEW_FILE_LANDED_ON_STDIO: c_int = 23;
+// What the launcher saw, as its exit status.
+const NOT_READY: c_int = 11;
+const TIMED_OUT: c_int = 12;
+const DIED_BEFORE_READY: c_int = 13;
+const WAIT_READY_FAILED: c_int = 14;
+const DAEMON_KILLED: c_int = 15;
+const WAIT_FAILED: c_int = 16;
+const SETUP_FAILED: c_int = 17;
+const DIED_DURING_SETUP: c_int = 18;
+const FORK_DAEMON_FAILED: c_int = 19;
+
+/// The daemon's side: stdio must be /dev/null before and after it reports,
+/// and dropping its notifier must not free a number below 3.
+fn daemon_checks(child: DaemonChild<'_>, null_rdev: libc::dev_t) -> c_int {
+    if !(0..3).all(|fd| is_dev_null(fd, null_rdev)) {
+        return STDIO_NOT_NULL_BEFORE;
+    }
+    if child.notifier.notify(true).is_err() {
+        return NOTIFY_FAILED;
+    }
+    if !(0..3).all(|fd| is_dev_null(fd, null_rdev)) {
+        return STDIO_NOT_NULL_AFTER;
+    }
+    // SAFETY: the path is NUL-terminated; O_RDONLY takes no mode.
+    let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY) };
+    if fd < 3 {
+        return NEW_FILE_LANDED_ON_STDIO;
+    }
+    0
+}
+
+/// A launcher with the fds in `closed` (a bit per fd 0, 1, 2) closed.
+fn launcher_with_closed_stdio(closed: u8, double_fork: bool, null_rdev: libc::dev_t) -> c_int {
+    for fd in 0..3 {
+        if closed & (1 << fd) != 0 {
+            // SAFETY: closing our own stdio in this forked launcher is the
+            // point; nothing else in this process uses it.
+            unsafe { libc::close(fd) };
+        }
+    }
+    let options = DaemonOptions::new()
+        .chdir_root(false)
+        .double_fork(double_fork);
+    // SAFETY: see the module comment.
+    match unsafe { fork_daemon(options) } {
+        Ok(Forked::Parent(mut daemon)) => {
+            match daemon.wait_ready_timeout(Duration::from_secs(20)) {
+                Ok(true) => {}
+                Ok(false) => return NOT_READY,
+                Err(Error::TimedOut) => return TIMED_OUT,
+                Err(Error::DiedBeforeReady) => return DIED_BEFORE_READY,
+                Err(_) => return WAIT_READY_FAILED,
+            }
+            match daemon.wait() {
+                Ok(ChildExit::Exited(code)) => code,
+                Ok(ChildExit::Signaled(_)) => DAEMON_KILLED,
+                // A double-forked daemon's status is not ours to see; its
+                // checks already passed if it said ready.
+                Err(Error::NotAChild) if double_fork => 0,
+                Err(_) => WAIT_FAILED,
+            }
+        }
+        Ok(Forked::Child(child)) => exit_now(daemon_checks(child, null_rdev)),
+        Err(Error::SetupFailed { .. }) => SETUP_FAILED,
+        Err(Error::DiedDuringSetup(_)) => DIED_DURING_SETUP,
+        Err(_) => FORK_DAEMON_FAILED,
+    }
+}
+
+#[test]
+fn a_launcher_with_any_of_its_stdio_closed_gets_a_ready_daemon_whose_stdio_is_dev_null() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let null_rdev = dev_null_rdev();
+    let rounds = soak_scale();
+    let pipes_before = open_pipe_count();
+    let mut errors = 0;
+    for _ in 0..rounds {
+        for closed in 0..8u8 {
+            for double_fork in [false, true] {
+                let pid = fork_child(|| launcher_with_closed_stdio(closed, double_fork, null_rdev));
+                let ended = wait_bounded(pid, Duration::from_secs(60));
+                if ended != Some(Ended::Exited(0)) {
+                    errors += 1;
+                    eprintln!(
+                        "fds closed {closed:03b}, double fork {double_fork}: launcher {ended:?} \
+                         (None: it hung and was killed)"
+                    );
+                }
+            }
+        }
+    }
+    let leaked = open_pipe_count() as isize - pipes_before as isize;
+    report(
+        "daemon launch with fds 0–2 closed (all 8 combinations, single and double fork)",
+        &format!("{} launches", rounds * 16),
+        errors,
+        0,
+        0,
+        leaked,
+    );
+    assert_eq!(errors, 0, "launches that failed or hung (see above)");
+    assert_eq!(leaked, 0);
+}
+
+/// How many fds this process has open, counted without allocating: the
+/// launcher below runs in a forked child of a threaded process.
+fn open_fd_total(limit: c_int) -> c_int {
+    // SAFETY: F_GETFD touches no memory; an unopened number gives EBADF.
+    (0..limit)
+        .filter(|&fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0)
+        .count() as c_int
+}
+
+const NOT_EMFILE: c_int = 30;
+const FDS_CHANGED: c_int = 31;
+const A_CHILD_WAS_LEFT: c_int = 32;
+const SETUP_LIMIT_FAILED: c_int = 33;
+
+/// A launcher whose fd table has only `free` numbers left: `fork_daemon`
+/// must fail with `EMFILE`, start no child and leak nothing.
+fn launcher_out_of_fds(free: c_int, double_fork: bool) -> c_int {
+    const LIMIT: c_int = 64;
+    let lim = libc::rlimit {
+        rlim_cur: LIMIT as libc::rlim_t,
+        rlim_max: LIMIT as libc::rlim_t,
+    };
+    // SAFETY: `lim` is a valid rlimit; lowering our own limit is allowed.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+        return SETUP_LIMIT_FAILED;
+    }
+    // Fill the table, then free exactly `free` numbers.
+    let mut last = -1;
+    loop {
+        // SAFETY: F_DUPFD on fd 2 or any open fd touches no memory.
+        let fd = unsafe { libc::fcntl(0.max(last), libc::F_DUPFD, 0) };
+        if fd < 0 {
+            break;
+        }
+        last = fd;
+    }
+    for fd in (LIMIT - free)..LIMIT {
+        // SAFETY: these numbers hold our own duplicates.
+        unsafe { libc::close(fd) };
+    }
+    let before = open_fd_total(LIMIT);
+    let options = DaemonOptions::new().double_fork(double_fork);
+    // SAFETY: see the module comment.
+    let got = unsafe { fork_daemon(options) };
+    let code = match got {
+        Err(Error::Os(e)) if e == Errno::EMFILE => 0,
+        Ok(Forked::Child(_)) => exit_now(0),
+        _ => NOT_EMFILE,
+    };
+    if code != 0 {
+        return code;
+    }
+    if open_fd_total(LIMIT) != before {
+        return FDS_CHANGED;
+    }
+    let mut status = 0;
+    // SAFETY: `status` is a valid out-pointer.
+    if unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) } != -1 {
+        return A_CHILD_WAS_LEFT;
+    }
+    0
+}
+
+#[test]
+fn emfile_before_the_fork_is_an_error_that_starts_no_child_and_leaks_nothing() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // No room for the set-up pipe (0 or 1 free), and, with a double fork,
+    // room for it but not for the second pipe (2 or 3 free).
+    let cases = [(0, false), (1, false), (0, true), (1, true), (2, true), (3, true)];
+    let mut errors = 0;
+    for (free, double_fork) in cases {
+        let pid = fork_child(|| launcher_out_of_fds(free, double_fork));
+        let ended = wait_bounded(pid, Duration::from_secs(60));
+        if ended != Some(Ended::Exited(0)) {
+            errors += 1;
+            eprintln!("{free} fds free, double fork {double_fork}: launcher {ended:?}");
+        }
+    }
+    report(
+        "daemon launch with EMFILE before the fork",
+        &format!("{} launches, 0 to 3 fds free", cases.len()),
+        errors,
+        0,
+        0,
+        0,
+    );
+    assert_eq!(errors, 0, "see above");
+}
+
+#[test]
+fn a_thousand_launches_leave_no_fd_no_zombie_and_no_pid_file() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = std::env::temp_dir().join(format!("tokenpipe-launches-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = CString::new(dir.join("d.pid").into_os_string().into_encoded_bytes()).unwrap();
+    let launches = 1000 * soak_scale();
+    let pipes_before = open_pipe_count();
+    let mut errors = 0;
+    for i in 0..launches {
+        let double_fork = i % 2 == 1;
+        let options = DaemonOptions::new()
+            .chdir_root(false)
+            .double_fork(double_fork)
+            .pid_file(&path);
+        // SAFETY: see the module comment.
+        match unsafe { fork_daemon(options) } {
+            Ok(Forked::Parent(mut daemon)) => {
+                let ready = daemon.wait_ready();
+                let ended = daemon.wait();
+                let ok = ready == Ok(true)
+                    && match ended {
+                        Ok(exit) => exit == ChildExit::Exited(0),
+                        Err(Error::NotAChild) => double_fork,
+                        Err(_) => false,
+                    };
+                if !ok {
+                    errors += 1;
+                    eprintln!("launch {i}: ready {ready:?}, ended {ended:?}");
+                }
+                if double_fork && daemon.as_raw_pidfd().is_none() {
+                    // Without a pidfd, wait() cannot tell when the daemon
+                    // has gone; give it a moment to remove its file.
+                    let start = Instant::now();
+                    while dir.join("d.pid").exists() && start.elapsed() < Duration::from_secs(5) {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            }
+            Ok(Forked::Child(DaemonChild {
+                notifier, pid_file, ..
+            })) => {
+                let code = if notifier.notify(true).is_ok() { 0 } else { 1 };
+                drop(pid_file);
+                exit_now(code);
+            }
+            Err(e) => {
+                errors += 1;
+                eprintln!("launch {i}: {e}");
+            }
+        }
+    }
+    let leaked = open_pipe_count() as isize - pipes_before as isize;
+    let mut status = 0;
+    // SAFETY: `status` is a valid out-pointer.
+    let zombies = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) } != -1;
+    let left = std::fs::read_dir(&dir).unwrap().count();
+    report(
+        "daemon launches with a pid file (half double-forked), each reaped",
+        &format!("{launches} launches; zombies {}, pid files left {left}", zombies as u8),
+        errors + zombies as usize + left,
+        0,
+        0,
+        leaked,
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(errors, 0, "see above");
+    assert!(!zombies, "a child was left unreaped");
+    assert_eq!(left, 0, "pid files were left behind");
+    assert_eq!(leaked, 0, "pipes leaked");
+}
