@@ -17,9 +17,11 @@
 # qemu mode (this machine: no binfmt_misc, no container engine): the linkers
 # and runners (and C compilers for the cc crate) come from ci/qemu.toml,
 # passed with `cargo --config`; this script reads that file to know which
-# tools the target needs and installs what is missing: Debian's gcc-<triple>,
-# qemu-user and musl-tools, and the Rust target with rustup. A tool or target that cannot be installed fails that target with a
-# message naming it; nothing is skipped silently.
+# tools the target needs and installs what is missing: Debian's gcc-<triple>
+# with libc6-dev-<arch>-cross (only a Recommends of it), qemu-user and
+# musl-tools, and the Rust target with rustup. A tool or target that cannot
+# be installed fails that target with a message naming it; nothing is skipped
+# silently.
 #
 # Output: logs in $CARGO_TARGET_DIR/logs/<target>.log, one summary line per
 # target on stdout, and a tab-separated line per target in
@@ -102,6 +104,21 @@ pkg_for() {
         *) echo "" ;;
     esac
 }
+# Debian package with the target glibc's crt objects, libc.so and headers
+# that the gcc-<triple> cross linker $1 needs to link anything. It is only a
+# Recommends of gcc-<triple>, which apt_ensure does not install
+# (--no-install-recommends), so it is asked for by name.
+libc_dev_for() {
+    case "${1%-gcc}" in
+        aarch64-linux-gnu) echo libc6-dev-arm64-cross ;;
+        arm-linux-gnueabihf) echo libc6-dev-armhf-cross ;;
+        powerpc64le-linux-gnu) echo libc6-dev-ppc64el-cross ;;
+        powerpc64-linux-gnu) echo libc6-dev-ppc64-cross ;;
+        riscv64-linux-gnu) echo libc6-dev-riscv64-cross ;;
+        s390x-linux-gnu) echo libc6-dev-s390x-cross ;;
+        *) echo "" ;;
+    esac
+}
 # The C compiler ci/qemu.toml's [env] gives the cc crate for target $1.
 cc_for() {
     local var="CC_${1//-/_}"
@@ -111,7 +128,7 @@ cc_for() {
 # Prepares everything target $1 needs; prints how its tests run. On failure
 # prints "MISSING: <what>" and returns 1.
 prepare_qemu_target() {
-    local t="$1" sec linker runner sysroot cc pkg how
+    local t="$1" sec linker runner sysroot cc pkg libc how
     need_rust_target "$t" || { echo "MISSING: Rust target $t (rustup target add $t)"; return 1; }
     if [ "$t" = "$HOST" ]; then echo native; return 0; fi
     sec="$(toml_section "$t")"
@@ -125,6 +142,10 @@ prepare_qemu_target() {
     elif [ -n "$linker" ]; then
         pkg="$(pkg_for "$linker")"
         need_cmd "$linker" "${pkg:-?}" || { echo "MISSING: linker $linker (Debian package ${pkg:-unknown})"; return 1; }
+        libc="$(libc_dev_for "$linker")"
+        if [ -n "$libc" ]; then
+            apt_ensure "$libc" || { echo "MISSING: target glibc for $linker (Debian package $libc)"; return 1; }
+        fi
     fi
     cc="$(cc_for "$t")"
     if [ -n "$cc" ]; then
@@ -138,18 +159,20 @@ prepare_qemu_target() {
         how="qemu-user ($runner)"
     fi
     if [ -n "$sysroot" ] && [ ! -e "$sysroot/lib" ]; then
-        echo "MISSING: target glibc in $sysroot (Debian package libc6-dev-*-cross, a dependency of $(pkg_for "$linker"))"
+        echo "MISSING: target glibc in $sysroot (Debian package $(libc_dev_for "$linker"))"
         return 1
     fi
     echo "$how"
 }
 
-# Install every missing Debian package up front, in one apt-get run.
+# Install every missing Debian package up front, in one apt-get run
+# (apt_ensure skips those already installed).
 if [ "$MODE" = qemu ]; then
     want=()
     for t in "${TARGETS[@]}"; do
         while read -r cmd; do
             [ -n "$cmd" ] || continue
+            p="$(libc_dev_for "$cmd")"; [ -n "$p" ] && want+=("$p")
             command -v "$cmd" >/dev/null 2>&1 && continue
             p="$(pkg_for "$cmd")"; [ -n "$p" ] && want+=("$p")
         done < <(toml_section "$t" | sed -n 's/^linker *= *"\([^"]*\)".*/\1/p; s/^runner *= *\[ *"\([^"]*\)".*/\1/p'; cc_for "$t")

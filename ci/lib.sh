@@ -4,8 +4,13 @@
 #   log MSG...      prints "[script] MSG" to stderr
 #   die MSG...      prints "[script] error: MSG" to stderr and exits 1
 #   apt_ensure PKG...   installs the Debian packages that are not installed yet
-#                   (apt-get update runs once per script run, before the first
-#                   install); returns non-zero, naming the package, on failure
+#                   (apt_update_once first); returns non-zero, naming each
+#                   package that could not be installed, on failure
+#   apt_update_once     apt-get update, at most once per script run; a failed
+#                   update is retried once after 5 s, then logged as a warning
+#                   (with apt's lines naming the index that failed) and not an
+#                   error: the install goes on from the indexes that did
+#                   download, and only a package that cannot be had fails
 #   need_cmd CMD PKG    makes sure command CMD exists, installing Debian package
 #                   PKG when it is missing; returns non-zero (after printing what
 #                   is missing) when it still is not there
@@ -18,6 +23,7 @@
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CI_NAME="$(basename "${0%.sh}")"
 CI_APT_UPDATED=0
+CI_APT_UPDATE_FAILED=0
 
 log() { printf '[%s] %s\n' "$CI_NAME" "$*" >&2; }
 die() { printf '[%s] error: %s\n' "$CI_NAME" "$*" >&2; exit 1; }
@@ -34,6 +40,33 @@ as_root() {
     fi
 }
 
+# apt-get update exits non-zero when any one index fails to download (say a
+# foreign-architecture security index in mid mirror sync: "File has unexpected
+# size ... Mirror sync in progress?"), yet every index that did download still
+# serves installs. So a failed update is a warning here, never fatal.
+apt_update_once() {
+    [ "$CI_APT_UPDATED" -eq 0 ] || return 0
+    CI_APT_UPDATED=1
+    local out rc try lines line
+    for try in 1 2; do
+        log "apt-get update"
+        rc=0
+        out="$(as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq 2>&1)" || rc=$?
+        if [ "$rc" -eq 0 ]; then
+            [ -z "$out" ] || printf '%s\n' "$out" >&2   # apt's own warnings, if any
+            return 0
+        fi
+        [ "$try" -eq 2 ] || { log "apt-get update exited $rc; retrying in 5 s"; sleep 5; }
+    done
+    CI_APT_UPDATE_FAILED=1
+    log "warning: apt-get update exited $rc; going on with the indexes that did download. apt said:"
+    # apt's E:/W:/Err: lines name the index that failed; without any (a
+    # message from as_root, say), the end of whatever it printed.
+    lines="$(grep -E '^(E|W|Err):' <<<"$out")" || lines="$(tail -n 20 <<<"$out")"
+    while IFS= read -r line; do log "    $line"; done <<<"$lines"
+    return 0
+}
+
 apt_ensure() {
     local missing=() p
     for p in "$@"; do
@@ -45,12 +78,7 @@ apt_ensure() {
         log "missing packages ${missing[*]} and there is no apt-get to install them"
         return 1
     fi
-    if [ "$CI_APT_UPDATED" -eq 0 ]; then
-        log "apt-get update"
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 \
-            || { log "apt-get update failed"; return 1; }
-        CI_APT_UPDATED=1
-    fi
+    apt_update_once
     log "apt-get install ${missing[*]}"
     if ! as_root env DEBIAN_FRONTEND=noninteractive \
             apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2; then
@@ -61,7 +89,9 @@ apt_ensure() {
                 apt-get install -y -qq --no-install-recommends "$p" >&2 || failed+=("$p")
         done
         if [ "${#failed[@]}" -gt 0 ]; then
-            log "could not install Debian package(s): ${failed[*]}"
+            local why=""
+            [ "$CI_APT_UPDATE_FAILED" -eq 0 ] || why=" (apt-get update had failed: see the warning above)"
+            log "could not install Debian package(s): ${failed[*]}$why"
             return 1
         fi
     fi
