@@ -23,10 +23,84 @@ expect() {
 }
 
 cargo build -q --examples
+bin="${CARGO_TARGET_DIR:-target}/debug/examples"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# check WHAT CONDITION...: a check beside the examples' exit codes.
+check() {
+    local what=$1
+    shift
+    if "$@"; then
+        echo "ok   $what"
+    else
+        echo "FAIL $what"
+        fail=1
+    fi
+}
+
+# wait_for_file PATH: up to 10 s for PATH to exist (a daemon's pid file).
+wait_for_file() {
+    local i
+    for i in $(seq 1000); do [[ -s $1 ]] && return 0; sleep 0.01; done
+    return 1
+}
+
+# session_of PID: the session id of a process, from /proc/PID/stat.
+session_of() { awk '{ print $6 }' "/proc/$1/stat"; }
+
+# The daemon_wait contract: exit 0 ready, 1 failure, 2 died first, 3 no
+# report within 30 s, 4 pid file held; one line each.
 expect daemon_wait 0 "is ready; exiting 0" --
-expect daemon_wait 1 "reported that initialisation failed" -- --fail
-expect daemon_wait 2 "died before it was ready" -- --crash
+expect daemon_wait 1 "reported that initialisation failed (it exited with status 1)" -- --fail
+expect daemon_wait 2 "died before it was ready (it was killed by signal 9)" -- --crash
 expect daemon_wait 64 "usage:" -- --bogus
+expect daemon_wait 64 "exclude each other" -- --fail --crash
+expect daemon_wait 64 "--serve takes seconds" -- --serve soon
+
+# Pid file: the first instance holds it; a second fails at once naming its
+# pid; the first removes it when it is done serving.
+expect daemon_wait 0 "is ready; exiting 0" -- --pid-file "$tmp/d.pid" --serve 3
+first=$(cat "$tmp/d.pid" 2>/dev/null || echo none)
+expect daemon_wait 4 "another instance (pid $first) holds the pid file $tmp/d.pid; exiting 4" \
+    -- --pid-file "$tmp/d.pid"
+check "the second instance left the first one's pid file alone" \
+    test "$(cat "$tmp/d.pid" 2>/dev/null)" = "$first"
+for _ in $(seq 100); do [[ -e $tmp/d.pid ]] || break; sleep 0.1; done
+check "the daemon removed its pid file when it finished serving" test ! -e "$tmp/d.pid"
+
+# Double fork: the daemon is not a session leader; the launcher named its pid.
+expect daemon_wait 0 "is ready; exiting 0" -- --double-fork --pid-file "$tmp/dd.pid" --serve 2
+dpid=$(cat "$tmp/dd.pid" 2>/dev/null || echo 0)
+check "the double-forked daemon $dpid is not a session leader" \
+    test "$(session_of "$dpid" 2>/dev/null || echo gone)" != "$dpid"
+expect daemon_wait 2 "died before it was ready" -- --double-fork --crash
+
+# Launchers with stdin and stdout closed behave the same (their one line
+# goes nowhere, so the exit code speaks).
+for args in "" "--fail" "--crash" "--double-fork"; do
+    code=0
+    # shellcheck disable=SC2086  # word splitting of the flags is wanted
+    timeout 60 "$bin/daemon_wait" $args <&- >&- 2>/dev/null || code=$?
+    want=0
+    [[ $args == --fail ]] && want=1
+    [[ $args == --crash ]] && want=2
+    check "daemon_wait $args with stdin and stdout closed -> exit $code (want $want)" \
+        test "$code" -eq "$want"
+done
+
+# No report within 30 s: stop the daemon during its 200 ms of
+# initialisation; the launcher kills it and exits 3.
+code=0
+"$bin/daemon_wait" --pid-file "$tmp/hang.pid" >"$tmp/hang.out" 2>&1 &
+launcher=$!
+if wait_for_file "$tmp/hang.pid"; then
+    kill -STOP "$(cat "$tmp/hang.pid")"
+fi
+wait "$launcher" || code=$?
+check "a daemon that never reports: exit $code (want 3): $(cat "$tmp/hang.out")" \
+    grep -q "did not report within 30s; killed it (it was killed by signal 9); exiting 3" "$tmp/hang.out"
+check "exit 3 for a daemon that never reports" test "$code" -eq 3
 expect self_pipe 0 "got SIGTERM, drained" -- --self-test
 expect self_pipe 64 "usage:" -- --bogus
 expect supervise 0 "is ready" --

@@ -28,6 +28,8 @@ run=(
 not_run=(
     "handshake_across_fork: fork"
     "daemon_module_handshake: fork"
+    "daemon_process_control: fork, signals, file locks"
+    "daemon_fault_injection: fork, rlimits, /proc/self/fd"
     "sigpipe_free_writes: fork, signal masks"
     "timeouts_survive_signal_storms: poll, signals"
     "reliability_under_load: signals, fork, poll"

@@ -16,7 +16,8 @@ start=$(date +%s)
 # --release: the load, not the debug build, should set the pace.
 # --test-threads=1: each test has the machine; the fd counts stay exact.
 if ! TOKENPIPE_SOAK_SCALE=$scale cargo test --release --all-features \
-    --test reliability_under_load --test fd_hygiene -- --nocapture --test-threads=1 >"$log" 2>&1; then
+    --test reliability_under_load --test fd_hygiene --test daemon_fault_injection \
+    -- --nocapture --test-threads=1 >"$log" 2>&1; then
     cat "$log" >&2
     echo "soak: FAILED at scale $scale" >&2
     exit 1
@@ -25,9 +26,9 @@ took=$(($(date +%s) - start))
 # With --nocapture a report may share a line with the harness's "test ...".
 grep -o 'REPORT|.*' "$log" >"$log.reports" || true
 reports=$(wc -l <"$log.reports")
-if [[ $reports -lt 6 ]]; then
+if [[ $reports -lt 9 ]]; then
     cat "$log" >&2
-    echo "soak: expected 6 reports, got $reports" >&2
+    echo "soak: expected 9 reports, got $reports" >&2
     exit 1
 fi
 

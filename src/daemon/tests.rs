@@ -188,7 +188,6 @@ fn the_parent_returns_only_after_the_setup_report() {
 }
 
 #[test]
-#[cfg_attr(miri, ignore = "Miri has no pipe2")]
 fn every_report_arrives_whole_and_unknown_ones_are_unexpected() {
     let (reader, writer) = TokenPipe::make().unwrap().split();
     let reports = [
