@@ -43,7 +43,8 @@ fn is_dev_null(fd: c_int, null_rdev: libc::dev_t) -> bool {
 fn dev_null_rdev() -> libc::dev_t {
     let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
     // SAFETY: the path is NUL-terminated and `st` valid for one stat.
-    assert_eq!(unsafe { libc::stat(c"/dev/null".as_ptr(), st.as_mut_ptr()) }, 0);
+    let rc = unsafe { libc::stat(c"/dev/null".as_ptr(), st.as_mut_ptr()) };
+    assert_eq!(rc, 0);
     // SAFETY: stat returned 0.
     unsafe { st.assume_init() }.st_rdev
 }
@@ -249,7 +250,14 @@ fn emfile_before_the_fork_is_an_error_that_starts_no_child_and_leaks_nothing() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // No room for the set-up pipe (0 or 1 free), and, with a double fork,
     // room for it but not for the second pipe (2 or 3 free).
-    let cases = [(0, false), (1, false), (0, true), (1, true), (2, true), (3, true)];
+    let cases = [
+        (0, false),
+        (1, false),
+        (0, true),
+        (1, true),
+        (2, true),
+        (3, true),
+    ];
     let mut errors = 0;
     for (free, double_fork) in cases {
         let pid = fork_child(|| launcher_out_of_fds(free, double_fork));
@@ -329,7 +337,10 @@ fn a_thousand_launches_leave_no_fd_no_zombie_and_no_pid_file() {
     let left = std::fs::read_dir(&dir).unwrap().count();
     report(
         "daemon launches with a pid file (half double-forked), each reaped",
-        &format!("{launches} launches; zombies {}, pid files left {left}", zombies as u8),
+        &format!(
+            "{launches} launches; zombies {}, pid files left {left}",
+            zombies as u8
+        ),
         errors + zombies as usize + left,
         0,
         0,
