@@ -143,21 +143,24 @@ fn try_wait_reaps_a_daemon_that_has_ended_without_blocking() {
 #[test]
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn the_pidfd_becomes_readable_when_the_daemon_ends() {
-    use std::os::fd::{AsFd, AsRawFd};
-
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut d = daemon(DaemonOptions::new(), ready_then_pause).unwrap();
     assert_eq!(d.wait_ready(), Ok(true));
-    let Some(pidfd) = d.pidfd() else {
+    let Some(pidfd) = d.as_raw_pidfd() else {
         // Only a kernel before 5.3 (or a seccomp filter) gives no pidfd;
         // say so rather than pass quietly.
         panic!("this Linux gave no pidfd (pidfd_open); the pidfd path is untested here");
     };
-    assert_eq!(d.as_fd().as_raw_fd(), pidfd.as_raw_fd());
-    assert!(pidfd.as_raw_fd() > 2);
+    assert!(pidfd > 2);
+    #[cfg(feature = "std")]
+    {
+        use std::os::fd::{AsFd, AsRawFd};
+        assert_eq!(d.as_fd().as_raw_fd(), pidfd);
+        assert_eq!(d.pidfd().map(|fd| fd.as_raw_fd()), Some(pidfd));
+    }
     let poll = |timeout: c_int| {
         let mut pfd = libc::pollfd {
-            fd: pidfd.as_raw_fd(),
+            fd: pidfd,
             events: libc::POLLIN,
             revents: 0,
         };
@@ -361,4 +364,54 @@ fn a_pid_file_removed_by_hand_and_made_again_by_another_is_not_removed_by_the_fi
     drop(replaced);
     assert_eq!(d.wait(), Ok(ChildExit::Exited(0)));
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "12345\n");
+}
+
+#[cfg(feature = "std")]
+/// Runs `script` with `sh -c`, the notifier handed over as `$READY_FD`;
+/// the daemon exits 0 if the shell did.
+///
+/// This daemon allocates and spawns, which a fork of a threaded process
+/// may not do in general: another thread could hold a lock forever. It is
+/// sound enough here: every test in this binary holds SERIAL, so the only
+/// other threads are the harness's, idle in a channel wait holding no lock,
+/// and glibc's and musl's malloc reset their locks in a forked child.
+fn exec_with_notifier(d: DaemonChild<'_>, script: &str) -> c_int {
+    let mut cmd = std::process::Command::new("/bin/sh");
+    cmd.args(["-c", script]);
+    if d.notifier.pass_to(&mut cmd, "READY_FD").is_err() {
+        return 40;
+    }
+    let status = cmd.status();
+    // Drop our copy after the spawn: the program's is the only writer left.
+    drop(d);
+    match status {
+        Ok(s) if s.success() => 0,
+        _ => 41,
+    }
+}
+
+#[test]
+#[cfg(feature = "std")]
+fn a_daemon_can_hand_its_report_to_a_program_it_execs() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let options = DaemonOptions::new().chdir_root(false);
+    let mut d = daemon(options, |d| {
+        exec_with_notifier(d, r#"printf '\001' >"/dev/fd/$READY_FD""#)
+    })
+    .unwrap();
+    assert_eq!(d.wait_ready(), Ok(true));
+    assert_eq!(d.wait(), Ok(ChildExit::Exited(0)));
+    // A program that exits without a word is a death before ready: the
+    // Command kept no copy of the end.
+    let mut d = daemon(options, |d| exec_with_notifier(d, "exit 0")).unwrap();
+    assert_eq!(d.wait_ready(), Err(Error::DiedBeforeReady));
+    assert_eq!(d.wait(), Ok(ChildExit::Exited(0)));
+    // into_end: the raw end, for a program that takes it some other way.
+    let mut d = daemon(options, |d| {
+        let end = d.notifier.into_end();
+        if end.token_write(1).is_ok() { 0 } else { 1 }
+    })
+    .unwrap();
+    assert_eq!(d.wait_ready(), Ok(true));
+    assert_eq!(d.wait(), Ok(ChildExit::Exited(0)));
 }
