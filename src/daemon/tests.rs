@@ -79,6 +79,11 @@ fn a_child_killed_at_any_step_of_its_setup_is_reaped_and_reported_with_its_signa
         assert!(no_children_left(), "killed at {stage:?}: a child was left");
     }
     DIE_AT.store(u8::MAX, Ordering::Relaxed);
+    // A row of ci/soak.sh's reliability table; reached only if all held.
+    std::println!(
+        "REPORT|daemon set-up killed at each step (setsid, pid file, chdir, stdio, report)|{} launches, each killed|0|0|0|0",
+        DIRECT_STAGES.len()
+    );
     // The file a killed daemon left behind is stale (unlocked): taken over.
     let mut parent = launch(options, |_, _| {}).expect("a stale pid file is taken over");
     let written = std::fs::read_to_string(path.to_str().unwrap()).unwrap();
@@ -114,6 +119,10 @@ fn a_double_forked_child_killed_at_any_step_is_reported_and_the_intermediate_rea
         assert!(no_children_left(), "killed at {stage:?}: a child was left");
     }
     DIE_AT.store(u8::MAX, Ordering::Relaxed);
+    std::println!(
+        "REPORT|double-forked set-up killed at each step (intermediate or daemon)|{} launches, each killed|0|0|0|0",
+        stages.len()
+    );
     let _ = std::fs::remove_file(path.to_str().unwrap());
 }
 
