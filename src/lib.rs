@@ -46,7 +46,9 @@
 //! never raises `SIGPIPE` ([`token_write_nosignal`](TokenPipeEnd::token_write_nosignal)),
 //! handing an end to a program across `exec`
 //! ([`from_env`](TokenPipeEnd::from_env), `pass_to`), and bitcoind's daemon
-//! hand-shake as a module ([`daemon::fork_daemon`]).
+//! hand-shake as a module ([`daemon::fork_daemon`]), hardened (no fd on
+//! 0–2, no lost child) and complete: process control with a pidfd
+//! ([`ChildExit`]), a locked pid file, umask and double fork.
 //!
 //! # Features
 //! - `std` (default): `From<Error> for std::io::Error`, `std::io::Read` and
