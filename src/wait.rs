@@ -24,7 +24,9 @@ impl TokenPipeEnd {
     /// full timeout: the remaining time is measured on `CLOCK_MONOTONIC`,
     /// which the wall clock cannot step. The wait is never shorter than
     /// `timeout` and at most a millisecond longer (poll's resolution), plus
-    /// scheduling. A zero timeout checks once without blocking.
+    /// scheduling. A zero timeout checks once without blocking; a `read`
+    /// that a signal interrupts is not that check, so the call looks again
+    /// rather than report `TimedOut` with a token waiting.
     /// Async-signal-safe and allocation-free.
     ///
     /// With several readers on one blocking end, another reader may take
@@ -83,6 +85,11 @@ impl TokenPipeEnd {
                     match sys::read(fd, core::slice::from_mut(&mut token)) {
                         Ok(0) => return Err(Error::Eos),
                         Ok(_) => return Ok(token),
+                        // Interrupted before the byte moved. With a zero
+                        // timeout the check was not made, so it is not a
+                        // timeout: look again (on FreeBSD and macOS a
+                        // signal can interrupt a read with a token waiting).
+                        Err(Errno::EINTR) if timeout.is_zero() => continue,
                         // Interrupted, or another reader took the token
                         // first (non-blocking end): wait for what remains.
                         Err(Errno::EINTR) => {}
