@@ -137,6 +137,22 @@ pub(crate) fn fcntl_set(fd: c_int, cmd: c_int, value: c_int) -> SysResult<()> {
     ret(unsafe { libc::fcntl(fd, cmd, value) })
 }
 
+/// `fcntl(fd, F_GETFL) & O_ACCMODE`—How the open file `fd` names may be
+/// used: `O_RDONLY`, `O_WRONLY` or `O_RDWR`. A pipe's read end is
+/// `O_RDONLY` and its write end `O_WRONLY`, which tells them apart where
+/// both share one inode (Linux). Async-signal-safe.
+///
+/// # References
+/// - [POSIX 2024 `fcntl`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fcntl.html)
+/// - [POSIX 2024 `<fcntl.h>` (`O_ACCMODE`)](https://pubs.opengroup.org/onlinepubs/9799919799/basedefs/fcntl.h.html)
+/// - [Linux `fcntl`](https://man7.org/linux/man-pages/man2/fcntl.2.html)
+#[cfg(feature = "std")] // Only pass_to, which needs std's Command, asks.
+#[doc(alias = "O_ACCMODE")]
+#[inline]
+pub(crate) fn access_mode(fd: c_int) -> SysResult<c_int> {
+    Ok(fcntl_get(fd, libc::F_GETFL)? & libc::O_ACCMODE)
+}
+
 /// Sets `FD_CLOEXEC` on `fd`, keeping every other fd flag as it was.
 ///
 /// Reads before it writes: a bare `F_SETFD, FD_CLOEXEC` would clear any flag
