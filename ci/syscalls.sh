@@ -3,7 +3,7 @@
 # `strace -f` and checks the exact syscalls each call made, between the
 # probe's markers (`write(-1, "@phase NAME", len)`): `make` = one pipe2,
 # `token_write` = one write, `token_read` = one read, `close` = one close,
-# a closed end = none, and the extras as the README lists them. Any extra,
+# `set_nonblocking` = one ioctl(FIONBIO), a closed end = none, and the extras as the README lists them. Any extra,
 # missing or different call fails, with a diff of expected against traced.
 #
 # Usage: ci/syscalls.sh            (Linux; installs strace when missing)
@@ -66,6 +66,7 @@ token_write_nosignal: write({W}, "y", 1) = 1
 token_write_nosignal: rt_sigprocmask(SIG_SETMASK, [], NULL, 8) = 0
 token_read_timeout: poll([{fd={R}, events=POLLIN}], 1, 5000) = 1 ([{fd={R}, revents=POLLIN}])
 token_read_timeout: read({R}, "y", 1) = 1
+set_nonblocking: ioctl({R}, FIONBIO, [1]) = 0
 close: close({W}) = 0
 close_again: (none)
 closed_token_write: (none)

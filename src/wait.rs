@@ -115,10 +115,16 @@ impl TokenPipeEnd {
         }
     }
 
-    /// Turns non-blocking mode on or off (`O_NONBLOCK`). Reads the status
-    /// flags first and changes only that bit, so flags set by others (such
-    /// as `O_APPEND` or `O_ASYNC`) survive; makes no second call if the bit
-    /// is already as asked.
+    /// Turns non-blocking mode on or off (`O_NONBLOCK`), and no other
+    /// status flag, so flags set by others (such as `O_APPEND` or
+    /// `O_ASYNC`) survive.
+    ///
+    /// One `ioctl(FIONBIO)` on Linux, Android, Apple and the BSDs: the
+    /// kernel flips the bit under its own lock, so a flag another thread
+    /// changes at the same moment survives too. On illumos and Solaris
+    /// (whose `FIONBIO` sets `O_NDELAY`, under which an empty pipe reads as
+    /// end of stream) and elsewhere: `fcntl(F_GETFL)`, then `F_SETFL` with
+    /// only that bit changed, if it was not already as asked.
     ///
     /// In non-blocking mode a read of an empty pipe and a write to a full
     /// one fail with [`Error::WouldBlock`] instead of waiting. The flag
@@ -126,9 +132,12 @@ impl TokenPipeEnd {
     /// every duplicate of the fd, including in forked children.
     ///
     /// # Errors
-    /// [`Error::Closed`] on a closed end, [`Error::Os`] if `fcntl` fails.
+    /// [`Error::Closed`] on a closed end, [`Error::Os`] if `ioctl` or
+    /// `fcntl` fails.
     ///
     /// # References
+    /// - [Linux `ioctl`](https://man7.org/linux/man-pages/man2/ioctl.2.html)
+    /// - [FreeBSD `ioctl`](https://man.freebsd.org/cgi/man.cgi?query=ioctl&sektion=2)
     /// - [POSIX `fcntl`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fcntl.html)
     /// - [Linux `fcntl`](https://man7.org/linux/man-pages/man2/fcntl.2.html)
     ///
@@ -141,19 +150,10 @@ impl TokenPipeEnd {
     /// assert!(reader.is_nonblocking()?);
     /// # Ok::<(), Error>(())
     /// ```
-    #[doc(alias = "O_NONBLOCK")]
+    #[doc(alias = "O_NONBLOCK", alias = "FIONBIO")]
     pub fn set_nonblocking(&self, on: bool) -> Result<()> {
         let fd = self.open_fd()?;
-        let flags = sys::fcntl_get(fd, libc::F_GETFL).map_err(Error::Os)?;
-        let wanted = if on {
-            flags | libc::O_NONBLOCK
-        } else {
-            flags & !libc::O_NONBLOCK
-        };
-        if wanted != flags {
-            sys::fcntl_set(fd, libc::F_SETFL, wanted).map_err(Error::Os)?;
-        }
-        Ok(())
+        sys::set_nonblocking(fd, on).map_err(Error::Os)
     }
 
     /// Whether the end is in non-blocking mode (`fcntl(F_GETFL)`).
