@@ -57,6 +57,17 @@ fn main() {
     phase("set_nonblocking");
     reader.set_nonblocking(true).expect("set_nonblocking");
 
+    phase("orphan");
+    let (orphan_reader, orphan_writer) = TokenPipe::make().expect("make").split();
+    drop(orphan_reader);
+    phase("token_write_nosignal_epipe");
+    assert_eq!(
+        orphan_writer.token_write_nosignal(b'z'),
+        Err(Error::BrokenPipe)
+    );
+    phase("orphan_drop");
+    drop(orphan_writer);
+
     phase("close");
     writer.close();
     phase("close_again");

@@ -19,14 +19,22 @@ impl TokenPipeEnd {
     /// - **Everywhere else** (Linux, Android, FreeBSD, OpenBSD, illumos):
     ///   `pthread_sigmask` blocks `SIGPIPE` in the calling thread,
     ///   `sigpending` notes whether one was already pending, the write runs,
-    ///   and on `EPIPE` the `SIGPIPE` it raised is taken away with `sigwait`
-    ///   (unless one was pending before: that one is the caller's, and stays)
-    ///   before the old mask is restored (4 syscalls, 6 on `EPIPE`). Other
-    ///   threads' masks are untouched.
+    ///   and on `EPIPE` the `SIGPIPE` it raised is taken away (unless one was
+    ///   pending before: that one is the caller's, and stays) before the old
+    ///   mask is restored (4 syscalls, 5 on `EPIPE`). Other threads' masks
+    ///   are untouched. The taking is `sigtimedwait` with a zero timeout,
+    ///   which never waits; OpenBSD has no `sigtimedwait`, and the libc
+    ///   crate binds none for illumos, so there it is `sigpending` then
+    ///   `sigwait` (6 on `EPIPE`), which waits only if another thread sets
+    ///   `SIGPIPE` to `SIG_IGN` (discarding the pending one) at that moment.
     ///
     /// Use plain [`token_write`](Self::token_write) where `SIGPIPE` is
     /// known to be ignored (every Rust program with a std `main`): it is
-    /// one syscall. Async-signal-safe and allocation-free.
+    /// one syscall. Allocation-free, and async-signal-safe in practice:
+    /// every call is a plain system call in each libc, but POSIX's list of
+    /// async-signal-safe functions names neither `sigtimedwait` nor
+    /// `sigwait` (it does name `pthread_sigmask`, `sigpending` and
+    /// `write`).
     ///
     /// # Errors
     /// As for [`token_write`](Self::token_write); [`Error::Os`] also if a
@@ -35,6 +43,7 @@ impl TokenPipeEnd {
     /// # References
     /// - [POSIX `pthread_sigmask`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/pthread_sigmask.html)
     /// - [POSIX `sigpending`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/sigpending.html)
+    /// - [POSIX `sigtimedwait`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/sigtimedwait.html)
     /// - [POSIX `sigwait`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/sigwait.html)
     /// - [POSIX `write`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/write.html)
     /// - [Apple `fcntl` (`F_SETNOSIGPIPE`)](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/fcntl.2.html)
@@ -80,7 +89,8 @@ fn write_nosignal(end: &TokenPipeEnd, token: u8) -> Result<()> {
     // pending. Take it away before unblocking, or it would be delivered the
     // moment the mask is restored. One pending before the write is not ours
     // (standard signals do not queue, so ours merged into it): leave it.
-    if result == Err(Error::BrokenPipe) && !pending_before && sigpipe::is_pending() == Ok(true) {
+    // take_pending never waits, even if another thread discarded ours.
+    if result == Err(Error::BrokenPipe) && !pending_before {
         sigpipe::take_pending();
     }
     sigpipe::restore(&old_mask);

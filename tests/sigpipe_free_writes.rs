@@ -178,3 +178,60 @@ fn a_successful_nosignal_write_delivers_the_token() {
         Err(Error::Closed)
     );
 }
+
+#[cfg(not(any(target_os = "openbsd", target_os = "illumos", target_os = "solaris")))]
+extern "C" fn ignore_signal(_: c_int) {}
+
+// Not on OpenBSD, illumos and Solaris: without a sigtimedwait binding the
+// crate takes the SIGPIPE with sigpending + sigwait there, which does wait
+// in exactly this race (see src/sys/signal.rs).
+#[cfg(not(any(target_os = "openbsd", target_os = "illumos", target_os = "solaris")))]
+#[test]
+fn a_sigpipe_discarded_by_another_thread_cannot_make_the_write_wait() {
+    // Setting SIGPIPE to SIG_IGN discards a pending SIGPIPE in every
+    // thread, even a blocked one. If that lands between "one is pending"
+    // and taking it away, a sigwait would wait for the next SIGPIPE
+    // forever; the zero-timeout sigtimedwait just finds none. Another
+    // thread flips the disposition between SIG_IGN and a handler (never
+    // SIG_DFL, which would end the test binary) while this one writes to
+    // a pipe with no reader. The writes run on a thread of their own so a
+    // hang shows as a failure instead of a test that never ends.
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    const WRITES: usize = 10_000;
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let writer = orphaned_writer();
+    let stop = AtomicBool::new(false);
+    let (done_tx, done_rx) = mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                common::set_disposition(libc::SIGPIPE, libc::SIG_IGN);
+                common::set_disposition(
+                    libc::SIGPIPE,
+                    ignore_signal as *const () as libc::sighandler_t,
+                );
+            }
+            common::set_disposition(libc::SIGPIPE, libc::SIG_IGN);
+        });
+        std::thread::Builder::new()
+            .spawn(move || {
+                let broken = (0..WRITES)
+                    .filter(|_| writer.token_write_nosignal(1) == Err(Error::BrokenPipe))
+                    .count();
+                let _ = done_tx.send(broken);
+            })
+            .unwrap();
+        // A generous bound on a loop that takes well under a second: this
+        // tells "returned" from "waits forever", it times nothing.
+        let got = done_rx.recv_timeout(Duration::from_secs(120));
+        stop.store(true, Ordering::Relaxed);
+        assert_eq!(
+            got,
+            Ok(WRITES),
+            "token_write_nosignal hung waiting for a SIGPIPE that was discarded"
+        );
+    });
+}
