@@ -152,7 +152,11 @@ impl TokenPipeEnd {
     /// Takes the end a parent handed to this program: reads the variable
     /// `name`, parses the fd number ([`parse_env_value`]), checks the fd is
     /// open (`fcntl(F_GETFD)`) and a pipe (`fstat`), and sets close-on-exec
-    /// on it so it goes no further than this program.
+    /// on it so it goes no further than this program. On Apple and NetBSD
+    /// it also sets `F_SETNOSIGPIPE` (`fcntl`), so writes on the end never
+    /// raise `SIGPIPE`; the flag belongs to the open pipe, so the parent's
+    /// copy of the end gets it too, for good (see
+    /// [`token_write`](Self::token_write)).
     ///
     /// The variable is left as it is; remove it (after this call, before
     /// starting other threads) if programs this one starts should not see a
@@ -201,7 +205,15 @@ impl TokenPipeEnd {
         }
         sys::set_cloexec(fd).map_err(HandoffError::Os)?;
         // The fd is open, a pipe, and (by our caller's contract) ours alone.
-        Ok(TokenPipeEnd::from_owned(fd))
+        #[cfg(not(any(target_vendor = "apple", target_os = "netbsd")))]
+        let end = TokenPipeEnd::from_owned(fd);
+        // Apple and NetBSD: no SIGPIPE from an end taken here, set once.
+        #[cfg(any(target_vendor = "apple", target_os = "netbsd"))]
+        let end = {
+            sys::fcntl_set_nosigpipe(fd).map_err(HandoffError::Os)?;
+            TokenPipeEnd::from_owned_nosigpipe(fd)
+        };
+        Ok(end)
     }
 }
 

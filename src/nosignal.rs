@@ -13,9 +13,17 @@ impl TokenPipeEnd {
     /// (which would end the process).
     ///
     /// How, per platform:
-    /// - **Apple and NetBSD**: `fcntl(F_SETNOSIGPIPE, 1)` on the end, then
-    ///   the write (2 syscalls). The flag stays set on the open pipe, so
-    ///   later plain writes on it raise no `SIGPIPE` either.
+    /// - **Apple and NetBSD**: `fcntl(F_SETNOSIGPIPE, 1)`, which makes the
+    ///   open pipe fail writes with `EPIPE` instead of raising `SIGPIPE`.
+    ///   An end the crate made or took ([`TokenPipe::make`](crate::TokenPipe::make),
+    ///   [`from_env`](Self::from_env)) got it once, at creation, and
+    ///   remembers that, so this is the plain write (1 syscall); an end
+    ///   adopted with [`from_raw_fd`](Self::from_raw_fd) (or from an
+    ///   `OwnedFd`) gets the `fcntl` on every call, then the write (2
+    ///   syscalls). Once set, the flag is permanent for that open pipe in
+    ///   every process that shares it (every duplicate of the fd, a child
+    ///   that inherited it, the parent that handed it over): plain writes on
+    ///   it raise no `SIGPIPE` either.
     /// - **Everywhere else** (Linux, Android, FreeBSD, OpenBSD, illumos):
     ///   `pthread_sigmask` blocks `SIGPIPE` in the calling thread,
     ///   `sigpending` notes whether one was already pending, the write runs,
@@ -68,8 +76,22 @@ impl TokenPipeEnd {
 
 #[cfg(any(target_vendor = "apple", target_os = "netbsd"))]
 fn write_nosignal(end: &TokenPipeEnd, token: u8) -> Result<()> {
-    sys::fcntl_set_nosigpipe(end.as_raw_fd()).map_err(Error::Os)?;
+    // An end the crate made or took already has the flag, for good.
+    if !end.has_nosigpipe() {
+        sys::fcntl_set_nosigpipe(end.as_raw_fd()).map_err(Error::Os)?;
+    }
     end.token_write(token)
+}
+
+#[cfg(any(target_vendor = "apple", target_os = "netbsd"))]
+impl TokenPipeEnd {
+    /// This end, after `fcntl(F_SETNOSIGPIPE, 1)` on its open pipe, marked
+    /// so that [`token_write_nosignal`](Self::token_write_nosignal) skips
+    /// the `fcntl` (Apple, NetBSD). On failure the end is dropped (closed).
+    pub(crate) fn into_nosigpipe(self) -> Result<TokenPipeEnd> {
+        sys::fcntl_set_nosigpipe(self.open_fd()?).map_err(Error::Os)?;
+        Ok(TokenPipeEnd::from_owned_nosigpipe(self.into_raw_fd()))
+    }
 }
 
 #[cfg(not(any(target_vendor = "apple", target_os = "netbsd")))]

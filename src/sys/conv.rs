@@ -30,6 +30,7 @@ pub(super) fn ret_usize(n: isize) -> SysResult<usize> {
 
 /// A pthread-style call that returns `0` or the error number itself and
 /// leaves `errno` alone.
+#[cfg(not(any(target_vendor = "apple", target_os = "netbsd")))] // Only the SIGPIPE mask calls.
 #[inline]
 pub(super) fn ret_pthread(rc: c_int) -> SysResult<()> {
     if rc == 0 {
