@@ -3,7 +3,7 @@
 # `strace -f` and checks the exact syscalls each call made, between the
 # probe's markers (`write(-1, "@phase NAME", len)`): `make` = one pipe2,
 # `token_write` = one write, `token_read` = one read, `close` = one close,
-# a closed end = none, and the extras as the README lists them. Any extra,
+# `set_nonblocking` = one ioctl(FIONBIO), a closed end = none, and the extras as the README lists them. Any extra,
 # missing or different call fails, with a diff of expected against traced.
 #
 # Usage: ci/syscalls.sh            (Linux; installs strace when missing)
@@ -50,10 +50,13 @@ awk '
     phase != "" { print phase ": " $0; seen = 1 }
 ' "$work/strace.log" >"$work/traced.txt"
 
-# The fds come from the traced pipe2; everything else must match exactly.
-read -r R W < <(sed -n 's/^make: pipe2(\[\([0-9]*\), \([0-9]*\)\], O_CLOEXEC) = 0$/\1 \2/p' "$work/traced.txt")
-R="${R:-R}" W="${W:-W}"
-sed -e "s/{R}/$R/g" -e "s/{W}/$W/g" >"$work/expected.txt" <<'EOF'
+# The fds come from the traced pipe2s (the main pipe's and the orphan's,
+# whose reader is dropped at once); everything else must match exactly.
+fds() { sed -n "s/^$1: pipe2(\\[\\([0-9]*\\), \\([0-9]*\\)\\], O_CLOEXEC) = 0\$/\\1 \\2/p" "$work/traced.txt"; }
+read -r R W < <(fds make)
+read -r OR OW < <(fds orphan)
+R="${R:-R}" W="${W:-W}" OR="${OR:-OR}" OW="${OW:-OW}"
+sed -e "s/{R}/$R/g" -e "s/{W}/$W/g" -e "s/{OR}/$OR/g" -e "s/{OW}/$OW/g" >"$work/expected.txt" <<'EOF'
 make: pipe2([{R}, {W}], O_CLOEXEC) = 0
 split: (none)
 token_write: write({W}, "x", 1) = 1
@@ -66,6 +69,15 @@ token_write_nosignal: write({W}, "y", 1) = 1
 token_write_nosignal: rt_sigprocmask(SIG_SETMASK, [], NULL, 8) = 0
 token_read_timeout: poll([{fd={R}, events=POLLIN}], 1, 5000) = 1 ([{fd={R}, revents=POLLIN}])
 token_read_timeout: read({R}, "y", 1) = 1
+set_nonblocking: ioctl({R}, FIONBIO, [1]) = 0
+orphan: pipe2([{OR}, {OW}], O_CLOEXEC) = 0
+orphan: close({OR}) = 0
+token_write_nosignal_epipe: rt_sigprocmask(SIG_BLOCK, [PIPE], [], 8) = 0
+token_write_nosignal_epipe: rt_sigpending([], 8) = 0
+token_write_nosignal_epipe: write({OW}, "z", 1) = -1 EPIPE (Broken pipe)
+token_write_nosignal_epipe: rt_sigtimedwait([PIPE], NULL, {tv_sec=0, tv_nsec=0}, 8) = 13 (SIGPIPE)
+token_write_nosignal_epipe: rt_sigprocmask(SIG_SETMASK, [], NULL, 8) = 0
+orphan_drop: close({OW}) = 0
 close: close({W}) = 0
 close_again: (none)
 closed_token_write: (none)

@@ -1,6 +1,7 @@
 //! The program `ci/syscalls.sh` runs under `strace` to prove what the docs
 //! promise: `make` is one `pipe2`, `token_write` one `write`, `token_read`
-//! one `read`, `close` one `close`, and a closed end makes no syscall.
+//! one `read`, `close` one `close`, `set_nonblocking` one `ioctl`, and a
+//! closed end makes no syscall.
 //!
 //! ```text
 //! cargo run --example syscall_probe   # silent; exit 0 if every call returned what it should
@@ -53,6 +54,19 @@ fn main() {
         .expect("token_write_nosignal");
     phase("token_read_timeout");
     assert_eq!(reader.token_read_timeout(Duration::from_secs(5)), Ok(b'y'));
+    phase("set_nonblocking");
+    reader.set_nonblocking(true).expect("set_nonblocking");
+
+    phase("orphan");
+    let (orphan_reader, orphan_writer) = TokenPipe::make().expect("make").split();
+    drop(orphan_reader);
+    phase("token_write_nosignal_epipe");
+    assert_eq!(
+        orphan_writer.token_write_nosignal(b'z'),
+        Err(Error::BrokenPipe)
+    );
+    phase("orphan_drop");
+    drop(orphan_writer);
 
     phase("close");
     writer.close();

@@ -28,15 +28,69 @@ use crate::sys;
 /// assert_eq!(reader.token_read()?, b'x');
 /// # Ok::<(), bitcoin_tokenpipe::Error>(())
 /// ```
-#[derive(Debug)]
 #[repr(transparent)]
 pub struct TokenPipeEnd {
-    /// The owned fd, or `-1` for a closed end. Never any other negative.
+    /// The owned fd, or `-1` for a closed end. On Apple and NetBSD, an end
+    /// whose open pipe the crate gave `F_SETNOSIGPIPE` holds its fd `f` as
+    /// `-2 - f` instead ([`tag`]), and every reader of this field decodes
+    /// it with [`fd_of`]. No other negative is ever stored.
     fd: c_int,
 }
 
 /// The value of a closed end's fd, as in the original.
 const CLOSED: c_int = -1;
+
+/// The fd that a stored value names: the value itself, as a closed end's
+/// `-1` is. Elsewhere than Apple and NetBSD no end is ever tagged, and this
+/// is the identity, so the token path gains not one instruction.
+#[cfg(not(any(target_vendor = "apple", target_os = "netbsd")))]
+#[inline(always)]
+const fn fd_of(stored: c_int) -> c_int {
+    stored
+}
+
+/// The fd that a stored value names: a tagged value (below `-1`) decoded,
+/// anything else as it is.
+#[cfg(any(target_vendor = "apple", target_os = "netbsd"))]
+#[inline(always)]
+const fn fd_of(stored: c_int) -> c_int {
+    if stored < CLOSED {
+        untag(stored)
+    } else {
+        stored
+    }
+}
+
+// Apple and NetBSD: `F_SETNOSIGPIPE` belongs to the open pipe, not to an fd
+// number, and once set it stays. So an end the crate set it on remembers
+// that in its one `c_int`, and `token_write_nosignal` skips the `fcntl`.
+// The mark uses the negative numbers below `-1`, which no fd and no closed
+// end ever holds: `fd` is stored as `-2 - fd`. Every non-negative value
+// stays a plain fd, so any fd `from_raw_fd` may be given is still told
+// apart from a marked one; a spare high bit, such as bit 30, would not
+// allow that, since only RLIMIT_NOFILE (an int) bounds an open fd on these
+// systems. Compiled for the unit tests everywhere.
+
+/// The stored value of an end whose open pipe has `F_SETNOSIGPIPE` set.
+/// `fd` must be open, so it is at most `c_int::MAX - 1` (an fd is below
+/// `RLIMIT_NOFILE`, which is at most `c_int::MAX`); the impossible
+/// `c_int::MAX` is kept unmarked rather than overflow.
+#[cfg(any(target_vendor = "apple", target_os = "netbsd", test))]
+#[inline(always)]
+const fn tag(fd: c_int) -> c_int {
+    if fd >= 0 && fd < c_int::MAX {
+        CLOSED - 1 - fd
+    } else {
+        fd
+    }
+}
+
+/// The fd in a value that [`tag`] made (any value below `-1`).
+#[cfg(any(target_vendor = "apple", target_os = "netbsd", test))]
+#[inline(always)]
+const fn untag(stored: c_int) -> c_int {
+    CLOSED - 1 - stored
+}
 
 impl TokenPipeEnd {
     /// A closed end, owning nothing. Usable in a `static` or `const`.
@@ -58,6 +112,22 @@ impl TokenPipeEnd {
     #[inline]
     pub(crate) const fn from_owned(fd: c_int) -> TokenPipeEnd {
         TokenPipeEnd { fd }
+    }
+
+    /// Wraps an fd that the crate owns alone and has just set
+    /// `F_SETNOSIGPIPE` on, remembering that it did (Apple, NetBSD).
+    #[cfg(any(target_vendor = "apple", target_os = "netbsd"))]
+    #[inline]
+    pub(crate) const fn from_owned_nosigpipe(fd: c_int) -> TokenPipeEnd {
+        TokenPipeEnd { fd: tag(fd) }
+    }
+
+    /// Whether the crate set `F_SETNOSIGPIPE` on this end's open pipe
+    /// (Apple, NetBSD): `token_write_nosignal` then needs no `fcntl`.
+    #[cfg(any(target_vendor = "apple", target_os = "netbsd"))]
+    #[inline]
+    pub(crate) const fn has_nosigpipe(&self) -> bool {
+        self.fd < CLOSED
     }
 
     /// Takes ownership of a raw fd. A negative `fd` gives a closed end.
@@ -102,7 +172,7 @@ impl TokenPipeEnd {
     #[must_use]
     #[inline]
     pub const fn as_raw_fd(&self) -> c_int {
-        self.fd
+        fd_of(self.fd)
     }
 
     /// Gives up ownership: returns the fd (or `-1` if closed) without
@@ -120,7 +190,7 @@ impl TokenPipeEnd {
     #[must_use = "the returned fd is no longer closed by anyone; close it or it leaks"]
     #[inline]
     pub fn into_raw_fd(mut self) -> c_int {
-        core::mem::replace(&mut self.fd, CLOSED)
+        fd_of(core::mem::replace(&mut self.fd, CLOSED))
         // `self` now holds CLOSED, so its Drop does nothing.
     }
 
@@ -171,7 +241,7 @@ impl TokenPipeEnd {
     pub fn close(&mut self) {
         let fd = core::mem::replace(&mut self.fd, CLOSED);
         if fd != CLOSED {
-            sys::close(fd);
+            sys::close(fd_of(fd));
         }
     }
 
@@ -203,6 +273,17 @@ impl TokenPipeEnd {
     /// ends the process at the default disposition; where `SIGPIPE` is
     /// ignored (as in every Rust program using std's `main`) it fails with
     /// [`Error::BrokenPipe`].
+    ///
+    /// Except on Apple and NetBSD, for a pipe this crate made or took
+    /// ([`TokenPipe::make`](crate::TokenPipe::make),
+    /// [`from_env`](Self::from_env)): it never raises `SIGPIPE` there, and
+    /// the write fails with [`Error::BrokenPipe`] at any disposition. The
+    /// crate sets `F_SETNOSIGPIPE` on it at creation, and that flag belongs
+    /// to the open pipe, not to this fd: once set it is permanent for that
+    /// pipe in every process that shares it (every duplicate of the fd, a
+    /// forked or exec'd child, the parent that handed it over). An end
+    /// adopted with [`from_raw_fd`](Self::from_raw_fd) keeps whatever its
+    /// pipe had.
     ///
     /// # Errors
     /// [`Error::Closed`] on a closed end (no syscall is made),
@@ -283,8 +364,18 @@ impl TokenPipeEnd {
         if self.fd == CLOSED {
             Err(Error::Closed)
         } else {
-            Ok(self.fd)
+            Ok(fd_of(self.fd))
         }
+    }
+}
+
+impl core::fmt::Debug for TokenPipeEnd {
+    /// `TokenPipeEnd { fd: 3 }`, or `fd: -1` for a closed end: the fd, as
+    /// [`as_raw_fd`](TokenPipeEnd::as_raw_fd) gives it.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("TokenPipeEnd")
+            .field("fd", &self.as_raw_fd())
+            .finish()
     }
 }
 
@@ -322,5 +413,29 @@ fn retry_or_fail(n: isize) -> Result<()> {
     match sys::errno() {
         Errno::EINTR => Ok(()),
         e => Err(Error::from_errno(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tagged_fd_decodes_to_itself_and_never_looks_closed_or_plain() {
+        for fd in [0, 1, 2, 1 << 30, (1 << 30) + 5, c_int::MAX - 1] {
+            let stored = tag(fd);
+            assert!(stored < CLOSED, "fd {fd} tagged as {stored}");
+            assert_eq!(untag(stored), fd);
+        }
+    }
+
+    #[test]
+    fn every_plain_fd_and_closed_stay_as_they_are() {
+        // What from_raw_fd stores, on every platform: never mistaken for a
+        // tag, so no accessor changes it.
+        for stored in [CLOSED, 0, 1, 1 << 30, c_int::MAX] {
+            assert_eq!(fd_of(stored), stored);
+        }
+        assert_eq!(tag(c_int::MAX), c_int::MAX);
     }
 }

@@ -152,7 +152,11 @@ impl TokenPipeEnd {
     /// Takes the end a parent handed to this program: reads the variable
     /// `name`, parses the fd number ([`parse_env_value`]), checks the fd is
     /// open (`fcntl(F_GETFD)`) and a pipe (`fstat`), and sets close-on-exec
-    /// on it so it goes no further than this program.
+    /// on it so it goes no further than this program. On Apple and NetBSD
+    /// it also sets `F_SETNOSIGPIPE` (`fcntl`), so writes on the end never
+    /// raise `SIGPIPE`; the flag belongs to the open pipe, so the parent's
+    /// copy of the end gets it too, for good (see
+    /// [`token_write`](Self::token_write)).
     ///
     /// The variable is left as it is; remove it (after this call, before
     /// starting other threads) if programs this one starts should not see a
@@ -201,7 +205,15 @@ impl TokenPipeEnd {
         }
         sys::set_cloexec(fd).map_err(HandoffError::Os)?;
         // The fd is open, a pipe, and (by our caller's contract) ours alone.
-        Ok(TokenPipeEnd::from_owned(fd))
+        #[cfg(not(any(target_vendor = "apple", target_os = "netbsd")))]
+        let end = TokenPipeEnd::from_owned(fd);
+        // Apple and NetBSD: no SIGPIPE from an end taken here, set once.
+        #[cfg(any(target_vendor = "apple", target_os = "netbsd"))]
+        let end = {
+            sys::fcntl_set_nosigpipe(fd).map_err(HandoffError::Os)?;
+            TokenPipeEnd::from_owned_nosigpipe(fd)
+        };
+        Ok(end)
     }
 }
 
@@ -216,16 +228,20 @@ impl TokenPipeEnd {
     /// takes the end with [`from_env`](Self::from_env).
     ///
     /// Keep this end open until `spawn` returns. The `Command` remembers
-    /// the fd's number and the pipe it names (`fstat`'s device and inode);
-    /// if the end was closed by then, and its number perhaps given to
-    /// another file, `spawn` fails with `EBADF` instead of handing the
-    /// child the wrong file. The `Command` holds no fd of its own, so
-    /// dropping this end after `spawn` is all it takes for the parent to see
-    /// end of stream when the child dies.
+    /// the fd's number, the pipe it names (`fstat`'s device and inode) and
+    /// which end it is (its access mode, `fcntl(F_GETFL) & O_ACCMODE`: the
+    /// two ends of a Linux pipe share one inode, so only the mode tells the
+    /// write end from the read end). If the end was closed by then and its
+    /// number given to another file, even the other end of the same pipe,
+    /// `spawn` fails with `EBADF` instead of handing the child the wrong
+    /// file. The `Command` holds no fd of its own, so dropping this end
+    /// after `spawn` is all it takes for the parent to see end of stream
+    /// when the child dies.
     ///
     /// # Errors
-    /// [`Error::Closed`] on a closed end, [`Error::Os`] if `fstat` fails.
-    /// In the child, a changed fd or an `fcntl` failure makes `spawn` fail.
+    /// [`Error::Closed`] on a closed end, [`Error::Os`] if `fstat` or
+    /// `fcntl` fails. In the child, a changed fd or an `fcntl` failure
+    /// makes `spawn` fail.
     ///
     /// # References
     /// - [`CommandExt::pre_exec`](std::os::unix::process::CommandExt::pre_exec)
@@ -251,20 +267,25 @@ impl TokenPipeEnd {
 
         let fd = self.open_fd()?;
         let handed = sys::file_id(fd).map_err(Error::Os)?;
+        let handed_mode = sys::access_mode(fd).map_err(Error::Os)?;
         cmd.env(env_name, self.env_value().as_str());
         let make_inheritable = move || {
             let os_err = |e: Errno| std::io::Error::from_raw_os_error(e.raw());
-            // Still the pipe we were given? If the end was closed before
-            // spawn, the number is gone or names another file now.
-            if sys::file_id(fd).map_err(os_err)? != handed {
+            // Still the same end of the pipe we were given? If the end was
+            // closed before spawn, the number is gone or names another file
+            // now, or the pipe's other end (same inode on Linux).
+            if sys::file_id(fd).map_err(os_err)? != handed
+                || sys::access_mode(fd).map_err(os_err)? != handed_mode
+            {
                 return Err(os_err(Errno::EBADF));
             }
             sys::clear_cloexec(fd).map_err(os_err)
         };
         #[allow(unsafe_code)]
         // SAFETY: the closure runs in the forked child before exec. It makes
-        // fstat and fcntl calls (async-signal-safe), allocates nothing, and
-        // builds io::Errors from raw errnos (no allocation either).
+        // fstat and fcntl calls (async-signal-safe), allocates nothing (it
+        // captures only integers and a plain struct), and builds io::Errors
+        // from raw errnos (no allocation either).
         unsafe {
             cmd.pre_exec(make_inheritable);
         }

@@ -13,20 +13,36 @@ impl TokenPipeEnd {
     /// (which would end the process).
     ///
     /// How, per platform:
-    /// - **Apple and NetBSD**: `fcntl(F_SETNOSIGPIPE, 1)` on the end, then
-    ///   the write (2 syscalls). The flag stays set on the open pipe, so
-    ///   later plain writes on it raise no `SIGPIPE` either.
+    /// - **Apple and NetBSD**: `fcntl(F_SETNOSIGPIPE, 1)`, which makes the
+    ///   open pipe fail writes with `EPIPE` instead of raising `SIGPIPE`.
+    ///   An end the crate made or took ([`TokenPipe::make`](crate::TokenPipe::make),
+    ///   [`from_env`](Self::from_env)) got it once, at creation, and
+    ///   remembers that, so this is the plain write (1 syscall); an end
+    ///   adopted with [`from_raw_fd`](Self::from_raw_fd) (or from an
+    ///   `OwnedFd`) gets the `fcntl` on every call, then the write (2
+    ///   syscalls). Once set, the flag is permanent for that open pipe in
+    ///   every process that shares it (every duplicate of the fd, a child
+    ///   that inherited it, the parent that handed it over): plain writes on
+    ///   it raise no `SIGPIPE` either.
     /// - **Everywhere else** (Linux, Android, FreeBSD, OpenBSD, illumos):
     ///   `pthread_sigmask` blocks `SIGPIPE` in the calling thread,
     ///   `sigpending` notes whether one was already pending, the write runs,
-    ///   and on `EPIPE` the `SIGPIPE` it raised is taken away with `sigwait`
-    ///   (unless one was pending before: that one is the caller's, and stays)
-    ///   before the old mask is restored (4 syscalls, 6 on `EPIPE`). Other
-    ///   threads' masks are untouched.
+    ///   and on `EPIPE` the `SIGPIPE` it raised is taken away (unless one was
+    ///   pending before: that one is the caller's, and stays) before the old
+    ///   mask is restored (4 syscalls, 5 on `EPIPE`). Other threads' masks
+    ///   are untouched. The taking is `sigtimedwait` with a zero timeout,
+    ///   which never waits; OpenBSD has no `sigtimedwait`, and the libc
+    ///   crate binds none for illumos, so there it is `sigpending` then
+    ///   `sigwait` (6 on `EPIPE`), which waits only if another thread sets
+    ///   `SIGPIPE` to `SIG_IGN` (discarding the pending one) at that moment.
     ///
     /// Use plain [`token_write`](Self::token_write) where `SIGPIPE` is
     /// known to be ignored (every Rust program with a std `main`): it is
-    /// one syscall. Async-signal-safe and allocation-free.
+    /// one syscall. Allocation-free, and async-signal-safe in practice:
+    /// every call is a plain system call in each libc, but POSIX's list of
+    /// async-signal-safe functions names neither `sigtimedwait` nor
+    /// `sigwait` (it does name `pthread_sigmask`, `sigpending` and
+    /// `write`).
     ///
     /// # Errors
     /// As for [`token_write`](Self::token_write); [`Error::Os`] also if a
@@ -35,6 +51,7 @@ impl TokenPipeEnd {
     /// # References
     /// - [POSIX `pthread_sigmask`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/pthread_sigmask.html)
     /// - [POSIX `sigpending`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/sigpending.html)
+    /// - [POSIX `sigtimedwait`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/sigtimedwait.html)
     /// - [POSIX `sigwait`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/sigwait.html)
     /// - [POSIX `write`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/write.html)
     /// - [Apple `fcntl` (`F_SETNOSIGPIPE`)](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/fcntl.2.html)
@@ -59,8 +76,22 @@ impl TokenPipeEnd {
 
 #[cfg(any(target_vendor = "apple", target_os = "netbsd"))]
 fn write_nosignal(end: &TokenPipeEnd, token: u8) -> Result<()> {
-    sys::fcntl_set_nosigpipe(end.as_raw_fd()).map_err(Error::Os)?;
+    // An end the crate made or took already has the flag, for good.
+    if !end.has_nosigpipe() {
+        sys::fcntl_set_nosigpipe(end.as_raw_fd()).map_err(Error::Os)?;
+    }
     end.token_write(token)
+}
+
+#[cfg(any(target_vendor = "apple", target_os = "netbsd"))]
+impl TokenPipeEnd {
+    /// This end, after `fcntl(F_SETNOSIGPIPE, 1)` on its open pipe, marked
+    /// so that [`token_write_nosignal`](Self::token_write_nosignal) skips
+    /// the `fcntl` (Apple, NetBSD). On failure the end is dropped (closed).
+    pub(crate) fn into_nosigpipe(self) -> Result<TokenPipeEnd> {
+        sys::fcntl_set_nosigpipe(self.open_fd()?).map_err(Error::Os)?;
+        Ok(TokenPipeEnd::from_owned_nosigpipe(self.into_raw_fd()))
+    }
 }
 
 #[cfg(not(any(target_vendor = "apple", target_os = "netbsd")))]
@@ -80,7 +111,8 @@ fn write_nosignal(end: &TokenPipeEnd, token: u8) -> Result<()> {
     // pending. Take it away before unblocking, or it would be delivered the
     // moment the mask is restored. One pending before the write is not ours
     // (standard signals do not queue, so ours merged into it): leave it.
-    if result == Err(Error::BrokenPipe) && !pending_before && sigpipe::is_pending() == Ok(true) {
+    // take_pending never waits, even if another thread discarded ours.
+    if result == Err(Error::BrokenPipe) && !pending_before {
         sigpipe::take_pending();
     }
     sigpipe::restore(&old_mask);

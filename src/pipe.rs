@@ -49,7 +49,9 @@ impl TokenPipe {
     /// One `pipe2(fds, O_CLOEXEC)` on Linux, Android, the BSDs and illumos;
     /// `pipe` then `fcntl(F_GETFD)`/`fcntl(F_SETFD, FD_CLOEXEC)` on each end
     /// elsewhere, closing both fds if that fails (see
-    /// [`ATOMIC_CLOEXEC`](Self::ATOMIC_CLOEXEC)).
+    /// [`ATOMIC_CLOEXEC`](Self::ATOMIC_CLOEXEC)). On Apple and NetBSD also
+    /// `fcntl(F_SETNOSIGPIPE)` on the write end, so this pipe never raises
+    /// `SIGPIPE` (see [`token_write`](TokenPipeEnd::token_write)).
     ///
     /// # Errors
     /// [`Error::Os`] with `EMFILE` or `ENFILE` when the process or the
@@ -72,7 +74,7 @@ impl TokenPipe {
     #[doc(alias = "Make", alias = "pipe2", alias = "pipe")]
     pub fn make() -> Result<TokenPipe> {
         match sys::make_pipe() {
-            Ok(fds) => Ok(TokenPipe::from_fds(fds)),
+            Ok(fds) => TokenPipe::from_fds(fds),
             Err(e) => Err(Error::Os(e)),
         }
     }
@@ -83,19 +85,23 @@ impl TokenPipe {
     #[doc(hidden)]
     pub fn make_with_fcntl() -> Result<TokenPipe> {
         match sys::pipe_then_cloexec() {
-            Ok(fds) => Ok(TokenPipe::from_fds(fds)),
+            Ok(fds) => TokenPipe::from_fds(fds),
             Err(e) => Err(Error::Os(e)),
         }
     }
 
     #[inline]
-    fn from_fds([read, write]: [core::ffi::c_int; 2]) -> TokenPipe {
+    fn from_fds([read, write]: [core::ffi::c_int; 2]) -> Result<TokenPipe> {
         // The fds were just returned by pipe/pipe2, so we are their only
         // owner, and each goes into exactly one end.
-        TokenPipe {
-            read: TokenPipeEnd::from_owned(read),
-            write: TokenPipeEnd::from_owned(write),
-        }
+        let read = TokenPipeEnd::from_owned(read);
+        let write = TokenPipeEnd::from_owned(write);
+        // Apple and NetBSD: no SIGPIPE from a pipe made here, set once on
+        // the write end's open pipe (writes fail with EPIPE instead). If
+        // that fails, both ends are dropped, so nothing is left open.
+        #[cfg(any(target_vendor = "apple", target_os = "netbsd"))]
+        let write = write.into_nosigpipe()?;
+        Ok(TokenPipe { read, write })
     }
 
     /// Moves the read end out. A second call returns a closed end.

@@ -24,7 +24,9 @@ impl TokenPipeEnd {
     /// full timeout: the remaining time is measured on `CLOCK_MONOTONIC`,
     /// which the wall clock cannot step. The wait is never shorter than
     /// `timeout` and at most a millisecond longer (poll's resolution), plus
-    /// scheduling. A zero timeout checks once without blocking.
+    /// scheduling. A zero timeout checks once without blocking; a `read`
+    /// that a signal interrupts is not that check, so the call looks again
+    /// rather than report `TimedOut` with a token waiting.
     /// Async-signal-safe and allocation-free.
     ///
     /// With several readers on one blocking end, another reader may take
@@ -83,6 +85,11 @@ impl TokenPipeEnd {
                     match sys::read(fd, core::slice::from_mut(&mut token)) {
                         Ok(0) => return Err(Error::Eos),
                         Ok(_) => return Ok(token),
+                        // Interrupted before the byte moved. With a zero
+                        // timeout the check was not made, so it is not a
+                        // timeout: look again (on FreeBSD and macOS a
+                        // signal can interrupt a read with a token waiting).
+                        Err(Errno::EINTR) if timeout.is_zero() => continue,
                         // Interrupted, or another reader took the token
                         // first (non-blocking end): wait for what remains.
                         Err(Errno::EINTR) => {}
@@ -108,10 +115,16 @@ impl TokenPipeEnd {
         }
     }
 
-    /// Turns non-blocking mode on or off (`O_NONBLOCK`). Reads the status
-    /// flags first and changes only that bit, so flags set by others (such
-    /// as `O_APPEND` or `O_ASYNC`) survive; makes no second call if the bit
-    /// is already as asked.
+    /// Turns non-blocking mode on or off (`O_NONBLOCK`), and no other
+    /// status flag, so flags set by others (such as `O_APPEND` or
+    /// `O_ASYNC`) survive.
+    ///
+    /// One `ioctl(FIONBIO)` on Linux, Android, Apple and the BSDs: the
+    /// kernel flips the bit under its own lock, so a flag another thread
+    /// changes at the same moment survives too. On illumos and Solaris
+    /// (whose `FIONBIO` sets `O_NDELAY`, under which an empty pipe reads as
+    /// end of stream) and elsewhere: `fcntl(F_GETFL)`, then `F_SETFL` with
+    /// only that bit changed, if it was not already as asked.
     ///
     /// In non-blocking mode a read of an empty pipe and a write to a full
     /// one fail with [`Error::WouldBlock`] instead of waiting. The flag
@@ -119,9 +132,12 @@ impl TokenPipeEnd {
     /// every duplicate of the fd, including in forked children.
     ///
     /// # Errors
-    /// [`Error::Closed`] on a closed end, [`Error::Os`] if `fcntl` fails.
+    /// [`Error::Closed`] on a closed end, [`Error::Os`] if `ioctl` or
+    /// `fcntl` fails.
     ///
     /// # References
+    /// - [Linux `ioctl`](https://man7.org/linux/man-pages/man2/ioctl.2.html)
+    /// - [FreeBSD `ioctl`](https://man.freebsd.org/cgi/man.cgi?query=ioctl&sektion=2)
     /// - [POSIX `fcntl`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fcntl.html)
     /// - [Linux `fcntl`](https://man7.org/linux/man-pages/man2/fcntl.2.html)
     ///
@@ -134,19 +150,10 @@ impl TokenPipeEnd {
     /// assert!(reader.is_nonblocking()?);
     /// # Ok::<(), Error>(())
     /// ```
-    #[doc(alias = "O_NONBLOCK")]
+    #[doc(alias = "O_NONBLOCK", alias = "FIONBIO")]
     pub fn set_nonblocking(&self, on: bool) -> Result<()> {
         let fd = self.open_fd()?;
-        let flags = sys::fcntl_get(fd, libc::F_GETFL).map_err(Error::Os)?;
-        let wanted = if on {
-            flags | libc::O_NONBLOCK
-        } else {
-            flags & !libc::O_NONBLOCK
-        };
-        if wanted != flags {
-            sys::fcntl_set(fd, libc::F_SETFL, wanted).map_err(Error::Os)?;
-        }
-        Ok(())
+        sys::set_nonblocking(fd, on).map_err(Error::Os)
     }
 
     /// Whether the end is in non-blocking mode (`fcntl(F_GETFL)`).

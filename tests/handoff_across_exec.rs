@@ -260,6 +260,43 @@ mod pass_to {
     }
 
     #[test]
+    fn the_same_pipes_read_end_on_the_passed_number_fails_the_spawn() {
+        // Both ends of a Linux pipe share one inode, so (device, inode)
+        // alone cannot tell the write end that was passed from the read end
+        // that took its number.
+        let _turn = serial();
+        let (reader, writer) = TokenPipe::make().unwrap().split();
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(r#"[ -e "/dev/fd/$FD" ] && echo "received fd $FD""#);
+        writer.pass_to(&mut cmd, "FD").unwrap();
+        let fd = writer.into_raw_fd();
+        // Drop the writer and put the read end on its number in one step:
+        // dup2 closes what `fd` named and makes it a copy of the read end.
+        // SAFETY: both fds are open and ours; dup2 touches no memory.
+        assert_eq!(unsafe { libc::dup2(reader.as_raw_fd(), fd) }, fd);
+        // SAFETY: `fd` now names our copy of the read end, owned by nothing
+        // else; the end closes it.
+        let read_copy = unsafe { TokenPipeEnd::from_raw_fd(fd) };
+        // Close-on-exec again, as the writer was (dup2 clears it); SERIAL
+        // keeps this binary's other spawns out of the moment between.
+        read_copy.set_inheritable(false).unwrap();
+        if cfg!(any(target_os = "linux", target_os = "android")) {
+            // The case the old check missed: same device, same inode.
+            assert_eq!(common::identity(fd), common::identity(reader.as_raw_fd()));
+        }
+        match cmd.output() {
+            Err(err) => assert_eq!(err.raw_os_error(), Some(libc::EBADF), "{err}"),
+            Ok(out) => panic!(
+                "the child was started with the read end: {:?}, stdout {:?}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout)
+            ),
+        }
+        drop(read_copy);
+    }
+
+    #[test]
     fn pass_to_on_a_closed_end_is_closed() {
         let mut cmd = Command::new("/bin/true");
         assert_eq!(

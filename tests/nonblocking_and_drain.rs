@@ -40,6 +40,53 @@ fn set_nonblocking_changes_only_the_nonblocking_flag() {
     assert!(!reader.is_nonblocking().unwrap());
 }
 
+/// Sets (`on`) or clears `O_ASYNC` with one `ioctl(FIOASYNC)`, which
+/// reads no other flag, so it undoes nothing another thread sets.
+#[cfg(not(any(target_os = "illumos", target_os = "solaris")))]
+fn set_async(end: &TokenPipeEnd, on: bool) {
+    let mut value = libc::c_int::from(on);
+    // SAFETY: FIOASYNC reads one int through the pointer, which is valid.
+    let rc = unsafe { libc::ioctl(end.as_raw_fd(), libc::FIOASYNC, &mut value) };
+    assert_eq!(rc, 0, "FIOASYNC: {}", std::io::Error::last_os_error());
+}
+
+// Not on illumos and Solaris: there set_nonblocking still reads the flags
+// and writes them back (their FIONBIO would set O_NDELAY instead), so it
+// can undo a flag set in between, and this would fail.
+#[cfg(not(any(target_os = "illumos", target_os = "solaris")))]
+#[test]
+#[cfg_attr(miri, ignore = "Miri has no ioctl")]
+fn set_nonblocking_never_undoes_a_flag_another_thread_sets_meanwhile() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    const ROUNDS: usize = 20_000;
+    let (reader, _writer) = TokenPipe::make().unwrap().split();
+    let stop = AtomicBool::new(false);
+    let undone = std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut on = true;
+            while !stop.load(Ordering::Relaxed) {
+                reader.set_nonblocking(on).unwrap();
+                on = !on;
+            }
+        });
+        // This thread alone changes O_ASYNC: whatever it finds there after
+        // setting it, a set_nonblocking wrote back.
+        let undone = (0..ROUNDS).find(|round| {
+            let want = round % 2 == 0;
+            set_async(&reader, want);
+            (status_flags(&reader) & libc::O_ASYNC != 0) != want
+        });
+        stop.store(true, Ordering::Relaxed);
+        undone
+    });
+    set_async(&reader, false);
+    assert_eq!(
+        undone, None,
+        "a concurrent set_nonblocking undid O_ASYNC (read-modify-write of the status flags)"
+    );
+}
+
 #[test]
 fn set_nonblocking_does_not_touch_close_on_exec() {
     let (reader, _writer) = TokenPipe::make().unwrap().split();

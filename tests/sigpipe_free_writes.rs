@@ -66,6 +66,39 @@ fn orphaned_writer() -> TokenPipeEnd {
     writer
 }
 
+/// The same from a pipe the crate did not make: raw `pipe(2)`, the write
+/// end adopted with `from_raw_fd`. On Apple and NetBSD it has no
+/// F_SETNOSIGPIPE, as a pipe made by the crate has.
+fn orphaned_adopted_writer() -> TokenPipeEnd {
+    let mut fds = [-1; 2];
+    // SAFETY: `fds` has room for the two fds pipe writes.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: pipe just returned both fds; nothing else owns them.
+    let (reader, writer) = unsafe {
+        (
+            TokenPipeEnd::from_raw_fd(fds[0]),
+            TokenPipeEnd::from_raw_fd(fds[1]),
+        )
+    };
+    drop(reader);
+    writer
+}
+
+/// Whether a crate-made pipe is SIGPIPE-free at creation (F_SETNOSIGPIPE).
+const NOSIGPIPE_AT_CREATION: bool = cfg!(any(target_vendor = "apple", target_os = "netbsd"));
+
+/// How a forked child at SIG_DFL ends after one plain `token_write` on
+/// `writer`: exits 0 if it got BrokenPipe, killed if SIGPIPE killed it.
+fn plain_write_at_default_disposition(writer: &TokenPipeEnd) -> Ended {
+    in_child(|| {
+        set_default_disposition();
+        match writer.token_write(1) {
+            Err(Error::BrokenPipe) => 0,
+            _ => 13,
+        }
+    })
+}
+
 #[test]
 fn a_process_at_the_default_disposition_survives_and_gets_broken_pipe() {
     let writer = orphaned_writer();
@@ -86,15 +119,67 @@ fn a_process_at_the_default_disposition_survives_and_gets_broken_pipe() {
 
 #[test]
 fn the_control_plain_token_write_is_killed_by_sigpipe() {
-    // Without this, the test above could pass because the child ignored
-    // SIGPIPE after all.
-    let writer = orphaned_writer();
+    // Without this, the tests here could pass because the child ignored
+    // SIGPIPE after all. A pipe the crate did not make: on Apple and NetBSD
+    // one it made never raises SIGPIPE (the next test).
+    let writer = orphaned_adopted_writer();
+    assert_eq!(
+        plain_write_at_default_disposition(&writer),
+        Ended::Killed(libc::SIGPIPE)
+    );
+}
+
+#[test]
+fn pipes_the_crate_makes_or_takes_raise_sigpipe_only_where_f_setnosigpipe_is_missing() {
+    // Apple and NetBSD: F_SETNOSIGPIPE is set once at creation, so even a
+    // plain token_write gets BrokenPipe at SIG_DFL. Elsewhere the original's
+    // SIGPIPE stays.
+    let expected = if NOSIGPIPE_AT_CREATION {
+        Ended::Exited(0)
+    } else {
+        Ended::Killed(libc::SIGPIPE)
+    };
+    let made = orphaned_writer();
+    assert_eq!(plain_write_at_default_disposition(&made), expected, "make");
+    let (reader, with_fcntl) = TokenPipe::make_with_fcntl().unwrap().split();
+    drop(reader);
+    assert_eq!(
+        plain_write_at_default_disposition(&with_fcntl),
+        expected,
+        "make_with_fcntl"
+    );
+    let raw = orphaned_adopted_writer().into_raw_fd();
+    let taken = {
+        let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: this binary's tests touch the environment only under
+        // SERIAL, and `raw` came from into_raw_fd, so nothing else owns it.
+        unsafe {
+            std::env::set_var("TOKENPIPE_TEST_SIGPIPE_FD", raw.to_string());
+            TokenPipeEnd::from_env(c"TOKENPIPE_TEST_SIGPIPE_FD").unwrap()
+        }
+    };
+    assert_eq!(
+        plain_write_at_default_disposition(&taken),
+        expected,
+        "from_env"
+    );
+}
+
+#[test]
+fn a_nosignal_write_on_an_adopted_pipe_raises_no_sigpipe_either() {
+    // Apple and NetBSD: an end the crate did not make pays the fcntl on
+    // every call; elsewhere the mask dance is the same for every end.
+    let writer = orphaned_adopted_writer();
     let ended = in_child(|| {
         set_default_disposition();
-        let _ = writer.token_write(1);
-        12
+        for _ in 0..3 {
+            if writer.token_write_nosignal(1) != Err(Error::BrokenPipe) {
+                return 15;
+            }
+        }
+        0
     });
-    assert_eq!(ended, Ended::Killed(libc::SIGPIPE));
+    assert_eq!(ended, Ended::Exited(0));
 }
 
 #[test]
@@ -177,4 +262,61 @@ fn a_successful_nosignal_write_delivers_the_token() {
         TokenPipeEnd::new().token_write_nosignal(0),
         Err(Error::Closed)
     );
+}
+
+#[cfg(not(any(target_os = "openbsd", target_os = "illumos", target_os = "solaris")))]
+extern "C" fn ignore_signal(_: c_int) {}
+
+// Not on OpenBSD, illumos and Solaris: without a sigtimedwait binding the
+// crate takes the SIGPIPE with sigpending + sigwait there, which does wait
+// in exactly this race (see src/sys/signal.rs).
+#[cfg(not(any(target_os = "openbsd", target_os = "illumos", target_os = "solaris")))]
+#[test]
+fn a_sigpipe_discarded_by_another_thread_cannot_make_the_write_wait() {
+    // Setting SIGPIPE to SIG_IGN discards a pending SIGPIPE in every
+    // thread, even a blocked one. If that lands between "one is pending"
+    // and taking it away, a sigwait would wait for the next SIGPIPE
+    // forever; the zero-timeout sigtimedwait just finds none. Another
+    // thread flips the disposition between SIG_IGN and a handler (never
+    // SIG_DFL, which would end the test binary) while this one writes to
+    // a pipe with no reader. The writes run on a thread of their own so a
+    // hang shows as a failure instead of a test that never ends.
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    const WRITES: usize = 10_000;
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let writer = orphaned_writer();
+    let stop = AtomicBool::new(false);
+    let (done_tx, done_rx) = mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                common::set_disposition(libc::SIGPIPE, libc::SIG_IGN);
+                common::set_disposition(
+                    libc::SIGPIPE,
+                    ignore_signal as *const () as libc::sighandler_t,
+                );
+            }
+            common::set_disposition(libc::SIGPIPE, libc::SIG_IGN);
+        });
+        std::thread::Builder::new()
+            .spawn(move || {
+                let broken = (0..WRITES)
+                    .filter(|_| writer.token_write_nosignal(1) == Err(Error::BrokenPipe))
+                    .count();
+                let _ = done_tx.send(broken);
+            })
+            .unwrap();
+        // A generous bound on a loop that takes well under a second: this
+        // tells "returned" from "waits forever", it times nothing.
+        let got = done_rx.recv_timeout(Duration::from_secs(120));
+        stop.store(true, Ordering::Relaxed);
+        assert_eq!(
+            got,
+            Ok(WRITES),
+            "token_write_nosignal hung waiting for a SIGPIPE that was discarded"
+        );
+    });
 }

@@ -47,11 +47,15 @@ mod platform {
     #[doc(alias = "pipe2")]
     #[inline]
     pub(crate) fn make_pipe() -> SysResult<[c_int; 2]> {
-        let mut fds: [c_int; 2] = [-1, -1];
-        // SAFETY: `fds` is a writable array of exactly two `c_int`, which is
+        // Uninitialised, as `int fds[2]` is in C: pipe2 fills both on
+        // success, and a `[-1, -1]` that is never read costs a store per
+        // make (ci/instructions.sh counts make + close).
+        let mut fds = core::mem::MaybeUninit::<[c_int; 2]>::uninit();
+        // SAFETY: `fds` is valid for writes of exactly two `c_int`, which is
         // what pipe2 writes to; it writes nothing on failure.
-        ret(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
-        Ok(fds)
+        ret(unsafe { libc::pipe2(fds.as_mut_ptr().cast(), libc::O_CLOEXEC) })?;
+        // SAFETY: pipe2 returned 0, so it wrote both fds.
+        Ok(unsafe { fds.assume_init() })
     }
 }
 
@@ -133,6 +137,22 @@ pub(crate) fn fcntl_set(fd: c_int, cmd: c_int, value: c_int) -> SysResult<()> {
     ret(unsafe { libc::fcntl(fd, cmd, value) })
 }
 
+/// `fcntl(fd, F_GETFL) & O_ACCMODE`—How the open file `fd` names may be
+/// used: `O_RDONLY`, `O_WRONLY` or `O_RDWR`. A pipe's read end is
+/// `O_RDONLY` and its write end `O_WRONLY`, which tells them apart where
+/// both share one inode (Linux). Async-signal-safe.
+///
+/// # References
+/// - [POSIX 2024 `fcntl`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fcntl.html)
+/// - [POSIX 2024 `<fcntl.h>` (`O_ACCMODE`)](https://pubs.opengroup.org/onlinepubs/9799919799/basedefs/fcntl.h.html)
+/// - [Linux `fcntl`](https://man7.org/linux/man-pages/man2/fcntl.2.html)
+#[cfg(feature = "std")] // Only pass_to, which needs std's Command, asks.
+#[doc(alias = "O_ACCMODE")]
+#[inline]
+pub(crate) fn access_mode(fd: c_int) -> SysResult<c_int> {
+    Ok(fcntl_get(fd, libc::F_GETFL)? & libc::O_ACCMODE)
+}
+
 /// Sets `FD_CLOEXEC` on `fd`, keeping every other fd flag as it was.
 ///
 /// Reads before it writes: a bare `F_SETFD, FD_CLOEXEC` would clear any flag
@@ -155,6 +175,84 @@ pub(crate) fn clear_cloexec(fd: c_int) -> SysResult<()> {
         return Ok(());
     }
     fcntl_set(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC)
+}
+
+/// `ioctl(fd, FIONBIO, &on)`—Turns non-blocking mode (`O_NONBLOCK`) on or
+/// off in one call. The kernel changes that one status flag under its own
+/// lock, so unlike `F_GETFL` then `F_SETFL` it cannot write back a stale
+/// copy of a flag that another thread changes at the same moment. What
+/// Rust's std does for its own fds on Linux.
+///
+/// Only where the kernel's `FIONBIO` sets the same `O_NONBLOCK` that
+/// `fcntl` sets, for any fd: Linux and Android (`ioctl_fionbio`), Apple
+/// and the BSDs (the generic `ioctl` code, before the file's own). Not on
+/// illumos and Solaris, where it sets `O_NDELAY`, with which a read of an
+/// empty pipe returns 0, the same as end of stream; not on Redox, Hurd and
+/// Emscripten, whose pipes it is not known to reach; and not under Miri,
+/// which has no `ioctl`. There [`set_nonblocking`] reads the flags and
+/// writes them back with only `O_NONBLOCK` changed.
+///
+/// # References
+/// - [Linux `ioctl`](https://man7.org/linux/man-pages/man2/ioctl.2.html)
+/// - [FreeBSD `ioctl`](https://man.freebsd.org/cgi/man.cgi?query=ioctl&sektion=2)
+/// - [NetBSD `ioctl`](https://man.netbsd.org/ioctl.2)
+/// - [OpenBSD `ioctl`](https://man.openbsd.org/ioctl.2)
+/// - [Apple `ioctl`](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/ioctl.2.html)
+#[cfg(all(
+    not(miri),
+    any(
+        target_os = "linux",
+        target_os = "android",
+        target_vendor = "apple",
+        target_os = "freebsd",
+        target_os = "dragonfly",
+        target_os = "netbsd",
+        target_os = "openbsd"
+    )
+))]
+#[doc(alias = "FIONBIO", alias = "ioctl")]
+#[inline]
+pub(crate) fn set_nonblocking(fd: c_int, on: bool) -> SysResult<()> {
+    let mut value = c_int::from(on);
+    // SAFETY: FIONBIO reads one int through its third argument, and `value`
+    // is a valid, initialised int for the whole call.
+    ret(unsafe { libc::ioctl(fd, libc::FIONBIO, &mut value) })
+}
+
+/// `fcntl(fd, F_GETFL)`, then `fcntl(fd, F_SETFL)` with only `O_NONBLOCK`
+/// changed (and no second call if it is already as asked): the portable
+/// path, where `ioctl(FIONBIO)` is missing or means something else (see the
+/// other `set_nonblocking`). Another thread changing a status flag between
+/// the two calls has its change undone.
+///
+/// # References
+/// - [POSIX 2024 `fcntl`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fcntl.html)
+/// - [illumos `ioctl` (`FIONBIO` sets `FNDELAY`)](https://illumos.org/man/2/ioctl)
+#[cfg(not(all(
+    not(miri),
+    any(
+        target_os = "linux",
+        target_os = "android",
+        target_vendor = "apple",
+        target_os = "freebsd",
+        target_os = "dragonfly",
+        target_os = "netbsd",
+        target_os = "openbsd"
+    )
+)))]
+#[doc(alias = "O_NONBLOCK")]
+#[inline]
+pub(crate) fn set_nonblocking(fd: c_int, on: bool) -> SysResult<()> {
+    let flags = fcntl_get(fd, libc::F_GETFL)?;
+    let wanted = if on {
+        flags | libc::O_NONBLOCK
+    } else {
+        flags & !libc::O_NONBLOCK
+    };
+    if wanted == flags {
+        return Ok(());
+    }
+    fcntl_set(fd, libc::F_SETFL, wanted)
 }
 
 /// `write(fd, buf)`—Writes up to `buf.len()` bytes, once, and returns what

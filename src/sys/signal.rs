@@ -19,7 +19,8 @@ pub(crate) fn fcntl_set_nosigpipe(fd: c_int) -> SysResult<()> {
 
 /// The signal-mask calls behind a SIGPIPE-free write on systems without
 /// `F_SETNOSIGPIPE`: block SIGPIPE in this thread, see whether one was
-/// already pending, and take away the one our write raised.
+/// already pending, and take away the one our write raised, without ever
+/// waiting for one.
 #[cfg(not(any(target_vendor = "apple", target_os = "netbsd")))]
 pub(crate) mod sigpipe {
     use core::mem::MaybeUninit;
@@ -79,17 +80,58 @@ pub(crate) mod sigpipe {
         Ok(unsafe { libc::sigismember(set.as_ptr(), libc::SIGPIPE) } == 1)
     }
 
-    /// `sigwait({SIGPIPE})`—Takes one pending SIGPIPE away. Call it only
-    /// when [`is_pending`] said one is pending, or it blocks.
+    /// `sigtimedwait({SIGPIPE}, NULL, {0, 0})`—Takes away one pending
+    /// SIGPIPE, if there is one (it fails with `EAGAIN` if not, which is
+    /// ignored). The zero timeout means it never waits: a SIGPIPE that
+    /// another thread discarded in the meantime (setting `SIG_IGN` does
+    /// that) leaves nothing to wait for. One syscall, and a plain wrapper
+    /// of it in each libc, like `sigpending`; neither this nor `sigwait` is
+    /// on POSIX's list of async-signal-safe functions.
+    ///
+    /// Everywhere the libc crate binds `sigtimedwait`: Linux (glibc, musl),
+    /// Android, FreeBSD, DragonFly, Redox, Hurd, Emscripten.
+    ///
+    /// # References
+    /// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/sigtimedwait.html)
+    /// - [Linux](https://man7.org/linux/man-pages/man2/sigtimedwait.2.html)
+    /// - [FreeBSD](https://man.freebsd.org/cgi/man.cgi?query=sigtimedwait&sektion=2)
+    #[cfg(not(any(target_os = "openbsd", target_os = "illumos", target_os = "solaris")))]
+    #[doc(alias = "sigtimedwait")]
+    pub(crate) fn take_pending() {
+        let set = sigpipe_set();
+        let zero = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `set` and `zero` are initialised and outlive the call; a
+        // null siginfo pointer asks for no details.
+        unsafe { libc::sigtimedwait(&set, core::ptr::null_mut(), &zero) };
+    }
+
+    /// `sigpending`, then `sigwait({SIGPIPE})` if one is pending—Takes away
+    /// one pending SIGPIPE, if there is one. For OpenBSD, which has no
+    /// `sigtimedwait`, and illumos and Solaris, whose libc binding lacks it.
+    ///
+    /// sigwait does not return until a SIGPIPE is pending. It is reached
+    /// only with SIGPIPE blocked in this thread and pending, so it returns
+    /// at once: only this thread can take a signal raised at it, and a
+    /// blocked one stays pending. The one way to lose it in between is
+    /// another thread setting SIGPIPE to `SIG_IGN` at that moment, which
+    /// discards it; then sigwait waits for the next SIGPIPE.
     ///
     /// # References
     /// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/sigwait.html)
-    /// - [Linux](https://man7.org/linux/man-pages/man3/sigwait.3.html)
+    /// - [OpenBSD](https://man.openbsd.org/sigwait.3)
+    /// - [illumos](https://illumos.org/man/2/sigwait)
+    #[cfg(any(target_os = "openbsd", target_os = "illumos", target_os = "solaris"))]
+    #[doc(alias = "sigwait")]
     pub(crate) fn take_pending() {
+        if is_pending() != Ok(true) {
+            return;
+        }
         let set = sigpipe_set();
         let mut sig: libc::c_int = 0;
         // SAFETY: `set` is initialised and `sig` is a valid out-pointer.
-        // SIGPIPE is blocked and pending, so this returns at once.
         unsafe { libc::sigwait(&set, &mut sig) };
     }
 }
