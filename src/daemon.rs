@@ -347,16 +347,13 @@ pub struct DaemonParent {
     reader: TokenPipeEnd,
 }
 
-/// The daemon's one-shot readiness report. Send it with
-/// [`notify`](Self::notify); dropping it unsent closes the pipe, which the
-/// launcher reads as failure ([`Error::DiedBeforeReady`]). A daemon that
-/// `exec`s another program hands it over with `pass_to` (with `std`) or
-/// [`into_end`](Self::into_end).
-#[derive(Debug)]
-#[must_use = "the launcher waits for notify(); dropping the notifier reports failure"]
-pub struct ReadyNotifier {
-    writer: TokenPipeEnd,
-}
+/// The daemon's readiness report: since readiness learnt every launcher's
+/// protocol, the one [`Notifier`](crate::ready::Notifier) type, here on
+/// this crate's token pipe. Report with
+/// [`notify`](crate::ready::Notifier::notify) (or `ready`/`failed`);
+/// dropping it unsent closes the pipe, which the launcher reads as failure
+/// ([`Error::DiedBeforeReady`]).
+pub type ReadyNotifier = crate::ready::Notifier;
 
 /// Forks a daemon and waits until its set-up is done: the port of
 /// bitcoind's `fork_daemon`, hardened.
@@ -723,7 +720,7 @@ unsafe fn child_setup<'a>(
         sys::exit_now(1);
     }
     DaemonChild {
-        notifier: ReadyNotifier { writer },
+        notifier: ReadyNotifier::from_pipe(writer),
         pid_file,
     }
 }
@@ -808,7 +805,7 @@ impl DaemonParent {
 
     /// Blocks until the daemon reports: `Ok(true)` for ready (token 1),
     /// `Ok(false)` for failed (token 0). The pipe is closed once an answer
-    /// (or an error) has arrived.
+    /// (or an error) has arrived. Requests for more time are skipped.
     ///
     /// # Errors
     /// [`Error::DiedBeforeReady`] if the daemon exited, died or dropped its
@@ -819,12 +816,33 @@ impl DaemonParent {
     /// # References
     /// - [POSIX `read`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/read.html)
     pub fn wait_ready(&mut self) -> Result<bool> {
-        let answer = self.reader.token_read();
-        self.conclude(answer)
+        loop {
+            let answer = self.reader.token_read();
+            if answer == Ok(crate::ready::TOKEN_EXTEND) {
+                // No deadline to push here; take the request off the pipe.
+                self.take_extension()?;
+                continue;
+            }
+            return self.conclude(answer);
+        }
+    }
+
+    /// Reads the microseconds after an extend-timeout token.
+    fn take_extension(&mut self) -> Result<Duration> {
+        let mut usec = [0u8; 8];
+        let mut got = 0;
+        while got < usec.len() {
+            match self.reader.read_tokens(&mut usec[got..]) {
+                Ok(n) => got += n,
+                Err(e) => return Err(self.conclude(Err(e)).err().unwrap_or(e)),
+            }
+        }
+        Ok(Duration::from_micros(u64::from_ne_bytes(usec)))
     }
 
     /// As [`wait_ready`](Self::wait_ready), waiting at most `timeout`
-    /// (see [`TokenPipeEnd::token_read_timeout`]). On
+    /// (see [`TokenPipeEnd::token_read_timeout`]), pushed back when the
+    /// daemon asks with [`extend_timeout`](crate::ready::Notifier::extend_timeout). On
     /// [`Error::TimedOut`] the pipe stays open, so the caller may wait
     /// again, or [`kill`](Self::kill) the daemon.
     ///
@@ -857,11 +875,21 @@ impl DaemonParent {
     /// # Ok::<(), Error>(())
     /// ```
     pub fn wait_ready_timeout(&mut self, timeout: Duration) -> Result<bool> {
-        let answer = self.reader.token_read_timeout(timeout);
-        if answer == Err(Error::TimedOut) {
-            return Err(Error::TimedOut);
+        let mut deadline = sys::monotonic_now().map_err(Error::Os)? + timeout;
+        loop {
+            let now = sys::monotonic_now().map_err(Error::Os)?;
+            let answer = self.reader.token_read_timeout(deadline.saturating_sub(now));
+            match answer {
+                Err(Error::TimedOut) => return Err(Error::TimedOut),
+                // The daemon asked for more time (Notifier::extend_timeout).
+                Ok(crate::ready::TOKEN_EXTEND) => {
+                    let extra = self.take_extension()?;
+                    let now = sys::monotonic_now().map_err(Error::Os)?;
+                    deadline = deadline.max(now + extra);
+                }
+                _ => return self.conclude(answer),
+            }
         }
-        self.conclude(answer)
     }
 
     fn conclude(&mut self, answer: Result<u8>) -> Result<bool> {
@@ -873,56 +901,6 @@ impl DaemonParent {
             Err(Error::Eos) => Err(Error::DiedBeforeReady),
             Err(e) => Err(e),
         }
-    }
-}
-
-impl ReadyNotifier {
-    /// Tells the launcher whether the daemon came up (`true`: token 1) or
-    /// failed (`false`: token 0), then closes the pipe.
-    ///
-    /// Uses [`TokenPipeEnd::token_write_nosignal`]: if the launcher is
-    /// already gone, this returns [`Error::BrokenPipe`] instead of killing
-    /// the daemon with `SIGPIPE`.
-    ///
-    /// # Errors
-    /// [`Error::BrokenPipe`] if the launcher is gone; [`Error::Os`] for
-    /// anything else.
-    ///
-    /// # References
-    /// - [POSIX `write`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/write.html)
-    pub fn notify(self, ready: bool) -> Result<()> {
-        self.writer
-            .token_write_nosignal(if ready { READY } else { FAILED })
-    }
-
-    /// The pipe's write end, for a daemon that hands its report to a
-    /// program it `exec`s (with `pass_to` or `set_inheritable`): that
-    /// program writes token 1 (ready) or 0 (failed), or exits without a
-    /// word, which the launcher reads as [`Error::DiedBeforeReady`].
-    ///
-    /// ```
-    /// use bitcoin_tokenpipe::daemon::{DaemonOptions, Forked};
-    /// # fn _f(forked: Forked<'_>) -> bitcoin_tokenpipe::Result<()> {
-    /// if let Forked::Child(daemon) = forked {
-    ///     let end = daemon.notifier.into_end();
-    ///     end.token_write(1)?; // what the exec'd program would do
-    /// }
-    /// # Ok(()) }
-    /// ```
-    pub fn into_end(self) -> TokenPipeEnd {
-        self.writer
-    }
-
-    /// Hands the report to the program `cmd` will start, as
-    /// [`TokenPipeEnd::pass_to`] does: the variable `env_name` names the
-    /// fd, which only that child inherits. Drop the notifier after
-    /// `spawn`, so the launcher sees end of stream if the program dies.
-    ///
-    /// # Errors
-    /// As for [`TokenPipeEnd::pass_to`].
-    #[cfg(feature = "std")]
-    pub fn pass_to(&self, cmd: &mut std::process::Command, env_name: &str) -> Result<()> {
-        self.writer.pass_to(cmd, env_name)
     }
 }
 

@@ -233,6 +233,12 @@ impl Errno {
     pub const ESRCH: Errno = Errno(libc::ESRCH);
     /// No child process to wait for.
     pub const ECHILD: Errno = Errno(libc::ECHILD);
+    /// Message too long (a notify message that does not fit).
+    pub const EMSGSIZE: Errno = Errno(libc::EMSGSIZE);
+    /// Operation not supported (no fd passing over vsock).
+    pub const EOPNOTSUPP: Errno = Errno(libc::EOPNOTSUPP);
+    /// Address family not supported (vsock where the system has none).
+    pub const EAFNOSUPPORT: Errno = Errno(libc::EAFNOSUPPORT);
 
     /// Wraps a raw errno value.
     ///

@@ -83,6 +83,8 @@ mod nosignal;
 mod pipe;
 #[cfg(unix)]
 mod process;
+#[cfg(unix)]
+pub mod ready;
 #[cfg(all(unix, feature = "std"))]
 mod std_impls;
 #[cfg(unix)]

@@ -74,13 +74,24 @@ impl TokenPipeEnd {
     }
 }
 
-#[cfg(any(target_vendor = "apple", target_os = "netbsd"))]
+/// One token, written by [`without_sigpipe`].
 fn write_nosignal(end: &TokenPipeEnd, token: u8) -> Result<()> {
+    without_sigpipe(end, || end.token_write(token))
+}
+
+/// Runs `write`, a write on `end`, so that no reader raises no `SIGPIPE`:
+/// it fails with [`Error::BrokenPipe`] instead. Async-signal-safe if
+/// `write` is.
+#[cfg(any(target_vendor = "apple", target_os = "netbsd"))]
+pub(crate) fn without_sigpipe<T>(
+    end: &TokenPipeEnd,
+    write: impl FnOnce() -> Result<T>,
+) -> Result<T> {
     // An end the crate made or took already has the flag, for good.
     if !end.has_nosigpipe() {
-        sys::fcntl_set_nosigpipe(end.as_raw_fd()).map_err(Error::Os)?;
+        sys::fcntl_set_nosigpipe(end.open_fd()?).map_err(Error::Os)?;
     }
-    end.token_write(token)
+    write()
 }
 
 #[cfg(any(target_vendor = "apple", target_os = "netbsd"))]
@@ -95,9 +106,13 @@ impl TokenPipeEnd {
 }
 
 #[cfg(not(any(target_vendor = "apple", target_os = "netbsd")))]
-fn write_nosignal(end: &TokenPipeEnd, token: u8) -> Result<()> {
+pub(crate) fn without_sigpipe<T>(
+    end: &TokenPipeEnd,
+    write: impl FnOnce() -> Result<T>,
+) -> Result<T> {
     use sys::sigpipe;
 
+    end.open_fd()?;
     let old_mask = sigpipe::block().map_err(Error::Os)?;
     let pending_before = match sigpipe::is_pending() {
         Ok(p) => p,
@@ -106,13 +121,13 @@ fn write_nosignal(end: &TokenPipeEnd, token: u8) -> Result<()> {
             return Err(Error::Os(e));
         }
     };
-    let result = end.token_write(token);
+    let result = write();
     // EPIPE raised a SIGPIPE at this thread, where it is blocked and so
     // pending. Take it away before unblocking, or it would be delivered the
     // moment the mask is restored. One pending before the write is not ours
     // (standard signals do not queue, so ours merged into it): leave it.
     // take_pending never waits, even if another thread discarded ours.
-    if result == Err(Error::BrokenPipe) && !pending_before {
+    if matches!(result, Err(Error::BrokenPipe)) && !pending_before {
         sigpipe::take_pending();
     }
     sigpipe::restore(&old_mask);

@@ -379,6 +379,7 @@ pub(crate) struct FileId {
     pub(crate) dev: u64,
     pub(crate) ino: u64,
     pub(crate) is_fifo: bool,
+    pub(crate) is_socket: bool,
 }
 
 /// `fstat(fd)`—Identifies the file `fd` refers to. Async-signal-safe.
@@ -398,6 +399,7 @@ pub(crate) fn file_id(fd: c_int) -> SysResult<FileId> {
         dev: st.st_dev as u64,
         ino: st.st_ino as u64,
         is_fifo: st.st_mode & libc::S_IFMT == libc::S_IFIFO,
+        is_socket: st.st_mode & libc::S_IFMT == libc::S_IFSOCK,
     })
 }
 

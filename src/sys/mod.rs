@@ -2,7 +2,8 @@
 //!
 //! Split by domain: [`fd`] (pipes, fcntl, read, write, poll, files),
 //! [`signal`] (SIGPIPE masking) and [`process`] (fork, wait, kill, the
-//! daemon's set-up calls, the environment). [`conv`] turns each return shape
+//! daemon's set-up calls, the environment) and [`socket`] (systemd's notify
+//! socket, both sides). [`conv`] turns each return shape
 //! into a `Result` in one place. One thin function per syscall. Each takes and returns plain values, reads
 //! `errno` only when the call failed, and leaves every policy decision (retry
 //! on `EINTR`, what an error means) to the safe code above it. None of these
@@ -21,10 +22,12 @@ mod conv;
 pub(crate) mod fd;
 pub(crate) mod process;
 pub(crate) mod signal;
+pub(crate) mod socket;
 
 pub(crate) use fd::*;
 pub(crate) use process::*;
 pub(crate) use signal::*;
+pub(crate) use socket::*;
 
 use core::ffi::c_int;
 

@@ -33,6 +33,20 @@ pub(crate) unsafe fn getenv(name: &core::ffi::CStr) -> Option<&'static [u8]> {
     Some(unsafe { core::ffi::CStr::from_ptr(value) }.to_bytes())
 }
 
+/// `unsetenv(name)`—Removes an environment variable, so programs this one
+/// starts do not inherit it.
+///
+/// # Safety
+/// No other thread may read or change the environment meanwhile.
+///
+/// # References
+/// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/unsetenv.html)
+pub(crate) unsafe fn unsetenv(name: &CStr) -> SysResult<()> {
+    // SAFETY: `name` is NUL-terminated; the caller keeps other threads
+    // away from the environment.
+    ret(unsafe { libc::unsetenv(name.as_ptr()) })
+}
+
 /// `fork()`—Creates a child process.
 ///
 /// # Safety

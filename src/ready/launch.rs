@@ -1,0 +1,1 @@
+//! The launcher (std): written next.

@@ -1,0 +1,442 @@
+//! Readiness for every launcher: one [`Notifier`] that tells whoever
+//! started the daemon "I am up" (or "I failed"), whatever that launcher
+//! speaks, and (with `std`) a launcher that waits for it.
+//!
+//! | channel | who offers it | found by | ready | failed |
+//! |---|---|---|---|---|
+//! | this crate's token pipe | [`launch`] (and [`fork_daemon`](crate::daemon::fork_daemon)'s child) | [`Notifier::from_env`] (`TOKENPIPE_READY_FD`) | token 1, close | token 0 and the errno, close |
+//! | systemd's notify socket | systemd `Type=notify`, `start-stop-daemon --notify-await`, [`launch`] | [`Notifier::from_env`] (`NOTIFY_SOCKET`) | `READY=1` | `ERRNO=n` |
+//! | a notification fd | s6 (`notification-fd`), dinit (`pipefd:N`), OpenRC (`ready=fd:N`) | [`Notifier::from_fd`] (the number comes from the daemon's configuration) | `\n`, close | close without a word |
+//!
+//! The daemon's side is in the `no_std` core and never allocates:
+//! [`ready`](Notifier::ready), [`failed`](Notifier::failed),
+//! [`status`](Notifier::status) and
+//! [`extend_timeout`](Notifier::extend_timeout) build their message on the
+//! stack and are async-signal-safe; [`from_env`](Notifier::from_env) is not
+//! (it reads and edits the environment).
+//!
+//! ```no_run
+//! use bitcoin_tokenpipe::ready::Notifier;
+//!
+//! // SAFETY: first thing in main, before any thread reads the environment.
+//! let notifier = unsafe { Notifier::from_env() }.expect("a usable readiness channel");
+//! // ... initialise ...
+//! if let Some(notifier) = &notifier {
+//!     notifier.status("loaded 3 wallets").ok();
+//!     notifier.ready().ok();
+//! }
+//! ```
+//!
+//! [`launch`]: crate::ready::launch
+
+mod pipe;
+mod socket;
+
+#[cfg(all(feature = "std", any()))]
+mod launch;
+
+#[cfg(all(feature = "std", any()))]
+pub use launch::{LaunchError, LaunchOptions, ReadyChild, launch};
+pub use socket::NotifyAddr;
+
+use core::ffi::{CStr, c_int};
+use core::fmt;
+use core::sync::atomic::{AtomicI32, Ordering};
+use core::time::Duration;
+
+use crate::end::TokenPipeEnd;
+use crate::error::{Errno, Error, Result};
+use crate::handoff::{HandoffError, parse_env_value};
+use crate::sys;
+
+/// The environment variable through which this crate's launcher (and
+/// anyone else who wants to) hands a daemon the write end of a token pipe:
+/// the fd number in decimal. [`Notifier::from_env`] looks for it first.
+pub const READY_FD_ENV: &str = "TOKENPIPE_READY_FD";
+const READY_FD_ENV_C: &CStr = c"TOKENPIPE_READY_FD";
+
+/// systemd's variable: the notify socket's address.
+pub const NOTIFY_SOCKET_ENV: &str = "NOTIFY_SOCKET";
+const NOTIFY_SOCKET_ENV_C: &CStr = c"NOTIFY_SOCKET";
+
+/// The token pipe's messages. A reader that takes one token (bitcoind's
+/// launcher, [`DaemonParent::wait_ready`](crate::daemon::DaemonParent::wait_ready))
+/// sees 1 for ready and 0 for failed; this crate's launcher also reads the
+/// errno after a 0, and honours 2 (extend the timeout, 8 bytes of
+/// microseconds after it).
+pub(crate) const TOKEN_READY: u8 = 1;
+pub(crate) const TOKEN_FAILED: u8 = 0;
+pub(crate) const TOKEN_EXTEND: u8 = 2;
+
+/// Why [`Notifier::from_env`] or [`Notifier::from_fd`] found no usable
+/// channel. Nothing was closed or changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadyError {
+    /// `TOKENPIPE_READY_FD` is set but does not name an open pipe of ours.
+    #[error("TOKENPIPE_READY_FD is set but unusable: {0}")]
+    Handoff(HandoffError),
+    /// `NOTIFY_SOCKET` is neither an absolute path, an `@abstract` name nor
+    /// a `vsock:CID:PORT` address.
+    #[error("NOTIFY_SOCKET is not an absolute path, an @abstract name or a vsock:CID:PORT address")]
+    BadNotifySocket,
+    /// The socket's name is longer than a Unix socket address can hold.
+    #[error("NOTIFY_SOCKET's path is longer than a Unix socket address holds")]
+    PathTooLong,
+    /// The address kind is not available here (an `@abstract` name or
+    /// `vsock:` outside Linux and Android).
+    #[error("NOTIFY_SOCKET names an address kind this platform does not have ({0})")]
+    Unsupported(&'static str),
+    /// The fd is not open.
+    #[error("fd {fd} is not open")]
+    NotOpen {
+        /// The fd number.
+        fd: c_int,
+    },
+    /// The fd is open but is neither a pipe nor a socket.
+    #[error("fd {fd} is open but is neither a pipe nor a socket")]
+    NotAPipeOrSocket {
+        /// The fd number.
+        fd: c_int,
+    },
+    /// A system call failed while checking the channel.
+    #[error("checking the readiness channel failed: {0}")]
+    Os(Errno),
+}
+
+/// One readiness channel to whoever started this process. See the
+/// [module docs](self) for the channels and what each message becomes.
+///
+/// The pipe and fd channels are one-shot: [`ready`](Self::ready) and
+/// [`failed`](Self::failed) close them, and later calls give
+/// [`Error::Closed`]. The socket channel takes any number of messages.
+/// Every method takes `&self`, so a notifier can sit in a `static` for a
+/// signal handler; all are async-signal-safe and allocation-free.
+pub struct Notifier {
+    channel: Channel,
+}
+
+enum Channel {
+    /// This crate's token pipe.
+    Pipe(AtomicI32),
+    /// A notification fd in the s6 style: a newline, then close.
+    Fd(AtomicI32),
+    /// systemd's notify socket; a fresh socket per message.
+    Socket(NotifyAddr),
+}
+
+impl fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.channel {
+            Channel::Pipe(fd) => f
+                .debug_tuple("Notifier::Pipe")
+                .field(&fd.load(Ordering::Relaxed))
+                .finish(),
+            Channel::Fd(fd) => f
+                .debug_tuple("Notifier::Fd")
+                .field(&fd.load(Ordering::Relaxed))
+                .finish(),
+            Channel::Socket(addr) => f.debug_tuple("Notifier::Socket").field(addr).finish(),
+        }
+    }
+}
+
+impl Notifier {
+    /// The channel this process was given, if any: the token pipe named by
+    /// [`READY_FD_ENV`] (this crate's launcher), else systemd's
+    /// `NOTIFY_SOCKET`. `Ok(None)` if neither is set. Every readiness
+    /// variable it recognises is removed from the environment (as
+    /// `sd_notify`'s `unset_environment` does), so the daemon's own
+    /// children do not report for it; the pipe becomes close-on-exec.
+    ///
+    /// # Safety
+    /// - No other thread may read or change the environment during the
+    ///   call (`getenv` and `unsetenv` are not thread-safe).
+    /// - The fd named by `TOKENPIPE_READY_FD` must belong to nothing else
+    ///   in this process; the notifier closes it.
+    ///
+    /// # Errors
+    /// [`ReadyError`] says what is wrong with the variable that was set;
+    /// nothing is unset or closed then.
+    ///
+    /// ```
+    /// use bitcoin_tokenpipe::ready::Notifier;
+    /// // SAFETY: no other thread touches the environment in this example.
+    /// unsafe {
+    ///     std::env::remove_var("TOKENPIPE_READY_FD");
+    ///     std::env::set_var("NOTIFY_SOCKET", "@example/notify");
+    ///     let notifier = Notifier::from_env().unwrap().expect("a channel");
+    ///     assert!(notifier.is_socket());
+    ///     assert!(std::env::var_os("NOTIFY_SOCKET").is_none());
+    ///     assert!(Notifier::from_env().unwrap().is_none());
+    /// }
+    /// ```
+    #[allow(unsafe_code)] // Declares the environment and ownership contract.
+    pub unsafe fn from_env() -> core::result::Result<Option<Notifier>, ReadyError> {
+        // SAFETY: our caller keeps the environment to us for the call.
+        if let Some(value) = unsafe { sys::getenv(READY_FD_ENV_C) } {
+            let fd = parse_env_value(value).map_err(ReadyError::Handoff)?;
+            // SAFETY: by our contract the fd is ours alone.
+            let end = unsafe { pipe::take_handed_over(fd) }?;
+            // SAFETY: as above; the value is not used after this.
+            unsafe {
+                let _ = sys::unsetenv(READY_FD_ENV_C);
+                let _ = sys::unsetenv(NOTIFY_SOCKET_ENV_C);
+            }
+            return Ok(Some(Notifier::from_pipe(end)));
+        }
+        // SAFETY: as above.
+        if let Some(value) = unsafe { sys::getenv(NOTIFY_SOCKET_ENV_C) } {
+            let addr = NotifyAddr::parse(value)?;
+            // SAFETY: as above; `value` is not used after this.
+            let _ = unsafe { sys::unsetenv(NOTIFY_SOCKET_ENV_C) };
+            return Ok(Some(Notifier {
+                channel: Channel::Socket(addr),
+            }));
+        }
+        Ok(None)
+    }
+
+    /// A notification fd in the s6, dinit (`pipefd:N`) and OpenRC
+    /// (`ready=fd:N`) style, whose number the daemon learnt from its own
+    /// configuration: [`ready`](Self::ready) writes a newline and closes
+    /// it, [`failed`](Self::failed) closes it without one. Checks that the
+    /// fd is open and is a pipe or a socket, and makes it close-on-exec.
+    ///
+    /// # Safety
+    /// The fd must belong to nothing else in this process; the notifier
+    /// closes it.
+    ///
+    /// # Errors
+    /// [`ReadyError::NotOpen`], [`ReadyError::NotAPipeOrSocket`],
+    /// [`ReadyError::Os`]; nothing is closed then.
+    ///
+    /// ```
+    /// use bitcoin_tokenpipe::TokenPipe;
+    /// use bitcoin_tokenpipe::ready::Notifier;
+    ///
+    /// let (reader, writer) = TokenPipe::make()?.split();
+    /// // SAFETY: into_raw_fd gave up the only other owner.
+    /// let notifier = unsafe { Notifier::from_fd(writer.into_raw_fd()) }?;
+    /// notifier.ready()?;
+    /// assert_eq!(reader.token_read()?, b'\n');
+    /// assert_eq!(reader.token_read(), Err(bitcoin_tokenpipe::Error::Eos));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[allow(unsafe_code)] // Declares the ownership contract.
+    pub unsafe fn from_fd(fd: c_int) -> core::result::Result<Notifier, ReadyError> {
+        pipe::check_pipe_or_socket(fd)?;
+        sys::set_cloexec(fd).map_err(ReadyError::Os)?;
+        Ok(Notifier {
+            channel: Channel::Fd(AtomicI32::new(fd)),
+        })
+    }
+
+    /// A notifier on the write end of this crate's token pipe (what
+    /// [`fork_daemon`](crate::daemon::fork_daemon) gives its child).
+    pub(crate) fn from_pipe(end: TokenPipeEnd) -> Notifier {
+        Notifier {
+            channel: Channel::Pipe(AtomicI32::new(end.into_raw_fd())),
+        }
+    }
+
+    /// A notifier for systemd's socket at `addr` (see [`NotifyAddr::parse`]).
+    ///
+    /// ```
+    /// use bitcoin_tokenpipe::ready::{NotifyAddr, Notifier};
+    /// let addr = NotifyAddr::parse(b"/run/systemd/notify")?;
+    /// assert!(Notifier::from_socket(addr).is_socket());
+    /// # Ok::<(), bitcoin_tokenpipe::ready::ReadyError>(())
+    /// ```
+    #[must_use]
+    pub fn from_socket(addr: NotifyAddr) -> Notifier {
+        Notifier {
+            channel: Channel::Socket(addr),
+        }
+    }
+
+    /// Whether this notifier speaks systemd's socket protocol (which
+    /// carries [`status`](Self::status) text and takes many messages).
+    #[must_use]
+    pub fn is_socket(&self) -> bool {
+        matches!(self.channel, Channel::Socket(_))
+    }
+
+    /// Reports that the daemon is ready: token 1 on this crate's pipe, a
+    /// newline on a notification fd (both then closed), `READY=1` on the
+    /// socket.
+    ///
+    /// Syscalls: pipe or fd: `write`, `close` (plus the `SIGPIPE` mask
+    /// calls of [`TokenPipeEnd::token_write_nosignal`]); socket: `socket`,
+    /// `sendmsg`, `close`.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] if a one-shot channel was used already;
+    /// [`Error::BrokenPipe`] if the launcher is gone (no `SIGPIPE` is
+    /// raised); [`Error::Os`] for a socket that cannot be reached.
+    pub fn ready(&self) -> Result<()> {
+        match &self.channel {
+            Channel::Pipe(fd) => pipe::write_then_close(fd, &[TOKEN_READY]),
+            Channel::Fd(fd) => pipe::write_then_close(fd, b"\n"),
+            Channel::Socket(addr) => addr.send(&[b"READY=1"]),
+        }
+    }
+
+    /// Reports that the daemon failed to start, with `errno` saying why:
+    /// token 0 and the errno on this crate's pipe (a reader that takes one
+    /// token, as bitcoind's does, sees 0: failed), `ERRNO=n` on the socket,
+    /// and on a notification fd no newline, just the close.
+    ///
+    /// # Errors
+    /// As for [`ready`](Self::ready).
+    pub fn failed(&self, errno: i32) -> Result<()> {
+        match &self.channel {
+            Channel::Pipe(fd) => {
+                let e = errno.to_ne_bytes();
+                pipe::write_then_close(fd, &[TOKEN_FAILED, e[0], e[1], e[2], e[3]])
+            }
+            Channel::Fd(fd) => pipe::close(fd),
+            Channel::Socket(addr) => {
+                let mut digits = [0u8; 12];
+                addr.send(&[b"ERRNO=", socket::decimal(i64::from(errno), &mut digits)])
+            }
+        }
+    }
+
+    /// Free text for the launcher to show (`STATUS=` on the socket; our
+    /// launcher keeps it for its error message). A no-op on a pipe or fd,
+    /// which carry no text.
+    ///
+    /// # Errors
+    /// [`Error::Os`]`(EINVAL)` for text with a newline (it would start
+    /// another `KEY=VALUE` line), `EMSGSIZE` for text that does not fit the
+    /// stack buffer (at most 900 bytes); as for [`ready`](Self::ready).
+    pub fn status(&self, text: &str) -> Result<()> {
+        match &self.channel {
+            Channel::Socket(addr) => {
+                if text.contains('\n') {
+                    return Err(Error::Os(Errno::EINVAL));
+                }
+                addr.send(&[b"STATUS=", text.as_bytes()])
+            }
+            Channel::Pipe(fd) | Channel::Fd(fd) => pipe::still_open(fd),
+        }
+    }
+
+    /// Asks the launcher for `extra` more time from now before it gives up
+    /// (`EXTEND_TIMEOUT_USEC=` on the socket, honoured by systemd and by
+    /// this crate's launcher; token 2 and the microseconds on this crate's
+    /// pipe). A no-op on a notification fd.
+    ///
+    /// # Errors
+    /// As for [`ready`](Self::ready).
+    pub fn extend_timeout(&self, extra: Duration) -> Result<()> {
+        let usec = u64::try_from(extra.as_micros()).unwrap_or(u64::MAX);
+        match &self.channel {
+            Channel::Pipe(fd) => {
+                let u = usec.to_ne_bytes();
+                pipe::write(
+                    fd,
+                    &[TOKEN_EXTEND, u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7]],
+                )
+            }
+            Channel::Fd(fd) => pipe::still_open(fd),
+            Channel::Socket(addr) => {
+                let mut digits = [0u8; 24];
+                let usec = i64::try_from(usec).unwrap_or(i64::MAX);
+                addr.send(&[b"EXTEND_TIMEOUT_USEC=", socket::decimal(usec, &mut digits)])
+            }
+        }
+    }
+
+    /// Waits until the manager has processed every message sent before it
+    /// (`sd_notify_barrier(3)`): a fresh pipe's write end goes with
+    /// `BARRIER=1`, and the manager closes it when it gets there. Call it
+    /// after [`ready`](Self::ready) in a process that is about to exit,
+    /// whose `READY=1` could otherwise be dropped or credited to nobody.
+    /// Immediate on a pipe or fd, which are ordered anyway.
+    ///
+    /// A manager that does not take part in barriers (Debian's
+    /// `start-stop-daemon` closes its socket once it has `READY=1`) makes
+    /// this fail; the `READY=1` sent before was delivered all the same, so
+    /// treat this error as "no confirmation", not as "not ready".
+    ///
+    /// Syscalls: `pipe2`, `socket`, `sendmsg`, `close` ×2, `poll`, `close`.
+    ///
+    /// # Errors
+    /// [`Error::TimedOut`] if the fd was not closed within `timeout`;
+    /// [`Error::Os`] if the socket cannot be reached.
+    pub fn barrier(&self, timeout: Duration) -> Result<()> {
+        match &self.channel {
+            Channel::Socket(addr) => addr.barrier(timeout),
+            Channel::Pipe(_) | Channel::Fd(_) => Ok(()),
+        }
+    }
+
+    /// Reports ready (`true`) or failed (`false`); the name
+    /// [`fork_daemon`](crate::daemon::fork_daemon) code has used. `failed`
+    /// gets `EIO`.
+    ///
+    /// # Errors
+    /// As for [`ready`](Self::ready).
+    pub fn notify(self, ready: bool) -> Result<()> {
+        if ready {
+            self.ready()
+        } else {
+            self.failed(libc::EIO)
+        }
+    }
+
+    /// The pipe or fd channel's write end, for a daemon that hands its
+    /// report to a program it `exec`s (which then writes token 1 or 0, or a
+    /// newline on a notification fd, or exits without a word). `None` for
+    /// the socket, which has no end to hand over (pass `NOTIFY_SOCKET` on
+    /// instead, as `pass_to` does), or a channel already used.
+    #[must_use]
+    pub fn into_end(self) -> Option<TokenPipeEnd> {
+        match &self.channel {
+            Channel::Pipe(fd) | Channel::Fd(fd) => {
+                let fd = fd.swap(-1, Ordering::AcqRel);
+                (fd >= 0).then(|| TokenPipeEnd::from_owned(fd))
+            }
+            Channel::Socket(_) => None,
+        }
+    }
+
+    /// Hands the channel to the program `cmd` will start: a pipe or fd as
+    /// [`TokenPipeEnd::pass_to`] does (the variable `env_name` names the
+    /// fd, which only that child inherits; drop the notifier after
+    /// `spawn`), the socket by setting `NOTIFY_SOCKET` for it.
+    ///
+    /// # Errors
+    /// As for [`TokenPipeEnd::pass_to`]; [`Error::Closed`] for a channel
+    /// already used.
+    #[cfg(feature = "std")]
+    pub fn pass_to(&self, cmd: &mut std::process::Command, env_name: &str) -> Result<()> {
+        match &self.channel {
+            Channel::Pipe(fd) | Channel::Fd(fd) => {
+                let raw = fd.load(Ordering::Acquire);
+                if raw < 0 {
+                    return Err(Error::Closed);
+                }
+                // Borrow the fd as an end for the call, without owning it.
+                let end = core::mem::ManuallyDrop::new(TokenPipeEnd::from_owned(raw));
+                end.pass_to(cmd, env_name)
+            }
+            Channel::Socket(addr) => {
+                cmd.env(NOTIFY_SOCKET_ENV, addr.to_env_value());
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Drop for Notifier {
+    /// Closes a pipe or fd channel that was never used (the launcher reads
+    /// end of stream: no report).
+    fn drop(&mut self) {
+        if let Channel::Pipe(fd) | Channel::Fd(fd) = &self.channel {
+            let _ = pipe::close(fd);
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! Sockets: systemd's notify socket, from both sides. The daemon sends one
+//! datagram per message (optionally with one fd, for `BARRIER=1`); the
+//! launcher binds a private socket and receives them, closing any fd that
+//! came along (which is what completes a sender's barrier).
+//!
+//! Everything the daemon's side calls (`socket`, `sendmsg`, `connect`,
+//! `send`, `close`) is async-signal-safe.
+
+use core::ffi::c_int;
+use core::mem::MaybeUninit;
+
+use super::conv::{ret, ret_c_int, ret_usize};
+use super::{SysResult, close};
+
+/// A Unix-domain socket address and the length that counts: for a path,
+/// the path and its NUL; for a Linux abstract name, the leading NUL and the
+/// name, nothing after.
+#[derive(Clone, Copy)]
+pub(crate) struct UnixAddr {
+    pub(crate) addr: libc::sockaddr_un,
+    pub(crate) len: libc::socklen_t,
+}
+
+impl UnixAddr {
+    /// The most bytes a name may have: `sun_path`'s size less one, for
+    /// the NUL after a path or before an abstract name.
+    pub(crate) const MAX_NAME: usize = {
+        // SAFETY: sockaddr_un is plain integers; zero is a valid value.
+        let addr: libc::sockaddr_un = unsafe { MaybeUninit::zeroed().assume_init() };
+        addr.sun_path.len() - 1
+    };
+
+    /// An address for `path` (absolute) or, with `abstract_name`, for a
+    /// name in Linux's abstract namespace. `None` if it is too long or has
+    /// a NUL byte.
+    pub(crate) fn new(name: &[u8], abstract_name: bool) -> Option<UnixAddr> {
+        if name.len() > Self::MAX_NAME || name.contains(&0) {
+            return None;
+        }
+        // SAFETY: sockaddr_un is plain integers; zero is a valid value.
+        let mut addr: libc::sockaddr_un = unsafe { MaybeUninit::zeroed().assume_init() };
+        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        let start = usize::from(abstract_name);
+        for (slot, &b) in addr.sun_path[start..].iter_mut().zip(name) {
+            *slot = b as libc::c_char;
+        }
+        let base = core::mem::offset_of!(libc::sockaddr_un, sun_path);
+        // A path keeps its NUL in the length; an abstract name is exactly
+        // its bytes after the leading NUL (a trailing NUL would be part of
+        // the name).
+        let len = base + start + name.len() + usize::from(!abstract_name);
+        Some(UnixAddr {
+            addr,
+            len: len as libc::socklen_t,
+        })
+    }
+
+    /// The name's bytes, without the leading NUL of an abstract one.
+    pub(crate) fn name(&self) -> &[u8] {
+        let base = core::mem::offset_of!(libc::sockaddr_un, sun_path);
+        let len = self.len as usize - base;
+        // SAFETY: c_char and u8 have the same size and alignment, and
+        // sun_path is initialised (zeroed, then written).
+        let path: &[u8] = unsafe {
+            core::slice::from_raw_parts(
+                self.addr.sun_path.as_ptr().cast(),
+                self.addr.sun_path.len(),
+            )
+        };
+        if path.first() == Some(&0) {
+            &path[1..len]
+        } else {
+            &path[..len.saturating_sub(1)]
+        }
+    }
+
+    /// Whether this is a name in the abstract namespace.
+    pub(crate) fn is_abstract(&self) -> bool {
+        self.addr.sun_path[0] == 0
+    }
+}
+
+/// `socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)`—A datagram socket that
+/// no `exec` inherits (on Apple, which has no `SOCK_CLOEXEC`, with
+/// `fcntl(FD_CLOEXEC)` right after, closing it if that fails).
+///
+/// # References
+/// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/socket.html)
+/// - [Linux](https://man7.org/linux/man-pages/man2/socket.2.html)
+pub(crate) fn unix_datagram_socket() -> SysResult<c_int> {
+    #[cfg(not(target_vendor = "apple"))]
+    {
+        // SAFETY: socket takes plain integers and touches no memory of ours.
+        ret_c_int(unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })
+    }
+    #[cfg(target_vendor = "apple")]
+    {
+        // SAFETY: as above.
+        let fd = ret_c_int(unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM, 0) })?;
+        if let Err(e) = super::set_cloexec(fd) {
+            close(fd);
+            return Err(e);
+        }
+        Ok(fd)
+    }
+}
+
+/// The flags for a send: no `SIGPIPE` where the system has `MSG_NOSIGNAL`.
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly",
+    target_os = "illumos",
+    target_os = "solaris"
+))]
+const SEND_FLAGS: c_int = libc::MSG_NOSIGNAL;
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly",
+    target_os = "illumos",
+    target_os = "solaris"
+)))]
+const SEND_FLAGS: c_int = 0;
+
+/// Room for one `SCM_RIGHTS` control message carrying one fd, aligned for
+/// `cmsghdr`.
+#[repr(C, align(8))]
+struct OneFdControl([u8; 32]);
+
+/// `sendmsg(fd, {to, data, [SCM_RIGHTS: pass]}, MSG_NOSIGNAL)`—Sends one
+/// datagram to `to`, with one fd attached if `pass` is given. Returns the
+/// bytes sent. Not retried: the caller decides what `EINTR` means.
+///
+/// # References
+/// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/sendmsg.html)
+/// - [Linux `unix(7)`](https://man7.org/linux/man-pages/man7/unix.7.html)
+pub(crate) fn send_datagram(
+    fd: c_int,
+    to: &UnixAddr,
+    data: &[u8],
+    pass: Option<c_int>,
+) -> SysResult<usize> {
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    let mut control = OneFdControl([0; 32]);
+    // SAFETY: msghdr is plain integers and pointers; all-zero is a valid
+    // (empty) value, and the fields we use are set below.
+    let mut msg: libc::msghdr = unsafe { MaybeUninit::zeroed().assume_init() };
+    msg.msg_name = (&raw const to.addr) as *mut libc::c_void;
+    msg.msg_namelen = to.len;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if let Some(passed) = pass {
+        // SAFETY: CMSG_SPACE and CMSG_LEN only compute sizes.
+        let (space, len) = unsafe {
+            (
+                libc::CMSG_SPACE(core::mem::size_of::<c_int>() as u32),
+                libc::CMSG_LEN(core::mem::size_of::<c_int>() as u32),
+            )
+        };
+        msg.msg_control = control.0.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        // SAFETY: the control buffer is aligned for cmsghdr and at least
+        // CMSG_SPACE(sizeof(int)) bytes, so CMSG_FIRSTHDR gives a header
+        // inside it, and CMSG_DATA a slot for one int inside it.
+        unsafe {
+            let header = libc::CMSG_FIRSTHDR(&msg);
+            (*header).cmsg_level = libc::SOL_SOCKET;
+            (*header).cmsg_type = libc::SCM_RIGHTS;
+            (*header).cmsg_len = len as _;
+            libc::CMSG_DATA(header)
+                .cast::<c_int>()
+                .write_unaligned(passed);
+        }
+    }
+    // SAFETY: every pointer in `msg` (address, iovec, data, control) is
+    // valid for the call, and sendmsg only reads them.
+    let sent = unsafe { libc::sendmsg(fd, &msg, SEND_FLAGS) };
+    ret_usize(sent)
+}
+
+/// `bind(fd, addr)`—Gives a socket its address.
+///
+/// # References
+/// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/bind.html)
+#[cfg(feature = "std")]
+#[allow(dead_code)] // ready::launch, next
+pub(crate) fn bind(fd: c_int, addr: &UnixAddr) -> SysResult<()> {
+    // SAFETY: `addr.addr` is a valid sockaddr_un of at least `addr.len`
+    // bytes, which bind only reads.
+    ret(unsafe { libc::bind(fd, (&raw const addr.addr).cast(), addr.len) })
+}
+
+/// `recvmsg(fd, buf, MSG_DONTWAIT)` with room for passed fds—Receives one
+/// datagram into `buf` without waiting, and closes every fd that came with
+/// it (a sender's `BARRIER=1` waits for exactly that). Returns the bytes
+/// received and whether the datagram carried any fd; `EAGAIN` if there is
+/// none. A datagram longer than `buf` is cut (its end is lost).
+///
+/// # References
+/// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/recvmsg.html)
+/// - [Linux `unix(7)`](https://man7.org/linux/man-pages/man7/unix.7.html)
+#[cfg(feature = "std")]
+#[allow(dead_code)] // ready::launch, next
+pub(crate) fn recv_datagram(fd: c_int, buf: &mut [u8]) -> SysResult<(usize, bool)> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // Room for up to 16 passed fds; more are closed by the kernel (MSG_CTRUNC).
+    #[repr(C, align(8))]
+    struct Control([u8; 256]);
+    let mut control = Control([0; 256]);
+    // SAFETY: as in send_datagram: an all-zero msghdr is valid.
+    let mut msg: libc::msghdr = unsafe { MaybeUninit::zeroed().assume_init() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.0.as_mut_ptr().cast();
+    msg.msg_controllen = control.0.len() as _;
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly"
+    ))]
+    let flags = libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC;
+    #[cfg(not(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly"
+    )))]
+    let flags = libc::MSG_DONTWAIT;
+    // SAFETY: the iovec and control buffer are valid for writes of their
+    // lengths for the call.
+    let got = ret_usize(unsafe { libc::recvmsg(fd, &mut msg, flags) })?;
+    let mut carried = false;
+    // SAFETY: recvmsg filled `msg`; CMSG_FIRSTHDR/NXTHDR walk only the
+    // control bytes it reported, and each SCM_RIGHTS payload is a run of
+    // ints (read unaligned, as the macros do not promise alignment).
+    unsafe {
+        let mut header = libc::CMSG_FIRSTHDR(&msg);
+        while !header.is_null() {
+            if (*header).cmsg_level == libc::SOL_SOCKET && (*header).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(header);
+                let payload = (*header).cmsg_len as usize - (data as usize - header as usize);
+                for i in 0..payload / core::mem::size_of::<c_int>() {
+                    close(data.cast::<c_int>().add(i).read_unaligned());
+                    carried = true;
+                }
+            }
+            header = libc::CMSG_NXTHDR(&msg, header);
+        }
+    }
+    Ok((got, carried))
+}
+
+/// A vsock address (Linux): context id, port and socket type.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn vsock_send(cid: u32, port: u32, kind: c_int, data: &[u8]) -> SysResult<usize> {
+    // SAFETY: socket takes plain integers.
+    let fd = ret_c_int(unsafe { libc::socket(libc::AF_VSOCK, kind | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: sockaddr_vm is plain integers; zero is valid.
+    let mut addr: libc::sockaddr_vm = unsafe { MaybeUninit::zeroed().assume_init() };
+    addr.svm_family = libc::AF_VSOCK as libc::sa_family_t;
+    addr.svm_cid = cid;
+    addr.svm_port = port;
+    let len = core::mem::size_of::<libc::sockaddr_vm>() as libc::socklen_t;
+    // SAFETY: `addr` is a valid sockaddr_vm of `len` bytes, only read.
+    let result = ret(unsafe { libc::connect(fd, (&raw const addr).cast(), len) }).and_then(|()| {
+        // SAFETY: `data` is valid for reads of its length.
+        ret_usize(unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), SEND_FLAGS) })
+    });
+    close(fd);
+    result
+}
