@@ -407,9 +407,9 @@ fn a_daemon_can_hand_its_report_to_a_program_it_execs() {
     assert_eq!(d.wait_ready(), Err(Error::DiedBeforeReady));
     assert_eq!(d.wait(), Ok(ChildExit::Exited(0)));
     // into_end: the raw end, for a program that takes it some other way.
-    let mut d = daemon(options, |d| {
-        let end = d.notifier.into_end();
-        if end.token_write(1).is_ok() { 0 } else { 1 }
+    let mut d = daemon(options, |d| match d.notifier.into_end() {
+        Some(end) if end.token_write(1).is_ok() => 0,
+        _ => 1,
     })
     .unwrap();
     assert_eq!(d.wait_ready(), Ok(true));

@@ -4,8 +4,8 @@
 //!
 //! | channel | who offers it | found by | ready | failed |
 //! |---|---|---|---|---|
-//! | this crate's token pipe | [`launch`] (and [`fork_daemon`](crate::daemon::fork_daemon)'s child) | [`Notifier::from_env`] (`TOKENPIPE_READY_FD`) | token 1, close | token 0 and the errno, close |
-//! | systemd's notify socket | systemd `Type=notify`, `start-stop-daemon --notify-await`, [`launch`] | [`Notifier::from_env`] (`NOTIFY_SOCKET`) | `READY=1` | `ERRNO=n` |
+//! | this crate's token pipe | `launch` (with `std`) and [`fork_daemon`](crate::daemon::fork_daemon)'s child | [`Notifier::from_env`] (`TOKENPIPE_READY_FD`) | token 1, close | token 0 and the errno, close |
+//! | systemd's notify socket | systemd `Type=notify`, `start-stop-daemon --notify-await`, `launch` | [`Notifier::from_env`] (`NOTIFY_SOCKET`) | `READY=1` | `ERRNO=n` |
 //! | a notification fd | s6 (`notification-fd`), dinit (`pipefd:N`), OpenRC (`ready=fd:N`) | [`Notifier::from_fd`] (the number comes from the daemon's configuration) | `\n`, close | close without a word |
 //!
 //! The daemon's side is in the `no_std` core and never allocates:
@@ -26,16 +26,14 @@
 //!     notifier.ready().ok();
 //! }
 //! ```
-//!
-//! [`launch`]: crate::ready::launch
 
 mod pipe;
 mod socket;
 
-#[cfg(all(feature = "std", any()))]
+#[cfg(feature = "std")]
 mod launch;
 
-#[cfg(all(feature = "std", any()))]
+#[cfg(feature = "std")]
 pub use launch::{LaunchError, LaunchOptions, ReadyChild, launch};
 pub use socket::NotifyAddr;
 

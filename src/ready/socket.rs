@@ -141,18 +141,8 @@ impl NotifyAddr {
         }
     }
 
-    /// The Unix address, for this crate's launcher, which binds it.
+    /// The address of this crate's launcher's own socket.
     #[cfg(feature = "std")]
-    #[allow(dead_code)] // ready::launch, next
-    pub(crate) fn unix(&self) -> Option<&UnixAddr> {
-        match &self.kind {
-            Kind::Unix(addr) => Some(addr),
-            Kind::Vsock { .. } => None,
-        }
-    }
-
-    #[cfg(feature = "std")]
-    #[allow(dead_code)] // ready::launch, next
     pub(crate) fn from_unix(addr: UnixAddr) -> NotifyAddr {
         NotifyAddr {
             kind: Kind::Unix(addr),

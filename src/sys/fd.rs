@@ -424,3 +424,17 @@ pub(crate) fn above_stdio(fd: c_int) -> SysResult<c_int> {
     close(fd);
     moved
 }
+
+/// `poll(fds, timeout_ms)`—Waits until one of `fds` has an event, or the
+/// timeout passes. Entries with a negative fd are skipped by the kernel.
+/// Returns how many entries have events (0 on timeout).
+///
+/// # References
+/// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/poll.html)
+/// - [Linux](https://man7.org/linux/man-pages/man2/poll.2.html)
+#[cfg(feature = "std")]
+pub(crate) fn poll_many(fds: &mut [libc::pollfd], timeout_ms: c_int) -> SysResult<usize> {
+    // SAFETY: `fds` is a valid, writable array of `fds.len()` pollfds.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    ret_c_int(n).map(|n| n as usize)
+}

@@ -193,7 +193,6 @@ pub(crate) fn send_datagram(
 /// # References
 /// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/bind.html)
 #[cfg(feature = "std")]
-#[allow(dead_code)] // ready::launch, next
 pub(crate) fn bind(fd: c_int, addr: &UnixAddr) -> SysResult<()> {
     // SAFETY: `addr.addr` is a valid sockaddr_un of at least `addr.len`
     // bytes, which bind only reads.
@@ -210,7 +209,6 @@ pub(crate) fn bind(fd: c_int, addr: &UnixAddr) -> SysResult<()> {
 /// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/recvmsg.html)
 /// - [Linux `unix(7)`](https://man7.org/linux/man-pages/man7/unix.7.html)
 #[cfg(feature = "std")]
-#[allow(dead_code)] // ready::launch, next
 pub(crate) fn recv_datagram(fd: c_int, buf: &mut [u8]) -> SysResult<(usize, bool)> {
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
