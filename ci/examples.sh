@@ -76,6 +76,23 @@ check "the double-forked daemon $dpid is not a session leader" \
     test "$(session_of "$dpid" 2>/dev/null || echo gone)" != "$dpid"
 expect daemon_wait 2 "died before it was ready" -- --double-fork --crash
 
+# --reexec: daemonizing by re-executing itself detached under ready::launch.
+expect daemon_wait 0 "is ready; exiting 0" -- --reexec
+expect daemon_wait 1 "reported that initialisation failed (it exited with status 1)" -- --reexec --fail
+expect daemon_wait 2 "died before it was ready (it was killed by signal 9)" -- --reexec --crash
+expect daemon_wait 0 "is ready; exiting 0" -- --reexec --pid-file "$tmp/rx.pid" --serve 2
+rx=$(cat "$tmp/rx.pid" 2>/dev/null || echo none)
+expect daemon_wait 4 "another instance (pid $rx) holds the pid file" -- --reexec --pid-file "$tmp/rx.pid"
+expect daemon_wait 64 "exclude each other" -- --reexec --double-fork
+
+# The launch example: a readiness-aware launcher that notices death.
+expect launch 0 "is ready; exiting 0" -- -- /bin/sh -c 'printf "\001" >"/dev/fd/$TOKENPIPE_READY_FD"'
+expect launch 1 "reported failure: " -- -- /bin/sh -c 'printf "\000\005\000\000\000" >"/dev/fd/$TOKENPIPE_READY_FD"; sleep 0.2'
+expect launch 2 "sh exited with status 3 before it was ready; exiting 2" -- -- /bin/sh -c 'exit 3'
+expect launch 3 "no report within 500ms; killed it (it was killed by signal 9); exiting 3" -- --timeout 0.5 -- sleep 5
+expect launch 64 "usage:" -- --bogus
+expect launch 64 "usage:" -- --timeout soon -- true
+
 # Launchers with stdin and stdout closed behave the same (their one line
 # goes nowhere, so the exit code speaks).
 for args in "" "--fail" "--crash" "--double-fork"; do

@@ -2,7 +2,7 @@
 //! `bitcoin_tokenpipe::daemon::fork_daemon`:
 //!
 //! ```text
-//! daemon_wait [--fail | --crash] [--pid-file PATH] [--double-fork] [--serve SECS]
+//! daemon_wait [--fail | --crash] [--pid-file PATH] [--double-fork] [--serve SECS] [--reexec]
 //!
 //! cargo run --example daemon_wait                        # comes up:            exit 0
 //! cargo run --example daemon_wait -- --fail              # reports failure:     exit 1
@@ -29,6 +29,13 @@
 //!
 //! It behaves the same when started with stdin and stdout closed
 //! (`<&- >&-`): the crate keeps its pipe above fd 2.
+//!
+//! `--reexec` daemonizes without forking in-process: the launcher starts a
+//! copy of itself, detached, with `ready::launch` (so it would be safe even
+//! with threads or an async runtime running), the copy finds its
+//! `Notifier` with `from_env` and takes the pid file itself, and the
+//! launcher exits with the same codes. Prefer it over `fork_daemon` in any
+//! program that has started a thread.
 
 #[cfg(unix)]
 fn main() {
@@ -44,11 +51,14 @@ fn main() {
         Err(why) => {
             eprintln!(
                 "usage: daemon_wait [--fail | --crash] [--pid-file PATH] [--double-fork] \
-                 [--serve SECS]  ({why})"
+                 [--serve SECS] [--reexec]  ({why})"
             );
             exit(64);
         }
     };
+    if args.reexec {
+        reexec_main(&args);
+    }
     let mut options = DaemonOptions::new().double_fork(args.double_fork);
     if let Some(path) = &args.pid_file {
         options = options.pid_file(path);
@@ -58,7 +68,12 @@ fn main() {
     // child is a complete copy of the only thread there is.
     let mut daemon = match unsafe { fork_daemon(options) } {
         Ok(Forked::Parent(daemon)) => daemon,
-        Ok(Forked::Child(child)) => daemon_main(child, &args),
+        Ok(Forked::Child(child)) => {
+            let bitcoin_tokenpipe::daemon::DaemonChild {
+                notifier, pid_file, ..
+            } = child;
+            daemon_main(notifier, pid_file, &args)
+        }
         Err(Error::AlreadyRunning(pid)) => {
             let path = args.pid_file.as_deref().map(|p| p.to_string_lossy());
             println!(
@@ -125,6 +140,7 @@ fn main() {
 #[cfg(unix)]
 struct Args {
     mode: Mode,
+    reexec: bool,
     pid_file: Option<std::ffi::CString>,
     double_fork: bool,
     serve: std::time::Duration,
@@ -143,6 +159,7 @@ impl Args {
     fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         let mut parsed = Args {
             mode: Mode::ComeUp,
+            reexec: false,
             pid_file: None,
             double_fork: false,
             serve: std::time::Duration::from_secs(1),
@@ -155,6 +172,7 @@ impl Args {
                 "--fail" => parsed.mode = Mode::Fail,
                 "--crash" => parsed.mode = Mode::Crash,
                 "--double-fork" => parsed.double_fork = true,
+                "--reexec" => parsed.reexec = true,
                 "--pid-file" => {
                     let path = args.next().ok_or("--pid-file needs a PATH")?;
                     let path = std::ffi::CString::new(path)
@@ -172,20 +190,25 @@ impl Args {
                 other => return Err(format!("unknown argument {other:?}")),
             }
         }
+        if parsed.reexec && parsed.double_fork {
+            return Err("--reexec and --double-fork exclude each other".into());
+        }
         Ok(parsed)
     }
 }
 
-/// The daemon side, after `fork_daemon` has detached it. Its stdout is
-/// `/dev/null` now, so it has nothing to print to. Never returns.
+/// The daemon side, after `fork_daemon` (or `launch`) has detached it.
+/// Its stdout is `/dev/null` now, so it has nothing to print to. Never
+/// returns.
 #[cfg(unix)]
-fn daemon_main(child: bitcoin_tokenpipe::daemon::DaemonChild<'_>, args: &Args) -> ! {
+fn daemon_main(
+    notifier: bitcoin_tokenpipe::ready::Notifier,
+    pid_file: Option<bitcoin_tokenpipe::daemon::PidFile<'_>>,
+    args: &Args,
+) -> ! {
     use std::process::exit;
     use std::time::Duration;
 
-    let bitcoin_tokenpipe::daemon::DaemonChild {
-        notifier, pid_file, ..
-    } = child;
     // "Initialisation": a real daemon loads its state here.
     std::thread::sleep(Duration::from_millis(200));
     match args.mode {
@@ -209,6 +232,94 @@ fn daemon_main(child: bitcoin_tokenpipe::daemon::DaemonChild<'_>, args: &Args) -
             unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
             drop(notifier);
             exit(3)
+        }
+    }
+}
+
+/// `--reexec`: in the launcher, start a detached copy of this program and
+/// wait for its report; in that copy (it was given a readiness channel),
+/// be the daemon. Never returns.
+#[cfg(unix)]
+fn reexec_main(args: &Args) -> ! {
+    use bitcoin_tokenpipe::Error;
+    use bitcoin_tokenpipe::daemon::PidFile;
+    use bitcoin_tokenpipe::ready::{LaunchError, LaunchOptions, Notifier, launch};
+    use std::process::exit;
+    use std::time::Duration;
+
+    /// The copy's exit status when another instance holds the pid file;
+    /// the launcher then reads the holder's pid from the file.
+    const PID_FILE_HELD: i32 = 4;
+
+    // SAFETY: first thing in main: no thread reads the environment, and
+    // the handed fd belongs to nobody else.
+    match unsafe { Notifier::from_env() } {
+        Ok(Some(notifier)) => {
+            let pid_file = match args.pid_file.as_deref().map(PidFile::lock) {
+                None => None,
+                Some(Ok(file)) => Some(file),
+                Some(Err(Error::AlreadyRunning(_))) => exit(PID_FILE_HELD),
+                Some(Err(e)) => {
+                    let _ = notifier.failed(e.errno().map_or(libc::EIO, |e| e.raw()));
+                    exit(1);
+                }
+            };
+            daemon_main(notifier, pid_file, args);
+        }
+        Ok(None) => {}
+        Err(e) => {
+            println!("daemon_wait: a readiness channel was set but is unusable: {e}; exiting 1");
+            exit(1);
+        }
+    }
+    // The launcher: this very program again, with the same arguments.
+    let exe = std::env::current_exe().unwrap_or_else(|e| {
+        println!("launcher: cannot find this program to re-execute it: {e}; exiting 1");
+        exit(1)
+    });
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(std::env::args_os().skip(1));
+    let options = LaunchOptions::new()
+        .detach(true)
+        .timeout(Duration::from_secs(30));
+    match launch(&mut cmd, options) {
+        Ok(daemon) => {
+            let pid = daemon.pid();
+            println!("launcher: daemon {pid} is ready; exiting 0 and leaving it running");
+            exit(0);
+        }
+        Err(LaunchError::Failed { mut child, .. }) => {
+            let how = how_it_ended(child.wait());
+            println!(
+                "launcher: daemon {} reported that initialisation failed ({how}); exiting 1",
+                child.pid()
+            );
+            exit(1);
+        }
+        Err(LaunchError::Exited { exit: how, .. }) if how.code() == Some(PID_FILE_HELD) => {
+            let path = args
+                .pid_file
+                .as_deref()
+                .map(|p| p.to_string_lossy().into_owned());
+            let path = path.unwrap_or_default();
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            println!(
+                "launcher: another instance (pid {}) holds the pid file {path}; exiting 4",
+                holder.trim()
+            );
+            exit(4);
+        }
+        Err(LaunchError::Exited { exit: how, .. }) => {
+            println!("launcher: the daemon died before it was ready (it {how}); exiting 2");
+            exit(2);
+        }
+        Err(e @ LaunchError::TimedOut { .. }) => {
+            println!("launcher: the daemon did not report: {e}; exiting 3");
+            exit(3);
+        }
+        Err(e) => {
+            println!("launcher: could not start the daemon: {e}; exiting 1");
+            exit(1);
         }
     }
 }

@@ -985,6 +985,40 @@ impl<'a> PidFile<'a> {
         Ok(file)
     }
 
+    /// Takes the pid file at `path` for this process, as
+    /// [`DaemonOptions::pid_file`] does for a forked daemon: for a daemon
+    /// that did not fork (one a launcher started, or that re-executed
+    /// itself with [`ready::launch`](crate::ready)). Open without
+    /// truncating, lock, then truncate and write this process's pid.
+    /// Async-signal-safe and allocation-free.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyRunning`] with the pid that holds the lock (the file
+    /// is left as it is); [`Error::SetupFailed`] with
+    /// [`SetupStep::PidFile`] and the errno if it cannot be opened, locked
+    /// or written.
+    ///
+    /// ```
+    /// use bitcoin_tokenpipe::daemon::PidFile;
+    ///
+    /// let path = std::env::temp_dir().join(format!("tokenpipe-lock-{}.pid", std::process::id()));
+    /// let c_path = std::ffi::CString::new(path.to_str().unwrap())?;
+    /// let file = PidFile::lock(&c_path)?;
+    /// assert_eq!(std::fs::read_to_string(&path)?, format!("{}\n", std::process::id()));
+    /// file.remove()?;
+    /// assert!(!path.exists());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn lock(path: &'a CStr) -> Result<PidFile<'a>> {
+        PidFile::lock_and_write(path).map_err(|e| match e {
+            PidFileError::Held(pid) => Error::AlreadyRunning(pid),
+            PidFileError::Os(errno) => Error::SetupFailed {
+                step: SetupStep::PidFile,
+                errno,
+            },
+        })
+    }
+
     /// The path it was created at, as given in the options.
     #[must_use]
     pub fn path(&self) -> &'a CStr {

@@ -1,0 +1,115 @@
+//! A readiness-aware launcher, like `start-stop-daemon --notify-await`, that
+//! also notices when the program dies:
+//!
+//! ```text
+//! launch [--timeout SECS] [--detach] -- PROGRAM [ARGS...]
+//!
+//! cargo run --example launch -- systemd-notify --ready           # exit 0
+//! cargo run --example launch -- target/debug/examples/ready_daemon --crash   # exit 2, at once
+//! ```
+//!
+//! It starts PROGRAM with every readiness channel on offer (this crate's
+//! token pipe in `TOKENPIPE_READY_FD`, a private systemd `NOTIFY_SOCKET`;
+//! an s6-style program can be told `--notify-fd $TOKENPIPE_READY_FD`),
+//! waits for a verdict, prints one line saying what happened and exits:
+//!
+//! | exit | meaning |
+//! |---|---|
+//! | 0 | PROGRAM is ready; it keeps running |
+//! | 1 | PROGRAM reported failure (the errno or status text is printed) |
+//! | 2 | PROGRAM exited first (its exit status or signal is printed) |
+//! | 3 | no report in time (default 30 s); PROGRAM was killed |
+//! | 64 | usage error; 71 PROGRAM could not be started |
+//!
+//! `--detach` starts PROGRAM in a new session with stdio on `/dev/null`;
+//! on timeout its whole process group is killed.
+
+#[cfg(unix)]
+fn main() {
+    use bitcoin_tokenpipe::Errno;
+    use bitcoin_tokenpipe::ready::{LaunchError, LaunchOptions, launch};
+    use std::process::exit;
+    use std::time::Duration;
+
+    let usage = |why: &str| -> ! {
+        eprintln!("usage: launch [--timeout SECS] [--detach] -- PROGRAM [ARGS...]  ({why})");
+        exit(64);
+    };
+    let mut args = std::env::args_os().skip(1);
+    let mut options = LaunchOptions::new();
+    loop {
+        match args.next() {
+            None => usage("no PROGRAM"),
+            Some(a) if a == "--" => break,
+            Some(a) if a == "--detach" => options = options.detach(true),
+            Some(a) if a == "--timeout" => {
+                let secs = args.next().unwrap_or_else(|| usage("--timeout needs SECS"));
+                let timeout = secs
+                    .to_str()
+                    .and_then(|s| s.parse::<f64>().ok())
+                    .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                    .unwrap_or_else(|| usage(&format!("--timeout takes seconds, not {secs:?}")));
+                options = options.timeout(timeout);
+            }
+            Some(other) => usage(&format!("unknown argument {other:?}")),
+        }
+    }
+    let Some(program) = args.next() else {
+        usage("no PROGRAM after --");
+    };
+    let name = program.to_string_lossy().into_owned();
+    let mut cmd = std::process::Command::new(&program);
+    cmd.args(args);
+
+    let status_suffix = |status: &Option<String>| match status {
+        Some(text) => format!(" (status: {text:?})"),
+        None => String::new(),
+    };
+    match launch(&mut cmd, options) {
+        Ok(child) => {
+            println!(
+                "launch: {name} (pid {}) is ready{}; exiting 0 and leaving it running",
+                child.pid(),
+                status_suffix(&child.status_text().map(str::to_owned))
+            );
+            exit(0);
+        }
+        Err(LaunchError::Failed {
+            child,
+            errno,
+            status,
+        }) => {
+            let why = match errno {
+                Some(e) => format!(": {}", Errno::from_raw(e)),
+                None => String::from(" (it closed its readiness channel without a word)"),
+            };
+            println!(
+                "launch: {name} (pid {}) reported failure{why}{}; exiting 1",
+                child.pid(),
+                status_suffix(&status)
+            );
+            exit(1);
+        }
+        Err(LaunchError::Exited { exit: how, status }) => {
+            println!(
+                "launch: {name} {how} before it was ready{}; exiting 2",
+                status_suffix(&status)
+            );
+            exit(2);
+        }
+        Err(e @ LaunchError::TimedOut { .. }) => {
+            println!("launch: {name}: {e}; exiting 3");
+            exit(3);
+        }
+        Err(e) => {
+            println!("launch: {name}: {e}; exiting 71");
+            exit(71);
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn main() {
+    eprintln!("launch runs on Unix only");
+    std::process::exit(1);
+}
