@@ -122,24 +122,6 @@ impl TokenPipeEnd {
         TokenPipeEnd { fd: tag(fd) }
     }
 
-    /// The stored value when it is a plain open fd (`>= 0`); negative for
-    /// a closed end or (Apple, NetBSD) a tagged one. For [`TokenPipe`]'s
-    /// one-test close of both ends.
-    ///
-    /// [`TokenPipe`]: crate::TokenPipe
-    #[inline]
-    pub(crate) const fn untagged_fd(&self) -> c_int {
-        self.fd
-    }
-
-    /// Takes the stored value out, leaving the end closed without closing
-    /// anything: the caller closes it. Only for an end whose
-    /// [`untagged_fd`](Self::untagged_fd) is a plain fd.
-    #[inline]
-    pub(crate) fn forget_fd(&mut self) -> c_int {
-        core::mem::replace(&mut self.fd, CLOSED)
-    }
-
     /// Whether the crate set `F_SETNOSIGPIPE` on this end's open pipe
     /// (Apple, NetBSD): `token_write_nosignal` then needs no `fcntl`.
     #[cfg(any(target_vendor = "apple", target_os = "netbsd"))]

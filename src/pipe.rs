@@ -154,19 +154,8 @@ impl TokenPipe {
     #[inline]
     #[doc(alias = "Close")]
     pub fn close(&mut self) {
-        // Both ends open (the usual case): one test of both sign bits at
-        // once, so make + close costs raw libc + 2 instructions, not + 4.
-        // (The two fds side by side as one u64; the compiler loads them in
-        // one go and keeps the mask out of any loop.)
-        let both = u64::from(self.read.untagged_fd() as u32)
-            | u64::from(self.write.untagged_fd() as u32) << 32;
-        if both & 0x8000_0000_8000_0000 == 0 {
-            sys::close(self.read.forget_fd());
-            sys::close(self.write.forget_fd());
-        } else {
-            self.read.close();
-            self.write.close();
-        }
+        self.read.close();
+        self.write.close();
     }
 
     /// Closes the ends this pipe held, then takes both of `other`'s,
@@ -202,19 +191,7 @@ impl TokenPipe {
     /// ```
     #[must_use = "dropping the ends closes them"]
     #[inline]
-    pub fn split(mut self) -> (TokenPipeEnd, TokenPipeEnd) {
-        // Moved out, leaving closed ends for this pipe's Drop to skip.
-        (
-            core::mem::take(&mut self.read),
-            core::mem::take(&mut self.write),
-        )
-    }
-}
-
-impl Drop for TokenPipe {
-    /// Closes the ends still held; see [`close`](TokenPipe::close).
-    #[inline]
-    fn drop(&mut self) {
-        self.close();
+    pub fn split(self) -> (TokenPipeEnd, TokenPipeEnd) {
+        (self.read, self.write)
     }
 }

@@ -23,12 +23,6 @@ pub trait Pipe {
     fn write(w: &Self::Writer, token: u8);
     /// Reads one token; panics on any error.
     fn read(r: &Self::Reader) -> u8;
-    /// Makes a pipe and closes it again, as a user of this kind of pipe
-    /// would: by default both ends are dropped.
-    #[inline]
-    fn make_close() {
-        std::hint::black_box(Self::make());
-    }
 }
 
 /// Raw `libc::pipe2`, `write`, `read` and `close` on a bare fd: the floor.
@@ -86,15 +80,6 @@ impl Pipe for ThisCrate {
     #[inline]
     fn make() -> (Self::Reader, Self::Writer) {
         bitcoin_tokenpipe::TokenPipe::make().unwrap().split()
-    }
-
-    /// The original's `Make()` then `Close()`: the pipe closes both ends
-    /// it holds. (Split ends dropped one by one cost two instructions
-    /// more, one closed-end check each; `ci/instructions.sh` reports both.)
-    #[inline]
-    fn make_close() {
-        let pipe = bitcoin_tokenpipe::TokenPipe::make().unwrap();
-        drop(std::hint::black_box(pipe)); // Drop is close()
     }
 
     #[inline]

@@ -184,7 +184,7 @@ pub(crate) fn kill(pid: libc::pid_t, sig: c_int) -> SysResult<()> {
 /// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/nanosleep.html)
 pub(crate) fn sleep_ms(ms: u32) {
     let pause = libc::timespec {
-        tv_sec: (ms / 1000) as libc::time_t,
+        tv_sec: (ms / 1000) as _,
         tv_nsec: ((ms % 1000) * 1_000_000) as _,
     };
     // SAFETY: `pause` is a valid timespec; a null remainder is allowed.

@@ -1,11 +1,10 @@
 //! The loop that `ci/instructions.sh` counts with callgrind.
 //!
-//! `tokenpipe-instructions <impl> <iterations> [roundtrip|make_close|make_drop_ends]`, impl
+//! `tokenpipe-instructions <impl> <iterations> [roundtrip|make_close]`, impl
 //! one of `libc`, `crate`, `rustix`, `nix`, `std`, `os_pipe`: `roundtrip`
 //! (the default) makes one pipe, then writes one token and reads it back
-//! `iterations` times; `make_close` makes a pipe and closes it (for this
-//! crate `TokenPipe::close`, the original's `Close()`), and `make_drop_ends`
-//! drops the two split ends one by one, `iterations` times. Counted at two iteration counts,
+//! `iterations` times; `make_close` makes a pipe and closes both ends
+//! `iterations` times. Counted at two iteration counts,
 //! the difference divided by the difference of iterations is the exact
 //! user-space cost of one round trip: start-up, pipe creation and exit
 //! cancel out.
@@ -31,17 +30,8 @@ fn run<P: Pipe>(iterations: u64) {
     println!("{}", P::NAME);
 }
 
-/// The make-and-close loop: a pipe made and closed again, the way a user
-/// of each would (for this crate, the original's `Make()` then `Close()`).
+/// The make-and-close loop: a pipe made and both ends dropped (closed).
 fn make_close<P: Pipe>(iterations: u64) {
-    for _ in 0..iterations {
-        P::make_close();
-    }
-    println!("{}", P::NAME);
-}
-
-/// Split ends dropped one by one: each end checks for a closed fd itself.
-fn make_drop_ends<P: Pipe>(iterations: u64) {
     for _ in 0..iterations {
         black_box(P::make());
     }
@@ -50,50 +40,14 @@ fn make_drop_ends<P: Pipe>(iterations: u64) {
 
 type Run = fn(u64);
 
-/// Each implementation's name and its three loops.
-const IMPLS: [(&str, [Run; 3]); 6] = [
-    (
-        "libc",
-        [run::<Libc>, make_close::<Libc>, make_drop_ends::<Libc>],
-    ),
-    (
-        "crate",
-        [
-            run::<ThisCrate>,
-            make_close::<ThisCrate>,
-            make_drop_ends::<ThisCrate>,
-        ],
-    ),
-    (
-        "rustix",
-        [
-            run::<Rustix>,
-            make_close::<Rustix>,
-            make_drop_ends::<Rustix>,
-        ],
-    ),
-    (
-        "nix",
-        [run::<Nix>, make_close::<Nix>, make_drop_ends::<Nix>],
-    ),
-    (
-        "std",
-        [
-            run::<StdPipe>,
-            make_close::<StdPipe>,
-            make_drop_ends::<StdPipe>,
-        ],
-    ),
-    (
-        "os_pipe",
-        [
-            run::<OsPipe>,
-            make_close::<OsPipe>,
-            make_drop_ends::<OsPipe>,
-        ],
-    ),
+const IMPLS: [(&str, Run, Run); 6] = [
+    ("libc", run::<Libc>, make_close::<Libc>),
+    ("crate", run::<ThisCrate>, make_close::<ThisCrate>),
+    ("rustix", run::<Rustix>, make_close::<Rustix>),
+    ("nix", run::<Nix>, make_close::<Nix>),
+    ("std", run::<StdPipe>, make_close::<StdPipe>),
+    ("os_pipe", run::<OsPipe>, make_close::<OsPipe>),
 ];
-const OPS: [&str; 3] = ["roundtrip", "make_close", "make_drop_ends"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -102,21 +56,23 @@ fn main() -> ExitCode {
         [n, i, op] => (n, i, op.as_str()),
         _ => return usage(),
     };
-    let found = IMPLS.iter().find(|(n, _)| n == name);
-    let op = OPS.iter().position(|o| *o == op);
-    let (Some((_, loops)), Some(op), Ok(iterations)) = (found, op, iterations.parse()) else {
+    let found = IMPLS.iter().find(|(n, _, _)| n == name);
+    let (Some(&(_, roundtrip, make_close)), Ok(iterations)) = (found, iterations.parse()) else {
         return usage();
     };
-    loops[op](iterations);
+    match op {
+        "roundtrip" => roundtrip(iterations),
+        "make_close" => make_close(iterations),
+        _ => return usage(),
+    }
     ExitCode::SUCCESS
 }
 
 fn usage() -> ExitCode {
-    let names: Vec<&str> = IMPLS.iter().map(|(n, _)| *n).collect();
+    let names: Vec<&str> = IMPLS.iter().map(|(n, _, _)| *n).collect();
     eprintln!(
-        "usage: tokenpipe-instructions <{}> <iterations> [{}]",
-        names.join("|"),
-        OPS.join("|")
+        "usage: tokenpipe-instructions <{}> <iterations> [roundtrip|make_close]",
+        names.join("|")
     );
     ExitCode::from(2)
 }
