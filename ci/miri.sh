@@ -30,6 +30,7 @@ not_run=(
     "daemon_module_handshake: fork"
     "daemon_process_control: fork, signals, file locks"
     "daemon_fault_injection: fork, rlimits, /proc/self/fd"
+    "launch_waits_for_ready_or_death: exec, sockets, poll"
     "sigpipe_free_writes: fork, signal masks"
     "timeouts_survive_signal_storms: poll, signals"
     "reliability_under_load: signals, fork, poll"
