@@ -392,6 +392,12 @@ impl NotifySocket {
             (unix, dir)
         };
         let fd = TokenPipeEnd::from_owned(sys::unix_datagram_socket().map_err(Error::Os)?);
+        // Abstract names are listed in /proc/net/unix for anyone to see and
+        // have no permissions: have the kernel name each sender, so only
+        // this user's (or root's) processes are heard. Off Linux the socket
+        // sits in a directory only this user can enter.
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        sys::pass_credentials(fd.as_raw_fd()).map_err(Error::Os)?;
         sys::bind(fd.as_raw_fd(), &unix).map_err(Error::Os)?;
         Ok(NotifySocket {
             fd,
@@ -525,9 +531,13 @@ impl Waiter {
     /// without blocking; returns the first verdict.
     fn take_reports(&mut self, deadline: &mut Instant) -> Option<Verdict> {
         let mut buf = [0u8; 4096];
-        while let Ok((n, _)) = sys::recv_datagram(self.socket.fd.as_raw_fd(), &mut buf) {
+        let me = sys::getuid();
+        while let Ok(got) = sys::recv_datagram(self.socket.fd.as_raw_fd(), &mut buf) {
+            if got.sender_uid.is_some_and(|uid| uid != me && uid != 0) {
+                continue; // another user's process: not ours to hear
+            }
             self.heard_on_socket = true;
-            if let Some(verdict) = self.datagram(&buf[..n], deadline) {
+            if let Some(verdict) = self.datagram(&buf[..got.len], deadline) {
                 return Some(verdict);
             }
         }
@@ -603,9 +613,8 @@ impl Waiter {
         let until = Instant::now() + BARRIER_LINGER;
         let mut buf = [0u8; 4096];
         loop {
-            while let Ok((_, carried_fd)) = sys::recv_datagram(self.socket.fd.as_raw_fd(), &mut buf)
-            {
-                if carried_fd {
+            while let Ok(got) = sys::recv_datagram(self.socket.fd.as_raw_fd(), &mut buf) {
+                if got.carried_fds {
                     return;
                 }
             }

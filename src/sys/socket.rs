@@ -199,17 +199,61 @@ pub(crate) fn bind(fd: c_int, addr: &UnixAddr) -> SysResult<()> {
     ret(unsafe { libc::bind(fd, (&raw const addr.addr).cast(), addr.len) })
 }
 
+/// What [`recv_datagram`] learnt besides the bytes.
+#[cfg(feature = "std")]
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Received {
+    /// How many bytes the datagram had (at most the buffer's length).
+    pub(crate) len: usize,
+    /// Whether it carried fds (now closed).
+    pub(crate) carried_fds: bool,
+    /// The sender's uid, where the kernel says (Linux, with `SO_PASSCRED`).
+    pub(crate) sender_uid: Option<u32>,
+}
+
+/// `setsockopt(fd, SOL_SOCKET, SO_PASSCRED, 1)` (Linux)—Has the kernel
+/// attach each sender's pid, uid and gid to the datagrams this socket
+/// receives, so a launcher can ignore strangers.
+///
+/// # References
+/// - [Linux `unix(7)`](https://man7.org/linux/man-pages/man7/unix.7.html)
+#[cfg(all(feature = "std", any(target_os = "linux", target_os = "android")))]
+pub(crate) fn pass_credentials(fd: c_int) -> SysResult<()> {
+    let on: c_int = 1;
+    // SAFETY: `on` is a valid int for the call, and its size is given.
+    ret(unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_PASSCRED,
+            (&raw const on).cast(),
+            core::mem::size_of::<c_int>() as libc::socklen_t,
+        )
+    })
+}
+
+/// `getuid()`—This process's real user id. Cannot fail.
+///
+/// # References
+/// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/getuid.html)
+#[cfg(feature = "std")]
+pub(crate) fn getuid() -> u32 {
+    // SAFETY: getuid takes nothing and touches no memory of ours.
+    unsafe { libc::getuid() }
+}
+
 /// `recvmsg(fd, buf, MSG_DONTWAIT)` with room for passed fds—Receives one
 /// datagram into `buf` without waiting, and closes every fd that came with
-/// it (a sender's `BARRIER=1` waits for exactly that). Returns the bytes
-/// received and whether the datagram carried any fd; `EAGAIN` if there is
-/// none. A datagram longer than `buf` is cut (its end is lost).
+/// it (a sender's `BARRIER=1` waits for exactly that). Returns its length,
+/// whether it carried fds, and the sender's uid where the kernel attached
+/// credentials; `EAGAIN` if there is none. A datagram longer than `buf` is
+/// cut (its end is lost).
 ///
 /// # References
 /// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/recvmsg.html)
 /// - [Linux `unix(7)`](https://man7.org/linux/man-pages/man7/unix.7.html)
 #[cfg(feature = "std")]
-pub(crate) fn recv_datagram(fd: c_int, buf: &mut [u8]) -> SysResult<(usize, bool)> {
+pub(crate) fn recv_datagram(fd: c_int, buf: &mut [u8]) -> SysResult<Received> {
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
@@ -244,8 +288,11 @@ pub(crate) fn recv_datagram(fd: c_int, buf: &mut [u8]) -> SysResult<(usize, bool
     let flags = libc::MSG_DONTWAIT;
     // SAFETY: the iovec and control buffer are valid for writes of their
     // lengths for the call.
-    let got = ret_usize(unsafe { libc::recvmsg(fd, &mut msg, flags) })?;
-    let mut carried = false;
+    let len = ret_usize(unsafe { libc::recvmsg(fd, &mut msg, flags) })?;
+    let mut got = Received {
+        len,
+        ..Received::default()
+    };
     // SAFETY: recvmsg filled `msg`; CMSG_FIRSTHDR/NXTHDR walk only the
     // control bytes it reported, and each SCM_RIGHTS payload is a run of
     // ints (read unaligned, as the macros do not promise alignment).
@@ -257,13 +304,22 @@ pub(crate) fn recv_datagram(fd: c_int, buf: &mut [u8]) -> SysResult<(usize, bool
                 let payload = (*header).cmsg_len as usize - (data as usize - header as usize);
                 for i in 0..payload / core::mem::size_of::<c_int>() {
                     close(data.cast::<c_int>().add(i).read_unaligned());
-                    carried = true;
+                    got.carried_fds = true;
                 }
+            }
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            if (*header).cmsg_level == libc::SOL_SOCKET
+                && (*header).cmsg_type == libc::SCM_CREDENTIALS
+            {
+                let cred = libc::CMSG_DATA(header)
+                    .cast::<libc::ucred>()
+                    .read_unaligned();
+                got.sender_uid = Some(cred.uid);
             }
             header = libc::CMSG_NXTHDR(&msg, header);
         }
     }
-    Ok((got, carried))
+    Ok(got)
 }
 
 /// A vsock address (Linux): context id, port and socket type.
