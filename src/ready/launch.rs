@@ -261,9 +261,10 @@ impl std::error::Error for LaunchError {
 /// [`READY_FD_ENV`](super::READY_FD_ENV) (a program using
 /// [`Notifier::from_env`](super::Notifier::from_env) takes it; an
 /// s6-style program can be told the number, and its newline counts as
-/// ready), and a private systemd notify socket in `NOTIFY_SOCKET` (in
-/// Linux's abstract namespace; elsewhere a socket in a fresh private
-/// directory, removed afterwards). It starts the program with
+/// ready), and a private systemd notify socket in `NOTIFY_SOCKET`: a path
+/// in a fresh directory only this user may enter, removed afterwards (not
+/// a Linux abstract name, which any local user could send to and which
+/// some senders, such as the `sd-notify` crate 0.5, cannot reach). It starts the program with
 /// `Command::spawn`, so it is safe in a process with threads or an async
 /// runtime, where forking to run Rust code in the child is not.
 ///
@@ -352,12 +353,11 @@ pub fn launch(cmd: &mut Command, options: LaunchOptions) -> Result<ReadyChild, L
     .run()
 }
 
-/// This launch's private notify socket; removed (with its directory, off
-/// Linux) when dropped.
+/// This launch's private notify socket; removed with its directory when
+/// dropped.
 struct NotifySocket {
     fd: TokenPipeEnd,
     addr: NotifyAddr,
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
     dir: std::path::PathBuf,
 }
 
@@ -366,49 +366,51 @@ static LAUNCHES: AtomicU32 = AtomicU32::new(0);
 
 impl NotifySocket {
     fn bind() -> Result<NotifySocket, Error> {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::DirBuilderExt;
+
         let n = LAUNCHES.fetch_add(1, Ordering::Relaxed);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        let name = format!(
-            "bitcoin-tokenpipe/launch/{}/{n}/{nanos}",
+        let os_error =
+            |e: io::Error| Error::Os(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)));
+        // A path in a directory only this user may enter, rather than a
+        // Linux abstract name: abstract names have no permissions, and some
+        // senders (the sd-notify crate 0.5) connect to paths only.
+        let dir = std::env::temp_dir().join(format!(
+            "bitcoin-tokenpipe-launch-{}-{n}-{nanos}",
             std::process::id()
-        );
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        let unix = UnixAddr::new(name.as_bytes(), true).ok_or(Error::Os(Errno::EINVAL))?;
-        #[cfg(not(any(target_os = "linux", target_os = "android")))]
-        let (unix, dir) = {
-            use std::os::unix::fs::DirBuilderExt;
-            let dir = std::env::temp_dir().join(name.replace('/', "-"));
-            std::fs::DirBuilder::new()
-                .mode(0o700)
-                .create(&dir)
-                .map_err(|e| Error::Os(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
-            let path = dir.join("notify");
-            use std::os::unix::ffi::OsStrExt;
-            let unix = UnixAddr::new(path.as_os_str().as_bytes(), false)
-                .ok_or(Error::Os(Errno::from_raw(libc::ENAMETOOLONG)))?;
-            (unix, dir)
-        };
-        let fd = TokenPipeEnd::from_owned(sys::unix_datagram_socket().map_err(Error::Os)?);
-        // Abstract names are listed in /proc/net/unix for anyone to see and
-        // have no permissions: have the kernel name each sender, so only
-        // this user's (or root's) processes are heard. Off Linux the socket
-        // sits in a directory only this user can enter.
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        sys::pass_credentials(fd.as_raw_fd()).map_err(Error::Os)?;
-        sys::bind(fd.as_raw_fd(), &unix).map_err(Error::Os)?;
-        Ok(NotifySocket {
-            fd,
-            addr: NotifyAddr::from_unix(unix),
-            #[cfg(not(any(target_os = "linux", target_os = "android")))]
-            dir,
-        })
+        ));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(os_error)?;
+        let path = dir.join("notify");
+        let unix = UnixAddr::new(path.as_os_str().as_bytes(), false);
+        let socket = unix
+            .ok_or(Error::Os(Errno::from_raw(libc::ENAMETOOLONG)))
+            .and_then(|unix| {
+                let fd = TokenPipeEnd::from_owned(sys::unix_datagram_socket().map_err(Error::Os)?);
+                // Belt and braces on Linux: the kernel names each sender,
+                // and only this user's (or root's) processes are heard.
+                #[cfg(any(target_os = "linux", target_os = "android"))]
+                sys::pass_credentials(fd.as_raw_fd()).map_err(Error::Os)?;
+                sys::bind(fd.as_raw_fd(), &unix).map_err(Error::Os)?;
+                Ok(NotifySocket {
+                    fd,
+                    addr: NotifyAddr::from_unix(unix),
+                    dir: dir.clone(),
+                })
+            });
+        if socket.is_err() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        socket
     }
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
 impl Drop for NotifySocket {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -632,7 +634,8 @@ impl Waiter {
         }
     }
 
-    /// Whether the program ends within `limit` (it has closed its end).
+    /// Whether the program ends within `limit` (it has closed its end):
+    /// on its pidfd where there is one, the moment it can be reaped.
     fn exited_within(&mut self, limit: Duration) -> Option<ChildExit> {
         let start = Instant::now();
         loop {
@@ -640,10 +643,23 @@ impl Waiter {
                 self.exited = Some(exit);
                 return Some(exit);
             }
-            if start.elapsed() >= limit {
+            let waited = start.elapsed();
+            if waited >= limit {
                 return None;
             }
-            std::thread::sleep(Duration::from_millis(1));
+            match self.process.pidfd() {
+                Some(fd) => {
+                    let mut pidfd = [libc::pollfd {
+                        fd,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    }];
+                    let ms =
+                        c_int::try_from((limit - waited).as_millis() + 1).unwrap_or(c_int::MAX);
+                    let _ = sys::poll_many(&mut pidfd, ms);
+                }
+                None => std::thread::sleep(Duration::from_millis(1)),
+            }
         }
     }
 
