@@ -408,7 +408,9 @@ fn a_daemon_can_hand_its_report_to_a_program_it_execs() {
     assert_eq!(d.wait(), Ok(ChildExit::Exited(0)));
     // into_end: the raw end, for a program that takes it some other way.
     let mut d = daemon(options, |d| {
-        let end = d.notifier.into_end();
+        let Some(end) = d.notifier.into_end() else {
+            return 2;
+        };
         if end.token_write(1).is_ok() { 0 } else { 1 }
     })
     .unwrap();
