@@ -243,14 +243,19 @@ fn an_abstract_notify_socket_gets_the_same_lines() {
 }
 
 #[test]
-fn status_with_a_newline_is_einval_and_sends_nothing() {
+fn status_with_a_line_break_or_a_nul_is_einval_and_sends_nothing() {
     let _turn = turn();
     let receiver = Receiver::bind_path();
     let notifier = receiver.notifier();
-    assert_eq!(
-        notifier.status("one\nREADY=1"),
-        Err(Error::Os(Errno::EINVAL))
-    );
+    // systemd reads both \n and \r as the end of a KEY=VALUE line, so
+    // either would forge a READY=1; it drops a message with a NUL whole.
+    for forged in ["one\nREADY=1", "one\rREADY=1", "one\0two"] {
+        assert_eq!(
+            notifier.status(forged),
+            Err(Error::Os(Errno::EINVAL)),
+            "{forged:?}"
+        );
+    }
     // The next datagram is the one sent after: nothing went out before it.
     notifier.status("after").unwrap();
     assert_eq!(receiver.recv(), "STATUS=after");
