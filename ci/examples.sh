@@ -127,4 +127,22 @@ expect supervise 2 "died before it was ready (exit status: 9)" -- die
 expect supervise 3 "timed out after 300 ms; killed it" -- hang --timeout-ms 300
 expect supervise 64 "usage:" -- --bogus
 
+# ready_daemon's contract without a launcher (ci/launchers.sh runs it under
+# real ones): it says it has no channel and behaves the same; 0 ready, 1
+# failed, 3 crashed, 64 usage, 1 for a channel it cannot use.
+unset NOTIFY_SOCKET TOKENPIPE_READY_FD
+expect ready_daemon 0 "no readiness channel" -- --serve 0.1
+expect ready_daemon 0 "ready; serving for 100ms" -- --serve 0.1
+expect ready_daemon 1 "initialisation failed (EIO); exiting 1" -- --fail
+expect ready_daemon 3 "no readiness channel" -- --crash
+expect ready_daemon 64 "usage: ready_daemon [--fail | --crash] [--notify-fd N] [--serve SECS]" -- --bogus
+expect ready_daemon 64 "exclude each other" -- --crash --fail
+expect ready_daemon 64 "--serve takes seconds" -- --serve soon
+expect ready_daemon 64 "--notify-fd takes an fd number" -- --notify-fd -1
+expect ready_daemon 1 "fd 999 is not open" -- --notify-fd 999
+code=0
+NOTIFY_SOCKET=relative/path timeout 60 "$bin/ready_daemon" >"$tmp/rd.out" 2>&1 || code=$?
+check "ready_daemon with NOTIFY_SOCKET=relative/path -> exit $code (want 1): $(cat "$tmp/rd.out")" \
+    test "$code" -eq 1
+
 exit $fail

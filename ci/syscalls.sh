@@ -3,8 +3,11 @@
 # `strace -f` and checks the exact syscalls each call made, between the
 # probe's markers (`write(-1, "@phase NAME", len)`): `make` = one pipe2,
 # `token_write` = one write, `token_read` = one read, `close` = one close,
-# `set_nonblocking` = one ioctl(FIONBIO), a closed end = none, and the extras as the README lists them. Any extra,
-# missing or different call fails, with a diff of expected against traced.
+# `set_nonblocking` = one ioctl(FIONBIO), a closed end = none, and the extras as the README lists them;
+# readiness: `ready()` over NOTIFY_SOCKET = socket, sendmsg, close, over the
+# token pipe = one write and one close inside token_write_nosignal's SIGPIPE
+# guard, and finding NOTIFY_SOCKET = none. Any extra, missing or different
+# call fails, with a diff of expected against traced.
 #
 # Usage: ci/syscalls.sh            (Linux; installs strace when missing)
 # Environment: CARGO_TARGET_DIR (default target/); the trace is kept in
@@ -29,10 +32,16 @@ probe="$(cargo build --example syscall_probe --message-format=json-render-diagno
     || die "building the syscall_probe example failed"
 [ -x "$probe" ] || die "could not find the built syscall_probe example"
 
+# The probe binds its notify socket here: a short path (a Unix socket's
+# path is at most 107 bytes), which the expected sendmsg names.
+sockdir="$(mktemp -d "${TMPDIR:-/tmp}/tp-probe.XXXXXX")"
+trap 'rm -rf "$sockdir"' EXIT
+sock="$sockdir/notify"
+
 # -f follows any thread or child; -qq and signal=none keep the log to
 # syscalls; -s 64 shows the markers whole.
 status=0
-strace -f -qq -e signal=none -s 64 -o "$work/strace.log" "$probe" || status=$?
+strace -f -qq -e signal=none -s 64 -o "$work/strace.log" "$probe" "$sock" || status=$?
 [ "$status" -eq 0 ] || die "syscall_probe exited with $status under strace (see $work/strace.log)"
 
 # "phase: syscall(args) = result" for every syscall after a marker, and
@@ -55,8 +64,16 @@ awk '
 fds() { sed -n "s/^$1: pipe2(\\[\\([0-9]*\\), \\([0-9]*\\)\\], O_CLOEXEC) = 0\$/\\1 \\2/p" "$work/traced.txt"; }
 read -r R W < <(fds make)
 read -r OR OW < <(fds orphan)
-R="${R:-R}" W="${W:-W}" OR="${OR:-OR}" OW="${OW:-OW}"
-sed -e "s/{R}/$R/g" -e "s/{W}/$W/g" -e "s/{OR}/$OR/g" -e "s/{OW}/$OW/g" >"$work/expected.txt" <<'EOF'
+# The token pipe handed to the notifier was made before the first marker;
+# the probe noted its write end. The notify socket's sender is traced.
+RW="$(sed -n 's/^[0-9]* *write(-1, "@note ready_writer=\([0-9]*\)", [0-9]*) .*/\1/p' "$work/strace.log")"
+S="$(sed -n 's/^ready_notify_socket: socket(AF_UNIX, SOCK_DGRAM|SOCK_CLOEXEC, 0) = \([0-9]*\)$/\1/p' "$work/traced.txt")"
+R="${R:-R}" W="${W:-W}" OR="${OR:-OR}" OW="${OW:-OW}" RW="${RW:-RW}" S="${S:-S}"
+# sockaddr_un's length: the family (2 bytes), the path and its NUL.
+SOCKLEN=$((2 + ${#sock} + 1))
+sed -e "s/{R}/$R/g" -e "s/{W}/$W/g" -e "s/{OR}/$OR/g" -e "s/{OW}/$OW/g" \
+    -e "s/{RW}/$RW/g" -e "s/{S}/$S/g" -e "s|{SOCK}|$sock|g" -e "s/{SOCKLEN}/$SOCKLEN/g" \
+    >"$work/expected.txt" <<'EOF'
 make: pipe2([{R}, {W}], O_CLOEXEC) = 0
 split: (none)
 token_write: write({W}, "x", 1) = 1
@@ -86,6 +103,16 @@ closed_drop: (none)
 new_end_drop: (none)
 token_read_eos: read({R}, "", 1) = 0
 drop: close({R}) = 0
+from_env_notify_socket: (none)
+ready_notify_socket: socket(AF_UNIX, SOCK_DGRAM|SOCK_CLOEXEC, 0) = {S}
+ready_notify_socket: sendmsg({S}, {msg_name={sa_family=AF_UNIX, sun_path="{SOCK}"}, msg_namelen={SOCKLEN}, msg_iov=[{iov_base="READY=1", iov_len=7}], msg_iovlen=1, msg_controllen=0, msg_flags=0}, MSG_NOSIGNAL) = 7
+ready_notify_socket: close({S}) = 0
+ready_token_pipe: rt_sigprocmask(SIG_BLOCK, [PIPE], [], 8) = 0
+ready_token_pipe: rt_sigpending([], 8) = 0
+ready_token_pipe: write({RW}, "\1", 1) = 1
+ready_token_pipe: rt_sigprocmask(SIG_SETMASK, [], NULL, 8) = 0
+ready_token_pipe: close({RW}) = 0
+ready_token_pipe_again: (none)
 EOF
 
 if ! diff -u "$work/expected.txt" "$work/traced.txt" >"$work/diff.txt"; then

@@ -3,19 +3,30 @@
 //! one `read`, `close` one `close`, `set_nonblocking` one `ioctl`, and a
 //! closed end makes no syscall.
 //!
+//! Readiness too: `Notifier::ready` over systemd's notify socket is one
+//! `socket`, one `sendmsg`, one `close`; over this crate's token pipe one
+//! `write` and one `close` (with the `SIGPIPE` guard of
+//! `token_write_nosignal`); finding `NOTIFY_SOCKET` makes no syscall.
+//!
 //! ```text
-//! cargo run --example syscall_probe   # silent; exit 0 if every call returned what it should
-//! ci/syscalls.sh                      # the same under strace, checking each call's syscalls
+//! cargo run --example syscall_probe [SOCKET_PATH]   # silent; exit 0 if every call returned what it should
+//! ci/syscalls.sh                                    # the same under strace, checking each call's syscalls
 //! ```
 //!
 //! Before each call it writes a marker, `write(-1, "@phase NAME", len)`,
 //! which fails with `EBADF` and touches nothing, so the trace shows which
 //! syscalls belong to which call. Nothing else is printed until the end, so
-//! no other syscall lands between two markers.
+//! no other syscall lands between two markers. What it sets up before the
+//! first marker (a notify socket bound at `SOCKET_PATH`, default a fresh
+//! name in the temporary directory, and a token pipe handed over through
+//! `TOKENPIPE_READY_FD`) is not checked; the fd numbers the trace needs
+//! from it are written the same way, `write(-1, "@note NAME=FD", len)`.
 
 #[cfg(unix)]
 fn main() {
+    use bitcoin_tokenpipe::ready::Notifier;
     use bitcoin_tokenpipe::{Error, TokenPipe, TokenPipeEnd};
+    use std::os::unix::net::UnixDatagram;
     use std::time::Duration;
 
     /// Marks the start of a phase in the trace. Builds the marker on the
@@ -31,6 +42,39 @@ fn main() {
         let rc = unsafe { libc::write(-1, marker.as_ptr().cast(), len) };
         assert_eq!(rc, -1);
     }
+
+    /// Tells the trace an fd number the set-up chose, the way `phase`
+    /// marks a phase (and as cheaply: before the first phase, anything
+    /// goes).
+    fn note(name: &str, fd: i32) {
+        let text = format!("@note {name}={fd}");
+        // SAFETY: `text` is valid for reads of its length; fd -1 is never
+        // open, so the call only fails with EBADF.
+        let rc = unsafe { libc::write(-1, text.as_ptr().cast(), text.len()) };
+        assert_eq!(rc, -1);
+    }
+
+    // Readiness set-up: a notify socket of our own to report to, as systemd
+    // would bind it, and this crate's token pipe handed to us as a launcher
+    // does, through TOKENPIPE_READY_FD (which from_env then removes).
+    let socket_path = std::env::args_os().nth(1).map_or_else(
+        || std::env::temp_dir().join(format!("tokenpipe-probe-{}.sock", std::process::id())),
+        std::path::PathBuf::from,
+    );
+    let _ = std::fs::remove_file(&socket_path);
+    let notify_receiver = UnixDatagram::bind(&socket_path).expect("bind the notify socket");
+    let (ready_reader, ready_writer) = TokenPipe::make().expect("make").split();
+    let ready_fd = ready_writer.into_raw_fd();
+    note("ready_writer", ready_fd);
+    // SAFETY: this program has no other thread; into_raw_fd gave up the
+    // fd's other owner.
+    let piped = unsafe {
+        std::env::set_var("TOKENPIPE_READY_FD", ready_fd.to_string());
+        Notifier::from_env()
+    };
+    let piped = piped.expect("from_env").expect("the token pipe");
+    // SAFETY: as above.
+    unsafe { std::env::set_var("NOTIFY_SOCKET", &socket_path) };
 
     phase("make");
     let pipe = TokenPipe::make().expect("make");
@@ -85,7 +129,26 @@ fn main() {
     assert_eq!(reader.token_read(), Err(Error::Eos));
     phase("drop");
     drop(reader);
+
+    phase("from_env_notify_socket");
+    // SAFETY: no other thread touches the environment.
+    let notifier = unsafe { Notifier::from_env() };
+    let notifier = notifier.expect("from_env").expect("NOTIFY_SOCKET");
+    phase("ready_notify_socket");
+    notifier.ready().expect("ready over the notify socket");
+    phase("ready_token_pipe");
+    piped.ready().expect("ready over the token pipe");
+    phase("ready_token_pipe_again");
+    assert_eq!(piped.ready(), Err(Error::Closed));
     phase("end");
+
+    // What they sent, outside the trace.
+    let mut buf = [0u8; 64];
+    let n = notify_receiver.recv(&mut buf).expect("the datagram");
+    assert_eq!(&buf[..n], b"READY=1");
+    assert_eq!(ready_reader.token_read(), Ok(1));
+    assert_eq!(ready_reader.token_read(), Err(Error::Eos));
+    let _ = std::fs::remove_file(&socket_path);
 }
 
 #[cfg(not(unix))]

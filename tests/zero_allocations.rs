@@ -1,6 +1,7 @@
 //! Nothing on the token path allocates: make, take, write, read, close,
-//! assign, split, every error and its message, counted by a global
-//! allocator that records this thread's allocations.
+//! assign, split, every error and its message, and the daemon's readiness
+//! reports over every channel, counted by a global allocator that records
+//! this thread's allocations.
 #![cfg(unix)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -126,4 +127,87 @@ fn make_take_write_read_close_and_errors_never_allocate() {
         }
     });
     assert_eq!(n, 0, "the token path allocated {n} times");
+}
+
+/// Readiness reports allocate nothing either: a daemon sends them from
+/// wherever it is (a signal handler, a forked child), and `Notifier` is in
+/// the `no_std` core. Over systemd's notify socket: parsing the address and
+/// every message. The receiving socket is made and read outside the count.
+#[test]
+#[cfg_attr(miri, ignore = "Miri has no sockets")]
+fn readiness_reports_over_the_notify_socket_never_allocate() {
+    use bitcoin_tokenpipe::ready::{Notifier, NotifyAddr};
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::net::UnixDatagram;
+    use std::time::Duration;
+
+    let path = std::env::temp_dir().join(format!("tokenpipe-alloc-{}", std::process::id()));
+    let receiver = UnixDatagram::bind(&path).unwrap();
+    let n = count_allocations(|| {
+        let addr = NotifyAddr::parse(path.as_os_str().as_bytes()).unwrap();
+        let socket = Notifier::from_socket(addr);
+        socket.status("loaded 3 wallets").unwrap();
+        socket.extend_timeout(Duration::from_secs(90)).unwrap();
+        socket.ready().unwrap();
+        socket.failed(5).unwrap();
+    });
+    let _ = std::fs::remove_file(&path);
+    let mut buf = [0u8; 64];
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        let len = receiver.recv(&mut buf).unwrap();
+        got.push(String::from_utf8_lossy(&buf[..len]).into_owned());
+    }
+    assert_eq!(
+        got,
+        [
+            "STATUS=loaded 3 wallets",
+            "EXTEND_TIMEOUT_USEC=90000000",
+            "READY=1",
+            "ERRNO=5"
+        ]
+    );
+    assert_eq!(n, 0, "readiness reports allocated {n} times");
+}
+
+/// The same over this crate's token pipe (found by `from_env`) and an
+/// s6-style notification fd (`from_fd`), finding the channel included.
+#[test]
+#[cfg_attr(miri, ignore = "Miri has no signal masks (held for SIGPIPE)")]
+fn readiness_reports_over_a_pipe_or_fd_never_allocate() {
+    use bitcoin_tokenpipe::ready::Notifier;
+    use std::time::Duration;
+
+    let (pipe_reader, pipe_writer) = TokenPipe::make().unwrap().split();
+    let pipe_fd = pipe_writer.into_raw_fd().to_string();
+    let (fd_reader, fd_writer) = TokenPipe::make().unwrap().split();
+    let fd = fd_writer.into_raw_fd();
+    // SAFETY: no other test in this binary reads or changes the
+    // environment, and into_raw_fd gave up the fd's other owner.
+    unsafe {
+        std::env::remove_var("NOTIFY_SOCKET");
+        std::env::set_var("TOKENPIPE_READY_FD", &pipe_fd);
+    }
+    let n = count_allocations(|| {
+        // SAFETY: as above.
+        let pipe = unsafe { Notifier::from_env() }.unwrap().unwrap();
+        pipe.status("ignored").unwrap();
+        pipe.extend_timeout(Duration::from_secs(90)).unwrap();
+        pipe.ready().unwrap();
+        assert_eq!(pipe.ready(), Err(Error::Closed));
+
+        // SAFETY: into_raw_fd gave up the fd's other owner.
+        let s6 = unsafe { Notifier::from_fd(fd) }.unwrap();
+        s6.ready().unwrap();
+        drop((pipe, s6));
+    });
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        pipe_reader.read_tokens(&mut buf),
+        Ok(10),
+        "extend, then ready"
+    );
+    assert_eq!(buf[9], 1);
+    assert_eq!(fd_reader.token_read(), Ok(b'\n'));
+    assert_eq!(n, 0, "readiness reports allocated {n} times");
 }

@@ -306,13 +306,15 @@ impl Notifier {
     /// which carry no text.
     ///
     /// # Errors
-    /// [`Error::Os`]`(EINVAL)` for text with a newline (it would start
-    /// another `KEY=VALUE` line), `EMSGSIZE` for text that does not fit the
-    /// stack buffer (at most 900 bytes); as for [`ready`](Self::ready).
+    /// [`Error::Os`]`(EINVAL)` for text with a line break (systemd splits
+    /// a message into `KEY=VALUE` lines at `\n` and at `\r`, so either
+    /// would start another line) or a NUL byte (systemd drops a message
+    /// holding one, whole); `EMSGSIZE` for text that does not fit the stack
+    /// buffer (at most 900 bytes); as for [`ready`](Self::ready).
     pub fn status(&self, text: &str) -> Result<()> {
         match &self.channel {
             Channel::Socket(addr) => {
-                if text.contains('\n') {
+                if text.bytes().any(|b| matches!(b, b'\n' | b'\r' | 0)) {
                     return Err(Error::Os(Errno::EINVAL));
                 }
                 addr.send(&[b"STATUS=", text.as_bytes()])

@@ -1,0 +1,193 @@
+//! A daemon that tells whoever started it "I am up" (or "I failed"), in
+//! whatever protocol that launcher speaks, through
+//! `bitcoin_tokenpipe::ready::Notifier`:
+//!
+//! ```text
+//! ready_daemon [--fail | --crash] [--notify-fd N] [--serve SECS]
+//!
+//! cargo run --example ready_daemon                       # no launcher: runs all the same
+//! start-stop-daemon --start --notify-await --notify-timeout 5 --background \
+//!     --pidfile /tmp/rd.pid --make-pidfile --exec target/debug/examples/ready_daemon
+//!                                                        # systemd's socket: exit 0
+//! # an s6 service directory: notification-fd holds 3, and run is
+//! #   #!/bin/sh
+//! #   exec /path/to/ready_daemon --notify-fd 3 --serve 30
+//! s6-svwait -U -t 10000 SERVICEDIR                       # up and ready: exit 0
+//! ```
+//!
+//! Where it reports:
+//!
+//! - `--notify-fd N`: a notification fd in the s6 style (also dinit's
+//!   `pipefd:N`, OpenRC's `ready=fd:N`): a newline, then close, for ready;
+//!   close without a word for failed. The number comes from the command
+//!   line, as s6 expects, never from the environment.
+//! - otherwise `TOKENPIPE_READY_FD` (this crate's token pipe), then
+//!   `NOTIFY_SOCKET` (systemd `Type=notify`, `start-stop-daemon
+//!   --notify-await`): `READY=1`, or `ERRNO=5`. The variable is removed
+//!   from the environment, so nothing this daemon starts reports for it.
+//! - none of them: it says so on stderr and runs all the same.
+//!
+//! It "initialises" for about 200 ms, then:
+//!
+//! | flag | what it does | exit |
+//! |---|---|---|
+//! | (none) | reports ready, serves `SECS` seconds (default 5) | 0 |
+//! | `--fail` | reports failure with `EIO` (errno 5) | 1 |
+//! | `--crash` | exits without a word (the launcher sees only the end of the channel, or nothing at all) | 3 |
+//! | | `--notify-fd` names an fd that is not an open pipe or socket, or the environment names an unusable channel | 1 |
+//! | | usage error (one `usage:` line on stderr) | 64 |
+//!
+//! A report that cannot be delivered (the launcher has gone) is said on
+//! stderr; the daemon goes on as it would have.
+//!
+//! No barrier (`sd_notify_barrier`) after `READY=1`: this daemon keeps
+//! running, so the manager has all the time it needs to read the message
+//! and credit it to our pid. A failing daemon exits at once, and its exit
+//! alone tells the manager that it did not come up.
+
+#[cfg(unix)]
+fn main() {
+    use bitcoin_tokenpipe::ready::Notifier;
+    use std::process::exit;
+    use std::time::Duration;
+
+    let args = match Args::parse(std::env::args().skip(1)) {
+        Ok(args) => args,
+        Err(why) => {
+            eprintln!(
+                "usage: ready_daemon [--fail | --crash] [--notify-fd N] [--serve SECS]  ({why})"
+            );
+            exit(64);
+        }
+    };
+
+    let found = match args.notify_fd {
+        // SAFETY: the fd was given to us for this purpose by whoever started
+        // us (s6-supervise opens it before exec'ing `run`); nothing else in
+        // this program uses it.
+        Some(fd) => unsafe { Notifier::from_fd(fd) }.map(Some),
+        // SAFETY: first thing in main, before any thread exists, so no one
+        // else reads or changes the environment; the fd of a token pipe
+        // handed to us is ours alone.
+        None => unsafe { Notifier::from_env() },
+    };
+    let notifier = match found {
+        Ok(Some(notifier)) => {
+            eprintln!("ready_daemon: reporting through {notifier:?}");
+            Some(notifier)
+        }
+        Ok(None) => {
+            eprintln!(
+                "ready_daemon: no readiness channel (no --notify-fd, TOKENPIPE_READY_FD or \
+                 NOTIFY_SOCKET); running all the same"
+            );
+            None
+        }
+        Err(e) => {
+            eprintln!("ready_daemon: cannot use the readiness channel: {e}; exiting 1");
+            exit(1);
+        }
+    };
+    // Text for a launcher that shows it (systemd's `systemctl status`); a
+    // no-op on a pipe or an fd. Not being able to send it is not worth
+    // stopping for.
+    if let Some(n) = &notifier {
+        let _ = n.status("initialising");
+    }
+
+    // "Initialisation": a real daemon loads its state here.
+    std::thread::sleep(Duration::from_millis(200));
+
+    match args.mode {
+        Mode::ComeUp => {
+            if let Some(n) = &notifier {
+                if let Err(e) = n.ready() {
+                    eprintln!("ready_daemon: could not report ready: {e}; serving all the same");
+                }
+                // start-stop-daemon closes its socket once it has READY=1,
+                // so this may well go nowhere: ignored.
+                let _ = n.status("serving");
+            }
+            eprintln!("ready_daemon: ready; serving for {:?}", args.serve);
+            // A real daemon would serve here; this one rests, then ends.
+            std::thread::sleep(args.serve);
+            exit(0)
+        }
+        Mode::Fail => {
+            if let Some(n) = &notifier
+                && let Err(e) = n.failed(libc::EIO)
+            {
+                eprintln!("ready_daemon: could not report the failure: {e}");
+            }
+            eprintln!("ready_daemon: initialisation failed (EIO); exiting 1");
+            exit(1)
+        }
+        Mode::Crash => {
+            // No report, no message, no destructors: as sudden as a crash
+            // that still leaves a status to read. The kernel closes the
+            // channel's fd; a socket channel hears nothing at all.
+            exit(3)
+        }
+    }
+}
+
+/// What the command line asked for.
+#[cfg(unix)]
+struct Args {
+    mode: Mode,
+    notify_fd: Option<std::ffi::c_int>,
+    serve: std::time::Duration,
+}
+
+#[cfg(unix)]
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    ComeUp,
+    Fail,
+    Crash,
+}
+
+#[cfg(unix)]
+impl Args {
+    fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
+        let mut parsed = Args {
+            mode: Mode::ComeUp,
+            notify_fd: None,
+            serve: std::time::Duration::from_secs(5),
+        };
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--fail" | "--crash" if parsed.mode != Mode::ComeUp => {
+                    return Err("--fail and --crash exclude each other".into());
+                }
+                "--fail" => parsed.mode = Mode::Fail,
+                "--crash" => parsed.mode = Mode::Crash,
+                "--notify-fd" => {
+                    let n = args.next().ok_or("--notify-fd needs N")?;
+                    let fd = n
+                        .parse::<std::ffi::c_int>()
+                        .ok()
+                        .filter(|&fd| fd >= 0)
+                        .ok_or(format!("--notify-fd takes an fd number, not {n:?}"))?;
+                    parsed.notify_fd = Some(fd);
+                }
+                "--serve" => {
+                    let secs = args.next().ok_or("--serve needs SECS")?;
+                    parsed.serve = secs
+                        .parse::<f64>()
+                        .ok()
+                        .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
+                        .ok_or(format!("--serve takes seconds, not {secs:?}"))?;
+                }
+                other => return Err(format!("unknown argument {other:?}")),
+            }
+        }
+        Ok(parsed)
+    }
+}
+
+#[cfg(not(unix))]
+fn main() {
+    eprintln!("ready_daemon reports readiness over Unix pipes and sockets: it runs on Unix only");
+    std::process::exit(1);
+}

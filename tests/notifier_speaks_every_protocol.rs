@@ -1,0 +1,671 @@
+//! `ready::Notifier` speaks each launcher's protocol byte for byte: the
+//! datagrams systemd's notify socket receives (by path and by abstract
+//! name), `BARRIER=1` against a receiver that closes, keeps or has lost the
+//! passed fd, what `from_env` and `from_fd` accept and refuse, this crate's
+//! token pipe, the s6-style notification fd, and `fork_daemon`'s launcher
+//! honouring requests for more time.
+//!
+//! Every test takes its turn through `SERIAL`: some change the environment
+//! (`setenv` and `getenv` are not thread-safe, and even `temp_dir` reads it),
+//! and some check that an fd number is closed, which another test's new
+//! fds could reuse.
+#![cfg(unix)]
+
+mod common;
+
+use std::ffi::c_int;
+use std::io::Read;
+use std::os::fd::{AsRawFd, IntoRawFd};
+use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use bitcoin_tokenpipe::daemon::{DaemonOptions, Forked, fork_daemon};
+use bitcoin_tokenpipe::ready::{Notifier, NotifyAddr, ReadyError};
+use bitcoin_tokenpipe::{ChildExit, Errno, Error, HandoffError, TokenPipe, TokenPipeEnd};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn turn() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Long enough that only a hang reaches it; never a measure of speed.
+const HANG_GUARD: Duration = Duration::from_secs(60);
+
+/// A notify socket of the test's own, as systemd binds one: a Unix
+/// datagram socket whose address goes in `NOTIFY_SOCKET`.
+struct Receiver {
+    socket: UnixDatagram,
+    /// The `NOTIFY_SOCKET` value: `/path` or `@name`.
+    value: Vec<u8>,
+    path: Option<PathBuf>,
+}
+
+fn unique(what: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("tokenpipe-{what}-{}-{n}", std::process::id())
+}
+
+impl Receiver {
+    fn bind_path() -> Receiver {
+        let path = std::env::temp_dir().join(unique("notify"));
+        let socket = UnixDatagram::bind(&path).expect("bind a notify socket");
+        Receiver::with(
+            socket,
+            path.to_str().unwrap().as_bytes().to_vec(),
+            Some(path),
+        )
+    }
+
+    #[cfg(target_os = "linux")]
+    fn bind_abstract() -> Receiver {
+        use std::os::linux::net::SocketAddrExt;
+        use std::os::unix::net::SocketAddr;
+        let name = unique("abstract-notify");
+        let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        let socket = UnixDatagram::bind_addr(&addr).expect("bind an abstract notify socket");
+        Receiver::with(socket, format!("@{name}").into_bytes(), None)
+    }
+
+    fn with(socket: UnixDatagram, value: Vec<u8>, path: Option<PathBuf>) -> Receiver {
+        socket.set_read_timeout(Some(HANG_GUARD)).unwrap();
+        Receiver {
+            socket,
+            value,
+            path,
+        }
+    }
+
+    fn notifier(&self) -> Notifier {
+        Notifier::from_socket(NotifyAddr::parse(&self.value).expect("a valid address"))
+    }
+
+    /// The next datagram, as text.
+    fn recv(&self) -> String {
+        let mut buf = [0u8; 2048];
+        let n = self.socket.recv(&mut buf).expect("a datagram");
+        String::from_utf8(buf[..n].to_vec()).expect("UTF-8")
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if let Some(path) = &self.path {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Receives one datagram with `recvmsg` and room for passed fds, as
+/// systemd does: its bytes, and the fds that came with it (now ours).
+fn recv_with_fds(socket: &UnixDatagram) -> (String, Vec<c_int>) {
+    let mut buf = [0u8; 256];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    #[repr(C, align(8))]
+    struct Control([u8; 128]);
+    let mut control = Control([0; 128]);
+    // SAFETY: msghdr is plain integers and pointers; all-zero is valid.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.0.as_mut_ptr().cast();
+    msg.msg_controllen = control.0.len() as _;
+    // SAFETY: the iovec and the control buffer are valid for writes of
+    // their lengths for the call.
+    let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, RECV_FLAGS) };
+    assert!(n >= 0, "recvmsg: {}", std::io::Error::last_os_error());
+    let mut fds = Vec::new();
+    // SAFETY: recvmsg filled `msg`; the CMSG macros walk only the control
+    // bytes it reported, and an SCM_RIGHTS payload is a run of ints, read
+    // unaligned.
+    unsafe {
+        let mut header = libc::CMSG_FIRSTHDR(&msg);
+        while !header.is_null() {
+            if (*header).cmsg_level == libc::SOL_SOCKET && (*header).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(header);
+                let len = (*header).cmsg_len as usize - (data as usize - header as usize);
+                for i in 0..len / std::mem::size_of::<c_int>() {
+                    fds.push(data.cast::<c_int>().add(i).read_unaligned());
+                }
+            }
+            header = libc::CMSG_NXTHDR(&msg, header);
+        }
+    }
+    let text = String::from_utf8(buf[..n as usize].to_vec()).expect("UTF-8");
+    (text, fds)
+}
+
+fn close(fd: c_int) {
+    // SAFETY: the test owns `fd` and uses it no more.
+    assert_eq!(unsafe { libc::close(fd) }, 0);
+}
+
+fn is_fifo(fd: c_int) -> bool {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `st` is valid for writes of one stat.
+    if unsafe { libc::fstat(fd, st.as_mut_ptr()) } != 0 {
+        return false;
+    }
+    // SAFETY: fstat returned 0, so it filled `st` in.
+    unsafe { st.assume_init() }.st_mode & libc::S_IFMT == libc::S_IFIFO
+}
+
+/// `MSG_CMSG_CLOEXEC` where the system has it, so a passed fd never leaks
+/// into a program another test starts.
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+const RECV_FLAGS: c_int = libc::MSG_CMSG_CLOEXEC;
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+const RECV_FLAGS: c_int = 0;
+
+/// Sets or removes the readiness variables.
+///
+/// # Safety
+/// The caller holds `SERIAL`, so no other thread of this process reads or
+/// changes the environment meanwhile.
+unsafe fn set_env(ready_fd: Option<&str>, notify_socket: Option<&str>) {
+    for (name, value) in [
+        ("TOKENPIPE_READY_FD", ready_fd),
+        ("NOTIFY_SOCKET", notify_socket),
+    ] {
+        // SAFETY: by our contract, nobody else touches the environment.
+        unsafe {
+            match value {
+                Some(v) => std::env::set_var(name, v),
+                None => std::env::remove_var(name),
+            }
+        }
+    }
+}
+
+fn env_is_clear() -> bool {
+    std::env::var_os("TOKENPIPE_READY_FD").is_none() && std::env::var_os("NOTIFY_SOCKET").is_none()
+}
+
+/// A notifier on this crate's token pipe, handed over the way a launcher
+/// does it (`TOKENPIPE_READY_FD`), and the pipe's read end. Caller holds
+/// `SERIAL`.
+fn token_pipe_notifier() -> (Notifier, TokenPipeEnd) {
+    let (reader, writer) = TokenPipe::make().unwrap().split();
+    let fd = writer.into_raw_fd().to_string();
+    // SAFETY: the caller holds SERIAL; into_raw_fd gave up the only other
+    // owner of the fd.
+    let notifier = unsafe {
+        set_env(Some(&fd), None);
+        Notifier::from_env()
+    };
+    let notifier = notifier.unwrap().expect("the token pipe channel");
+    assert!(!notifier.is_socket());
+    (notifier, reader)
+}
+
+// ---------------------------------------------------------------------------
+// systemd's notify socket
+
+/// What each message puts in its datagram, one datagram per message.
+fn check_lines(receiver: &Receiver) {
+    let notifier = receiver.notifier();
+    assert!(notifier.is_socket());
+    notifier.ready().unwrap();
+    assert_eq!(receiver.recv(), "READY=1");
+    notifier.failed(5).unwrap();
+    assert_eq!(receiver.recv(), "ERRNO=5");
+    notifier.status("x").unwrap();
+    assert_eq!(receiver.recv(), "STATUS=x");
+    notifier
+        .extend_timeout(Duration::from_millis(1500))
+        .unwrap();
+    assert_eq!(receiver.recv(), "EXTEND_TIMEOUT_USEC=1500000");
+    // The socket is not one-shot: a second READY=1 goes out too.
+    notifier.ready().unwrap();
+    assert_eq!(receiver.recv(), "READY=1");
+    notifier.notify(false).unwrap();
+    assert_eq!(receiver.recv(), "ERRNO=5");
+}
+
+#[test]
+fn ready_failed_status_and_extend_timeout_send_systemds_exact_lines_to_a_path() {
+    let _turn = turn();
+    check_lines(&Receiver::bind_path());
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn an_abstract_notify_socket_gets_the_same_lines() {
+    let _turn = turn();
+    check_lines(&Receiver::bind_abstract());
+}
+
+#[test]
+fn status_with_a_line_break_or_a_nul_is_einval_and_sends_nothing() {
+    let _turn = turn();
+    let receiver = Receiver::bind_path();
+    let notifier = receiver.notifier();
+    // systemd reads both \n and \r as the end of a KEY=VALUE line, so
+    // either would forge a READY=1; it drops a message with a NUL whole.
+    for forged in ["one\nREADY=1", "one\rREADY=1", "one\0two"] {
+        assert_eq!(
+            notifier.status(forged),
+            Err(Error::Os(Errno::EINVAL)),
+            "{forged:?}"
+        );
+    }
+    // The next datagram is the one sent after: nothing went out before it.
+    notifier.status("after").unwrap();
+    assert_eq!(receiver.recv(), "STATUS=after");
+}
+
+#[test]
+fn a_message_to_a_socket_that_is_gone_is_an_os_error() {
+    let _turn = turn();
+    let receiver = Receiver::bind_path();
+    let notifier = receiver.notifier();
+    drop(receiver); // closes the socket and removes its file
+    assert_eq!(
+        notifier.ready(),
+        Err(Error::Os(Errno::from_raw(libc::ENOENT)))
+    );
+}
+
+// ---------------------------------------------------------------------------
+// BARRIER=1
+
+#[test]
+fn a_barrier_completes_when_the_receiver_closes_the_fd_it_was_passed() {
+    let _turn = turn();
+    let receiver = Receiver::bind_path();
+    let notifier = receiver.notifier();
+    std::thread::scope(|s| {
+        let manager = s.spawn(|| {
+            let (text, fds) = recv_with_fds(&receiver.socket);
+            let was_a_pipe = fds.iter().all(|&fd| is_fifo(fd));
+            fds.iter().copied().for_each(close);
+            (text, fds.len(), was_a_pipe)
+        });
+        assert_eq!(notifier.barrier(HANG_GUARD), Ok(()));
+        let (text, passed, was_a_pipe) = manager.join().unwrap();
+        assert_eq!(text, "BARRIER=1");
+        assert_eq!(passed, 1, "exactly one fd goes with BARRIER=1");
+        assert!(was_a_pipe, "the passed fd is a pipe's write end");
+    });
+}
+
+#[test]
+fn a_barrier_times_out_while_the_receiver_keeps_the_fd_open() {
+    let _turn = turn();
+    let receiver = Receiver::bind_path();
+    let notifier = receiver.notifier();
+    let pipes = common::open_pipe_count();
+    std::thread::scope(|s| {
+        // Takes the message and holds on to its fd: a manager that has not
+        // got that far yet.
+        let manager = s.spawn(|| recv_with_fds(&receiver.socket));
+        assert_eq!(
+            notifier.barrier(Duration::from_millis(100)),
+            Err(Error::TimedOut)
+        );
+        let (text, fds) = manager.join().unwrap();
+        assert_eq!(text, "BARRIER=1");
+        fds.into_iter().for_each(close);
+    });
+    // The barrier's own read end was closed on the way out.
+    assert_eq!(common::open_pipe_count(), pipes);
+}
+
+#[test]
+fn a_barrier_to_a_socket_that_is_gone_fails_at_once_and_leaks_nothing() {
+    let _turn = turn();
+    let pipes = common::open_pipe_count();
+    // The socket closed and its file removed: ENOENT.
+    let receiver = Receiver::bind_path();
+    let notifier = receiver.notifier();
+    drop(receiver);
+    assert_eq!(
+        notifier.barrier(HANG_GUARD),
+        Err(Error::Os(Errno::from_raw(libc::ENOENT)))
+    );
+    // The socket closed, its file left behind: ECONNREFUSED.
+    let mut receiver = Receiver::bind_path();
+    let notifier = receiver.notifier();
+    let path = receiver.path.take().unwrap();
+    drop(receiver); // closes the socket; its file stays
+    assert_eq!(
+        notifier.barrier(HANG_GUARD),
+        Err(Error::Os(Errno::from_raw(libc::ECONNREFUSED)))
+    );
+    let _ = std::fs::remove_file(path);
+    assert_eq!(common::open_pipe_count(), pipes);
+}
+
+#[test]
+fn a_barrier_on_a_pipe_or_fd_is_immediate() {
+    let _turn = turn();
+    let (notifier, reader) = token_pipe_notifier();
+    assert_eq!(notifier.barrier(HANG_GUARD), Ok(()));
+    // Nothing was written: the pipe is still empty and open.
+    reader.set_nonblocking(true).unwrap();
+    assert_eq!(reader.token_read(), Err(Error::WouldBlock));
+}
+
+// ---------------------------------------------------------------------------
+// from_env
+
+#[test]
+fn from_env_prefers_the_token_pipe_over_notify_socket_and_unsets_both() {
+    let _turn = turn();
+    let receiver = Receiver::bind_path();
+    let (reader, writer) = TokenPipe::make().unwrap().split();
+    writer.set_inheritable(true).unwrap();
+    let fd = writer.into_raw_fd();
+    let value = std::str::from_utf8(&receiver.value).unwrap();
+    // SAFETY: we hold SERIAL; into_raw_fd gave up the other owner.
+    let notifier = unsafe {
+        set_env(Some(&fd.to_string()), Some(value));
+        Notifier::from_env()
+    };
+    let notifier = notifier.unwrap().expect("a channel");
+    assert!(!notifier.is_socket(), "the token pipe wins");
+    assert!(env_is_clear(), "both variables are removed");
+    assert_eq!(
+        common::fd_flags(fd).map(|f| f & libc::FD_CLOEXEC),
+        Ok(libc::FD_CLOEXEC),
+        "the pipe is close-on-exec again"
+    );
+    notifier.ready().unwrap();
+    assert_eq!(reader.token_read(), Ok(1));
+    // The socket heard nothing: the next datagram is one we send now.
+    receiver.notifier().status("only this").unwrap();
+    assert_eq!(receiver.recv(), "STATUS=only this");
+}
+
+#[test]
+fn from_env_takes_notify_socket_when_alone_and_unsets_it() {
+    let _turn = turn();
+    let receiver = Receiver::bind_path();
+    let value = std::str::from_utf8(&receiver.value).unwrap();
+    // SAFETY: we hold SERIAL.
+    let notifier = unsafe {
+        set_env(None, Some(value));
+        Notifier::from_env()
+    };
+    let notifier = notifier.unwrap().expect("a channel");
+    assert!(notifier.is_socket());
+    assert!(env_is_clear());
+    notifier.ready().unwrap();
+    assert_eq!(receiver.recv(), "READY=1");
+}
+
+#[test]
+fn from_env_is_none_when_neither_variable_is_set() {
+    let _turn = turn();
+    // SAFETY: we hold SERIAL.
+    let found = unsafe {
+        set_env(None, None);
+        Notifier::from_env()
+    };
+    assert!(matches!(found, Ok(None)));
+}
+
+/// `from_env` with these values: its error, having checked that the
+/// variables are still set and every fd still open.
+fn from_env_error(ready_fd: Option<&str>, notify_socket: Option<&str>) -> ReadyError {
+    // SAFETY: our callers hold SERIAL.
+    let found = unsafe {
+        set_env(ready_fd, notify_socket);
+        Notifier::from_env()
+    };
+    let error = found.expect_err("an error");
+    assert_eq!(
+        std::env::var("TOKENPIPE_READY_FD").ok().as_deref(),
+        ready_fd,
+        "left as it was"
+    );
+    assert_eq!(
+        std::env::var("NOTIFY_SOCKET").ok().as_deref(),
+        notify_socket,
+        "left as it was"
+    );
+    // SAFETY: as above.
+    unsafe { set_env(None, None) };
+    error
+}
+
+#[test]
+fn from_env_names_what_is_wrong_with_each_bad_value_and_changes_nothing() {
+    let _turn = turn();
+    assert_eq!(
+        from_env_error(None, Some("relative/notify")),
+        ReadyError::BadNotifySocket
+    );
+    assert_eq!(from_env_error(None, Some("")), ReadyError::BadNotifySocket);
+    let long = format!("/{}", "n".repeat(200));
+    assert_eq!(from_env_error(None, Some(&long)), ReadyError::PathTooLong);
+
+    assert_eq!(
+        from_env_error(Some("three"), None),
+        ReadyError::Handoff(HandoffError::Malformed)
+    );
+    let (reader, writer) = TokenPipe::make().unwrap().split();
+    let closed = writer.into_raw_fd();
+    close(closed);
+    assert_eq!(
+        from_env_error(Some(&closed.to_string()), None),
+        ReadyError::Handoff(HandoffError::NotOpen { fd: closed })
+    );
+    let file = std::fs::File::open("/dev/null").unwrap();
+    let fd = file.as_raw_fd();
+    assert_eq!(
+        from_env_error(Some(&fd.to_string()), None),
+        ReadyError::Handoff(HandoffError::NotAPipe { fd })
+    );
+    let id = common::identity(fd).unwrap();
+    // A bad token pipe is an error even beside a good NOTIFY_SOCKET: the
+    // launcher that set it is waiting on the pipe, not the socket.
+    assert_eq!(
+        from_env_error(Some(&fd.to_string()), Some("/run/systemd/notify")),
+        ReadyError::Handoff(HandoffError::NotAPipe { fd })
+    );
+    assert!(common::still_refers_to(fd, id), "the file was not closed");
+    drop((reader, file));
+}
+
+// ---------------------------------------------------------------------------
+// from_fd: the s6-style notification fd
+
+#[test]
+fn from_fd_rejects_a_closed_fd_and_a_regular_file_and_closes_neither() {
+    let _turn = turn();
+    let (reader, writer) = TokenPipe::make().unwrap().split();
+    let closed = writer.into_raw_fd();
+    close(closed);
+    // SAFETY: the number is closed; from_fd must only look at it.
+    let got = unsafe { Notifier::from_fd(closed) };
+    assert_eq!(got.err(), Some(ReadyError::NotOpen { fd: closed }));
+
+    let file = std::fs::File::open("/dev/null").unwrap();
+    let fd = file.as_raw_fd();
+    let id = common::identity(fd).unwrap();
+    // SAFETY: on error from_fd takes nothing; on success (a bug) the
+    // notifier's drop would close the file's fd, which the check below
+    // would see.
+    let got = unsafe { Notifier::from_fd(fd) };
+    assert_eq!(got.err(), Some(ReadyError::NotAPipeOrSocket { fd }));
+    assert!(common::still_refers_to(fd, id), "the file was not closed");
+    drop((reader, file));
+}
+
+#[test]
+fn from_fd_accepts_a_pipe_and_a_socketpair_end_and_makes_them_close_on_exec() {
+    let _turn = turn();
+    let (reader, writer) = TokenPipe::make().unwrap().split();
+    writer.set_inheritable(true).unwrap();
+    let fd = writer.into_raw_fd();
+    // SAFETY: into_raw_fd gave up the only other owner.
+    let notifier = unsafe { Notifier::from_fd(fd) }.expect("a pipe is accepted");
+    assert_eq!(
+        common::fd_flags(fd).map(|f| f & libc::FD_CLOEXEC),
+        Ok(libc::FD_CLOEXEC)
+    );
+    notifier.ready().unwrap();
+    assert_eq!(reader.token_read(), Ok(b'\n'));
+    assert_eq!(reader.token_read(), Err(Error::Eos));
+
+    let (mut supervisor, daemon) = UnixStream::pair().unwrap();
+    // SAFETY: into_raw_fd gave up the only other owner.
+    let notifier =
+        unsafe { Notifier::from_fd(daemon.into_raw_fd()) }.expect("a socket is accepted");
+    notifier.ready().unwrap();
+    let mut got = Vec::new();
+    supervisor.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"\n", "a newline, then end of stream");
+}
+
+#[test]
+fn a_notification_fd_gets_a_newline_then_end_of_stream_on_ready() {
+    let _turn = turn();
+    let (reader, writer) = TokenPipe::make().unwrap().split();
+    // SAFETY: into_raw_fd gave up the only other owner.
+    let notifier = unsafe { Notifier::from_fd(writer.into_raw_fd()) }.unwrap();
+    // No text and no timeouts on this channel: no-ops that write nothing.
+    assert_eq!(notifier.status("loading"), Ok(()));
+    assert_eq!(notifier.extend_timeout(Duration::from_secs(9)), Ok(()));
+    notifier.ready().unwrap();
+    assert_eq!(reader.token_read(), Ok(b'\n'));
+    assert_eq!(reader.token_read(), Err(Error::Eos));
+    // One-shot: everything after is Closed.
+    assert_eq!(notifier.ready(), Err(Error::Closed));
+    assert_eq!(notifier.failed(5), Err(Error::Closed));
+    assert_eq!(notifier.status("x"), Err(Error::Closed));
+}
+
+#[test]
+fn a_notification_fd_gets_only_end_of_stream_on_failed() {
+    let _turn = turn();
+    let (reader, writer) = TokenPipe::make().unwrap().split();
+    // SAFETY: into_raw_fd gave up the only other owner.
+    let notifier = unsafe { Notifier::from_fd(writer.into_raw_fd()) }.unwrap();
+    notifier.failed(libc::EIO).unwrap();
+    assert_eq!(
+        reader.token_read(),
+        Err(Error::Eos),
+        "no newline, just the close"
+    );
+    assert_eq!(notifier.ready(), Err(Error::Closed));
+}
+
+// ---------------------------------------------------------------------------
+// This crate's token pipe
+
+#[test]
+fn the_token_pipe_gets_token_1_then_end_of_stream_on_ready() {
+    let _turn = turn();
+    let (notifier, reader) = token_pipe_notifier();
+    notifier.ready().unwrap();
+    assert_eq!(reader.token_read(), Ok(1));
+    assert_eq!(reader.token_read(), Err(Error::Eos));
+    assert_eq!(notifier.ready(), Err(Error::Closed));
+    assert_eq!(notifier.failed(5), Err(Error::Closed));
+    assert_eq!(
+        notifier.extend_timeout(Duration::from_secs(1)),
+        Err(Error::Closed)
+    );
+}
+
+#[test]
+fn the_token_pipe_gets_token_0_and_the_errno_then_end_of_stream_on_failed() {
+    let _turn = turn();
+    let (notifier, reader) = token_pipe_notifier();
+    notifier.failed(5).unwrap();
+    let mut got = [0u8; 16];
+    let mut n = 0;
+    loop {
+        match reader.read_tokens(&mut got[n..]) {
+            Ok(k) => n += k,
+            Err(Error::Eos) => break,
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    let mut want = vec![0u8];
+    want.extend_from_slice(&5i32.to_ne_bytes());
+    assert_eq!(&got[..n], &want[..]);
+    assert_eq!(notifier.failed(5), Err(Error::Closed));
+}
+
+#[test]
+fn the_token_pipe_gets_token_2_and_the_microseconds_and_stays_open_on_extend_timeout() {
+    let _turn = turn();
+    let (notifier, reader) = token_pipe_notifier();
+    notifier
+        .extend_timeout(Duration::from_millis(1500))
+        .unwrap();
+    // No text on this channel: a no-op.
+    assert_eq!(notifier.status("x"), Ok(()));
+    let mut got = [0u8; 9];
+    assert_eq!(reader.read_tokens(&mut got), Ok(9), "one write, read whole");
+    let mut want = vec![2u8];
+    want.extend_from_slice(&1_500_000u64.to_ne_bytes());
+    assert_eq!(&got[..], &want[..]);
+    // Still open: the report comes after.
+    notifier.ready().unwrap();
+    assert_eq!(reader.token_read(), Ok(1));
+    assert_eq!(reader.token_read(), Err(Error::Eos));
+}
+
+#[test]
+fn into_end_gives_the_pipe_once_and_nothing_for_a_socket() {
+    let _turn = turn();
+    let (notifier, reader) = token_pipe_notifier();
+    let end = notifier.into_end().expect("the pipe's write end");
+    end.token_write(1).unwrap();
+    assert_eq!(reader.token_read(), Ok(1));
+    let receiver = Receiver::bind_path();
+    assert!(receiver.notifier().into_end().is_none());
+}
+
+// ---------------------------------------------------------------------------
+// fork_daemon's launcher and requests for more time
+
+fn exit_now(code: c_int) -> ! {
+    // SAFETY: _exit is async-signal-safe and never returns.
+    unsafe { libc::_exit(code) }
+}
+
+#[test]
+fn wait_ready_timeout_sees_a_daemon_that_asked_twice_for_more_time_as_ready() {
+    let _turn = turn();
+    let original = Duration::from_millis(100);
+    let (asked_reader, asked_writer) = TokenPipe::make().unwrap().split();
+    // SAFETY: the harness has other threads, but the child makes only
+    // async-signal-safe calls (write, nanosleep, close) and leaves with
+    // _exit, as tests/daemon_module_handshake.rs explains.
+    let mut daemon = match unsafe { fork_daemon(DaemonOptions::new()) } {
+        Ok(Forked::Parent(daemon)) => daemon,
+        Ok(Forked::Child(child)) => {
+            let n = child.notifier;
+            // The first request is in the pipe before the launcher starts
+            // its clock; the report comes well after the original timeout.
+            let ok = n.extend_timeout(Duration::from_secs(30)).is_ok()
+                && asked_writer.token_write(1).is_ok()
+                && {
+                    std::thread::sleep(original * 3);
+                    n.extend_timeout(Duration::from_secs(30)).is_ok()
+                }
+                && {
+                    std::thread::sleep(original * 3);
+                    n.ready().is_ok()
+                };
+            exit_now(if ok { 0 } else { 1 })
+        }
+        Err(e) => panic!("fork_daemon: {e}"),
+    };
+    drop(asked_writer);
+    assert_eq!(asked_reader.token_read(), Ok(1), "the daemon asked once");
+    assert_eq!(daemon.wait_ready_timeout(original), Ok(true));
+    assert_eq!(daemon.wait(), Ok(ChildExit::Exited(0)));
+}
