@@ -105,7 +105,7 @@ token_read_eos: read({R}, "", 1) = 0
 drop: close({R}) = 0
 from_env_notify_socket: (none)
 ready_notify_socket: socket(AF_UNIX, SOCK_DGRAM|SOCK_CLOEXEC, 0) = {S}
-ready_notify_socket: sendmsg({S}, {msg_name={sa_family=AF_UNIX, sun_path="{SOCK}"}, msg_namelen={SOCKLEN}, msg_iov=[{iov_base="READY=1", iov_len=7}], msg_iovlen=1, msg_controllen=0, msg_flags=0}, MSG_NOSIGNAL) = 7
+ready_notify_socket: sendmsg({S}, {msg_name={sa_family=AF_UNIX, sun_path="{SOCK}"}, msg_namelen={SOCKLEN}, msg_iov=[{iov_base="READY=1", iov_len=7}], msg_iovlen=1, msg_controllen=0, msg_flags=0}, 0) = 7
 ready_notify_socket: close({S}) = 0
 ready_token_pipe: rt_sigprocmask(SIG_BLOCK, [PIPE], [], 8) = 0
 ready_token_pipe: rt_sigpending([], 8) = 0

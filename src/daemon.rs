@@ -1085,18 +1085,9 @@ fn read_pid(fd: c_int) -> libc::pid_t {
 /// `pid` in decimal and a newline, formatted into `buf` without `core::fmt`
 /// (which is not documented as async-signal-safe).
 fn decimal_line(pid: libc::pid_t, buf: &mut [u8; 12]) -> &[u8] {
-    let mut n = pid.unsigned_abs();
-    let mut start = buf.len() - 1;
-    buf[start] = b'\n';
-    loop {
-        start -= 1;
-        buf[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    &buf[start..]
+    let digits = crate::ready::decimal(i64::from(pid), &mut buf[..11]).len();
+    buf[11] = b'\n';
+    &buf[11 - digits..]
 }
 
 #[cfg(test)]

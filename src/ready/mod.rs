@@ -36,6 +36,7 @@ mod launch;
 #[cfg(feature = "std")]
 pub use launch::{LaunchError, LaunchOptions, ReadyChild, launch};
 pub use socket::NotifyAddr;
+pub(crate) use socket::decimal;
 
 use core::ffi::{CStr, c_int};
 use core::fmt;

@@ -285,7 +285,7 @@ fn send_vsock(_: u32, _: u32, _: VsockType, _: &[u8], _: Option<c_int>) -> Resul
 }
 
 /// `n` in decimal, formatted into `buf` without `core::fmt`.
-pub(super) fn decimal(n: i64, buf: &mut [u8]) -> &[u8] {
+pub(crate) fn decimal(n: i64, buf: &mut [u8]) -> &[u8] {
     let mut value = n.unsigned_abs();
     let mut start = buf.len();
     loop {

@@ -105,28 +105,10 @@ pub(crate) fn unix_datagram_socket() -> SysResult<c_int> {
     }
 }
 
-/// The flags for a send: no `SIGPIPE` where the system has `MSG_NOSIGNAL`.
-#[cfg(any(
-    target_os = "linux",
-    target_os = "android",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd",
-    target_os = "dragonfly",
-    target_os = "illumos",
-    target_os = "solaris"
-))]
-const SEND_FLAGS: c_int = libc::MSG_NOSIGNAL;
-#[cfg(not(any(
-    target_os = "linux",
-    target_os = "android",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd",
-    target_os = "dragonfly",
-    target_os = "illumos",
-    target_os = "solaris"
-)))]
+/// No flags for a datagram send: an unconnected Unix datagram socket has
+/// no peer to lose, so no send on it raises `SIGPIPE` (a missing receiver
+/// is `ENOENT` or `ECONNREFUSED`). The connected vsock send uses
+/// `MSG_NOSIGNAL`.
 const SEND_FLAGS: c_int = 0;
 
 /// Room for one `SCM_RIGHTS` control message carrying one fd, aligned for
@@ -134,7 +116,7 @@ const SEND_FLAGS: c_int = 0;
 #[repr(C, align(8))]
 struct OneFdControl([u8; 32]);
 
-/// `sendmsg(fd, {to, data, [SCM_RIGHTS: pass]}, MSG_NOSIGNAL)`—Sends one
+/// `sendmsg(fd, {to, data, [SCM_RIGHTS: pass]}, 0)`—Sends one
 /// datagram to `to`, with one fd attached if `pass` is given. Returns the
 /// bytes sent. Not retried: the caller decides what `EINTR` means.
 ///
@@ -336,7 +318,7 @@ pub(crate) fn vsock_send(cid: u32, port: u32, kind: c_int, data: &[u8]) -> SysRe
     // SAFETY: `addr` is a valid sockaddr_vm of `len` bytes, only read.
     let result = ret(unsafe { libc::connect(fd, (&raw const addr).cast(), len) }).and_then(|()| {
         // SAFETY: `data` is valid for reads of its length.
-        ret_usize(unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), SEND_FLAGS) })
+        ret_usize(unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), libc::MSG_NOSIGNAL) })
     });
     close(fd);
     result
