@@ -5,7 +5,7 @@
 use std::ffi::c_int;
 use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -143,7 +143,7 @@ impl ReadyChild {
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
-impl AsFd for ReadyChild {
+impl std::os::fd::AsFd for ReadyChild {
     /// Borrows the pidfd.
     ///
     /// # Panics
