@@ -9,7 +9,11 @@
 use core::ffi::c_int;
 use core::mem::MaybeUninit;
 
+// `ret` and `close` serve the launcher's side (std) and vsock (Linux):
+// a no_std build elsewhere uses neither.
+#[cfg_attr(not(feature = "std"), allow(unused_imports))]
 use super::conv::{ret, ret_c_int, ret_usize};
+#[cfg_attr(not(feature = "std"), allow(unused_imports))]
 use super::{SysResult, close};
 
 /// A Unix-domain socket address and the length that counts: for a path,
