@@ -34,7 +34,7 @@ mod socket;
 mod launch;
 
 #[cfg(feature = "std")]
-pub use launch::{LaunchError, LaunchOptions, ReadyChild, launch};
+pub use launch::{BARRIER_LINGER, LaunchError, LaunchOptions, ReadyChild, launch};
 pub use socket::NotifyAddr;
 pub(crate) use socket::decimal;
 
