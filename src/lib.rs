@@ -48,7 +48,10 @@
 //! ([`from_env`](TokenPipeEnd::from_env), `pass_to`), and bitcoind's daemon
 //! hand-shake as a module ([`daemon::fork_daemon`]), hardened (no fd on
 //! 0–2, no lost child) and complete: process control with a pidfd
-//! ([`ChildExit`]), a locked pid file, umask and double fork.
+//! ([`ChildExit`]), a locked pid file, umask and double fork. The
+//! [`ready`] module tells any launcher "I am up" (this crate's pipe,
+//! systemd's notify socket, s6-style fds) and, with `std`, launches a
+//! program and waits for its report, its death or a timeout.
 //!
 //! # Features
 //! - `std` (default): `From<Error> for std::io::Error`, `std::io::Read` and
