@@ -127,6 +127,22 @@ impl TokenPipeEnd {
         out.truncate(old_len + *result.as_ref().unwrap_or(&0));
         result
     }
+
+    /// Reads exactly `buf.len()` bytes: the rest of a message whose first
+    /// token was just read, which the writer sent in the same `write` (so
+    /// it is already in the pipe, unless the end is non-blocking and the
+    /// writer was cut short). For the crate's own multi-byte messages.
+    ///
+    /// # Errors
+    /// As for [`read_tokens`](Self::read_tokens): [`Error::Eos`] if the
+    /// writer closed before all of it came.
+    pub(crate) fn read_exact(&self, buf: &mut [u8]) -> Result<()> {
+        let mut got = 0;
+        while got < buf.len() {
+            got += self.read_tokens(&mut buf[got..])?;
+        }
+        Ok(())
+    }
 }
 
 /// Runs one `read` or `write` of a non-empty buffer, again if a signal

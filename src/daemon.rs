@@ -495,10 +495,7 @@ impl Report {
             other => return Err(Error::UnexpectedToken(other)),
         };
         let mut buf = [0u8; MESSAGE_MAX - 1];
-        let mut got = 0;
-        while got < payload {
-            got += reader.read_tokens(&mut buf[got..payload])?;
-        }
+        reader.read_exact(&mut buf[..payload])?;
         let value =
             |at: usize| i32::from_ne_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
         Ok(match tag {
@@ -830,12 +827,10 @@ impl DaemonParent {
     /// Reads the microseconds after an extend-timeout token.
     fn take_extension(&mut self) -> Result<Duration> {
         let mut usec = [0u8; 8];
-        let mut got = 0;
-        while got < usec.len() {
-            match self.reader.read_tokens(&mut usec[got..]) {
-                Ok(n) => got += n,
-                Err(e) => return Err(self.conclude(Err(e)).err().unwrap_or(e)),
-            }
+        if let Err(e) = self.reader.read_exact(&mut usec) {
+            // As any other answer: the pipe is closed, end of stream is a
+            // death before ready.
+            return Err(self.conclude(Err(e)).err().unwrap_or(e));
         }
         Ok(Duration::from_micros(u64::from_ne_bytes(usec)))
     }

@@ -216,9 +216,9 @@ impl Process {
     /// Whether it ends within `limit`: the pidfd's readability where there
     /// is one; otherwise (our child only) `waitpid(WNOHANG)` every
     /// millisecond, which reaps it if it has ended.
-    fn ended_within(&mut self, limit: Duration) -> Result<bool> {
+    pub(crate) fn ended_within(&mut self, limit: Duration) -> Result<bool> {
         if self.pidfd != NO_PIDFD {
-            let ms = c_int::try_from(limit.as_millis()).unwrap_or(c_int::MAX);
+            let ms = crate::wait::poll_timeout_ms(limit);
             return loop {
                 match sys::poll_readable(self.pidfd, ms) {
                     Ok(revents) => break Ok(revents != 0),

@@ -11,7 +11,7 @@ use crate::sys;
 /// The poll(2) timeout for `remaining`: rounded *up* to whole milliseconds,
 /// so a wait is never shorter than asked, and capped at `c_int::MAX` (about
 /// 24.8 days; a longer wait polls again).
-fn poll_timeout_ms(remaining: Duration) -> c_int {
+pub(crate) fn poll_timeout_ms(remaining: Duration) -> c_int {
     let ms = remaining.as_nanos().div_ceil(1_000_000);
     c_int::try_from(ms).unwrap_or(c_int::MAX)
 }

@@ -17,6 +17,7 @@ use crate::error::{Errno, Error};
 use crate::pipe::TokenPipe;
 use crate::process::{ChildExit, Process};
 use crate::sys::{self, UnixAddr};
+use crate::wait::poll_timeout_ms;
 
 /// How [`launch`] waits.
 ///
@@ -524,7 +525,7 @@ impl Waiter {
                 revents: 0,
             },
         ];
-        let ms = c_int::try_from(limit.as_nanos().div_ceil(1_000_000)).unwrap_or(c_int::MAX);
+        let ms = poll_timeout_ms(limit);
         // EINTR or a failure: the loop looks again and re-checks the time.
         let _ = sys::poll_many(&mut fds, ms);
     }
@@ -567,18 +568,13 @@ impl Waiter {
     /// The bytes after a token; they were written in the same `write`.
     fn read_exact<const N: usize>(&mut self) -> Option<[u8; N]> {
         let mut bytes = [0u8; N];
-        let mut got = 0;
-        while got < N {
-            match self.reader.read_tokens(&mut bytes[got..]) {
-                Ok(n) => got += n,
-                Err(Error::Eos) => {
-                    self.pipe_closed = true;
-                    return None;
-                }
-                Err(_) => return None,
+        match self.reader.read_exact(&mut bytes) {
+            Ok(()) => Some(bytes),
+            Err(e) => {
+                self.pipe_closed |= e == Error::Eos;
+                None
             }
         }
-        Some(bytes)
     }
 
     /// One notify datagram: `KEY=VALUE` lines.
@@ -624,43 +620,19 @@ impl Waiter {
             if now >= until {
                 return;
             }
-            let mut fd = [libc::pollfd {
-                fd: self.socket.fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            }];
-            let ms = c_int::try_from((until - now).as_millis() + 1).unwrap_or(c_int::MAX);
-            let _ = sys::poll_many(&mut fd, ms);
+            let _ = sys::poll_readable(self.socket.fd.as_raw_fd(), poll_timeout_ms(until - now));
         }
     }
 
     /// Whether the program ends within `limit` (it has closed its end):
     /// on its pidfd where there is one, the moment it can be reaped.
     fn exited_within(&mut self, limit: Duration) -> Option<ChildExit> {
-        let start = Instant::now();
-        loop {
-            if let Some(exit) = self.process.try_wait().ok().flatten() {
-                self.exited = Some(exit);
-                return Some(exit);
-            }
-            let waited = start.elapsed();
-            if waited >= limit {
-                return None;
-            }
-            match self.process.pidfd() {
-                Some(fd) => {
-                    let mut pidfd = [libc::pollfd {
-                        fd,
-                        events: libc::POLLIN,
-                        revents: 0,
-                    }];
-                    let ms =
-                        c_int::try_from((limit - waited).as_millis() + 1).unwrap_or(c_int::MAX);
-                    let _ = sys::poll_many(&mut pidfd, ms);
-                }
-                None => std::thread::sleep(Duration::from_millis(1)),
-            }
+        if !self.process.ended_within(limit).unwrap_or(false) {
+            return None;
         }
+        let exit = self.process.try_wait().ok().flatten()?;
+        self.exited = Some(exit);
+        Some(exit)
     }
 
     fn conclude(mut self, verdict: Verdict) -> Result<ReadyChild, LaunchError> {

@@ -2,8 +2,8 @@
 
 use core::ffi::{c_int, c_void};
 
+use super::SysResult;
 use super::conv::{ret, ret_c_int, ret_usize};
-use super::{SysResult, errno};
 
 // The platform split for close-on-exec at creation, in one place: `pipe2`
 // where the OS has it, `pipe` + `fcntl` elsewhere. Apple's SDK declares
@@ -344,18 +344,14 @@ pub(crate) fn close(fd: c_int) {
 /// - [FreeBSD](https://man.freebsd.org/cgi/man.cgi?query=poll&sektion=2)
 #[inline]
 pub(crate) fn poll_readable(fd: c_int, timeout_ms: c_int) -> SysResult<libc::c_short> {
-    let mut pfd = libc::pollfd {
+    let mut pfd = [libc::pollfd {
         fd,
         events: libc::POLLIN,
         revents: 0,
-    };
-    // SAFETY: `pfd` is one valid, writable pollfd, and we pass a count of 1.
-    let rc = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
-    match rc {
-        0 => Ok(0),
-        n if n > 0 => Ok(pfd.revents),
-        _ => Err(errno()),
-    }
+    }];
+    // On a timeout the kernel leaves `revents` 0.
+    poll_many(&mut pfd, timeout_ms)?;
+    Ok(pfd[0].revents)
 }
 
 /// `clock_gettime(CLOCK_MONOTONIC)`—The time since an arbitrary fixed
@@ -440,7 +436,7 @@ pub(crate) fn above_stdio(fd: c_int) -> SysResult<c_int> {
 /// # References
 /// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/poll.html)
 /// - [Linux](https://man7.org/linux/man-pages/man2/poll.2.html)
-#[cfg(feature = "std")]
+#[inline]
 pub(crate) fn poll_many(fds: &mut [libc::pollfd], timeout_ms: c_int) -> SysResult<usize> {
     // SAFETY: `fds` is a valid, writable array of `fds.len()` pollfds.
     let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };

@@ -1,16 +1,21 @@
 //! The syscall layer: the only module that calls libc.
 //!
 //! Split by domain: [`fd`] (pipes, fcntl, read, write, poll, files),
-//! [`signal`] (SIGPIPE masking) and [`process`] (fork, wait, kill, the
+//! [`signal`] (SIGPIPE masking), [`process`] (fork, wait, kill, the
 //! daemon's set-up calls, the environment) and [`socket`] (systemd's notify
-//! socket, both sides). [`conv`] turns each return shape
-//! into a `Result` in one place. One thin function per syscall. Each takes and returns plain values, reads
-//! `errno` only when the call failed, and leaves every policy decision (retry
-//! on `EINTR`, what an error means) to the safe code above it. None of these
-//! functions allocates. Everything reachable from `token_write`,
-//! `token_read` and `close` is async-signal-safe; the exceptions here are
-//! `strerror_r` (reached only from `Display`) and `getenv` (reached only
-//! from `from_env`, whose contract forbids a concurrent `setenv`).
+//! socket, both sides); [`conv`] turns each return shape into a `Result`
+//! in one place. One thin function per syscall. Each takes and returns
+//! plain values, reads `errno` only when the call failed, and leaves every
+//! policy decision (retry on `EINTR`, what an error means) to the safe code
+//! above it. None of these functions allocates.
+//!
+//! Everything reachable from `token_write`, `token_read`, `close` and a
+//! `Notifier`'s reports is async-signal-safe. The exceptions here:
+//! `strerror_r` (reached only from `Display`); `getenv` and `unsetenv`
+//! (reached only from the `from_env` functions, whose contracts forbid a
+//! concurrent change of the environment); and `sigtimedwait`/`sigwait`,
+//! which `token_write_nosignal` reaches only on `EPIPE`: they are not on
+//! POSIX's list, though safe in practice (see `signal`).
 //!
 //! The functions are safe to call but not all are safe to *misuse*: `close`
 //! on an fd that something else owns breaks that owner. They are

@@ -109,12 +109,6 @@ pub(crate) fn unix_datagram_socket() -> SysResult<c_int> {
     }
 }
 
-/// No flags for a datagram send: an unconnected Unix datagram socket has
-/// no peer to lose, so no send on it raises `SIGPIPE` (a missing receiver
-/// is `ENOENT` or `ECONNREFUSED`). The connected vsock send uses
-/// `MSG_NOSIGNAL`.
-const SEND_FLAGS: c_int = 0;
-
 /// Room for one `SCM_RIGHTS` control message carrying one fd, aligned for
 /// `cmsghdr`.
 #[repr(C, align(8))]
@@ -168,9 +162,12 @@ pub(crate) fn send_datagram(
                 .write_unaligned(passed);
         }
     }
+    // No MSG_NOSIGNAL: an unconnected datagram socket has no peer to lose,
+    // so no send on it raises SIGPIPE (a missing receiver is ENOENT or
+    // ECONNREFUSED).
     // SAFETY: every pointer in `msg` (address, iovec, data, control) is
     // valid for the call, and sendmsg only reads them.
-    let sent = unsafe { libc::sendmsg(fd, &msg, SEND_FLAGS) };
+    let sent = unsafe { libc::sendmsg(fd, &msg, 0) };
     ret_usize(sent)
 }
 
