@@ -45,7 +45,7 @@ use core::time::Duration;
 
 use crate::end::TokenPipeEnd;
 use crate::error::{Errno, Error, Result};
-use crate::handoff::{HandoffError, parse_env_value};
+use crate::handoff::HandoffError;
 use crate::sys;
 
 /// The environment variable through which this crate's launcher (and
@@ -173,16 +173,21 @@ impl Notifier {
     #[allow(unsafe_code)] // Declares the environment and ownership contract.
     pub unsafe fn from_env() -> core::result::Result<Option<Notifier>, ReadyError> {
         // SAFETY: our caller keeps the environment to us for the call.
-        if let Some(value) = unsafe { sys::getenv(READY_FD_ENV_C) } {
-            let fd = parse_env_value(value).map_err(ReadyError::Handoff)?;
-            // SAFETY: by our contract the fd is ours alone.
-            let end = unsafe { pipe::take_handed_over(fd) }?;
-            // SAFETY: as above; the value is not used after this.
-            unsafe {
-                let _ = sys::unsetenv(READY_FD_ENV_C);
-                let _ = sys::unsetenv(NOTIFY_SOCKET_ENV_C);
+        // The same checks as any hand-off: a plain decimal fd, open, a
+        // pipe; it becomes close-on-exec.
+        // SAFETY: our caller's contract covers from_env's: the environment
+        // is ours for the call, and the fd is ours alone.
+        match unsafe { TokenPipeEnd::from_env(READY_FD_ENV_C) } {
+            Ok(end) => {
+                // SAFETY: as above.
+                unsafe {
+                    let _ = sys::unsetenv(READY_FD_ENV_C);
+                    let _ = sys::unsetenv(NOTIFY_SOCKET_ENV_C);
+                }
+                return Ok(Some(Notifier::from_pipe(end)));
             }
-            return Ok(Some(Notifier::from_pipe(end)));
+            Err(HandoffError::NotSet) => {}
+            Err(e) => return Err(ReadyError::Handoff(e)),
         }
         // SAFETY: as above.
         if let Some(value) = unsafe { sys::getenv(NOTIFY_SOCKET_ENV_C) } {
@@ -416,13 +421,7 @@ impl Notifier {
     pub fn pass_to(&self, cmd: &mut std::process::Command, env_name: &str) -> Result<()> {
         match &self.channel {
             Channel::Pipe(fd) | Channel::Fd(fd) => {
-                let raw = fd.load(Ordering::Acquire);
-                if raw < 0 {
-                    return Err(Error::Closed);
-                }
-                // Borrow the fd as an end for the call, without owning it.
-                let end = core::mem::ManuallyDrop::new(TokenPipeEnd::from_owned(raw));
-                end.pass_to(cmd, env_name)
+                pipe::with_end(fd, |end| end.pass_to(cmd, env_name))
             }
             Channel::Socket(addr) => {
                 cmd.env(NOTIFY_SOCKET_ENV, addr.to_env_value());

@@ -10,26 +10,8 @@ use core::sync::atomic::{AtomicI32, Ordering};
 use super::ReadyError;
 use crate::end::TokenPipeEnd;
 use crate::error::{Errno, Error, Result};
-use crate::handoff::HandoffError;
 use crate::nosignal::without_sigpipe;
 use crate::sys;
-
-/// Takes the pipe end named by `TOKENPIPE_READY_FD`: open, a pipe, then
-/// close-on-exec.
-///
-/// # Safety
-/// The fd must belong to nothing else in this process.
-#[allow(unsafe_code)]
-pub(super) unsafe fn take_handed_over(fd: c_int) -> core::result::Result<TokenPipeEnd, ReadyError> {
-    match sys::file_id(fd) {
-        Ok(id) if id.is_fifo => {}
-        Ok(_) => return Err(ReadyError::Handoff(HandoffError::NotAPipe { fd })),
-        Err(Errno::EBADF) => return Err(ReadyError::Handoff(HandoffError::NotOpen { fd })),
-        Err(e) => return Err(ReadyError::Os(e)),
-    }
-    sys::set_cloexec(fd).map_err(ReadyError::Os)?;
-    Ok(TokenPipeEnd::from_owned(fd))
-}
 
 /// Checks that `fd` is open and is a pipe (or FIFO) or a socket.
 pub(super) fn check_pipe_or_socket(fd: c_int) -> core::result::Result<(), ReadyError> {
@@ -42,7 +24,7 @@ pub(super) fn check_pipe_or_socket(fd: c_int) -> core::result::Result<(), ReadyE
 }
 
 /// Runs `f` on the end the channel still holds, without taking it.
-fn with_end<T>(fd: &AtomicI32, f: impl FnOnce(&TokenPipeEnd) -> Result<T>) -> Result<T> {
+pub(super) fn with_end<T>(fd: &AtomicI32, f: impl FnOnce(&TokenPipeEnd) -> Result<T>) -> Result<T> {
     let raw = fd.load(Ordering::Acquire);
     if raw < 0 {
         return Err(Error::Closed);
