@@ -747,6 +747,36 @@ impl DaemonParent {
         self.process.pidfd()
     }
 
+    /// The daemon's pidfd as a `BorrowedFd`, for an event loop (tokio's
+    /// `AsyncFd`, mio, `poll`): it becomes readable once the daemon has
+    /// ended. `None` where the system gave no pidfd (not Linux, Linux before
+    /// 5.3, or a seccomp filter that forbids `pidfd_open`).
+    ///
+    /// ```standalone_crate
+    /// use bitcoin_tokenpipe::daemon::{DaemonOptions, Forked, fork_daemon};
+    ///
+    /// // SAFETY: this program has no other threads.
+    /// match unsafe { fork_daemon(DaemonOptions::new()) }? {
+    ///     Forked::Parent(mut daemon) => {
+    ///         if cfg!(target_os = "linux") {
+    ///             assert!(daemon.pidfd().is_some());
+    ///         }
+    ///         assert!(daemon.wait_ready()?);
+    ///         assert!(daemon.wait()?.success());
+    ///     }
+    ///     Forked::Child(daemon) => {
+    ///         daemon.notifier.notify(true)?;
+    ///         std::process::exit(0);
+    ///     }
+    /// }
+    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// ```
+    #[cfg(feature = "std")]
+    #[must_use]
+    pub fn pidfd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.process.borrowed_pidfd()
+    }
+
     /// Sends `signal` to the daemon: through the pidfd where there is one
     /// (`pidfd_send_signal`), else with `kill(pid)` while the daemon is our
     /// unreaped child, so the signal can never reach a process that was

@@ -329,38 +329,14 @@ impl io::Write for TokenPipeEnd {
     }
 }
 
-impl crate::daemon::DaemonParent {
-    /// The daemon's pidfd as a `BorrowedFd`, for an event loop (tokio's
-    /// `AsyncFd`, mio, `poll`): it becomes readable once the daemon has
-    /// ended. `None` where the system gave no pidfd (not Linux, Linux before
-    /// 5.3, or a seccomp filter that forbids `pidfd_open`).
-    ///
-    /// ```standalone_crate
-    /// use bitcoin_tokenpipe::daemon::{DaemonOptions, Forked, fork_daemon};
-    ///
-    /// // SAFETY: this program has no other threads.
-    /// match unsafe { fork_daemon(DaemonOptions::new()) }? {
-    ///     Forked::Parent(mut daemon) => {
-    ///         if cfg!(target_os = "linux") {
-    ///             assert!(daemon.pidfd().is_some());
-    ///         }
-    ///         assert!(daemon.wait_ready()?);
-    ///         assert!(daemon.wait()?.success());
-    ///     }
-    ///     Forked::Child(daemon) => {
-    ///         daemon.notifier.notify(true)?;
-    ///         std::process::exit(0);
-    ///     }
-    /// }
-    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
-    /// ```
-    #[must_use]
-    pub fn pidfd(&self) -> Option<BorrowedFd<'_>> {
+impl crate::process::Process {
+    /// The pidfd as a `BorrowedFd`, for the `pidfd()` and `AsFd` of
+    /// `DaemonParent` and `ReadyChild`; `None` where there is none.
+    pub(crate) fn borrowed_pidfd(&self) -> Option<BorrowedFd<'_>> {
         #[allow(unsafe_code)]
         // SAFETY: the pidfd is open and owned by `self`, which closes it
         // only when dropped, so it outlives the borrow.
-        self.as_raw_pidfd()
-            .map(|fd| unsafe { BorrowedFd::borrow_raw(fd) })
+        self.pidfd().map(|fd| unsafe { BorrowedFd::borrow_raw(fd) })
     }
 }
 
@@ -379,7 +355,7 @@ impl AsFd for crate::daemon::DaemonParent {
     fn as_fd(&self) -> BorrowedFd<'_> {
         match self.pidfd() {
             Some(fd) => fd,
-            None => no_pidfd(),
+            None => no_pidfd("DaemonParent"),
         }
     }
 }
@@ -388,9 +364,9 @@ impl AsFd for crate::daemon::DaemonParent {
 #[cold]
 #[inline(never)]
 #[track_caller]
-fn no_pidfd() -> ! {
+pub(crate) fn no_pidfd(owner: &str) -> ! {
     panic!(
-        "AsFd::as_fd called on a DaemonParent without a pidfd (the kernel has no \
-         pidfd_open, or it was refused); use DaemonParent::pidfd, which returns None"
+        "AsFd::as_fd called on a {owner} without a pidfd (the kernel has no \
+         pidfd_open, or it was refused); use {owner}::pidfd, which returns None"
     )
 }

@@ -134,12 +134,7 @@ impl ReadyChild {
     /// `AsyncFd`, mio or `poll`. `None` where the system gave none.
     #[must_use]
     pub fn pidfd(&self) -> Option<BorrowedFd<'_>> {
-        #[allow(unsafe_code)]
-        // SAFETY: the pidfd is open and owned by `self.process`, which
-        // closes it only when dropped, after the borrow ends.
-        self.process
-            .pidfd()
-            .map(|fd| unsafe { BorrowedFd::borrow_raw(fd) })
+        self.process.borrowed_pidfd()
     }
 }
 
@@ -155,10 +150,7 @@ impl std::os::fd::AsFd for ReadyChild {
     fn as_fd(&self) -> BorrowedFd<'_> {
         match self.pidfd() {
             Some(fd) => fd,
-            None => panic!(
-                "AsFd::as_fd on a ReadyChild without a pidfd (the kernel has no \
-                 pidfd_open, or it was refused); use ReadyChild::pidfd"
-            ),
+            None => crate::std_impls::no_pidfd("ReadyChild"),
         }
     }
 }
