@@ -900,7 +900,10 @@ impl DaemonParent {
     /// # Ok::<(), Error>(())
     /// ```
     pub fn wait_ready_timeout(&mut self, timeout: Duration) -> Result<bool> {
-        let mut deadline = sys::monotonic_now().map_err(Error::Os)? + timeout;
+        // Saturating: a timeout of `Duration::MAX` means "forever", not a panic.
+        let mut deadline = sys::monotonic_now()
+            .map_err(Error::Os)?
+            .saturating_add(timeout);
         loop {
             let now = sys::monotonic_now().map_err(Error::Os)?;
             let answer = self.reader.token_read_timeout(deadline.saturating_sub(now));
@@ -910,7 +913,7 @@ impl DaemonParent {
                 Ok(crate::ready::TOKEN_EXTEND) => {
                     let extra = self.take_extension()?;
                     let now = sys::monotonic_now().map_err(Error::Os)?;
-                    deadline = deadline.max(now + extra);
+                    deadline = deadline.max(now.saturating_add(extra));
                 }
                 _ => return self.conclude(answer),
             }

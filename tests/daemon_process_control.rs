@@ -415,3 +415,16 @@ fn a_daemon_can_hand_its_report_to_a_program_it_execs() {
     assert_eq!(d.wait_ready(), Ok(true));
     assert_eq!(d.wait(), Ok(ChildExit::Exited(0)));
 }
+
+#[test]
+fn wait_ready_timeout_of_duration_max_waits_as_long_as_it_takes() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut d = daemon(DaemonOptions::new(), |d| {
+        // Ask for more time too: the extension must saturate as well.
+        let ok = d.notifier.extend_timeout(Duration::MAX).is_ok() && d.notifier.ready().is_ok();
+        if ok { 0 } else { 1 }
+    })
+    .unwrap();
+    assert_eq!(d.wait_ready_timeout(Duration::MAX), Ok(true));
+    assert_eq!(d.wait(), Ok(ChildExit::Exited(0)));
+}

@@ -364,3 +364,11 @@ fn each_launch_has_its_own_socket_and_nobody_listens_after_the_verdict() {
         assert!(sent.is_err(), "someone still listens on {addr}");
     }
 }
+
+#[test]
+fn a_timeout_too_long_for_the_clock_means_forever_not_a_panic() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let forever = LaunchOptions::new().timeout(Duration::MAX);
+    let mut c = launch(&mut child("pipe-ready"), forever).unwrap();
+    assert!(c.wait().unwrap().success());
+}

@@ -442,7 +442,11 @@ const EXIT_GRACE: Duration = Duration::from_millis(100);
 impl Waiter {
     fn run(mut self) -> Result<ReadyChild, LaunchError> {
         let start = Instant::now();
-        let mut deadline = start + self.options.timeout;
+        // A timeout past what an Instant holds (`Duration::MAX`) means
+        // "forever": a century stands in for it rather than a panic.
+        let mut deadline = start
+            .checked_add(self.options.timeout)
+            .unwrap_or_else(|| start + Duration::from_secs(100 * 365 * 24 * 3600));
         loop {
             // Reports first: one that came before the program exited wins.
             if let Some(verdict) = self.take_reports(&mut deadline) {
