@@ -324,7 +324,7 @@ fn reexec_main(args: &Args) -> ! {
     }
 }
 
-/// Says how the daemon ended, from `DaemonParent::wait`.
+/// Says how the daemon ended, from `DaemonParent::wait` or `ReadyChild::wait`.
 #[cfg(unix)]
 fn how_it_ended(waited: bitcoin_tokenpipe::Result<bitcoin_tokenpipe::ChildExit>) -> String {
     match waited {

@@ -151,8 +151,9 @@ impl<'a> DaemonOptions<'a> {
     }
 
     /// Whether to fork twice (default off). The intermediate child calls
-    /// `setsid`, forks the daemon, and exits as soon as the launcher has a
-    /// hold on the daemon's pid; the launcher reaps it. The launcher still
+    /// `setsid`, forks the daemon, reports its pid, and keeps it unreaped
+    /// (so the pid cannot be reused) until the launcher has the daemon's own
+    /// set-up report; then it exits and the launcher reaps it. The launcher still
     /// learns the daemon's own pid and its readiness.
     #[must_use]
     pub const fn double_fork(mut self, on: bool) -> DaemonOptions<'a> {
@@ -360,8 +361,9 @@ pub type ReadyNotifier = crate::ready::Notifier;
 ///
 /// In the child, in this order: `setsid()`; with
 /// [`double_fork`](DaemonOptions::double_fork), a second `fork()` (the
-/// intermediate child waits until the launcher holds the daemon's pid,
-/// then exits); `umask`; the [`pid_file`](DaemonOptions::pid_file) (open
+/// intermediate child reports the daemon's pid and waits, keeping it
+/// unreaped, until the launcher has the daemon's set-up report, then
+/// exits); `umask`; the [`pid_file`](DaemonOptions::pid_file) (open
 /// without truncating, lock, truncate, write); `chdir("/")`; stdio onto
 /// `/dev/null`; then the set-up report (the daemon's pid, or the step that
 /// failed and its errno). Only async-signal-safe calls are made until the
@@ -373,9 +375,12 @@ pub type ReadyNotifier = crate::ready::Notifier;
 /// notifier (the launcher sees failure) unless it hands the end over on
 /// purpose ([`ReadyNotifier::into_end`], or `pass_to` with `std`).
 ///
-/// Syscalls in the launcher: `pipe2` (×2 with `double_fork`), `fcntl(F_DUPFD_CLOEXEC)`
-/// only for an end that landed on 0–2, `fork`, `close`, `pidfd_open` (Linux),
-/// `read` ×2.
+/// Syscalls in the launcher: `pipe2`, `fcntl(F_DUPFD_CLOEXEC)` and `close`
+/// only for an end that landed on 0–2, `fork`, `close`, `pidfd_open`
+/// (Linux), `read` ×2. With `double_fork`: `pipe2` ×2, `fork`, `close`,
+/// `pidfd_open` ×2 (intermediate and daemon), `read` ×4, `close`, then
+/// the intermediate is reaped (`poll` on its pidfd, else `waitpid(WNOHANG)`
+/// and `nanosleep` every millisecond; `waitpid`; `close`).
 ///
 /// # Safety
 /// - The process must have **no other threads** when this is called. The

@@ -4,8 +4,9 @@
 //! `Result<u8>` still comes back in two registers on the 64-bit ABIs, and
 //! the callgrind check shows the token path costs what raw libc does), so
 //! they can be made and inspected in a signal handler or a forked child
-//! without allocating. `Error` was eight bytes until the daemon errors
-//! carried both a failed step with its errno and a child's exit status.
+//! without allocating. `Error` is twelve bytes, not eight, because the
+//! daemon errors carry both a failed step with its errno and a child's
+//! exit status, and two five-byte payloads cannot share one niche.
 
 use core::fmt;
 
@@ -71,9 +72,12 @@ pub enum Error {
     /// system call was made.
     #[error("this pipe end is closed (closed, moved out or never opened); no system call was made")]
     Closed,
-    /// The write found no reader: every read end is closed (`EPIPE`). Only
-    /// seen when `SIGPIPE` is ignored or blocked; at the default disposition
-    /// the signal ends the process first.
+    /// The write found no reader: every read end is closed (`EPIPE`).
+    /// `token_write_nosignal` and a `Notifier`'s reports return it at any
+    /// `SIGPIPE` disposition, and so does any write on Apple and NetBSD to
+    /// a pipe this crate made or took. Elsewhere a plain write sees it only
+    /// where `SIGPIPE` is ignored or blocked; at the default disposition the
+    /// signal ends the process first.
     #[error(
         "broken pipe: every read end of the pipe is closed, so the token cannot be delivered (EPIPE)"
     )]
@@ -91,7 +95,9 @@ pub enum Error {
     #[error("system call failed: {0}")]
     Os(Errno),
     /// [`fork_daemon`](crate::daemon::fork_daemon): a step of the child's
-    /// set-up failed, with this errno. The child has been reaped.
+    /// set-up failed, with this errno. The child has been reaped. Also from
+    /// [`PidFile::lock`](crate::daemon::PidFile::lock) (step `PidFile`),
+    /// where no child is involved.
     #[error("the daemon's set-up failed at {step}: {errno}")]
     SetupFailed {
         /// The step that failed.
@@ -109,7 +115,8 @@ pub enum Error {
     /// [`fork_daemon`](crate::daemon::fork_daemon): another process holds
     /// the pid file's lock: another instance is running, with this pid (0
     /// if it lives in another pid namespace and wrote none). Its file was
-    /// not touched.
+    /// not touched. Also from
+    /// [`PidFile::lock`](crate::daemon::PidFile::lock).
     #[error("another instance is already running (pid {0} holds the pid file's lock)")]
     AlreadyRunning(i32),
     /// The process is not this process's child (a double-forked daemon):

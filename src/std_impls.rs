@@ -9,13 +9,16 @@ use crate::end::TokenPipeEnd;
 use crate::error::Error;
 
 impl From<Error> for io::Error {
-    /// Keeps the errno where one caused the error, so
+    /// Keeps the errno of `Os`, `BrokenPipe` and `WouldBlock`, so
     /// `raw_os_error()` still answers: `Os(e)` gives `e`, `BrokenPipe` gives
     /// `EPIPE` (kind `BrokenPipe`), `WouldBlock` gives `EAGAIN` (kind
-    /// `WouldBlock`). The rest carry the crate's error inside: `Eos` and the
-    /// daemon hand-shake's `SetupFailed` and `DiedBeforeReady` (end of stream
-    /// at a known step) are `UnexpectedEof`, `UnexpectedToken` is
-    /// `InvalidData`, `TimedOut` is `TimedOut`, `Closed` is `NotConnected`.
+    /// `WouldBlock`). `SetupFailed` takes the kind of its errno and keeps
+    /// its step in the message (`raw_os_error()` is `None` for it). The
+    /// rest carry the crate's error inside: `Eos`, `DiedDuringSetup` and
+    /// `DiedBeforeReady` (end of stream at a known step) are
+    /// `UnexpectedEof`, `AlreadyRunning` is `AlreadyExists`, `NotAChild` is
+    /// `Unsupported`, `UnexpectedToken` is `InvalidData`, `TimedOut` is
+    /// `TimedOut`, `Closed` is `NotConnected`.
     ///
     /// ```
     /// use bitcoin_tokenpipe::{Errno, Error};
@@ -143,7 +146,8 @@ impl AsFd for TokenPipeEnd {
     /// name an open fd (never `-1`), the trait has no way to report an
     /// error, and a made-up number would break I/O safety for the caller:
     /// code holding a `BorrowedFd` may pass it to `FD_SET` or `poll` and
-    /// trust it. This and `DaemonParent`'s `as_fd` are the library's only panics; use
+    /// trust it. This, and `as_fd` on a `DaemonParent` or `ReadyChild`
+    /// without a pidfd, are the library's only panics; use
     /// [`TokenPipeEnd::try_as_fd`] or check
     /// [`is_open`](TokenPipeEnd::is_open) where an end may be closed.
     ///

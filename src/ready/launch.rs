@@ -275,8 +275,9 @@ impl std::error::Error for LaunchError {
 /// The socket is closed then, as systemd's is not but Debian's
 /// `start-stop-daemon`'s is; so that a sender following `READY=1` with
 /// `BARRIER=1` (`systemd-notify` does) still gets its confirmation, a
-/// verdict that came on the socket waits up to [`BARRIER_LINGER`] for that
-/// barrier, and ends the wait as soon as it has been completed.
+/// verdict reached once anything has been heard on the socket waits up to
+/// [`BARRIER_LINGER`] for that barrier, and ends the wait as soon as it has
+/// been completed.
 ///
 /// `launch` adds its hand-off (environment and a `pre_exec` check) to
 /// `cmd`: use a fresh `Command` for each launch, as a spent one fails to

@@ -109,8 +109,14 @@ pub enum ReadyError {
 /// The pipe and fd channels are one-shot: [`ready`](Self::ready) and
 /// [`failed`](Self::failed) close them, and later calls give
 /// [`Error::Closed`]. The socket channel takes any number of messages.
-/// Every method takes `&self`, so a notifier can sit in a `static` for a
-/// signal handler; all are async-signal-safe and allocation-free.
+/// The reports ([`ready`](Self::ready), [`failed`](Self::failed),
+/// [`status`](Self::status), [`extend_timeout`](Self::extend_timeout),
+/// [`barrier`](Self::barrier)) take `&self`, so a notifier can sit in a
+/// `static` for a signal handler, and are async-signal-safe and
+/// allocation-free. [`notify`](Self::notify) and
+/// [`into_end`](Self::into_end) consume it; `from_env` (it edits the
+/// environment) and `pass_to` (std; it allocates) do not belong in a
+/// handler.
 pub struct Notifier {
     channel: Channel,
 }
@@ -315,8 +321,9 @@ impl Notifier {
     /// [`Error::Os`]`(EINVAL)` for text with a line break (systemd splits
     /// a message into `KEY=VALUE` lines at `\n` and at `\r`, so either
     /// would start another line) or a NUL byte (systemd drops a message
-    /// holding one, whole); `EMSGSIZE` for text that does not fit the stack
-    /// buffer (at most 900 bytes); as for [`ready`](Self::ready).
+    /// holding one, whole); `EMSGSIZE` for text longer than 1017 bytes (the
+    /// message, `STATUS=` included, is built in a 1024-byte stack buffer);
+    /// as for [`ready`](Self::ready).
     pub fn status(&self, text: &str) -> Result<()> {
         match &self.channel {
             Channel::Socket(addr) => {
@@ -367,7 +374,8 @@ impl Notifier {
     /// this fail; the `READY=1` sent before was delivered all the same, so
     /// treat this error as "no confirmation", not as "not ready".
     ///
-    /// Syscalls: `pipe2`, `socket`, `sendmsg`, `close` ×2, `poll`, `close`.
+    /// Syscalls: `pipe2`, `socket`, `sendmsg`, `close` ×2, `poll`, `read`
+    /// (end of stream), `close`, and `clock_gettime` (a vDSO call on Linux).
     ///
     /// # Errors
     /// [`Error::TimedOut`] if the fd was not closed within `timeout`;

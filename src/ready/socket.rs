@@ -9,7 +9,8 @@ use super::ReadyError;
 use crate::error::{Errno, Error, Result};
 use crate::sys::{self, UnixAddr};
 
-/// The largest message: `STATUS=` and 900 bytes of text fit.
+/// The largest message, built on the stack: `STATUS=` and up to 1017
+/// bytes of text.
 const MESSAGE_MAX: usize = 1024;
 
 /// Where `NOTIFY_SOCKET` points: a Unix datagram socket by path or (Linux)

@@ -13,9 +13,10 @@
 //! `Notifier`'s reports is async-signal-safe. The exceptions here:
 //! `strerror_r` (reached only from `Display`); `getenv` and `unsetenv`
 //! (reached only from the `from_env` functions, whose contracts forbid a
-//! concurrent change of the environment); and `sigtimedwait`/`sigwait`,
-//! which `token_write_nosignal` reaches only on `EPIPE`: they are not on
-//! POSIX's list, though safe in practice (see `signal`).
+//! concurrent change of the environment); `sigtimedwait`/`sigwait`, which
+//! `token_write_nosignal` reaches only on `EPIPE`; and `nanosleep` and
+//! `pread` (reaping without a pidfd; reading a held pid file's pid). The
+//! last four are not on POSIX's list, though each is one plain system call.
 //!
 //! The functions are safe to call but not all are safe to *misuse*: `close`
 //! on an fd that something else owns breaks that owner. They are
@@ -77,7 +78,7 @@ use libc::___errno as errno_location;
 )))]
 compile_error!(
     "bitcoin-tokenpipe does not know where this Unix keeps errno; \
-     add the target to src/sys.rs"
+     add the target to src/sys/mod.rs"
 );
 
 /// Reads the calling thread's `errno`.

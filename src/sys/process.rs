@@ -2,8 +2,10 @@
 //! for and signalling a child (by pid, or by pidfd on Linux), and the pid
 //! file's lock.
 //!
-//! Everything here but `getenv` is async-signal-safe: the daemon's child
-//! calls these between `fork` and its set-up report.
+//! Everything here but `getenv` and `unsetenv` is a plain system call, safe
+//! between `fork` and the daemon's set-up report, which is where the
+//! daemon's child calls them (POSIX's async-signal-safe list omits
+//! `nanosleep` and `pread`, which are plain system calls all the same).
 
 use core::ffi::{CStr, c_int};
 use core::mem::MaybeUninit;

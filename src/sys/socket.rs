@@ -4,7 +4,7 @@
 //! came along (which is what completes a sender's barrier).
 //!
 //! Everything the daemon's side calls (`socket`, `sendmsg`, `connect`,
-//! `send`, `close`) is async-signal-safe.
+//! `send`, `close`, and on Apple `fcntl`) is async-signal-safe.
 
 use core::ffi::c_int;
 use core::mem::MaybeUninit;
