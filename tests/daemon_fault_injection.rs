@@ -4,12 +4,18 @@
 //! of set-up are in the daemon module's unit tests, which can reach the
 //! set-up's fault hook.)
 //!
-//! Each launcher here is a forked child of the test process, so it can
-//! close its own stdio or lower its fd limit without disturbing the test
-//! harness; it reports through its exit code. The test process has other
-//! threads, so launcher and daemon make only async-signal-safe calls
-//! (`fork_daemon`, the waits, `fstat`, `open`, `_exit`), which is what
-//! `fork_daemon`'s contract really needs.
+//! For the first two, each launcher is a forked child of the test process,
+//! so it can close its own stdio or lower its fd limit without disturbing
+//! the test harness; it reports through its exit code, and its daemon
+//! reports to it through a pipe (a double-forked daemon is not the
+//! launcher's child, so its exit status is out of reach). The test process
+//! has other threads, so launcher and daemon make only async-signal-safe
+//! calls (`fork_daemon`, the waits, `fstat`, `open`, `read`, `write`,
+//! `_exit`), which is what `fork_daemon`'s contract really needs.
+//!
+//! The thousand launches call `fork_daemon` in the test process itself:
+//! they take their turn through `SERIAL`, and each daemon only reports and
+//! drops its pid file before `_exit`.
 #![cfg(unix)]
 
 mod common;
@@ -88,6 +94,41 @@ const WAIT_FAILED: c_int = 16;
 const SETUP_FAILED: c_int = 17;
 const DIED_DURING_SETUP: c_int = 18;
 const FORK_DAEMON_FAILED: c_int = 19;
+const RESULT_PIPE_FAILED: c_int = 24;
+const DAEMON_SENT_NO_RESULT: c_int = 25;
+const LAUNCHER_FDS_CHANGED: c_int = 26;
+
+/// How many fd numbers the launcher scans when it counts its open fds: its
+/// limit, but at most 4096 (new fds take the lowest free numbers, so a leak
+/// lands far below that in a test process).
+fn fd_scan_limit() -> c_int {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid out-pointer; getrlimit is a plain syscall.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 4096;
+    }
+    lim.rlim_cur.min(4096) as c_int
+}
+
+/// Reads the daemon's one-byte check result from `fd`, retrying on EINTR;
+/// `None` at end of stream (every writer gone without a word) or on error.
+fn read_result(fd: c_int) -> Option<u8> {
+    let mut byte = 0u8;
+    loop {
+        // SAFETY: `byte` is valid for one byte; read is async-signal-safe.
+        let n = unsafe { libc::read(fd, (&mut byte as *mut u8).cast(), 1) };
+        if n == 1 {
+            return Some(byte);
+        }
+        if n < 0 && common::get_errno() == libc::EINTR {
+            continue;
+        }
+        return None;
+    }
+}
 
 /// The daemon's side: stdio must be /dev/null before and after it reports,
 /// and dropping its notifier must not free a number below 3.
@@ -110,7 +151,23 @@ fn daemon_checks(child: DaemonChild<'_>, null_rdev: libc::dev_t) -> c_int {
 }
 
 /// A launcher with the fds in `closed` (a bit per fd 0, 1, 2) closed.
+///
+/// Its daemon writes its check result, one byte, into a pipe the launcher
+/// made before `fork_daemon`, and the launcher reads it whatever `wait`
+/// says: a double-forked daemon's exit status is not the launcher's to
+/// see. The launcher also counts its own open fds before `fork_daemon` and
+/// after the wait, since the fds `fork_daemon` could leak are the
+/// launcher's, not the test process's.
 fn launcher_with_closed_stdio(closed: u8, double_fork: bool, null_rdev: libc::dev_t) -> c_int {
+    // Made while fds 0–2 are still open, so it lands above them and the
+    // daemon's redirection of stdio to /dev/null cannot replace it.
+    let mut result = [-1 as c_int; 2];
+    // SAFETY: `result` is valid for two ints; pipe is a plain syscall. No
+    // exec happens in launcher or daemon, so close-on-exec does not matter.
+    if unsafe { libc::pipe(result.as_mut_ptr()) } != 0 {
+        return RESULT_PIPE_FAILED;
+    }
+    let [result_read, result_write] = result;
     for fd in 0..3 {
         if closed & (1 << fd) != 0 {
             // SAFETY: closing our own stdio in this forked launcher is the
@@ -118,12 +175,16 @@ fn launcher_with_closed_stdio(closed: u8, double_fork: bool, null_rdev: libc::de
             unsafe { libc::close(fd) };
         }
     }
+    let scan = fd_scan_limit();
+    let fds_before = open_fd_total(scan);
     let options = DaemonOptions::new()
         .chdir_root(false)
         .double_fork(double_fork);
     // SAFETY: see the module comment.
     match unsafe { fork_daemon(options) } {
         Ok(Forked::Parent(mut daemon)) => {
+            // SAFETY: our own write end; the daemon holds its copy.
+            unsafe { libc::close(result_write) };
             match daemon.wait_ready_timeout(Duration::from_secs(20)) {
                 Ok(true) => {}
                 Ok(false) => return NOT_READY,
@@ -131,16 +192,35 @@ fn launcher_with_closed_stdio(closed: u8, double_fork: bool, null_rdev: libc::de
                 Err(Error::DiedBeforeReady) => return DIED_BEFORE_READY,
                 Err(_) => return WAIT_READY_FAILED,
             }
-            match daemon.wait() {
+            let ended = match daemon.wait() {
                 Ok(ChildExit::Exited(code)) => code,
                 Ok(ChildExit::Signaled(_)) => DAEMON_KILLED,
-                // A double-forked daemon's status is not ours to see; its
-                // checks already passed if it said ready.
+                // A double-forked daemon's status is not ours to see; the
+                // pipe below carries its checks.
                 Err(Error::NotAChild) if double_fork => 0,
                 Err(_) => WAIT_FAILED,
+            };
+            drop(daemon);
+            let sent = read_result(result_read);
+            // SAFETY: our own read end, not used again.
+            unsafe { libc::close(result_read) };
+            match sent {
+                _ if ended != 0 => ended,
+                None => DAEMON_SENT_NO_RESULT,
+                Some(checks) if checks != 0 => c_int::from(checks),
+                // The result pipe's two ends are closed now.
+                Some(_) if open_fd_total(scan) != fds_before - 2 => LAUNCHER_FDS_CHANGED,
+                Some(_) => 0,
             }
         }
-        Ok(Forked::Child(child)) => exit_now(daemon_checks(child, null_rdev)),
+        Ok(Forked::Child(child)) => {
+            let checks = daemon_checks(child, null_rdev);
+            let byte = checks as u8;
+            // SAFETY: `byte` is valid for one byte; write is async-signal-
+            // safe. If it fails, the launcher sees end of stream instead.
+            unsafe { libc::write(result_write, (&byte as *const u8).cast(), 1) };
+            exit_now(checks)
+        }
         Err(Error::SetupFailed { .. }) => SETUP_FAILED,
         Err(Error::DiedDuringSetup(_)) => DIED_DURING_SETUP,
         Err(_) => FORK_DAEMON_FAILED,
@@ -154,11 +234,15 @@ fn a_launcher_with_any_of_its_stdio_closed_gets_a_ready_daemon_whose_stdio_is_de
     let rounds = soak_scale();
     let pipes_before = open_pipe_count();
     let mut errors = 0;
+    let mut launchers_with_changed_fds = 0;
     for _ in 0..rounds {
         for closed in 0..8u8 {
             for double_fork in [false, true] {
                 let pid = fork_child(|| launcher_with_closed_stdio(closed, double_fork, null_rdev));
                 let ended = wait_bounded(pid, Duration::from_secs(60));
+                if ended == Some(Ended::Exited(LAUNCHER_FDS_CHANGED)) {
+                    launchers_with_changed_fds += 1;
+                }
                 if ended != Some(Ended::Exited(0)) {
                     errors += 1;
                     eprintln!(
@@ -170,20 +254,30 @@ fn a_launcher_with_any_of_its_stdio_closed_gets_a_ready_daemon_whose_stdio_is_de
         }
     }
     let leaked = open_pipe_count() as isize - pipes_before as isize;
+    // The leak column: pipes the test process gained, plus each launcher
+    // whose fd count changed across fork_daemon and wait (at least one fd
+    // each; its exit code cannot say how many).
     report(
         "daemon launch with fds 0–2 closed (all 8 combinations, single and double fork)",
-        &format!("{} launches", rounds * 16),
+        &format!(
+            "{} launches; launchers whose fd count changed {launchers_with_changed_fds}",
+            rounds * 16
+        ),
         errors,
         0,
         0,
-        leaked,
+        leaked + launchers_with_changed_fds as isize,
     );
     assert_eq!(errors, 0, "launches that failed or hung (see above)");
+    assert_eq!(
+        launchers_with_changed_fds, 0,
+        "launchers whose fd count changed across fork_daemon and wait"
+    );
     assert_eq!(leaked, 0);
 }
 
 /// How many fds this process has open, counted without allocating: the
-/// launcher below runs in a forked child of a threaded process.
+/// launchers run in forked children of a threaded process.
 fn open_fd_total(limit: c_int) -> c_int {
     // SAFETY: F_GETFD touches no memory; an unopened number gives EBADF.
     (0..limit)
@@ -211,7 +305,8 @@ fn launcher_out_of_fds(free: c_int, double_fork: bool) -> c_int {
     // Fill the table, then free exactly `free` numbers.
     let mut last = -1;
     loop {
-        // SAFETY: F_DUPFD on fd 2 or any open fd touches no memory.
+        // SAFETY: F_DUPFD on fd 0 (open in this launcher) or on our last
+        // duplicate touches no memory.
         let fd = unsafe { libc::fcntl(0.max(last), libc::F_DUPFD, 0) };
         if fd < 0 {
             break;
