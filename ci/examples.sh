@@ -7,11 +7,20 @@ cd "$(dirname "$0")/.."
 fail=0
 # expect NAME EXIT_CODE NEEDLE -- ARGS...: run the example, check its exit
 # code and that its output contains NEEDLE.
-expect() {
-    local name=$1 want=$2 needle=$3
-    shift 4
+# expect_saving FILE NAME EXIT_CODE NEEDLE -- ARGS...: the same, and leaves
+# the example's whole output in FILE for a later check.
+expect_saving() {
+    local save=$1
+    shift
+    expect_into "$save" "$@"
+}
+expect() { expect_into /dev/null "$@"; }
+expect_into() {
+    local save=$1 name=$2 want=$3 needle=$4
+    shift 5
     local out code=0
     out=$(timeout 60 cargo run -q --example "$name" -- "$@" 2>&1) || code=$?
+    printf '%s\n' "$out" >"$save"
     if [[ $code -ne $want ]] || ! grep -qF -- "$needle" <<<"$out"; then
         echo "FAIL example $name $*: exit $code (want $want), output:"
         # shellcheck disable=SC2001  # indents every line; ${out//} cannot anchor
@@ -39,14 +48,15 @@ check() {
     fi
 }
 
-# wait_for_file PATH: up to 10 s for PATH to exist (a daemon's pid file).
+# wait_for_file PATH: up to 10 s for PATH to exist (a daemon's pid file),
+# looking every 2 ms: the exit-3 case below has 200 ms to stop the daemon.
 wait_for_file() {
-    local i
-    for i in $(seq 1000); do [[ -s $1 ]] && return 0; sleep 0.01; done
+    for _ in $(seq 5000); do [[ -s $1 ]] && return 0; sleep 0.002; done
     return 1
 }
 
 # session_of PID: the session id of a process, from /proc/PID/stat.
+# shellcheck disable=SC2317  # called from a function check runs
 session_of() { awk '{ print $6 }' "/proc/$1/stat"; }
 
 # The daemon_wait contract: exit 0 ready, 1 failure, 2 died first, 3 no
@@ -70,10 +80,24 @@ for _ in $(seq 100); do [[ -e $tmp/d.pid ]] || break; sleep 0.1; done
 check "the daemon removed its pid file when it finished serving" test ! -e "$tmp/d.pid"
 
 # Double fork: the daemon is not a session leader; the launcher named its pid.
-expect daemon_wait 0 "is ready; exiting 0" -- --double-fork --pid-file "$tmp/dd.pid" --serve 2
-dpid=$(cat "$tmp/dd.pid" 2>/dev/null || echo 0)
-check "the double-forked daemon $dpid is not a session leader" \
-    test "$(session_of "$dpid" 2>/dev/null || echo gone)" != "$dpid"
+# Each step must see its evidence: a missing pid file, a daemon already gone
+# or a launcher line naming another pid is a failure, not a pass.
+expect_saving "$tmp/dd.out" daemon_wait 0 "is ready; exiting 0" -- --double-fork --pid-file "$tmp/dd.pid" --serve 2
+dpid=$(cat "$tmp/dd.pid" 2>/dev/null || true)
+# double_fork_not_leader PID: PID is a number, its /proc stat is readable
+# (the daemon is still serving) and its session id is not its own pid.
+# shellcheck disable=SC2317  # called through check
+double_fork_not_leader() {
+    local pid=$1 sid
+    [[ $pid =~ ^[0-9]+$ ]] || { echo "    no pid in $tmp/dd.pid: '$pid'"; return 1; }
+    sid=$(session_of "$pid" 2>/dev/null) || { echo "    /proc/$pid/stat unreadable: the daemon is gone"; return 1; }
+    [[ -n $sid ]] || { echo "    no session id in /proc/$pid/stat"; return 1; }
+    [[ $sid != "$pid" ]] || { echo "    daemon $pid leads its own session $sid"; return 1; }
+}
+check "the double-forked daemon ${dpid:-(no pid file)} is not a session leader" \
+    double_fork_not_leader "$dpid"
+check "the launcher's line names the daemon in the pid file: daemon ${dpid:-?} ($(grep -F 'is ready' "$tmp/dd.out" | head -1))" \
+    grep -qF "launcher: daemon $dpid is ready" "$tmp/dd.out"
 expect daemon_wait 2 "died before it was ready" -- --double-fork --crash
 
 # --reexec: daemonizing by re-executing itself detached under ready::launch.
@@ -86,7 +110,9 @@ expect daemon_wait 4 "another instance (pid $rx) holds the pid file" -- --reexec
 expect daemon_wait 64 "exclude each other" -- --reexec --double-fork
 
 # The launch example: a readiness-aware launcher that notices death.
+# shellcheck disable=SC2016  # $TOKENPIPE_READY_FD is for the child's shell
 expect launch 0 "is ready; exiting 0" -- -- /bin/sh -c 'printf "\001" >"/dev/fd/$TOKENPIPE_READY_FD"'
+# shellcheck disable=SC2016  # as above
 expect launch 1 "reported failure: " -- -- /bin/sh -c 'printf "\000\005\000\000\000" >"/dev/fd/$TOKENPIPE_READY_FD"; sleep 0.2'
 expect launch 2 "sh exited with status 3 before it was ready; exiting 2" -- -- /bin/sh -c 'exit 3'
 expect launch 3 "no report within 500ms; killed it (it was killed by signal 9); exiting 3" -- --timeout 0.5 -- sleep 5
@@ -115,6 +141,9 @@ if wait_for_file "$tmp/hang.pid"; then
     kill -STOP "$(cat "$tmp/hang.pid")"
 fi
 wait "$launcher" || code=$?
+# If the STOP missed the 200 ms window the daemon reported and kept running
+# (the checks below fail); whichever way, it must not be left behind.
+if [[ -s $tmp/hang.pid ]]; then kill -KILL "$(cat "$tmp/hang.pid")" 2>/dev/null || true; fi
 check "a daemon that never reports: exit $code (want 3): $(cat "$tmp/hang.out")" \
     grep -q "did not report within 30s; killed it (it was killed by signal 9); exiting 3" "$tmp/hang.out"
 check "exit 3 for a daemon that never reports" test "$code" -eq 3
