@@ -12,7 +12,11 @@
 # barriers), ready_daemon on each channel, and another user's sender.
 # Each mode (ready, --fail, --crash) must come out as each launcher defines
 # it. One "ok   ..." or "FAIL ..." line per check; exits 1 if any failed.
-# Every process it starts is stopped and every file removed on the way out.
+# Every process it leaves running is stopped and every file removed on the
+# way out; the ready_daemon --serve 1 that examples/launch starts (and leaves
+# running, as a launcher does) are not tracked: each exits by itself a second
+# after it is ready, well before the last check, which looks for any
+# ready_daemon still running.
 #
 # Usage: ci/launchers.sh            (Linux; installs dpkg, s6, socat and
 #                                    systemd's packages when missing)
@@ -329,6 +333,7 @@ launch_case() {
     # Into a file, not $(...): the program launch leaves running holds
     # launch's stdout, and a capture would wait for it too.
     timeout 60 "$launch_bin" "$@" >"$tmp/launch.out" 2>&1 || code=$?
+    launch_code=$code
     took="$(elapsed "$t0")"
     out="$(cat "$tmp/launch.out")"
     if [ "$code" -eq "$want" ] && awk -v t="$took" -v m="$max" 'BEGIN { exit !(t < m) }'; then
@@ -344,14 +349,39 @@ launch_case "-- sh -c 'systemd-notify --status=up && systemd-notify --ready' (ba
 launch_case "-- ready_daemon --crash (its death seen, not the timeout)" 2 1 -- "$bin" --crash
 launch_case "-- ready_daemon --serve 1 (the token pipe)" 0 5 -- "$bin" --serve 1
 launch_case "-- ready_daemon --fail" 1 5 -- "$bin" --fail
+# shellcheck disable=SC2016  # expanded by the launched shell
 launch_case "-- sh -c 'exec ready_daemon --notify-fd \$TOKENPIPE_READY_FD' (s6 style)" 0 5 \
     -- sh -c 'exec "$0" --notify-fd "$TOKENPIPE_READY_FD" --serve 1' "$bin"
 launch_case "--timeout 1 -- a program that never reports (killed at the timeout)" 3 5 \
     --timeout 1 -- sh -c 'exec sleep 30'
 # Another user cannot make a launch ready: systemd-notify run as nobody
-# cannot reach the launch's socket (a 0700 directory), so only the timeout ends it.
-launch_case "--timeout 2 -- setpriv --reuid=65534 systemd-notify --ready (another user is not heard)" 3 10 \
-    --timeout 2 -- sh -c 'setpriv --reuid=65534 --regid=65534 --clear-groups systemd-notify --no-block --ready; exec sleep 30'
+# cannot reach the launch's socket (a 0700 directory), so only the timeout
+# ends it. The shell (root, the launch's child) records, in $tmp, the uid
+# systemd-notify ran as, its exit status and its stderr, so the check sees
+# why the launch was not made ready: not just that it was not.
+if [ "$(id -u)" -ne 0 ]; then
+    fail "launch -- systemd-notify as another user (uid 65534): needs root, to run setpriv --reuid (as do this script's apt installs); run it as root"
+else
+    rm -f "$tmp/nobody.uid" "$tmp/nobody.rc" "$tmp/nobody.err"
+    launch_code=-1
+    # shellcheck disable=SC2016  # expanded by the launched shell
+    launch_case "--timeout 2 -- setpriv --reuid=65534 systemd-notify --ready (another user is not heard)" 3 10 \
+        --timeout 2 -- sh -c 'rc=0
+            setpriv --reuid=65534 --regid=65534 --clear-groups \
+                sh -c "id -u >&3; exec systemd-notify --no-block --ready" \
+                3>"$0/nobody.uid" 2>"$0/nobody.err" || rc=$?
+            echo "$rc" >"$0/nobody.rc"
+            exec sleep 30' "$tmp"
+    n_uid="$(cat "$tmp/nobody.uid" 2>/dev/null || echo none)"
+    n_rc="$(cat "$tmp/nobody.rc" 2>/dev/null || echo none)"
+    n_err="$(cat "$tmp/nobody.err" 2>/dev/null || true)"
+    if [ "$n_uid" = 65534 ] && [ "$n_rc" != none ] && [ "$n_rc" -ne 0 ] \
+            && grep -qE 'Permission denied|No such file' <<<"$n_err" && [ "$launch_code" -eq 3 ]; then
+        pass "another user is not heard: systemd-notify as uid $n_uid exited $n_rc ($(one_line "$n_err")); launch exited $launch_code"
+    else
+        fail "another user is not heard: want systemd-notify as uid 65534 to exit non-zero with Permission denied or No such file, and launch to exit 3; got uid $n_uid, exit $n_rc, stderr '$(one_line "$n_err")', launch exit $launch_code"
+    fi
+fi
 
 # ---------------------------------------------------------------------------
 # Nothing may outlive the script: stop what is left now, then look.
