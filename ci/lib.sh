@@ -18,6 +18,10 @@
 #   host_triple     the host's target triple (rustc -vV)
 #   check_target_args ARG...   handles -h/--help (prints the calling
 #                   script's header) and rejects empty or option-like targets
+#   as_root CMD...  runs CMD as root: directly when root, else through sudo;
+#                   returns 1 (after saying so) when neither is possible
+#   now             wall-clock seconds since the epoch, with a fraction
+#   elapsed T0      seconds since T0 (a `now` reading), to one decimal
 
 # shellcheck shell=bash disable=SC2034
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

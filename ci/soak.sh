@@ -3,8 +3,11 @@
 # table that the README shows (also written to docs/reliability.md).
 # Usage: ci/soak.sh [SCALE]   (default: $TOKENPIPE_SOAK_SCALE or 10)
 #
-# SCALE multiplies every load: tokens, signals, kills and cycles. CI runs
-# the same tests at scale 1 as part of `cargo test`; this is the long run.
+# SCALE multiplies the load of the integration tests (reliability_under_load,
+# fd_hygiene, daemon_fault_injection): tokens, signals, kills and cycles.
+# The --lib daemon rows of the table do not read it: they run the same
+# fixed load at any SCALE. CI runs the same tests at scale 1 as part of
+# `cargo test`; this is the long run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scale=${1:-${TOKENPIPE_SOAK_SCALE:-10}}

@@ -3,11 +3,18 @@
 # `strace -f` and checks the exact syscalls each call made, between the
 # probe's markers (`write(-1, "@phase NAME", len)`): `make` = one pipe2,
 # `token_write` = one write, `token_read` = one read, `close` = one close,
-# `set_nonblocking` = one ioctl(FIONBIO), a closed end = none, and the extras as the README lists them;
-# readiness: `ready()` over NOTIFY_SOCKET = socket, sendmsg, close, over the
-# token pipe = one write and one close inside token_write_nosignal's SIGPIPE
-# guard, and finding NOTIFY_SOCKET = none. Any extra, missing or different
-# call fails, with a diff of expected against traced.
+# `set_nonblocking` = one ioctl(FIONBIO), a closed end = none, and the
+# extras as the README lists them (token_write_nosignal = its write inside
+# a SIGPIPE guard of rt_sigprocmask and rt_sigpending; token_read_timeout =
+# poll then read). The EPIPE phase (token_write_nosignal_epipe): a write to
+# a pipe whose reader is closed fails with EPIPE inside the same guard, and
+# the pending SIGPIPE it raised is taken with rt_sigtimedwait before the
+# mask is restored, so no signal reaches the process. The readiness
+# phases: finding NOTIFY_SOCKET (from_env_notify_socket) = none; `ready()`
+# over NOTIFY_SOCKET = socket, one sendmsg of READY=1, close; over the token
+# pipe = one write and one close, the write inside the SIGPIPE guard; a
+# second `ready()` = none. Any extra, missing or different call fails, with
+# a diff of expected against traced.
 #
 # Usage: ci/syscalls.sh            (Linux; installs strace when missing)
 # Environment: CARGO_TARGET_DIR (default target/); the trace is kept in
