@@ -86,9 +86,12 @@ fn child_mode_acts_as_told() {
             notifier.barrier(Duration::from_secs(10)).unwrap();
         }
         "pipe-extend" | "socket-extend" => {
-            // Twice past the launcher's 1 s, asking for more each time.
+            // Past the launcher's 1 s, asking for 1 s more twice: the report
+            // comes ~1.6 s after the first request, past where the first
+            // extension alone ends (~1 s) and before the second one's end
+            // (~1.8 s), so it is heard only if both were honoured.
             for _ in 0..2 {
-                notifier.extend_timeout(Duration::from_secs(3)).unwrap();
+                notifier.extend_timeout(Duration::from_secs(1)).unwrap();
                 pause(800);
             }
             notifier.ready().unwrap();
@@ -222,8 +225,10 @@ fn a_program_that_daemonizes_itself_is_not_taken_for_dead() {
 }
 
 #[test]
-fn extend_timeout_pushes_the_deadline_on_either_channel() {
+fn extend_timeout_pushes_the_deadline_on_either_channel_each_time_it_is_asked() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // The child asks for 1 s more twice, 800 ms apart, and reports 800 ms
+    // after the second request: see its "pipe-extend" act.
     let short = LaunchOptions::new().timeout(Duration::from_secs(1));
     for act in ["pipe-extend", "socket-extend"] {
         let mut c = launch(&mut child(act), short).unwrap_or_else(|e| panic!("{act}: {e}"));

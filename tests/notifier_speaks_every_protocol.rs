@@ -639,7 +639,15 @@ fn exit_now(code: c_int) -> ! {
 #[test]
 fn wait_ready_timeout_sees_a_daemon_that_asked_twice_for_more_time_as_ready() {
     let _turn = turn();
+    // The daemon asks for `extra` twice, `pause` apart, and reports `pause`
+    // after the second request: about 2 × pause = 700 ms after the first
+    // one. The first extension alone ends at about `extra` = 500 ms after
+    // it, so the report is heard only if the second (ending ~850 ms) was
+    // honoured too; and each pause outlasts `original`, so neither request
+    // can be dropped.
     let original = Duration::from_millis(100);
+    let extra = Duration::from_millis(500);
+    let pause = Duration::from_millis(350);
     let (asked_reader, asked_writer) = TokenPipe::make().unwrap().split();
     // SAFETY: the harness has other threads, but the child makes only
     // async-signal-safe calls (write, nanosleep, close) and leaves with
@@ -650,14 +658,14 @@ fn wait_ready_timeout_sees_a_daemon_that_asked_twice_for_more_time_as_ready() {
             let n = child.notifier;
             // The first request is in the pipe before the launcher starts
             // its clock; the report comes well after the original timeout.
-            let ok = n.extend_timeout(Duration::from_secs(30)).is_ok()
+            let ok = n.extend_timeout(extra).is_ok()
                 && asked_writer.token_write(1).is_ok()
                 && {
-                    std::thread::sleep(original * 3);
-                    n.extend_timeout(Duration::from_secs(30)).is_ok()
+                    std::thread::sleep(pause);
+                    n.extend_timeout(extra).is_ok()
                 }
                 && {
-                    std::thread::sleep(original * 3);
+                    std::thread::sleep(pause);
                     n.ready().is_ok()
                 };
             exit_now(if ok { 0 } else { 1 })
