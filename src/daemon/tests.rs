@@ -8,7 +8,7 @@ extern crate std;
 use super::*;
 use std::ffi::CString;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -126,10 +126,35 @@ fn a_double_forked_child_killed_at_any_step_is_reported_and_the_intermediate_rea
     let _ = std::fs::remove_file(path.to_str().unwrap());
 }
 
+/// Where `sends_a_bad_token_and_lives_on` writes the pid of the process it
+/// runs in (the hook is a fn pointer, so it cannot capture the fd).
+static PID_PIPE: AtomicI32 = AtomicI32::new(-1);
+
 fn sends_a_bad_token_and_lives_on(stage: Stage, writer: &TokenPipeEnd) {
     if stage == Stage::Report {
+        // One write of 4 bytes, before the token: the launcher cannot
+        // return before it is in the pipe.
+        let pid = sys::getpid().to_ne_bytes();
+        let _ = sys::write(PID_PIPE.load(Ordering::Relaxed), &pid);
         let _ = writer.token_write(7);
         pause_forever();
+    }
+}
+
+/// Whether process `pid` has ended: no `/proc/<pid>` or a zombie there
+/// (a double-forked daemon waits for init to reap it); without `/proc`,
+/// `kill(pid, 0)` failing with `ESRCH`.
+fn has_ended(pid: libc::pid_t) -> bool {
+    if std::path::Path::new("/proc/self/stat").exists() {
+        match std::fs::read_to_string(std::format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            // The state follows the parenthesised command name.
+            Ok(stat) => stat
+                .rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('Z')),
+        }
+    } else {
+        sys::kill(pid, 0) == Err(Errno::ESRCH)
     }
 }
 
@@ -138,10 +163,36 @@ fn sends_a_bad_token_and_lives_on(stage: Stage, writer: &TokenPipeEnd) {
 fn a_first_report_the_protocol_never_sends_kills_and_reaps_the_live_child() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     for double_fork in [false, true] {
+        let [pid_read, pid_write] = sys::pipe_then_cloexec().unwrap();
+        PID_PIPE.store(pid_write, Ordering::Relaxed);
         let options = DaemonOptions::new().double_fork(double_fork);
         let got = launch(options, sends_a_bad_token_and_lives_on);
+        PID_PIPE.store(-1, Ordering::Relaxed);
+        sys::close(pid_write);
         assert_eq!(got.err(), Some(Error::UnexpectedToken(7)));
         assert!(no_children_left(), "double fork {double_fork}");
+        // The live process (the grandchild, with a double fork, which
+        // no_children_left cannot see) wrote its pid before the token, so
+        // it is in the pipe now: read without blocking, since a child
+        // another test forks meanwhile may hold a copy of the write end.
+        // SAFETY: F_SETFL on our own read end touches no memory.
+        assert_eq!(
+            unsafe { libc::fcntl(pid_read, libc::F_SETFL, libc::O_NONBLOCK) },
+            0
+        );
+        let mut pid = [0u8; 4];
+        let got = sys::read(pid_read, &mut pid);
+        sys::close(pid_read);
+        assert_eq!(got, Ok(4), "double fork {double_fork}: the pid");
+        let pid = libc::pid_t::from_ne_bytes(pid);
+        let start = Instant::now();
+        while !has_ended(pid) && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            has_ended(pid),
+            "double fork {double_fork}: process {pid} is still running"
+        );
     }
 }
 
