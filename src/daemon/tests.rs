@@ -176,10 +176,8 @@ fn a_first_report_the_protocol_never_sends_kills_and_reaps_the_live_child() {
         // it is in the pipe now: read without blocking, since a child
         // another test forks meanwhile may hold a copy of the write end.
         // SAFETY: F_SETFL on our own read end touches no memory.
-        assert_eq!(
-            unsafe { libc::fcntl(pid_read, libc::F_SETFL, libc::O_NONBLOCK) },
-            0
-        );
+        let rc = unsafe { libc::fcntl(pid_read, libc::F_SETFL, libc::O_NONBLOCK) };
+        assert_eq!(rc, 0);
         let mut pid = [0u8; 4];
         let got = sys::read(pid_read, &mut pid);
         sys::close(pid_read);
