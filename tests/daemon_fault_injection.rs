@@ -26,14 +26,9 @@ use std::time::{Duration, Instant};
 
 use bitcoin_tokenpipe::daemon::{DaemonChild, DaemonOptions, Forked, fork_daemon};
 use bitcoin_tokenpipe::{ChildExit, Errno, Error};
-use common::{Ended, fork_child, open_pipe_count, report, soak_scale};
+use common::{Ended, exit_now, fork_child, open_pipe_count, report, soak_scale};
 
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn exit_now(code: c_int) -> ! {
-    // SAFETY: _exit is async-signal-safe and never returns.
-    unsafe { libc::_exit(code) }
-}
 
 fn is_dev_null(fd: c_int, null_rdev: libc::dev_t) -> bool {
     let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();

@@ -17,14 +17,9 @@ use std::time::Duration;
 
 use bitcoin_tokenpipe::Error;
 use bitcoin_tokenpipe::daemon::{DaemonOptions, DaemonParent, Forked, ReadyNotifier, fork_daemon};
-use common::{Ended, kill, wait_for};
+use common::{Ended, exit_now, kill, wait_for};
 
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn exit_now(code: c_int) -> ! {
-    // SAFETY: _exit is async-signal-safe and never returns.
-    unsafe { libc::_exit(code) }
-}
 
 /// Forks a daemon; in the child runs `child` (async-signal-safe only) and
 /// exits with its code; in the parent returns the handle.

@@ -8,6 +8,8 @@
 //! take turns, because a forked child inherits the other tests' fds.
 #![cfg(unix)]
 
+mod common;
+
 use std::ffi::{CString, c_int};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -17,20 +19,9 @@ use bitcoin_tokenpipe::daemon::{
     ChildExit, DaemonChild, DaemonOptions, DaemonParent, Forked, SetupStep, fork_daemon,
 };
 use bitcoin_tokenpipe::{Errno, Error, TokenPipe};
+use common::{exit_now, pause_forever};
 
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn exit_now(code: c_int) -> ! {
-    // SAFETY: _exit is async-signal-safe and never returns.
-    unsafe { libc::_exit(code) }
-}
-
-fn pause_forever() -> ! {
-    loop {
-        // SAFETY: pause is async-signal-safe; a signal ends the process.
-        unsafe { libc::pause() };
-    }
-}
 
 /// Forks a daemon; in it runs `child` (async-signal-safe only) and exits
 /// with its code; in the launcher returns the handle.

@@ -329,24 +329,9 @@ mod pass_to {
     fn a_rust_program_takes_the_end_with_from_env_across_exec() {
         let _turn = serial();
         let (reader, writer) = TokenPipe::make().unwrap().split();
-        // Under qemu-user (ci/cross.sh) a foreign binary cannot exec itself
-        // directly: TOKENPIPE_TEST_RUNNER names the emulator to start it.
-        let exe = std::env::current_exe().unwrap();
-        let runner = std::env::var("TOKENPIPE_TEST_RUNNER").unwrap_or_default();
-        let mut words = runner.split_whitespace();
-        let mut cmd = match words.next() {
-            Some(emulator) => {
-                let mut c = Command::new(emulator);
-                c.args(words).arg(&exe);
-                c
-            }
-            None => Command::new(&exe),
-        };
-        cmd.args([
-            "--exact",
+        let mut cmd = crate::common::this_test_binary(
             "pass_to::from_env_in_a_program_without_a_handoff_is_not_set",
-            "--test-threads=1",
-        ]);
+        );
         writer.pass_to(&mut cmd, "TOKENPIPE_TEST_HANDOFF").unwrap();
         let out = cmd.output().unwrap();
         drop(writer);

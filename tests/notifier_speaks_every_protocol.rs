@@ -25,6 +25,7 @@ use std::time::Duration;
 use bitcoin_tokenpipe::daemon::{DaemonOptions, Forked, fork_daemon};
 use bitcoin_tokenpipe::ready::{Notifier, NotifyAddr, ReadyError};
 use bitcoin_tokenpipe::{ChildExit, Errno, Error, HandoffError, TokenPipe, TokenPipeEnd};
+use common::exit_now;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -630,11 +631,6 @@ fn into_end_gives_the_pipe_once_and_nothing_for_a_socket() {
 
 // ---------------------------------------------------------------------------
 // fork_daemon's launcher and requests for more time
-
-fn exit_now(code: c_int) -> ! {
-    // SAFETY: _exit is async-signal-safe and never returns.
-    unsafe { libc::_exit(code) }
-}
 
 #[test]
 fn wait_ready_timeout_sees_a_daemon_that_asked_twice_for_more_time_as_ready() {

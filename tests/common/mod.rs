@@ -79,6 +79,41 @@ use libc::__errno_location as errno_location;
 #[cfg(any(target_vendor = "apple", target_os = "freebsd"))]
 use libc::__error as errno_location;
 
+/// `_exit(code)`: leaves at once, without destructors or atexit handlers.
+/// Async-signal-safe, so a forked child of the threaded harness may call it.
+pub fn exit_now(code: c_int) -> ! {
+    // SAFETY: _exit is async-signal-safe and never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// Sleeps in `pause` until a signal ends the process. Async-signal-safe.
+pub fn pause_forever() -> ! {
+    loop {
+        // SAFETY: pause is async-signal-safe; a signal ends the process.
+        unsafe { libc::pause() };
+    }
+}
+
+/// This test binary, to be started again running only the test `test`
+/// (`--exact`, one test thread). Under qemu-user (ci/cross.sh) a foreign
+/// binary cannot exec itself directly: `TOKENPIPE_TEST_RUNNER` names the
+/// emulator (and its arguments) to start it with.
+pub fn this_test_binary(test: &str) -> std::process::Command {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let runner = std::env::var("TOKENPIPE_TEST_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    let mut cmd = match words.next() {
+        Some(emulator) => {
+            let mut c = std::process::Command::new(emulator);
+            c.args(words).arg(&exe);
+            c
+        }
+        None => std::process::Command::new(&exe),
+    };
+    cmd.args(["--exact", test, "--test-threads=1"]);
+    cmd
+}
+
 /// How a child process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ended {
