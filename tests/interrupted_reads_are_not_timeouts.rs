@@ -12,6 +12,8 @@
 //! kernel unchanged (`syscall(SYS_read)`).
 #![cfg(any(target_os = "linux", target_os = "android"))]
 
+mod common;
+
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -35,8 +37,9 @@ pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: usize) -> isiz
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
     {
-        // SAFETY: the errno location is valid for the calling thread.
-        unsafe { *libc::__errno_location() = libc::EINTR };
+        // Through common's per-platform errno location: Android's is
+        // `__errno`, not glibc's `__errno_location`.
+        common::set_errno(libc::EINTR);
         return -1;
     }
     // SAFETY: the caller's contract is read's, which is SYS_read's.
