@@ -12,6 +12,12 @@ use bitcoin_tokenpipe::{Errno, Error, TokenPipe, TokenPipeEnd};
 
 struct Counting;
 
+/// Held by the tests that touch the environment: `temp_dir` reads `TMPDIR`,
+/// while the readiness test sets and removes variables and
+/// `Notifier::from_env` unsets them, and `getenv` is not safe against a
+/// concurrent `setenv`/`unsetenv`.
+static ENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 thread_local! {
     // Only this thread's allocations count: the harness and the other tests
     // allocate on their own threads at any time. Both cells are
@@ -141,7 +147,11 @@ fn readiness_reports_over_the_notify_socket_never_allocate() {
     use std::os::unix::net::UnixDatagram;
     use std::time::Duration;
 
+    let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
     let path = std::env::temp_dir().join(format!("tokenpipe-alloc-{}", std::process::id()));
+    // A file left by an earlier run that died here (same pid, reused)
+    // would make bind fail with EADDRINUSE.
+    let _ = std::fs::remove_file(&path);
     let receiver = UnixDatagram::bind(&path).unwrap();
     let n = count_allocations(|| {
         let addr = NotifyAddr::parse(path.as_os_str().as_bytes()).unwrap();
@@ -182,8 +192,10 @@ fn readiness_reports_over_a_pipe_or_fd_never_allocate() {
     let pipe_fd = pipe_writer.into_raw_fd().to_string();
     let (fd_reader, fd_writer) = TokenPipe::make().unwrap().split();
     let fd = fd_writer.into_raw_fd();
-    // SAFETY: no other test in this binary reads or changes the
-    // environment, and into_raw_fd gave up the fd's other owner.
+    let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    // SAFETY: every test in this binary that reads or changes the
+    // environment (this one, and the notify-socket one through temp_dir)
+    // holds ENV, and into_raw_fd gave up the fd's other owner.
     unsafe {
         std::env::remove_var("NOTIFY_SOCKET");
         std::env::set_var("TOKENPIPE_READY_FD", &pipe_fd);
