@@ -92,6 +92,12 @@ fn threads_in_this_process() -> usize {
         .expect("a Threads: line")
 }
 
+/// The calling thread's kernel id (`gettid`).
+fn this_thread_id() -> libc::pid_t {
+    // SAFETY: gettid takes no arguments and touches no memory.
+    unsafe { libc::syscall(libc::SYS_gettid) as libc::pid_t }
+}
+
 #[tokio::test]
 async fn a_child_launched_from_tokio_is_killed_and_its_death_awaited_on_the_pidfd() {
     let mut child = launch_blocking(ready_then("exec sleep 30"))
@@ -201,7 +207,12 @@ async fn launching_on_the_runtime_thread_itself_is_safe_with_other_tasks_and_thr
     // a fork that ran Rust code in the child would copy all of that
     // half-way. launch forks only to exec.
     let (release, held) = std::sync::mpsc::channel::<()>();
-    let busy = tokio::task::spawn_blocking(move || held.recv().is_ok());
+    let (started, busy_thread) = std::sync::mpsc::channel::<libc::pid_t>();
+    let busy = tokio::task::spawn_blocking(move || {
+        // Says which thread it is, then holds that thread until released.
+        let _ = started.send(this_thread_id());
+        held.recv().is_ok()
+    });
     let (ours, theirs) = tokio::net::UnixDatagram::pair().unwrap();
     let echo = tokio::spawn(async move {
         let mut buf = [0u8; 16];
@@ -214,12 +225,30 @@ async fn launching_on_the_runtime_thread_itself_is_safe_with_other_tasks_and_thr
         threads_in_this_process() >= 2,
         "the process should have a second thread during the launch"
     );
+    // Not only some second thread (libtest's own would do): the busy task's
+    // thread, another than this one, alive and held during the launch.
+    let busy_tid = busy_thread
+        .recv_timeout(PATIENCE)
+        .expect("the busy task never started");
+    assert_ne!(
+        busy_tid,
+        this_thread_id(),
+        "the busy task runs on another thread"
+    );
+    assert!(
+        std::path::Path::new(&format!("/proc/self/task/{busy_tid}")).exists(),
+        "the busy task's thread {busy_tid} is alive"
+    );
 
     // Called right here, on the thread that runs the tasks: it blocks this
     // thread until the program reports (milliseconds), nothing else.
     let mut cmd = ready_then("exit 7");
     let mut child = launch(&mut cmd, options()).expect("the program reported ready");
     assert_ne!(child.pid(), std::process::id() as libc::pid_t);
+    assert!(
+        std::path::Path::new(&format!("/proc/self/task/{busy_tid}")).exists(),
+        "the busy task's thread {busy_tid} lived through the launch"
+    );
 
     // The runtime carries on where it was.
     ours.send(b"after").await.unwrap();
