@@ -3,9 +3,11 @@
 //! pidfd; the umask and double-fork options; and the pid file's lock.
 //!
 //! `fork_daemon` wants a process without other threads; the test harness
-//! has some. That is sound here because every daemon below makes only
-//! async-signal-safe calls and leaves with `_exit` or a signal. The tests
-//! take turns, because a forked child inherits the other tests' fds.
+//! has some. That is sound here because every daemon below but one makes
+//! only async-signal-safe calls and leaves with `_exit` or a signal. The
+//! exception is `exec_with_notifier`, which allocates and spawns a program
+//! (`Command::status`): see its comment for why that holds up here. The
+//! tests take turns, because a forked child inherits the other tests' fds.
 #![cfg(unix)]
 
 mod common;
