@@ -18,7 +18,7 @@ use crate::sys;
 ///     assert_eq!(bitcoin_tokenpipe::PIPE_BUF, 4096);
 /// }
 /// ```
-pub const PIPE_BUF: usize = if cfg!(any(target_os = "linux", target_os = "android")) {
+pub const PIPE_BUF: usize = if cfg!(tokenpipe_linux_like) {
     4096
 } else {
     512
@@ -109,6 +109,7 @@ impl TokenPipeEnd {
     /// # Ok::<(), bitcoin_tokenpipe::Error>(())
     /// ```
     #[inline]
+    #[cfg(tokenpipe_heapless)]
     pub fn read_tokens_into<const N: usize>(
         &self,
         out: &mut heapless::Vec<u8, N>,
@@ -136,6 +137,7 @@ impl TokenPipeEnd {
     /// # Errors
     /// As for [`read_tokens`](Self::read_tokens): [`Error::Eos`] if the
     /// writer closed before all of it came.
+    #[cfg(tokenpipe_fork)] // The daemon hand-shake and the launcher.
     pub(crate) fn read_exact(&self, buf: &mut [u8]) -> Result<()> {
         let mut got = 0;
         while got < buf.len() {

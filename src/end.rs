@@ -43,7 +43,7 @@ const CLOSED: c_int = -1;
 /// The fd that a stored value names: the value itself, as a closed end's
 /// `-1` is. Elsewhere than Apple and NetBSD no end is ever tagged, and this
 /// is the identity, so the token path gains not one instruction.
-#[cfg(not(any(target_vendor = "apple", target_os = "netbsd")))]
+#[cfg(not(tokenpipe_nosigpipe))]
 #[inline(always)]
 const fn fd_of(stored: c_int) -> c_int {
     stored
@@ -51,7 +51,7 @@ const fn fd_of(stored: c_int) -> c_int {
 
 /// The fd that a stored value names: a tagged value (below `-1`) decoded,
 /// anything else as it is.
-#[cfg(any(target_vendor = "apple", target_os = "netbsd"))]
+#[cfg(tokenpipe_nosigpipe)]
 #[inline(always)]
 const fn fd_of(stored: c_int) -> c_int {
     if stored < CLOSED {
@@ -75,7 +75,7 @@ const fn fd_of(stored: c_int) -> c_int {
 /// `fd` must be open, so it is at most `c_int::MAX - 1` (an fd is below
 /// `RLIMIT_NOFILE`, which is at most `c_int::MAX`); the impossible
 /// `c_int::MAX` is kept unmarked rather than overflow.
-#[cfg(any(target_vendor = "apple", target_os = "netbsd", test))]
+#[cfg(any(tokenpipe_nosigpipe, test))]
 #[inline(always)]
 const fn tag(fd: c_int) -> c_int {
     if fd >= 0 && fd < c_int::MAX {
@@ -86,7 +86,7 @@ const fn tag(fd: c_int) -> c_int {
 }
 
 /// The fd in a value that [`tag`] made (any value below `-1`).
-#[cfg(any(target_vendor = "apple", target_os = "netbsd", test))]
+#[cfg(any(tokenpipe_nosigpipe, test))]
 #[inline(always)]
 const fn untag(stored: c_int) -> c_int {
     CLOSED - 1 - stored
@@ -116,7 +116,7 @@ impl TokenPipeEnd {
 
     /// Wraps an fd that the crate owns alone and has just set
     /// `F_SETNOSIGPIPE` on, remembering that it did (Apple, NetBSD).
-    #[cfg(any(target_vendor = "apple", target_os = "netbsd"))]
+    #[cfg(tokenpipe_nosigpipe)]
     #[inline]
     pub(crate) const fn from_owned_nosigpipe(fd: c_int) -> TokenPipeEnd {
         TokenPipeEnd { fd: tag(fd) }
@@ -124,7 +124,7 @@ impl TokenPipeEnd {
 
     /// Whether the crate set `F_SETNOSIGPIPE` on this end's open pipe
     /// (Apple, NetBSD): `token_write_nosignal` then needs no `fcntl`.
-    #[cfg(any(target_vendor = "apple", target_os = "netbsd"))]
+    #[cfg(tokenpipe_nosigpipe)]
     #[inline]
     pub(crate) const fn has_nosigpipe(&self) -> bool {
         self.fd < CLOSED

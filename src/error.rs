@@ -98,6 +98,7 @@ pub enum Error {
     /// set-up failed, with this errno. The child has been reaped. Also from
     /// [`PidFile::lock`](crate::daemon::PidFile::lock) (step `PidFile`),
     /// where no child is involved.
+    #[cfg(tokenpipe_fork)]
     #[error("the daemon's set-up failed at {step}: {errno}")]
     SetupFailed {
         /// The step that failed.
@@ -110,6 +111,7 @@ pub enum Error {
     /// killed if it was still alive, and reaped; how it ended is here when
     /// it was our child (`None` for a double-forked daemon, whose status
     /// goes to its own parent).
+    #[cfg(tokenpipe_fork)]
     #[error("the daemon child died during set-up before reporting{}", DiedHow(*.0))]
     DiedDuringSetup(Option<crate::ChildExit>),
     /// [`fork_daemon`](crate::daemon::fork_daemon): another process holds
@@ -117,11 +119,13 @@ pub enum Error {
     /// if it lives in another pid namespace and wrote none). Its file was
     /// not touched. Also from
     /// [`PidFile::lock`](crate::daemon::PidFile::lock).
+    #[cfg(tokenpipe_fork)]
     #[error("another instance is already running (pid {0} holds the pid file's lock)")]
     AlreadyRunning(i32),
     /// The process is not this process's child (a double-forked daemon):
     /// its exit status went to its own parent and cannot be collected, and
     /// without a pidfd it cannot be signalled or watched safely.
+    #[cfg(tokenpipe_fork)]
     #[error(
         "the daemon is not this process's child (double fork): its exit status goes to its own parent"
     )]
@@ -129,12 +133,14 @@ pub enum Error {
     /// [`DaemonParent::wait_ready`](crate::daemon::DaemonParent::wait_ready):
     /// end of stream before the readiness token, so the daemon exited,
     /// died, or dropped its notifier without reporting.
+    #[cfg(tokenpipe_fork)]
     #[error(
         "the daemon exited, died or dropped its notifier before reporting readiness (end of stream)"
     )]
     DiedBeforeReady,
     /// A token that the protocol does not define arrived (the daemon
     /// hand-shake knows only 0 and 1).
+    #[cfg(tokenpipe_fork)]
     #[error("unexpected token {0} (the daemon hand-shake defines only 0 = failed and 1 = ready)")]
     UnexpectedToken(u8),
 }
@@ -155,8 +161,10 @@ impl Error {
     #[must_use]
     pub const fn status(self) -> i32 {
         match self {
+            Error::Eos => TS_EOS,
             // The two daemon errors are end of stream seen at a known step.
-            Error::Eos | Error::DiedDuringSetup(_) | Error::DiedBeforeReady => TS_EOS,
+            #[cfg(tokenpipe_fork)]
+            Error::DiedDuringSetup(_) | Error::DiedBeforeReady => TS_EOS,
             _ => TS_ERR,
         }
     }
@@ -176,7 +184,9 @@ impl Error {
     #[must_use]
     pub const fn errno(self) -> Option<Errno> {
         match self {
-            Error::Os(e) | Error::SetupFailed { errno: e, .. } => Some(e),
+            Error::Os(e) => Some(e),
+            #[cfg(tokenpipe_fork)]
+            Error::SetupFailed { errno: e, .. } => Some(e),
             Error::BrokenPipe => Some(Errno::EPIPE),
             Error::WouldBlock => Some(Errno::EAGAIN),
             _ => None,
@@ -312,8 +322,10 @@ impl Errno {
 }
 
 /// The end of [`Error::DiedDuringSetup`]'s message: how the child ended.
+#[cfg(tokenpipe_fork)]
 struct DiedHow(Option<crate::ChildExit>);
 
+#[cfg(tokenpipe_fork)]
 impl fmt::Display for DiedHow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {

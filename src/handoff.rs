@@ -141,6 +141,7 @@ impl TokenPipeEnd {
     /// # Ok::<(), bitcoin_tokenpipe::Error>(())
     /// ```
     #[must_use]
+    #[cfg(tokenpipe_heapless)]
     pub fn env_value(&self) -> heapless::String<ENV_VALUE_LEN> {
         let mut out = heapless::String::new();
         // core::fmt formats integers on the stack; the longest c_int has
@@ -205,10 +206,10 @@ impl TokenPipeEnd {
         }
         sys::set_cloexec(fd).map_err(HandoffError::Os)?;
         // The fd is open, a pipe, and (by our caller's contract) ours alone.
-        #[cfg(not(any(target_vendor = "apple", target_os = "netbsd")))]
+        #[cfg(not(tokenpipe_nosigpipe))]
         let end = TokenPipeEnd::from_owned(fd);
         // Apple and NetBSD: no SIGPIPE from an end taken here, set once.
-        #[cfg(any(target_vendor = "apple", target_os = "netbsd"))]
+        #[cfg(tokenpipe_nosigpipe)]
         let end = {
             sys::fcntl_set_nosigpipe(fd).map_err(HandoffError::Os)?;
             TokenPipeEnd::from_owned_nosigpipe(fd)
@@ -268,7 +269,7 @@ impl TokenPipeEnd {
         let fd = self.open_fd()?;
         let handed = sys::file_id(fd).map_err(Error::Os)?;
         let handed_mode = sys::access_mode(fd).map_err(Error::Os)?;
-        cmd.env(env_name, self.env_value().as_str());
+        cmd.env(env_name, fd.to_string());
         let make_inheritable = move || {
             let os_err = |e: Errno| std::io::Error::from_raw_os_error(e.raw());
             // Still the same end of the pipe we were given? If the end was

@@ -60,56 +60,75 @@
 //!   is `#![no_std]` and uses no allocator.
 //!
 //! # Platforms
-//! Unix only (Linux with glibc or musl, Android, macOS and iOS, the BSDs,
-//! illumos): the original has no Windows build and Windows has no `fork`.
-//! On other targets the crate compiles to an empty library, so a workspace
-//! that also builds for microcontrollers is not broken by it.
+//! Every Unix Rust knows builds the crate; what each offers is decided once,
+//! in `build.rs`, from the platform's documentation and the libc crate's
+//! bindings (the README's platform table says how each was tested):
+//!
+//! - **Everything** on Linux (glibc, musl, uClibc, OpenHarmony), Android,
+//!   macOS, iOS and visionOS, FreeBSD, NetBSD, OpenBSD, DragonFly, illumos,
+//!   Solaris, Haiku, QNX Neutrino, Hurd and Cygwin. Redox too, but a pid
+//!   file there fails with `EOPNOTSUPP` (no record locks).
+//! - **No [`daemon`] module, no `ChildExit` and no `ready::launch`** where
+//!   there is no `fork`: tvOS and watchOS (forbidden), Fuchsia, L4Re,
+//!   Emscripten, VxWorks, and the single-program systems ESP-IDF, NuttX,
+//!   RTEMS, Horizon (3DS) and Vita. The token pipe, timeouts, batches and
+//!   the notifier's pipe and fd channels work there; systemd's socket only
+//!   where there are Unix-domain sockets that carry fds. Where no signal
+//!   mask exists (the single-program systems, VxWorks), a write to a pipe
+//!   with no reader raises no signal, and
+//!   [`token_write_nosignal`](TokenPipeEnd::token_write_nosignal) is a
+//!   plain write.
+//! - **An empty library** where there is no pipe to wrap: Windows (the
+//!   original has no Windows build, and Windows has no `fork`), WASI, bare
+//!   metal, and the Unix targets whose libc binding has no pipe (QuRT) or
+//!   does not build (LynxOS-178, managarm, Linux without a libc), so a
+//!   workspace that also builds for them is not broken by this crate.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-#[cfg(unix)]
+#[cfg(tokenpipe_sys)]
 mod batch;
-#[cfg(unix)]
+#[cfg(tokenpipe_fork)]
 pub mod daemon;
-#[cfg(unix)]
+#[cfg(tokenpipe_sys)]
 mod end;
-#[cfg(unix)]
+#[cfg(tokenpipe_sys)]
 mod error;
-#[cfg(unix)]
+#[cfg(tokenpipe_sys)]
 mod handoff;
-#[cfg(unix)]
+#[cfg(tokenpipe_sys)]
 mod nosignal;
-#[cfg(unix)]
+#[cfg(tokenpipe_sys)]
 mod pipe;
-#[cfg(unix)]
+#[cfg(tokenpipe_fork)]
 mod process;
-#[cfg(unix)]
+#[cfg(tokenpipe_sys)]
 pub mod ready;
-#[cfg(all(unix, feature = "std"))]
+#[cfg(all(tokenpipe_sys, feature = "std"))]
 mod std_impls;
-#[cfg(unix)]
+#[cfg(tokenpipe_sys)]
 mod sys;
-#[cfg(unix)]
+#[cfg(tokenpipe_sys)]
 mod wait;
 
-#[cfg(unix)]
+#[cfg(tokenpipe_sys)]
 pub use batch::PIPE_BUF;
-#[cfg(unix)]
+#[cfg(tokenpipe_sys)]
 pub use end::TokenPipeEnd;
-#[cfg(unix)]
+#[cfg(tokenpipe_sys)]
 pub use error::{Errno, Error, Result, TS_EOS, TS_ERR};
-#[cfg(unix)]
+#[cfg(tokenpipe_sys)]
 pub use handoff::{ENV_VALUE_LEN, HandoffError, parse_env_value};
-#[cfg(unix)]
+#[cfg(tokenpipe_sys)]
 pub use pipe::TokenPipe;
-#[cfg(unix)]
+#[cfg(tokenpipe_fork)]
 pub use process::ChildExit;
 
 // The README's examples are compiled and run as doc tests, so the first code
 // a newcomer copies is known to work.
-#[cfg(all(doctest, unix))]
+#[cfg(all(doctest, tokenpipe_sys))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

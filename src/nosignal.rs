@@ -3,7 +3,10 @@
 //! handling, and for a daemon whose launcher may already be gone.
 
 use crate::end::TokenPipeEnd;
-use crate::error::{Error, Result};
+#[cfg(any(tokenpipe_nosigpipe, tokenpipe_sigmask))]
+use crate::error::Error;
+use crate::error::Result;
+#[cfg(any(tokenpipe_nosigpipe, tokenpipe_sigmask))]
 use crate::sys;
 
 impl TokenPipeEnd {
@@ -82,7 +85,7 @@ fn write_nosignal(end: &TokenPipeEnd, token: u8) -> Result<()> {
 /// Runs `write`, a write on `end`, so that no reader raises no `SIGPIPE`:
 /// it fails with [`Error::BrokenPipe`] instead. Async-signal-safe if
 /// `write` is.
-#[cfg(any(target_vendor = "apple", target_os = "netbsd"))]
+#[cfg(tokenpipe_nosigpipe)]
 pub(crate) fn without_sigpipe<T>(
     end: &TokenPipeEnd,
     write: impl FnOnce() -> Result<T>,
@@ -94,7 +97,7 @@ pub(crate) fn without_sigpipe<T>(
     write()
 }
 
-#[cfg(any(target_vendor = "apple", target_os = "netbsd"))]
+#[cfg(tokenpipe_nosigpipe)]
 impl TokenPipeEnd {
     /// This end, after `fcntl(F_SETNOSIGPIPE, 1)` on its open pipe, marked
     /// so that [`token_write_nosignal`](Self::token_write_nosignal) skips
@@ -105,7 +108,7 @@ impl TokenPipeEnd {
     }
 }
 
-#[cfg(not(any(target_vendor = "apple", target_os = "netbsd")))]
+#[cfg(tokenpipe_sigmask)]
 pub(crate) fn without_sigpipe<T>(
     end: &TokenPipeEnd,
     write: impl FnOnce() -> Result<T>,
@@ -132,4 +135,17 @@ pub(crate) fn without_sigpipe<T>(
     }
     sigpipe::restore(&old_mask);
     result
+}
+
+/// Where neither `F_SETNOSIGPIPE` nor a signal mask exists (ESP-IDF and the
+/// other single-program systems: build.rs leaves `tokenpipe_sigmask`
+/// unset), a write to a pipe with no reader raises no signal at all and
+/// fails with `EPIPE`: the plain write already keeps the promise.
+#[cfg(not(any(tokenpipe_nosigpipe, tokenpipe_sigmask)))]
+pub(crate) fn without_sigpipe<T>(
+    end: &TokenPipeEnd,
+    write: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    end.open_fd()?;
+    write()
 }

@@ -99,7 +99,7 @@ impl TokenPipe {
         // Apple and NetBSD: no SIGPIPE from a pipe made here, set once on
         // the write end's open pipe (writes fail with EPIPE instead). If
         // that fails, both ends are dropped, so nothing is left open.
-        #[cfg(any(target_vendor = "apple", target_os = "netbsd"))]
+        #[cfg(tokenpipe_nosigpipe)]
         let write = write.into_nosigpipe()?;
         Ok(TokenPipe { read, write })
     }

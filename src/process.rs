@@ -107,14 +107,14 @@ const NO_PIDFD: c_int = -1;
 /// missing (Linux before 5.3, a seccomp filter, other systems): callers
 /// fall back to the pid, which is safe for an unreaped child.
 fn open_pidfd(pid: libc::pid_t) -> c_int {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[cfg(tokenpipe_linux_like)]
     {
         match sys::pidfd_open(pid).and_then(sys::above_stdio) {
             Ok(fd) => fd,
             Err(_) => NO_PIDFD,
         }
     }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    #[cfg(not(tokenpipe_linux_like))]
     {
         let _ = pid;
         NO_PIDFD
@@ -163,7 +163,7 @@ impl Process {
             Relation::Stranger if self.pidfd == NO_PIDFD => return Err(Error::NotAChild),
             _ => {}
         }
-        #[cfg(any(target_os = "linux", target_os = "android"))]
+        #[cfg(tokenpipe_linux_like)]
         if self.pidfd != NO_PIDFD {
             return sys::pidfd_send_signal(self.pidfd, signal).map_err(Error::Os);
         }
@@ -221,7 +221,7 @@ impl Process {
             let ms = crate::wait::poll_timeout_ms(limit);
             return loop {
                 match sys::poll_readable(self.pidfd, ms) {
-                    Ok(revents) => break Ok(revents != 0),
+                    Ok(polled) => break Ok(polled != sys::Polled::TimedOut),
                     Err(Errno::EINTR) => {}
                     Err(e) => break Err(Error::Os(e)),
                 }

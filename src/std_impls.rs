@@ -30,6 +30,7 @@ impl From<Error> for io::Error {
     /// assert_eq!(io::Error::from(Error::BrokenPipe).kind(), io::ErrorKind::BrokenPipe);
     /// ```
     fn from(e: Error) -> io::Error {
+        #[cfg(tokenpipe_fork)]
         if let Error::SetupFailed { errno, .. } = e {
             // Keep the step in the message; the kind still follows the errno.
             let kind = io::Error::from_raw_os_error(errno.raw()).kind();
@@ -39,11 +40,14 @@ impl From<Error> for io::Error {
             return io::Error::from_raw_os_error(errno.raw());
         }
         let kind = match e {
-            Error::Eos | Error::DiedDuringSetup(_) | Error::DiedBeforeReady => {
-                io::ErrorKind::UnexpectedEof
-            }
+            Error::Eos => io::ErrorKind::UnexpectedEof,
+            #[cfg(tokenpipe_fork)]
+            Error::DiedDuringSetup(_) | Error::DiedBeforeReady => io::ErrorKind::UnexpectedEof,
+            #[cfg(tokenpipe_fork)]
             Error::AlreadyRunning(_) => io::ErrorKind::AlreadyExists,
+            #[cfg(tokenpipe_fork)]
             Error::NotAChild => io::ErrorKind::Unsupported,
+            #[cfg(tokenpipe_fork)]
             Error::UnexpectedToken(_) => io::ErrorKind::InvalidData,
             Error::TimedOut => io::ErrorKind::TimedOut,
             Error::Closed => io::ErrorKind::NotConnected,
@@ -333,6 +337,7 @@ impl io::Write for TokenPipeEnd {
     }
 }
 
+#[cfg(tokenpipe_fork)]
 impl crate::process::Process {
     /// The pidfd as a `BorrowedFd`, for the `pidfd()` and `AsFd` of
     /// `DaemonParent` and `ReadyChild`; `None` where there is none.
@@ -344,7 +349,7 @@ impl crate::process::Process {
     }
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(all(tokenpipe_linux_like, tokenpipe_fork))]
 impl AsFd for crate::daemon::DaemonParent {
     /// Borrows the daemon's pidfd (see
     /// [`DaemonParent::pidfd`](crate::daemon::DaemonParent::pidfd)).
@@ -364,7 +369,7 @@ impl AsFd for crate::daemon::DaemonParent {
     }
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(tokenpipe_linux_like)]
 #[cold]
 #[inline(never)]
 #[track_caller]

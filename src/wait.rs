@@ -6,7 +6,7 @@ use core::time::Duration;
 
 use crate::end::TokenPipeEnd;
 use crate::error::{Errno, Error, Result};
-use crate::sys;
+use crate::sys::{self, Polled};
 
 /// The poll(2) timeout for `remaining`: rounded *up* to whole milliseconds,
 /// so a wait is never shorter than asked, and capped at `c_int::MAX` (about
@@ -75,12 +75,10 @@ impl TokenPipeEnd {
             match sys::poll_readable(fd, poll_timeout_ms(remaining)) {
                 // poll's own timeout passed; the clock check below decides
                 // (it may have been capped, or the kernel may round).
-                Ok(0) => {}
-                Ok(revents) if revents & libc::POLLNVAL != 0 => {
-                    return Err(Error::Os(Errno::EBADF));
-                }
+                Ok(Polled::TimedOut) => {}
+                Ok(Polled::NotOpen) => return Err(Error::Os(Errno::EBADF)),
                 // Readable, hung up or in error: the read says which.
-                Ok(_) => {
+                Ok(Polled::Ready) => {
                     let mut token = 0u8;
                     match sys::read(fd, core::slice::from_mut(&mut token)) {
                         Ok(0) => return Err(Error::Eos),
@@ -217,7 +215,7 @@ impl TokenPipeEnd {
         loop {
             if blocking {
                 match sys::poll_readable(fd, 0) {
-                    Ok(0) => return Ok(taken),
+                    Ok(Polled::TimedOut) => return Ok(taken),
                     Ok(_) => {}
                     Err(Errno::EINTR) => continue,
                     Err(e) => return Err(Error::Os(e)),

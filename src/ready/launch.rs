@@ -138,7 +138,7 @@ impl ReadyChild {
     }
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(tokenpipe_linux_like)]
 impl std::os::fd::AsFd for ReadyChild {
     /// Borrows the pidfd.
     ///
@@ -389,7 +389,7 @@ impl NotifySocket {
                 let fd = TokenPipeEnd::from_owned(sys::unix_datagram_socket().map_err(Error::Os)?);
                 // Belt and braces on Linux: the kernel names each sender,
                 // and only this user's (or root's) processes are heard.
-                #[cfg(any(target_os = "linux", target_os = "android"))]
+                #[cfg(tokenpipe_linux_like)]
                 sys::pass_credentials(fd.as_raw_fd()).map_err(Error::Os)?;
                 sys::bind(fd.as_raw_fd(), &unix).map_err(Error::Os)?;
                 Ok(NotifySocket {

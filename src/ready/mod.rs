@@ -28,15 +28,19 @@
 //! ```
 
 mod pipe;
+// systemd's protocol, where the platform has Unix-domain datagram sockets
+// that carry fds (build.rs: `tokenpipe_unix_socket`).
+#[cfg(tokenpipe_unix_socket)]
 mod socket;
 
-#[cfg(feature = "std")]
+// The launcher spawns the program (fork and exec) and offers it the socket.
+#[cfg(all(feature = "std", tokenpipe_fork, tokenpipe_unix_socket))]
 mod launch;
 
-#[cfg(feature = "std")]
+#[cfg(all(feature = "std", tokenpipe_fork, tokenpipe_unix_socket))]
 pub use launch::{BARRIER_LINGER, LaunchError, LaunchOptions, ReadyChild, launch};
+#[cfg(tokenpipe_unix_socket)]
 pub use socket::NotifyAddr;
-pub(crate) use socket::decimal;
 
 use core::ffi::{CStr, c_int};
 use core::fmt;
@@ -44,7 +48,9 @@ use core::sync::atomic::{AtomicI32, Ordering};
 use core::time::Duration;
 
 use crate::end::TokenPipeEnd;
-use crate::error::{Errno, Error, Result};
+#[cfg(tokenpipe_unix_socket)]
+use crate::error::Error;
+use crate::error::{Errno, Result};
 use crate::handoff::HandoffError;
 use crate::sys;
 
@@ -127,6 +133,7 @@ enum Channel {
     /// A notification fd in the s6 style: a newline, then close.
     Fd(AtomicI32),
     /// systemd's notify socket; a fresh socket per message.
+    #[cfg(tokenpipe_unix_socket)]
     Socket(NotifyAddr),
 }
 
@@ -141,6 +148,7 @@ impl fmt::Debug for Notifier {
                 .debug_tuple("Notifier::Fd")
                 .field(&fd.load(Ordering::Relaxed))
                 .finish(),
+            #[cfg(tokenpipe_unix_socket)]
             Channel::Socket(addr) => f.debug_tuple("Notifier::Socket").field(addr).finish(),
         }
     }
@@ -196,6 +204,7 @@ impl Notifier {
             Err(e) => return Err(ReadyError::Handoff(e)),
         }
         // SAFETY: as above.
+        #[cfg(tokenpipe_unix_socket)]
         if let Some(value) = unsafe { sys::getenv(NOTIFY_SOCKET_ENV_C) } {
             let addr = NotifyAddr::parse(value)?;
             // SAFETY: as above; `value` is not used after this.
@@ -259,6 +268,7 @@ impl Notifier {
     /// # Ok::<(), bitcoin_tokenpipe::ready::ReadyError>(())
     /// ```
     #[must_use]
+    #[cfg(tokenpipe_unix_socket)]
     pub fn from_socket(addr: NotifyAddr) -> Notifier {
         Notifier {
             channel: Channel::Socket(addr),
@@ -269,7 +279,10 @@ impl Notifier {
     /// carries [`status`](Self::status) text and takes many messages).
     #[must_use]
     pub fn is_socket(&self) -> bool {
-        matches!(self.channel, Channel::Socket(_))
+        #[cfg(tokenpipe_unix_socket)]
+        return matches!(self.channel, Channel::Socket(_));
+        #[cfg(not(tokenpipe_unix_socket))]
+        return false;
     }
 
     /// Reports that the daemon is ready: token 1 on this crate's pipe, a
@@ -288,6 +301,7 @@ impl Notifier {
         match &self.channel {
             Channel::Pipe(fd) => pipe::write_then_close(fd, &[TOKEN_READY]),
             Channel::Fd(fd) => pipe::write_then_close(fd, b"\n"),
+            #[cfg(tokenpipe_unix_socket)]
             Channel::Socket(addr) => addr.send(&[b"READY=1"]),
         }
     }
@@ -306,9 +320,10 @@ impl Notifier {
                 pipe::write_then_close(fd, &[TOKEN_FAILED, e[0], e[1], e[2], e[3]])
             }
             Channel::Fd(fd) => pipe::close(fd),
+            #[cfg(tokenpipe_unix_socket)]
             Channel::Socket(addr) => {
                 let mut digits = [0u8; 12];
-                addr.send(&[b"ERRNO=", socket::decimal(i64::from(errno), &mut digits)])
+                addr.send(&[b"ERRNO=", decimal(i64::from(errno), &mut digits)])
             }
         }
     }
@@ -324,8 +339,10 @@ impl Notifier {
     /// holding one, whole); `EMSGSIZE` for text longer than 1017 bytes (the
     /// message, `STATUS=` included, is built in a 1024-byte stack buffer);
     /// as for [`ready`](Self::ready).
+    #[cfg_attr(not(tokenpipe_unix_socket), allow(unused_variables))]
     pub fn status(&self, text: &str) -> Result<()> {
         match &self.channel {
+            #[cfg(tokenpipe_unix_socket)]
             Channel::Socket(addr) => {
                 if text.bytes().any(|b| matches!(b, b'\n' | b'\r' | 0)) {
                     return Err(Error::Os(Errno::EINVAL));
@@ -354,10 +371,11 @@ impl Notifier {
                 )
             }
             Channel::Fd(fd) => pipe::still_open(fd),
+            #[cfg(tokenpipe_unix_socket)]
             Channel::Socket(addr) => {
                 let mut digits = [0u8; 24];
                 let usec = i64::try_from(usec).unwrap_or(i64::MAX);
-                addr.send(&[b"EXTEND_TIMEOUT_USEC=", socket::decimal(usec, &mut digits)])
+                addr.send(&[b"EXTEND_TIMEOUT_USEC=", decimal(usec, &mut digits)])
             }
         }
     }
@@ -380,8 +398,10 @@ impl Notifier {
     /// # Errors
     /// [`Error::TimedOut`] if the fd was not closed within `timeout`;
     /// [`Error::Os`] if the socket cannot be reached.
+    #[cfg_attr(not(tokenpipe_unix_socket), allow(unused_variables))]
     pub fn barrier(&self, timeout: Duration) -> Result<()> {
         match &self.channel {
+            #[cfg(tokenpipe_unix_socket)]
             Channel::Socket(addr) => addr.barrier(timeout),
             Channel::Pipe(_) | Channel::Fd(_) => Ok(()),
         }
@@ -413,6 +433,7 @@ impl Notifier {
                 let fd = fd.swap(-1, Ordering::AcqRel);
                 (fd >= 0).then(|| TokenPipeEnd::from_owned(fd))
             }
+            #[cfg(tokenpipe_unix_socket)]
             Channel::Socket(_) => None,
         }
     }
@@ -431,6 +452,7 @@ impl Notifier {
             Channel::Pipe(fd) | Channel::Fd(fd) => {
                 pipe::with_end(fd, |end| end.pass_to(cmd, env_name))
             }
+            #[cfg(tokenpipe_unix_socket)]
             Channel::Socket(addr) => {
                 cmd.env(NOTIFY_SOCKET_ENV, addr.to_env_value());
                 Ok(())
@@ -442,9 +464,47 @@ impl Notifier {
 impl Drop for Notifier {
     /// Closes a pipe or fd channel that was never used (the launcher reads
     /// end of stream: no report).
+    // Irrefutable where the platform has no socket channel.
+    #[allow(irrefutable_let_patterns)]
     fn drop(&mut self) {
         if let Channel::Pipe(fd) | Channel::Fd(fd) = &self.channel {
             let _ = pipe::close(fd);
         }
+    }
+}
+
+/// `n` in decimal, formatted into the end of `buf` without `core::fmt`
+/// (async-signal-safe). `buf` must have room for every digit and the sign:
+/// 20 bytes hold any `i64`.
+#[cfg(any(tokenpipe_unix_socket, tokenpipe_fork))]
+pub(crate) fn decimal(n: i64, buf: &mut [u8]) -> &[u8] {
+    let mut value = n.unsigned_abs();
+    let mut start = buf.len();
+    loop {
+        start -= 1;
+        buf[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        start -= 1;
+        buf[start] = b'-';
+    }
+    &buf[start..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decimal;
+
+    #[test]
+    fn decimal_formats_every_sign_and_width() {
+        let mut buf = [0u8; 24];
+        assert_eq!(decimal(0, &mut buf), b"0");
+        assert_eq!(decimal(-5, &mut buf), b"-5");
+        assert_eq!(decimal(i64::MAX, &mut buf), b"9223372036854775807");
+        assert_eq!(decimal(i64::MIN, &mut buf), b"-9223372036854775808");
     }
 }

@@ -102,7 +102,7 @@ impl NotifyAddr {
         match value.first() {
             Some(b'/') => unix(value, false),
             Some(b'@') if value.len() > 1 => {
-                if cfg!(any(target_os = "linux", target_os = "android")) {
+                if cfg!(tokenpipe_linux_like) {
                     unix(&value[1..], true)
                 } else {
                     Err(ReadyError::Unsupported("abstract socket names are Linux's"))
@@ -250,7 +250,7 @@ fn parse_u32(digits: &[u8]) -> Option<u32> {
     })
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(tokenpipe_linux_like)]
 fn send_vsock(
     cid: u32,
     port: u32,
@@ -279,43 +279,15 @@ fn send_vsock(
     Err(Error::Os(last))
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[cfg(not(tokenpipe_linux_like))]
 fn send_vsock(_: u32, _: u32, _: VsockType, _: &[u8], _: Option<c_int>) -> Result<()> {
     // No vsock on this system: say so plainly.
     Err(Error::Os(Errno::EAFNOSUPPORT))
 }
 
-/// `n` in decimal, formatted into `buf` without `core::fmt`.
-pub(crate) fn decimal(n: i64, buf: &mut [u8]) -> &[u8] {
-    let mut value = n.unsigned_abs();
-    let mut start = buf.len();
-    loop {
-        start -= 1;
-        buf[start] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    if n < 0 {
-        start -= 1;
-        buf[start] = b'-';
-    }
-    &buf[start..]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn decimal_formats_every_sign_and_width() {
-        let mut buf = [0u8; 24];
-        assert_eq!(decimal(0, &mut buf), b"0");
-        assert_eq!(decimal(-5, &mut buf), b"-5");
-        assert_eq!(decimal(i64::MAX, &mut buf), b"9223372036854775807");
-        assert_eq!(decimal(i64::MIN, &mut buf), b"-9223372036854775808");
-    }
 
     #[test]
     fn vsock_addresses_parse_with_their_socket_type() {

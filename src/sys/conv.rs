@@ -29,9 +29,8 @@ pub(super) fn ret_usize(n: isize) -> SysResult<usize> {
 }
 
 /// A pthread-style call that returns `0` or the error number itself and
-/// leaves `errno` alone. (Only the signal-mask path uses one, which Apple
-/// and NetBSD do without.)
-#[cfg(not(any(target_vendor = "apple", target_os = "netbsd")))]
+/// leaves `errno` alone. (Only the signal-mask path uses one.)
+#[cfg(tokenpipe_sigmask)]
 #[inline]
 pub(super) fn ret_pthread(rc: c_int) -> SysResult<()> {
     if rc == 0 {

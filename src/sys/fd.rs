@@ -6,22 +6,11 @@ use super::SysResult;
 use super::conv::{ret, ret_c_int, ret_usize};
 
 // The platform split for close-on-exec at creation, in one place: `pipe2`
-// where the OS has it, `pipe` + `fcntl` elsewhere. Apple's SDK declares
-// `pipe2` on recent versions, but older systems lack it at run time, so Apple
-// always takes the fallback (as Rust's std does).
-#[cfg(any(
-    target_os = "linux",
-    target_os = "android",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd",
-    target_os = "dragonfly",
-    target_os = "illumos",
-    target_os = "solaris",
-    target_os = "redox",
-    target_os = "hurd",
-    target_os = "emscripten"
-))]
+// where the OS has it (build.rs: `tokenpipe_pipe2`), `pipe` + `fcntl`
+// elsewhere. Apple's SDK declares `pipe2` on recent versions, but older
+// systems lack it at run time, so Apple always takes the fallback (as Rust's
+// std does).
+#[cfg(tokenpipe_pipe2)]
 mod platform {
     use core::ffi::c_int;
 
@@ -65,19 +54,7 @@ mod platform {
     }
 }
 
-#[cfg(not(any(
-    target_os = "linux",
-    target_os = "android",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd",
-    target_os = "dragonfly",
-    target_os = "illumos",
-    target_os = "solaris",
-    target_os = "redox",
-    target_os = "hurd",
-    target_os = "emscripten"
-)))]
+#[cfg(not(tokenpipe_pipe2))]
 mod platform {
     pub(crate) const ATOMIC_CLOEXEC: bool = false;
     pub(crate) use super::pipe_then_cloexec as make_pipe;
@@ -87,10 +64,14 @@ pub(crate) use platform::{ATOMIC_CLOEXEC, make_pipe};
 
 /// `pipe(fds)`, then close-on-exec on each end—the portable path.
 ///
-/// Used where `pipe2` is not available (Apple). There is a window between
-/// `pipe` and `fcntl` in which a concurrent `fork`+`exec` in another thread
-/// inherits the ends; no portable call closes it. If setting the flag fails,
-/// both fds are closed, so the caller never sees a half-made pipe.
+/// Used where `pipe2` is not available (Apple, Haiku, QNX, VxWorks, the
+/// newlib systems). There is a window between `pipe` and `fcntl` in which a
+/// concurrent `fork`+`exec` in another thread inherits the ends; no portable
+/// call closes it. If setting the flag fails, both fds are closed, so the
+/// caller never sees a half-made pipe. Where no program can be executed
+/// (ESP-IDF, Horizon, Vita, RTEMS, NuttX: `tokenpipe_cloexec` unset) there
+/// is nothing to inherit the ends and ESP-IDF rejects the flag, so it is not
+/// set.
 ///
 /// # References
 /// - [POSIX 2024 `pipe`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/pipe.html)
@@ -102,6 +83,7 @@ pub(crate) fn pipe_then_cloexec() -> SysResult<[c_int; 2]> {
     // SAFETY: `fds` is a writable array of exactly two `c_int`, which is what
     // pipe writes to; it writes nothing on failure.
     ret(unsafe { libc::pipe(fds.as_mut_ptr()) })?;
+    #[cfg(tokenpipe_cloexec)]
     for fd in fds {
         if let Err(e) = set_cloexec(fd) {
             close(fds[0]);
@@ -206,18 +188,7 @@ pub(crate) fn clear_cloexec(fd: c_int) -> SysResult<()> {
 /// - [NetBSD `ioctl`](https://man.netbsd.org/ioctl.2)
 /// - [OpenBSD `ioctl`](https://man.openbsd.org/ioctl.2)
 /// - [Apple `ioctl`](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/ioctl.2.html)
-#[cfg(all(
-    not(miri),
-    any(
-        target_os = "linux",
-        target_os = "android",
-        target_vendor = "apple",
-        target_os = "freebsd",
-        target_os = "dragonfly",
-        target_os = "netbsd",
-        target_os = "openbsd"
-    )
-))]
+#[cfg(all(not(miri), tokenpipe_fionbio))]
 #[doc(alias = "FIONBIO", alias = "ioctl")]
 #[inline]
 pub(crate) fn set_nonblocking(fd: c_int, on: bool) -> SysResult<()> {
@@ -236,18 +207,7 @@ pub(crate) fn set_nonblocking(fd: c_int, on: bool) -> SysResult<()> {
 /// # References
 /// - [POSIX 2024 `fcntl`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fcntl.html)
 /// - [illumos `ioctl` (`FIONBIO` sets `FNDELAY`)](https://illumos.org/man/2/ioctl)
-#[cfg(not(all(
-    not(miri),
-    any(
-        target_os = "linux",
-        target_os = "android",
-        target_vendor = "apple",
-        target_os = "freebsd",
-        target_os = "dragonfly",
-        target_os = "netbsd",
-        target_os = "openbsd"
-    )
-)))]
+#[cfg(not(all(not(miri), tokenpipe_fionbio)))]
 #[doc(alias = "O_NONBLOCK")]
 #[inline]
 pub(crate) fn set_nonblocking(fd: c_int, on: bool) -> SysResult<()> {
@@ -333,9 +293,40 @@ pub(crate) fn close(fd: c_int) {
     unsafe { libc::close(fd) };
 }
 
+/// Whether `revents` says the fd was not open. (A macro, not a function:
+/// `revents` and `POLLNVAL` are `c_short` in most bindings, `c_int` on
+/// Horizon.)
+#[cfg(not(target_os = "espidf"))]
+macro_rules! not_open {
+    ($revents:expr) => {
+        $revents & libc::POLLNVAL != 0
+    };
+}
+
+/// ESP-IDF: the libc crate binds no `POLLNVAL` there. A closed fd then
+/// shows as the read's `EBADF` instead.
+#[cfg(target_os = "espidf")]
+macro_rules! not_open {
+    ($revents:expr) => {{
+        let _ = $revents;
+        false
+    }};
+}
+
+/// What [`poll_readable`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Polled {
+    /// The timeout passed first.
+    TimedOut,
+    /// Readable, hung up or in error: a read says which.
+    Ready,
+    /// The fd is not open (`POLLNVAL`).
+    NotOpen,
+}
+
 /// `poll([{fd, POLLIN}], timeout_ms)`—Waits until `fd` is readable (a token
-/// or end of stream), or the timeout passes. Returns the `revents` bits, `0`
-/// on timeout. A negative timeout waits forever.
+/// or end of stream), or the timeout passes. A negative timeout waits
+/// forever.
 ///
 /// # References
 /// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/poll.html)
@@ -343,7 +334,7 @@ pub(crate) fn close(fd: c_int) {
 /// - [Apple](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/poll.2.html)
 /// - [FreeBSD](https://man.freebsd.org/cgi/man.cgi?query=poll&sektion=2)
 #[inline]
-pub(crate) fn poll_readable(fd: c_int, timeout_ms: c_int) -> SysResult<libc::c_short> {
+pub(crate) fn poll_readable(fd: c_int, timeout_ms: c_int) -> SysResult<Polled> {
     let mut pfd = [libc::pollfd {
         fd,
         events: libc::POLLIN,
@@ -351,7 +342,14 @@ pub(crate) fn poll_readable(fd: c_int, timeout_ms: c_int) -> SysResult<libc::c_s
     }];
     // On a timeout the kernel leaves `revents` 0.
     poll_many(&mut pfd, timeout_ms)?;
-    Ok(pfd[0].revents)
+    let revents = pfd[0].revents;
+    Ok(if revents == 0 {
+        Polled::TimedOut
+    } else if not_open!(revents) {
+        Polled::NotOpen
+    } else {
+        Polled::Ready
+    })
 }
 
 /// `clock_gettime(CLOCK_MONOTONIC)`—The time since an arbitrary fixed
@@ -419,6 +417,7 @@ pub(crate) fn file_id(fd: c_int) -> SysResult<FileId> {
 /// # References
 /// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fcntl.html)
 /// - [Linux](https://man7.org/linux/man-pages/man2/fcntl.2.html)
+#[cfg(tokenpipe_fork)] // Only the daemon asks.
 pub(crate) fn above_stdio(fd: c_int) -> SysResult<c_int> {
     if fd > 2 {
         return Ok(fd);

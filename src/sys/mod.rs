@@ -1,10 +1,11 @@
 //! The syscall layer: the only module that calls libc.
 //!
 //! Split by domain: [`fd`] (pipes, fcntl, read, write, poll, files),
-//! [`signal`] (SIGPIPE masking), [`process`] (fork, wait, kill, the
-//! daemon's set-up calls, the environment) and [`socket`] (systemd's notify
-//! socket, both sides); [`conv`] turns each return shape into a `Result`
-//! in one place. One thin function per syscall. Each takes and returns
+//! [`signal`] (SIGPIPE masking), [`env`] (the environment), `process`
+//! (fork, wait, kill, the daemon's set-up calls), `pidfile` (the pid file and
+//! its lock) and `socket` (systemd's notify socket, both sides); [`conv`] turns
+//! each return shape into a `Result` in one place. The last three exist
+//! only where the platform has what they call (build.rs sets the flags). One thin function per syscall. Each takes and returns
 //! plain values, reads `errno` only when the call failed, and leaves every
 //! policy decision (retry on `EINTR`, what an error means) to the safe code
 //! above it. None of these functions allocates.
@@ -25,14 +26,26 @@
 #![allow(unsafe_code)]
 
 mod conv;
+pub(crate) mod env;
 pub(crate) mod fd;
+#[cfg(tokenpipe_fork)]
+pub(crate) mod pidfile;
+#[cfg(tokenpipe_fork)]
 pub(crate) mod process;
+#[cfg(any(tokenpipe_nosigpipe, tokenpipe_sigmask))]
 pub(crate) mod signal;
+#[cfg(tokenpipe_unix_socket)]
 pub(crate) mod socket;
 
+pub(crate) use env::*;
 pub(crate) use fd::*;
+#[cfg(tokenpipe_fork)]
+pub(crate) use pidfile::*;
+#[cfg(tokenpipe_fork)]
 pub(crate) use process::*;
+#[cfg(any(tokenpipe_nosigpipe, tokenpipe_sigmask))]
 pub(crate) use signal::*;
+#[cfg(tokenpipe_unix_socket)]
 pub(crate) use socket::*;
 
 use core::ffi::c_int;
@@ -42,44 +55,22 @@ use crate::error::Errno;
 /// The result of one syscall: its value, or the `errno` it left.
 pub(crate) type SysResult<T> = core::result::Result<T, Errno>;
 
-// Where each libc keeps the calling thread's `errno`. The name differs per
-// OS; the libc crate exposes each under its own name, so pick it here once.
-#[cfg(any(
-    target_os = "linux",
-    target_os = "emscripten",
-    target_os = "redox",
-    target_os = "hurd",
-    target_os = "dragonfly"
-))]
-use libc::__errno_location as errno_location;
-
-#[cfg(any(target_os = "android", target_os = "netbsd", target_os = "openbsd"))]
-use libc::__errno as errno_location;
-
-#[cfg(any(target_vendor = "apple", target_os = "freebsd"))]
-use libc::__error as errno_location;
-
-#[cfg(any(target_os = "illumos", target_os = "solaris"))]
+// Where each libc keeps the calling thread's `errno`: build.rs names the
+// function per OS (`tokenpipe_errno`), and the libc crate binds it there.
+#[cfg(tokenpipe_errno = "___errno")]
 use libc::___errno as errno_location;
-
-#[cfg(not(any(
-    target_os = "linux",
-    target_os = "emscripten",
-    target_os = "redox",
-    target_os = "hurd",
-    target_os = "dragonfly",
-    target_os = "android",
-    target_os = "netbsd",
-    target_os = "openbsd",
-    target_vendor = "apple",
-    target_os = "freebsd",
-    target_os = "illumos",
-    target_os = "solaris"
-)))]
-compile_error!(
-    "bitcoin-tokenpipe does not know where this Unix keeps errno; \
-     add the target to src/sys/mod.rs"
-);
+#[cfg(tokenpipe_errno = "__errno")]
+use libc::__errno as errno_location;
+#[cfg(tokenpipe_errno = "__errno_location")]
+use libc::__errno_location as errno_location;
+#[cfg(tokenpipe_errno = "__error")]
+use libc::__error as errno_location;
+#[cfg(tokenpipe_errno = "__get_errno_ptr")]
+use libc::__get_errno_ptr as errno_location;
+#[cfg(tokenpipe_errno = "_Errno")]
+use libc::_Errno as errno_location;
+#[cfg(tokenpipe_errno = "_errnop")]
+use libc::_errnop as errno_location;
 
 /// Reads the calling thread's `errno`.
 ///
@@ -87,17 +78,30 @@ compile_error!(
 #[cold]
 #[inline(never)]
 pub(crate) fn errno() -> Errno {
+    #[cfg(not(tokenpipe_errno = "errnoGet"))]
     // SAFETY: the errno location function has no preconditions and returns a
     // pointer to the calling thread's errno, valid for the thread's lifetime.
-    Errno::from_raw(unsafe { *errno_location() })
+    let e = unsafe { *errno_location() };
+    #[cfg(tokenpipe_errno = "errnoGet")]
+    // SAFETY: errnoGet has no preconditions; it reads this task's errno.
+    let e = unsafe { libc::errnoGet() };
+    Errno::from_raw(e)
 }
 
 /// Sets the calling thread's `errno` (for handlers that restore it).
 #[inline]
 pub(crate) fn set_errno(e: Errno) {
+    #[cfg(not(tokenpipe_errno = "errnoGet"))]
     // SAFETY: as in `errno`: the pointer is this thread's errno, valid for
     // the thread's lifetime, and writing an int there is what it is for.
-    unsafe { *errno_location() = e.raw() };
+    unsafe {
+        *errno_location() = e.raw()
+    };
+    #[cfg(tokenpipe_errno = "errnoGet")]
+    // SAFETY: errnoSet has no preconditions; it sets this task's errno.
+    unsafe {
+        libc::errnoSet(e.raw())
+    };
 }
 
 /// `strerror_r(errnum, buf)`—The system's description of an errno value,

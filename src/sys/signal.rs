@@ -1,6 +1,6 @@
 //! Signals: keeping a write on a pipe with no reader from raising SIGPIPE.
 
-#[cfg(any(target_vendor = "apple", target_os = "netbsd"))]
+#[cfg(tokenpipe_nosigpipe)]
 use {super::SysResult, super::conv::ret, core::ffi::c_int};
 
 /// `fcntl(fd, F_SETNOSIGPIPE, 1)`—Makes writes on `fd` fail with `EPIPE`
@@ -9,7 +9,7 @@ use {super::SysResult, super::conv::ret, core::ffi::c_int};
 /// # References
 /// - [Apple `fcntl`](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/fcntl.2.html)
 /// - [NetBSD `fcntl`](https://man.netbsd.org/fcntl.2)
-#[cfg(any(target_vendor = "apple", target_os = "netbsd"))]
+#[cfg(tokenpipe_nosigpipe)]
 #[inline]
 pub(crate) fn fcntl_set_nosigpipe(fd: c_int) -> SysResult<()> {
     // SAFETY: F_SETNOSIGPIPE takes an int third argument and touches no
@@ -21,7 +21,7 @@ pub(crate) fn fcntl_set_nosigpipe(fd: c_int) -> SysResult<()> {
 /// `F_SETNOSIGPIPE`: block SIGPIPE in this thread, see whether one was
 /// already pending, and take away the one our write raised, without ever
 /// waiting for one.
-#[cfg(not(any(target_vendor = "apple", target_os = "netbsd")))]
+#[cfg(tokenpipe_sigmask)]
 pub(crate) mod sigpipe {
     use core::mem::MaybeUninit;
 
@@ -95,7 +95,7 @@ pub(crate) mod sigpipe {
     /// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/sigtimedwait.html)
     /// - [Linux](https://man7.org/linux/man-pages/man2/sigtimedwait.2.html)
     /// - [FreeBSD](https://man.freebsd.org/cgi/man.cgi?query=sigtimedwait&sektion=2)
-    #[cfg(not(any(target_os = "openbsd", target_os = "illumos", target_os = "solaris")))]
+    #[cfg(tokenpipe_sigtimedwait)]
     #[doc(alias = "sigtimedwait")]
     pub(crate) fn take_pending() {
         let set = sigpipe_set();
@@ -123,7 +123,7 @@ pub(crate) mod sigpipe {
     /// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/sigwait.html)
     /// - [OpenBSD](https://man.openbsd.org/sigwait.3)
     /// - [illumos](https://illumos.org/man/2/sigwait)
-    #[cfg(any(target_os = "openbsd", target_os = "illumos", target_os = "solaris"))]
+    #[cfg(not(tokenpipe_sigtimedwait))]
     #[doc(alias = "sigwait")]
     pub(crate) fn take_pending() {
         if is_pending() != Ok(true) {

@@ -85,19 +85,19 @@ impl UnixAddr {
 }
 
 /// `socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)`—A datagram socket that
-/// no `exec` inherits (on Apple, which has no `SOCK_CLOEXEC`, with
+/// no `exec` inherits (on Apple and AIX, which have no `SOCK_CLOEXEC`, with
 /// `fcntl(FD_CLOEXEC)` right after, closing it if that fails).
 ///
 /// # References
 /// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/socket.html)
 /// - [Linux](https://man7.org/linux/man-pages/man2/socket.2.html)
 pub(crate) fn unix_datagram_socket() -> SysResult<c_int> {
-    #[cfg(not(target_vendor = "apple"))]
+    #[cfg(tokenpipe_sock_cloexec)]
     {
         // SAFETY: socket takes plain integers and touches no memory of ours.
         ret_c_int(unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })
     }
-    #[cfg(target_vendor = "apple")]
+    #[cfg(not(tokenpipe_sock_cloexec))]
     {
         // SAFETY: as above.
         let fd = ret_c_int(unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM, 0) })?;
@@ -191,7 +191,7 @@ pub(crate) struct Received {
     /// Whether it carried fds (now closed).
     pub(crate) carried_fds: bool,
     /// The sender's uid, where the kernel says (Linux, with `SO_PASSCRED`).
-    pub(crate) sender_uid: Option<u32>,
+    pub(crate) sender_uid: Option<libc::uid_t>,
 }
 
 /// `setsockopt(fd, SOL_SOCKET, SO_PASSCRED, 1)` (Linux)—Has the kernel
@@ -200,7 +200,7 @@ pub(crate) struct Received {
 ///
 /// # References
 /// - [Linux `unix(7)`](https://man7.org/linux/man-pages/man7/unix.7.html)
-#[cfg(all(feature = "std", any(target_os = "linux", target_os = "android")))]
+#[cfg(all(feature = "std", tokenpipe_linux_like))]
 pub(crate) fn pass_credentials(fd: c_int) -> SysResult<()> {
     let on: c_int = 1;
     // SAFETY: `on` is a valid int for the call, and its size is given.
@@ -220,7 +220,7 @@ pub(crate) fn pass_credentials(fd: c_int) -> SysResult<()> {
 /// # References
 /// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/getuid.html)
 #[cfg(feature = "std")]
-pub(crate) fn getuid() -> u32 {
+pub(crate) fn getuid() -> libc::uid_t {
     // SAFETY: getuid takes nothing and touches no memory of ours.
     unsafe { libc::getuid() }
 }
@@ -251,23 +251,9 @@ pub(crate) fn recv_datagram(fd: c_int, buf: &mut [u8]) -> SysResult<Received> {
     msg.msg_iovlen = 1;
     msg.msg_control = control.0.as_mut_ptr().cast();
     msg.msg_controllen = control.0.len() as _;
-    #[cfg(any(
-        target_os = "linux",
-        target_os = "android",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd",
-        target_os = "dragonfly"
-    ))]
+    #[cfg(tokenpipe_cmsg_cloexec)]
     let flags = libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC;
-    #[cfg(not(any(
-        target_os = "linux",
-        target_os = "android",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd",
-        target_os = "dragonfly"
-    )))]
+    #[cfg(not(tokenpipe_cmsg_cloexec))]
     let flags = libc::MSG_DONTWAIT;
     // SAFETY: the iovec and control buffer are valid for writes of their
     // lengths for the call.
@@ -290,7 +276,7 @@ pub(crate) fn recv_datagram(fd: c_int, buf: &mut [u8]) -> SysResult<Received> {
                     got.carried_fds = true;
                 }
             }
-            #[cfg(any(target_os = "linux", target_os = "android"))]
+            #[cfg(tokenpipe_linux_like)]
             if (*header).cmsg_level == libc::SOL_SOCKET
                 && (*header).cmsg_type == libc::SCM_CREDENTIALS
             {
@@ -306,7 +292,7 @@ pub(crate) fn recv_datagram(fd: c_int, buf: &mut [u8]) -> SysResult<Received> {
 }
 
 /// A vsock address (Linux): context id, port and socket type.
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(tokenpipe_linux_like)]
 pub(crate) fn vsock_send(cid: u32, port: u32, kind: c_int, data: &[u8]) -> SysResult<usize> {
     // SAFETY: socket takes plain integers.
     let fd = ret_c_int(unsafe { libc::socket(libc::AF_VSOCK, kind | libc::SOCK_CLOEXEC, 0) })?;
