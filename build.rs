@@ -46,6 +46,10 @@
 //! - `tokenpipe_heapless`: the `heapless` crate builds here (everywhere but
 //!   AIX, where its dependency byteorder does not), so the two functions
 //!   with `heapless` types in their signatures exist.
+//! - `tokenpipe_pass_to` (with the `std` feature and `tokenpipe_exec`):
+//!   handing an end to a `std::process::Command` (`pass_to`).
+//! - `tokenpipe_launch` (with `std`, fork, exec and Unix sockets): the
+//!   launcher, `ready::launch`, and the socket calls only it makes.
 //! - `tokenpipe_linux_like`: the Linux kernel's own interfaces (pidfds,
 //!   `SO_PASSCRED`, `MSG_CMSG_CLOEXEC`, vsock), on Linux and Android.
 use std::env;
@@ -67,6 +71,8 @@ const FLAGS: &[&str] = &[
     "tokenpipe_cmsg_cloexec",
     "tokenpipe_linux_like",
     "tokenpipe_heapless",
+    "tokenpipe_pass_to",
+    "tokenpipe_launch",
 ];
 
 /// The values `tokenpipe_errno` may take.
@@ -271,15 +277,25 @@ fn capabilities(os: &str, env: &str, vendor: &str) -> Caps {
             record_locks: false,
             ..C::posix("errnoGet")
         },
-        // ESP-IDF (newlib on FreeRTOS): pipes through the VFS, one program,
-        // no signals, no sockets of the Unix domain, no record locks.
-        "espidf" | "horizon" | "vita" | "rtems" => Caps {
+        // ESP-IDF (newlib on FreeRTOS), Horizon (3DS) and Vita (newlib):
+        // one program, no signals, no Unix-domain sockets, no record locks.
+        "espidf" | "horizon" | "vita" => Caps {
             unix_socket: false,
             record_locks: false,
             ..C::posix("__errno").single_program()
         },
-        // NuttX: pipes; tasks, not processes (no fork in the libc binding),
-        // no SIGPIPE masking bound.
+        // RTEMS (newlib): one program of threads. Its pipe write raises
+        // SIGPIPE with kill(getpid()), a process-directed signal that any
+        // thread not blocking it takes, so no per-thread mask can hold it
+        // back: `token_write_nosignal` is a plain write there, as its docs
+        // say, and an RTEMS program that needs EPIPE sets SIG_IGN.
+        "rtems" => Caps {
+            unix_socket: false,
+            record_locks: false,
+            ..C::posix("__errno").single_program()
+        },
+        // NuttX: pipes; tasks, not processes (no fork in the libc binding);
+        // its pipe write fails with EPIPE and raises no SIGPIPE.
         "nuttx" => Caps {
             pipe2: true,
             unix_socket: false,
@@ -328,6 +344,7 @@ fn main() {
     };
     println!("cargo::rustc-cfg=tokenpipe_sys");
     println!("cargo::rustc-cfg=tokenpipe_errno=\"{errno}\"");
+    let std = env::var_os("CARGO_FEATURE_STD").is_some();
     let set = [
         ("tokenpipe_pipe2", caps.pipe2),
         ("tokenpipe_cloexec", caps.cloexec),
@@ -350,6 +367,11 @@ fn main() {
         (
             "tokenpipe_linux_like",
             matches!(os.as_str(), "linux" | "android"),
+        ),
+        ("tokenpipe_pass_to", std && caps.exec),
+        (
+            "tokenpipe_launch",
+            std && caps.fork && caps.exec && caps.unix_socket,
         ),
     ];
     for (flag, on) in set {

@@ -20,6 +20,8 @@
 #                   script's header) and rejects empty or option-like targets
 #   as_root CMD...  runs CMD as root: directly when root, else through sudo;
 #                   returns 1 (after saying so) when neither is possible
+#   crate_offers DIR TRIPLE   what build.rs let the crate offer on TRIPLE,
+#                   as last built in target dir DIR, in a few words
 #   now             wall-clock seconds since the epoch, with a fraction
 #   elapsed T0      seconds since T0 (a `now` reading), to one decimal
 
@@ -137,4 +139,34 @@ check_target_args() {
             ""|-*) die "not a target: '$a' (usage: ci/$CI_NAME.sh [TARGET...])" ;;
         esac
     done
+}
+
+# What the crate offers on target $2 as built in target dir $1, from the
+# cfg flags build.rs gave it (the build script's `output` file from the
+# last build there), in a few words; "?" if it was not built there.
+crate_offers() {
+    local out flags parts=() missing=() joined
+    # The newest of the build script's runs for this target (ls -t: by
+    # time; the paths are cargo's own, hex and dashes only).
+    # shellcheck disable=SC2012
+    out="$(ls -t "$1/$2"/debug/build/bitcoin-tokenpipe-*/output 2>/dev/null | head -n 1)"
+    [ -n "$out" ] || { echo "?"; return; }
+    flags=" $(sed -n 's/^cargo::rustc-cfg=\(tokenpipe_[a-z0-9_]*\).*/\1/p' "$out" | tr '\n' ' ')"
+    has() { case "$flags" in *" tokenpipe_$1 "*) return 0 ;; esac; return 1; }
+    if ! has sys; then echo "empty library"; return; fi
+    if has pipe2; then parts+=("pipe2"); else parts+=("pipe + fcntl"); fi
+    if has nosigpipe; then parts+=("F_SETNOSIGPIPE"); elif has sigmask; then parts+=("SIGPIPE masked");
+    else parts+=("no SIGPIPE to mask"); fi
+    has fork || missing+=("daemon")
+    has launch || missing+=("launch")
+    has unix_socket || missing+=("notify socket")
+    if has fork && ! has record_locks; then missing+=("pid file lock"); fi
+    joined="${parts[0]}, ${parts[1]}"
+    if [ "${#missing[@]}" -eq 0 ]; then
+        echo "everything ($joined)"
+    else
+        local IFS=,
+        local m="${missing[*]}"
+        echo "all but: ${m//,/, } ($joined)"
+    fi
 }

@@ -16,8 +16,8 @@ big_endian() { case "$1" in powerpc64-*|s390x-*) echo ", big-endian" ;; esac; }
 num() { sed ':a;s/\B[0-9]\{3\}\>/,&/;ta' <<<"$1"; }
 
 {
-echo "| Target | How tested | Result of last run |"
-echo "| --- | --- | --- |"
+echo "| Target | How tested | What the crate offers there | Result of last run |"
+echo "| --- | --- | --- | --- |"
 shopt -s nullglob
 # Runnable targets in ci/cross.sh's order (the host first), then any others.
 mapfile -t ORDER < <(echo x86_64-unknown-linux-gnu; sed -n '/^MATRIX=(/,/^)/p' "$ROOT/ci/cross.sh" | sed '1d;$d; s/^ *//')
@@ -38,27 +38,41 @@ for f in "${cross_files[@]}"; do
     esac
     extra=""; [ "$ignored" -gt 0 ] && extra=", $ignored ignored"
     [ "$result" = fail ] && [ $((passed + failed)) -eq 0 ] && extra="$extra; did not build or did not start (see target/cross/logs/$t.log)"
-    echo "| \`$t\` | $how: \`cargo test\`, all features and no default features, doc tests included | $result: $passed passed, $failed failed$extra ($secs s, $date) |"
+    echo "| \`$t\` | $how: \`cargo test\`, all features and no default features, doc tests included | $(crate_offers "$T/cross" "$t") | $result: $passed passed, $failed failed$extra ($secs s, $date) |"
+done
+# Check-only targets in ci/check-targets.sh's order.
+mapfile -t CORDER < <(awk '
+    /^(RUSTUP|BUILD_STD|BARE)_TARGETS=\(/ { on = 1; sub(/^[A-Z_]+=\(/, "") }
+    on { line = $0; gsub(/[()]/, " ", line); n = split(line, w, " "); for (i = 1; i <= n; i++) print w[i] }
+    on && /\)/ { on = 0 }' "$ROOT/ci/check-targets.sh")
+check_files=()
+for t in "${CORDER[@]}"; do
+    [ -f "$T/check/results/$t.tsv" ] && check_files+=("$T/check/results/$t.tsv")
 done
 for f in "$T"/check/results/*.tsv; do
-    IFS=$'\t' read -r t result secs how date <"$f"
+    case " ${CORDER[*]} " in *" $(basename "$f" .tsv) "*) ;; *) check_files+=("$f") ;; esac
+done
+for f in "${check_files[@]}"; do
+    IFS=$'\t' read -r t result secs how date what <"$f"
     case "$how" in
-        built*) how="built: \`cargo build --lib --no-default-features\` (empty no_std library)" ;;
-        *) how="type-checked: \`cargo check --all-targets\`, all features and no default features" ;;
+        built*) how="built: \`cargo build --lib --no-default-features\`"; what="${what:-empty library}" ;;
+        "type-checked (all targets"*) how="type-checked: \`cargo check --all-targets\`, all features and no default features" ;;
+        *"core (no_std) and std"*) how="type-checked: \`cargo +nightly check -Zbuild-std\`, core with no default features and std with all features" ;;
+        *"core (no_std) only"*) how="type-checked: \`cargo +nightly check -Zbuild-std=core\`, no default features (the target's own std does not build)" ;;
     esac
-    echo "| \`$t\` | $how | $result ($secs s, $date) |"
+    echo "| \`$t\` | $how | ${what:-?} | $result ($secs s, $date) |"
 done
 if [ -f "$T/minimal-size.txt" ]; then
     m() { tr ' ' '\n' <"$T/minimal-size.txt" | sed -n "s/^$1=//p"; }
-    echo "| \`x86_64-unknown-linux-musl\`, minimal binary | built (\`#![no_std]\`, \`#![no_main]\`, no allocator, static, non-PIE) and run natively | $(m result): $(num "$(m rust_x86_64_lld)") bytes stripped; the same program in C: $(num "$(m c_x86_64_lld)") bytes (ratio $(m ratio_lld), both linked by lld); with GNU ld: Rust $(num "$(m rust_x86_64_gnuld)"), C \`musl-gcc -Os -static -s\` $(num "$(m c_x86_64_gnuld)") (ratio $(m ratio_gnuld)) |"
-    echo "| \`aarch64-unknown-linux-musl\`, minimal binary | built as above and run under qemu-user (qemu-aarch64) | $(m result): $(num "$(m rust_aarch64_lld)") bytes stripped |"
+    echo "| \`x86_64-unknown-linux-musl\`, minimal binary | built (\`#![no_std]\`, \`#![no_main]\`, no allocator, static, non-PIE) and run natively | make, write, read, close | $(m result): $(num "$(m rust_x86_64_lld)") bytes stripped; the same program in C: $(num "$(m c_x86_64_lld)") bytes (ratio $(m ratio_lld), both linked by lld); with GNU ld: Rust $(num "$(m rust_x86_64_gnuld)"), C \`musl-gcc -Os -static -s\` $(num "$(m c_x86_64_gnuld)") (ratio $(m ratio_gnuld)) |"
+    echo "| \`aarch64-unknown-linux-musl\`, minimal binary | built as above and run under qemu-user (qemu-aarch64) | make, write, read, close | $(m result): $(num "$(m rust_aarch64_lld)") bytes stripped |"
 else
-    echo "| minimal binary | ci/minimal.sh | not run |"
+    echo "| minimal binary | ci/minimal.sh | | not run |"
 fi
 if [ -f "$T/msrv/result.txt" ]; then
-    echo "| MSRV | \`cargo +<rust-version> check --lib\`: std, all features, no_std | $(cut -d'(' -f1 <"$T/msrv/result.txt" | sed 's/ *$//'): $(sed 's/.*: //' <"$T/msrv/result.txt") |"
+    echo "| MSRV | \`cargo +<rust-version> check --lib\`: std, all features, no_std | | $(cut -d'(' -f1 <"$T/msrv/result.txt" | sed 's/ *$//'): $(sed 's/.*: //' <"$T/msrv/result.txt") |"
 else
-    echo "| MSRV | ci/msrv.sh | not run |"
+    echo "| MSRV | ci/msrv.sh | | not run |"
 fi
 cat <<'NOTE'
 

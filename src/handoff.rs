@@ -218,7 +218,7 @@ impl TokenPipeEnd {
     }
 }
 
-#[cfg(feature = "std")]
+#[cfg(tokenpipe_pass_to)]
 impl TokenPipeEnd {
     /// Hands this end to the program `cmd` will start: sets the variable
     /// `env_name` to the fd number and, in the child only (between `fork`

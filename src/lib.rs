@@ -73,11 +73,10 @@
 //!   Emscripten, VxWorks, and the single-program systems ESP-IDF, NuttX,
 //!   RTEMS, Horizon (3DS) and Vita. The token pipe, timeouts, batches and
 //!   the notifier's pipe and fd channels work there; systemd's socket only
-//!   where there are Unix-domain sockets that carry fds. Where no signal
-//!   mask exists (the single-program systems, VxWorks), a write to a pipe
-//!   with no reader raises no signal, and
+//!   where there are Unix-domain sockets that carry fds. There
 //!   [`token_write_nosignal`](TokenPipeEnd::token_write_nosignal) is a
-//!   plain write.
+//!   plain write: a write to a pipe with no reader raises no signal on
+//!   these systems, except RTEMS (see its docs).
 //! - **An empty library** where there is no pipe to wrap: Windows (the
 //!   original has no Windows build, and Windows has no `fork`), WASI, bare
 //!   metal, and the Unix targets whose libc binding has no pipe (QuRT) or

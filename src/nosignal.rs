@@ -38,6 +38,14 @@ impl TokenPipeEnd {
     ///   crate binds none for illumos, so there it is `sigpending` then
     ///   `sigwait` (6 on `EPIPE`), which waits only if another thread sets
     ///   `SIGPIPE` to `SIG_IGN` (discarding the pending one) at that moment.
+    /// - **Where a write raises no signal** (ESP-IDF, Horizon, Vita and
+    ///   NuttX, which fail it with `EPIPE` and have no `SIGPIPE` to raise;
+    ///   VxWorks, whose pipes outlive their readers): a plain write.
+    /// - **RTEMS** raises `SIGPIPE` for the whole process (`kill(getpid())`),
+    ///   which a thread's mask cannot hold back, so this is a plain write
+    ///   there too and does *not* keep its promise: an RTEMS program that
+    ///   wants `BrokenPipe` instead of the signal sets `SIGPIPE` to
+    ///   `SIG_IGN`.
     ///
     /// Use plain [`token_write`](Self::token_write) where `SIGPIPE` is
     /// known to be ignored (every Rust program with a std `main`): it is
@@ -137,10 +145,11 @@ pub(crate) fn without_sigpipe<T>(
     result
 }
 
-/// Where neither `F_SETNOSIGPIPE` nor a signal mask exists (ESP-IDF and the
-/// other single-program systems: build.rs leaves `tokenpipe_sigmask`
-/// unset), a write to a pipe with no reader raises no signal at all and
-/// fails with `EPIPE`: the plain write already keeps the promise.
+/// Where build.rs leaves `tokenpipe_sigmask` unset without
+/// `F_SETNOSIGPIPE`: a write to a pipe with no reader raises no signal at
+/// all there and fails with `EPIPE` (ESP-IDF, Horizon, Vita, NuttX,
+/// VxWorks), so the plain write keeps the promise; on RTEMS it cannot (see
+/// `token_write_nosignal`).
 #[cfg(not(any(tokenpipe_nosigpipe, tokenpipe_sigmask)))]
 pub(crate) fn without_sigpipe<T>(
     end: &TokenPipeEnd,

@@ -34,10 +34,10 @@ mod pipe;
 mod socket;
 
 // The launcher spawns the program (fork and exec) and offers it the socket.
-#[cfg(all(feature = "std", tokenpipe_fork, tokenpipe_unix_socket))]
+#[cfg(tokenpipe_launch)]
 mod launch;
 
-#[cfg(all(feature = "std", tokenpipe_fork, tokenpipe_unix_socket))]
+#[cfg(tokenpipe_launch)]
 pub use launch::{BARRIER_LINGER, LaunchError, LaunchOptions, ReadyChild, launch};
 #[cfg(tokenpipe_unix_socket)]
 pub use socket::NotifyAddr;
@@ -446,7 +446,7 @@ impl Notifier {
     /// # Errors
     /// As for [`TokenPipeEnd::pass_to`]; [`Error::Closed`] for a channel
     /// already used.
-    #[cfg(feature = "std")]
+    #[cfg(tokenpipe_pass_to)]
     pub fn pass_to(&self, cmd: &mut std::process::Command, env_name: &str) -> Result<()> {
         match &self.channel {
             Channel::Pipe(fd) | Channel::Fd(fd) => {

@@ -114,7 +114,7 @@ impl NotifyAddr {
 
     /// The value to put in `NOTIFY_SOCKET` for this address, as `parse`
     /// reads it.
-    #[cfg(feature = "std")]
+    #[cfg(tokenpipe_pass_to)]
     pub(crate) fn to_env_value(self) -> std::ffi::OsString {
         use std::os::unix::ffi::OsStrExt;
         match &self.kind {
@@ -143,7 +143,7 @@ impl NotifyAddr {
     }
 
     /// The address of this crate's launcher's own socket.
-    #[cfg(feature = "std")]
+    #[cfg(tokenpipe_launch)]
     pub(crate) fn from_unix(addr: UnixAddr) -> NotifyAddr {
         NotifyAddr {
             kind: Kind::Unix(addr),

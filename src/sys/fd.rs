@@ -136,7 +136,7 @@ pub(crate) fn fcntl_set(fd: c_int, cmd: c_int, value: c_int) -> SysResult<()> {
 /// - [POSIX 2024 `fcntl`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fcntl.html)
 /// - [POSIX 2024 `<fcntl.h>` (`O_ACCMODE`)](https://pubs.opengroup.org/onlinepubs/9799919799/basedefs/fcntl.h.html)
 /// - [Linux `fcntl`](https://man7.org/linux/man-pages/man2/fcntl.2.html)
-#[cfg(feature = "std")] // Only pass_to, which needs std's Command, asks.
+#[cfg(tokenpipe_pass_to)] // Only pass_to, which needs std's Command, asks.
 #[doc(alias = "O_ACCMODE")]
 #[inline]
 pub(crate) fn access_mode(fd: c_int) -> SysResult<c_int> {

@@ -11,9 +11,9 @@ use core::mem::MaybeUninit;
 
 // `ret` and `close` serve the launcher's side (std) and vsock (Linux):
 // a no_std build elsewhere uses neither.
-#[cfg_attr(not(feature = "std"), allow(unused_imports))]
+#[cfg_attr(not(tokenpipe_launch), allow(unused_imports))]
 use super::conv::{ret, ret_c_int, ret_usize};
-#[cfg_attr(not(feature = "std"), allow(unused_imports))]
+#[cfg_attr(not(tokenpipe_launch), allow(unused_imports))]
 use super::{SysResult, close};
 
 /// A Unix-domain socket address and the length that counts: for a path,
@@ -175,7 +175,7 @@ pub(crate) fn send_datagram(
 ///
 /// # References
 /// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/bind.html)
-#[cfg(feature = "std")]
+#[cfg(tokenpipe_launch)]
 pub(crate) fn bind(fd: c_int, addr: &UnixAddr) -> SysResult<()> {
     // SAFETY: `addr.addr` is a valid sockaddr_un of at least `addr.len`
     // bytes, which bind only reads.
@@ -183,7 +183,7 @@ pub(crate) fn bind(fd: c_int, addr: &UnixAddr) -> SysResult<()> {
 }
 
 /// What [`recv_datagram`] learnt besides the bytes.
-#[cfg(feature = "std")]
+#[cfg(tokenpipe_launch)]
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Received {
     /// How many bytes the datagram had (at most the buffer's length).
@@ -200,7 +200,7 @@ pub(crate) struct Received {
 ///
 /// # References
 /// - [Linux `unix(7)`](https://man7.org/linux/man-pages/man7/unix.7.html)
-#[cfg(all(feature = "std", tokenpipe_linux_like))]
+#[cfg(all(tokenpipe_launch, tokenpipe_linux_like))]
 pub(crate) fn pass_credentials(fd: c_int) -> SysResult<()> {
     let on: c_int = 1;
     // SAFETY: `on` is a valid int for the call, and its size is given.
@@ -219,7 +219,7 @@ pub(crate) fn pass_credentials(fd: c_int) -> SysResult<()> {
 ///
 /// # References
 /// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/getuid.html)
-#[cfg(feature = "std")]
+#[cfg(tokenpipe_launch)]
 pub(crate) fn getuid() -> libc::uid_t {
     // SAFETY: getuid takes nothing and touches no memory of ours.
     unsafe { libc::getuid() }
@@ -235,7 +235,7 @@ pub(crate) fn getuid() -> libc::uid_t {
 /// # References
 /// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/recvmsg.html)
 /// - [Linux `unix(7)`](https://man7.org/linux/man-pages/man7/unix.7.html)
-#[cfg(feature = "std")]
+#[cfg(tokenpipe_launch)]
 pub(crate) fn recv_datagram(fd: c_int, buf: &mut [u8]) -> SysResult<Received> {
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
