@@ -146,10 +146,15 @@ check_target_args() {
 # last build there), in a few words; "?" if it was not built there.
 crate_offers() {
     local out flags parts=() missing=() joined
-    # The newest of the build script's runs for this target (ls -t: by
-    # time; the paths are cargo's own, hex and dashes only).
-    # shellcheck disable=SC2012
-    out="$(ls -t "$1/$2"/debug/build/bitcoin-tokenpipe-*/output 2>/dev/null | head -n 1)"
+    # Of the build script's runs for this target (one per feature set), the
+    # one that set the most flags: the std build's, where there was one.
+    local f n best=-1
+    out=""
+    for f in "$1/$2"/debug/build/bitcoin-tokenpipe-*/output; do
+        [ -f "$f" ] || continue
+        n="$(grep -c '^cargo::rustc-cfg=' "$f")" || true
+        if [ "$n" -gt "$best" ]; then best="$n"; out="$f"; fi
+    done
     [ -n "$out" ] || { echo "?"; return; }
     flags=" $(sed -n 's/^cargo::rustc-cfg=\(tokenpipe_[a-z0-9_]*\).*/\1/p' "$out" | tr '\n' ' ')"
     has() { case "$flags" in *" tokenpipe_$1 "*) return 0 ;; esac; return 1; }

@@ -341,6 +341,9 @@ fn each_launch_has_its_own_socket_and_nobody_listens_after_the_verdict() {
         let sent = if let Some(name) = addr.strip_prefix('@') {
             #[cfg(any(target_os = "linux", target_os = "android"))]
             {
+                #[cfg(target_os = "android")]
+                use std::os::android::net::SocketAddrExt;
+                #[cfg(target_os = "linux")]
                 use std::os::linux::net::SocketAddrExt;
                 let to = std::os::unix::net::SocketAddr::from_abstract_name(name).unwrap();
                 sender.send_to_addr(b"READY=1", &to)
