@@ -14,6 +14,16 @@
 #   CARGO_TARGET_DIR            default: target/cross (never the main target/,
 #                               so a developer's cargo is not blocked)
 #
+# Targets rustup serves no standard library for (BUILD_STD_TARGETS below;
+# `rustup target add` answers 404): built with `cargo +nightly test
+# -Zbuild-std`, std compiled from the nightly's rust-src (installed when
+# missing), linked against Debian's multiarch musl for that architecture
+# (dpkg --add-architecture, added when missing, then musl-dev:<arch>) with
+# the linker ci/qemu.toml names, always in qemu mode. Their `how` column says
+# so. armv7-unknown-linux-musleabihf is one; riscv64gc-unknown-linux-musl is
+# not in the matrix: Debian bookworm has no musl-dev:riscv64 (riscv64 is an
+# official Debian architecture only from trixie on).
+#
 # qemu mode (this machine: no binfmt_misc, no container engine): the linkers
 # and runners (and C compilers for the cc crate) come from ci/qemu.toml,
 # passed with `cargo --config`; this script reads that file to know which
@@ -38,11 +48,18 @@ MATRIX=(
     aarch64-unknown-linux-musl
     aarch64-unknown-linux-gnu
     armv7-unknown-linux-gnueabihf
+    armv7-unknown-linux-musleabihf
     riscv64gc-unknown-linux-gnu
     powerpc64le-unknown-linux-gnu
     powerpc64-unknown-linux-gnu
     s390x-unknown-linux-gnu
 )
+# Each: TARGET DEBIAN_ARCH DEBIAN_PACKAGES... (the musl to link against and
+# what its linker in ci/qemu.toml runs).
+BUILD_STD_TARGETS=(
+    "armv7-unknown-linux-musleabihf armhf musl-dev:armhf gcc-arm-linux-gnueabihf"
+)
+BUILD_STD_TOOLCHAIN=nightly
 CONFIG="$ROOT/ci/qemu.toml"
 FEATURE_SETS=("--all-features" "--no-default-features")
 
@@ -56,6 +73,15 @@ mkdir -p "$CARGO_TARGET_DIR/results"
 
 need_cmd cargo cargo || die "cargo is required (install Rust with rustup)"
 HOST="$(host_triple)"
+
+# The BUILD_STD_TARGETS entry of target $1 (fails when it has none).
+build_std_entry() {
+    local e
+    for e in "${BUILD_STD_TARGETS[@]}"; do
+        [ "${e%% *}" = "$1" ] && { echo "$e"; return 0; }
+    done
+    return 1
+}
 
 # ---- choose the mode ------------------------------------------------------
 engine_answers() {
@@ -98,6 +124,7 @@ toml_section() {
 # Debian package that provides a linker or runner command.
 pkg_for() {
     case "$1" in
+        ci/*) echo "" ;;   # a script of ours (see ci/qemu.toml)
         qemu-*) echo qemu-user ;;
         musl-gcc|*-linux-musl-gcc) echo musl-tools ;;
         *-gcc) echo "gcc-${1%-gcc}" ;;
@@ -128,15 +155,29 @@ cc_for() {
 # Prepares everything target $1 needs; prints how its tests run. On failure
 # prints "MISSING: <what>" and returns 1.
 prepare_qemu_target() {
-    local t="$1" sec linker runner sysroot cc pkg libc how
-    need_rust_target "$t" || { echo "MISSING: Rust target $t (rustup target add $t)"; return 1; }
+    local t="$1" sec linker runner sysroot cc pkg libc how entry bs="" arch p pkgs
+    if entry="$(build_std_entry "$t")"; then
+        need_rust_src "$BUILD_STD_TOOLCHAIN" \
+            || { echo "MISSING: rust-src of the $BUILD_STD_TOOLCHAIN toolchain (rustup component add rust-src --toolchain $BUILD_STD_TOOLCHAIN)"; return 1; }
+        read -r _ arch pkgs <<<"$entry"
+        apt_add_arch "$arch" || { echo "MISSING: Debian architecture $arch (dpkg --add-architecture $arch)"; return 1; }
+        for p in $pkgs; do
+            apt_ensure "$p" || { echo "MISSING: Debian package $p"; return 1; }
+        done
+        bs=" + build-std ($(rustc "+$BUILD_STD_TOOLCHAIN" -V | sed 's/^rustc //; s/[()]//g'))"
+        bs="$bs + Debian ${pkgs%% *} $(dpkg-query -W -f='${Version}' "${pkgs%% *}")"
+    else
+        need_rust_target "$t" || { echo "MISSING: Rust target $t (rustup target add $t)"; return 1; }
+    fi
     if [ "$t" = "$HOST" ]; then echo native; return 0; fi
     sec="$(toml_section "$t")"
     [ -n "$sec" ] || { echo "MISSING: no [target.$t] section in ci/qemu.toml"; return 1; }
     linker="$(sed -n 's/^linker *= *"\([^"]*\)".*/\1/p' <<<"$sec")"
     runner="$(sed -n 's/^runner *= *\[ *"\([^"]*\)".*/\1/p' <<<"$sec")"
     sysroot="$(sed -n 's/^runner *=.*"-L", *"\([^"]*\)".*/\1/p' <<<"$sec")"
-    if [ "$linker" = rust-lld ]; then
+    if [[ "$linker" == ci/* ]]; then
+        [ -x "$ROOT/$linker" ] || { echo "MISSING: linker $ROOT/$linker (not executable)"; return 1; }
+    elif [ "$linker" = rust-lld ]; then
         [ -x "$(rustc --print sysroot)/lib/rustlib/$HOST/bin/rust-lld" ] \
             || { echo "MISSING: rust-lld in the Rust toolchain (rustup component add rust-std? reinstall the toolchain)"; return 1; }
     elif [ -n "$linker" ]; then
@@ -158,6 +199,7 @@ prepare_qemu_target() {
         need_cmd "$runner" "${pkg:-?}" || { echo "MISSING: runner $runner (Debian package ${pkg:-unknown})"; return 1; }
         how="qemu-user ($runner)"
     fi
+    how="$how$bs"
     if [ -n "$sysroot" ] && [ ! -e "$sysroot/lib" ]; then
         echo "MISSING: target glibc in $sysroot (Debian package $(libc_dev_for "$linker"))"
         return 1
@@ -165,23 +207,38 @@ prepare_qemu_target() {
     echo "$how"
 }
 
+# The mode target $1 runs in: build-std targets always in qemu mode (the
+# musl they link with is Debian's, installed here, not in a cross image).
+target_mode() {
+    if build_std_entry "$1" >/dev/null; then echo qemu; else echo "$MODE"; fi
+}
+
 # Install every missing Debian package up front, in one apt-get run
-# (apt_ensure skips those already installed).
-if [ "$MODE" = qemu ]; then
-    want=()
-    for t in "${TARGETS[@]}"; do
-        while read -r cmd; do
-            [ -n "$cmd" ] || continue
-            p="$(libc_dev_for "$cmd")"; [ -n "$p" ] && want+=("$p")
-            command -v "$cmd" >/dev/null 2>&1 && continue
-            p="$(pkg_for "$cmd")"; [ -n "$p" ] && want+=("$p")
-        done < <(toml_section "$t" | sed -n 's/^linker *= *"\([^"]*\)".*/\1/p; s/^runner *= *\[ *"\([^"]*\)".*/\1/p'; cc_for "$t")
-    done
-    if [ "${#want[@]}" -gt 0 ]; then
-        # shellcheck disable=SC2046
-        apt_ensure $(printf '%s\n' "${want[@]}" | sort -u) \
-            || log "some packages failed to install; the targets needing them will fail"
+# (apt_ensure skips those already installed). Foreign architectures are
+# added first, so that the one apt-get update fetches their indexes too.
+want=()
+for t in "${TARGETS[@]}"; do
+    [ "$(target_mode "$t")" = qemu ] || continue
+    if entry="$(build_std_entry "$t")"; then
+        read -r _ arch pkgs <<<"$entry"
+        if apt_add_arch "$arch"; then
+            # shellcheck disable=SC2206
+            want+=($pkgs)
+        else
+            log "$t: could not add the Debian architecture $arch; $t will fail"
+        fi
     fi
+    while read -r cmd; do
+        [ -n "$cmd" ] || continue
+        p="$(libc_dev_for "$cmd")"; [ -n "$p" ] && want+=("$p")
+        command -v "$cmd" >/dev/null 2>&1 && continue
+        p="$(pkg_for "$cmd")"; [ -n "$p" ] && want+=("$p")
+    done < <(toml_section "$t" | sed -n 's/^linker *= *"\([^"]*\)".*/\1/p; s/^runner *= *\[ *"\([^"]*\)".*/\1/p'; cc_for "$t")
+done
+if [ "${#want[@]}" -gt 0 ]; then
+    # shellcheck disable=SC2046
+    apt_ensure $(printf '%s\n' "${want[@]}" | sort -u) \
+        || log "some packages failed to install; the targets needing them will fail"
 fi
 
 # ---- run ------------------------------------------------------------------
@@ -198,7 +255,8 @@ for t in "${TARGETS[@]}"; do
     : >"$logf"
     start="$(now)"
     result=pass
-    if [ "$MODE" = qemu ]; then
+    tmode="$(target_mode "$t")"
+    if [ "$tmode" = qemu ]; then
         if ! how="$(prepare_qemu_target "$t")"; then
             result=fail
             echo "$how" >>"$logf"
@@ -212,7 +270,9 @@ for t in "${TARGETS[@]}"; do
         for fs in "${FEATURE_SETS[@]}"; do
             log "$t: test $fs ($how)"
             echo "=== $t: cargo test $fs ($how)" >>"$logf"
-            if [ "$MODE" = qemu ]; then
+            if build_std_entry "$t" >/dev/null; then
+                cmd=(cargo "+$BUILD_STD_TOOLCHAIN" --config "$CONFIG" test -Zbuild-std --target "$t" "$fs")
+            elif [ "$tmode" = qemu ]; then
                 cmd=(cargo --config "$CONFIG" test --target "$t" "$fs")
             else
                 cmd=(cross test --target "$t" --target-dir "$CARGO_TARGET_DIR" "$fs")

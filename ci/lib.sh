@@ -15,6 +15,14 @@
 #                   PKG when it is missing; returns non-zero (after printing what
 #                   is missing) when it still is not there
 #   need_rust_target TRIPLE [TOOLCHAIN]   rustup target add, when missing
+#   need_rust_src TOOLCHAIN   the toolchain (rustup toolchain install, minimal
+#                   profile) and its rust-src component (what -Zbuild-std
+#                   builds the standard library from), when missing
+#   apt_add_arch ARCH   dpkg --add-architecture ARCH (a Debian architecture
+#                   such as armhf, for multiarch packages like musl-dev:armhf)
+#                   when it is not the native one nor added yet; after adding
+#                   it, the next apt_update_once runs apt-get update again,
+#                   since the indexes fetched so far lack the new architecture
 #   host_triple     the host's target triple (rustc -vV)
 #   check_target_args ARG...   handles -h/--help (prints the calling
 #                   script's header) and rejects empty or option-like targets
@@ -123,6 +131,32 @@ need_rust_target() {
     log "rustup target add $triple ${tc:+(toolchain $tc)}"
     rustup target add "${plus[@]}" "$triple" >&2 \
         || { log "missing Rust target: rustup target add $triple failed"; return 1; }
+}
+
+need_rust_src() {
+    local tc="$1"
+    command -v rustup >/dev/null 2>&1 || { log "missing tool: rustup"; return 1; }
+    if ! rustup toolchain list 2>/dev/null | grep -q "^${tc}[- ]"; then
+        log "rustup toolchain install $tc --profile minimal --component rust-src"
+        rustup toolchain install "$tc" --profile minimal --component rust-src >&2 \
+            || { log "missing Rust toolchain: rustup toolchain install $tc failed"; return 1; }
+    fi
+    if ! rustup component list --installed --toolchain "$tc" 2>/dev/null | grep -qx rust-src; then
+        log "rustup component add rust-src --toolchain $tc"
+        rustup component add rust-src --toolchain "$tc" >&2 \
+            || { log "missing rust-src for $tc: rustup component add rust-src --toolchain $tc failed"; return 1; }
+    fi
+}
+
+apt_add_arch() {
+    local arch="$1"
+    command -v dpkg >/dev/null 2>&1 || { log "missing tool: dpkg (needed to add the Debian architecture $arch)"; return 1; }
+    [ "$(dpkg --print-architecture)" = "$arch" ] && return 0
+    dpkg --print-foreign-architectures | grep -qx "$arch" && return 0
+    log "dpkg --add-architecture $arch"
+    as_root dpkg --add-architecture "$arch" \
+        || { log "could not add the Debian architecture $arch (dpkg --add-architecture $arch failed)"; return 1; }
+    CI_APT_UPDATED=0   # the next apt_update_once fetches the new architecture's indexes
 }
 
 host_triple() { rustc -vV | sed -n 's/^host: //p'; }

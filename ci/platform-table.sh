@@ -32,6 +32,12 @@ for f in "${cross_files[@]}"; do
     IFS=$'\t' read -r t result passed failed ignored secs how date <"$f"
     case "$how" in
         native) if [ "${t%%-*}" = i686 ]; then how="run natively (32-bit, on the x86_64 kernel)"; else how="run natively"; fi ;;
+        # ci/cross.sh's build-std targets: "qemu-user (RUNNER) + build-std
+        # (RUSTC VERSION) + Debian PACKAGE VERSION".
+        qemu-user*"+ build-std ("*)
+            runner="${how#*(}"; runner="${runner%%)*}"
+            bs="${how#*build-std (}"; bs="${bs%%)*}"
+            how="run under qemu-user ($runner), std built from rust-src with \`cargo +nightly -Zbuild-std\` (rustc $bs: rustup has no std for this target) and linked against Debian's musl (${how##*+ Debian })" ;;
         qemu-user*) how="run under qemu-user (${how#*(}"; how="${how%)})$(big_endian "$t")" ;;
         cross*) how="run with \`cross\` ${how#cross }$(big_endian "$t")" ;;
         MISSING*) how="not run: ${how#MISSING: }" ;;
@@ -66,6 +72,9 @@ if [ -f "$T/minimal-size.txt" ]; then
     m() { tr ' ' '\n' <"$T/minimal-size.txt" | sed -n "s/^$1=//p"; }
     echo "| \`x86_64-unknown-linux-musl\`, minimal binary | built (\`#![no_std]\`, \`#![no_main]\`, no allocator, static, non-PIE) and run natively | make, write, read, close | $(m result): $(num "$(m rust_x86_64_lld)") bytes stripped; the same program in C: $(num "$(m c_x86_64_lld)") bytes (ratio $(m ratio_lld), both linked by lld); with GNU ld: Rust $(num "$(m rust_x86_64_gnuld)"), C \`musl-gcc -Os -static -s\` $(num "$(m c_x86_64_gnuld)") (ratio $(m ratio_gnuld)) |"
     echo "| \`aarch64-unknown-linux-musl\`, minimal binary | built as above and run under qemu-user (qemu-aarch64) | make, write, read, close | $(m result): $(num "$(m rust_aarch64_lld)") bytes stripped |"
+    if [ -n "$(m rust_armv7_musl)" ]; then
+        echo "| \`armv7-unknown-linux-musleabihf\`, minimal binary | built as above with \`cargo +nightly -Zbuild-std=core\` (rustup has no std for this target), linked by GNU ld against Debian's armhf musl, run under qemu-user (qemu-arm) | make, write, read, close | $(m result): $(num "$(m rust_armv7_musl)") bytes stripped; the same program in C, \`arm-linux-musleabihf-gcc -Os -static -s\` (same linker and libc): $(num "$(m c_armv7_musl)") (ratio $(m ratio_armv7_musl)) |"
+    fi
 else
     echo "| minimal binary | ci/minimal.sh | | not run |"
 fi
@@ -82,7 +91,11 @@ succeeds); otherwise (no container engine, as on this project's CI machine) it i
 `qemu-user` and `gcc-<triple>` cross linkers and runs `cargo --config ci/qemu.toml test
 --target <triple>`, with `qemu-<arch> -L /usr/<gnu-triple>` as the runner (explicit runners: no
 binfmt_misc needed). `CROSS_MODE=qemu` or `CROSS_MODE=cross` forces either. The musl targets link
-with `rust-lld` and rustup's own musl; x86_64 and i686 run natively. Doc tests run on every target:
+with `rust-lld` and rustup's own musl; x86_64 and i686 run natively. `armv7-unknown-linux-musleabihf`,
+for which rustup serves no standard library, is built with `cargo +nightly test -Zbuild-std` (std
+compiled from the nightly's `rust-src`) and linked by Debian's `arm-linux-musleabihf-gcc` against
+Debian's armhf musl 1.2.3 (`musl-dev:armhf`), in qemu mode always; `riscv64gc-unknown-linux-musl`
+is not tested: Debian bookworm has no riscv64 musl. Doc tests run on every target:
 since Rust 1.89 `cargo test --target` cross-compiles them and runs them through the runner; under a
 runner rustdoc runs the merged doc tests in one process instead of one process each. A test
 that re-executes its own binary starts it through the runner named in `TOKENPIPE_TEST_RUNNER`,
