@@ -141,7 +141,7 @@ impl Caps {
     }
 }
 
-fn capabilities(os: &str, env: &str, vendor: &str) -> Caps {
+fn capabilities(os: &str, env: &str, vendor: &str, arch: &str) -> Caps {
     use Caps as C;
     match os {
         // Linux: pipe2 since 2.6.27, FIONBIO as std uses it. The Linux
@@ -222,7 +222,9 @@ fn capabilities(os: &str, env: &str, vendor: &str) -> Caps {
         // Haiku: no pipe2 in the libc binding; signals, fork and AF_UNIX
         // datagram sockets with SCM_RIGHTS as POSIX asks.
         "haiku" => C::posix("_errnop"),
-        // QNX Neutrino: POSIX; no pipe2.
+        // QNX Neutrino: POSIX; no pipe2. libc 0.2 does not build for QNX
+        // 8.0 or for 32-bit x86 QNX (as Cargo.toml's condition on it).
+        "nto" if env == "nto80" || arch == "x86" => C::NONE,
         "nto" => C::posix("__get_errno_ptr"),
         // Cygwin: pipe2 and fork (emulated), POSIX signals and AF_UNIX.
         "cygwin" => Caps {
@@ -334,6 +336,7 @@ fn main() {
         &os,
         &var("CARGO_CFG_TARGET_ENV"),
         &var("CARGO_CFG_TARGET_VENDOR"),
+        &var("CARGO_CFG_TARGET_ARCH"),
     );
     let Some(errno) = caps.errno else {
         println!(

@@ -50,12 +50,15 @@ RUSTUP_TARGETS=(
     aarch64-apple-ios
     aarch64-linux-android
     x86_64-linux-android
+    armv7-linux-androideabi
     x86_64-unknown-freebsd
     x86_64-unknown-netbsd
     x86_64-unknown-illumos
 )
 # Issue 11's list first, then one target for every other Unix OS Rust
-# knows, so each OS's branch of build.rs is compiled somewhere.
+# knows, so each OS's branch of build.rs is compiled somewhere, and a
+# 32-bit musl with 64-bit time_t (armv7 OpenHarmony), whose timespec has
+# private padding fields.
 BUILD_STD_TARGETS=(
     riscv32imc-esp-espidf
     riscv32imac-esp-espidf
@@ -72,6 +75,7 @@ BUILD_STD_TARGETS=(
     aarch64-apple-visionos
     aarch64-unknown-fuchsia
     aarch64-unknown-linux-ohos
+    armv7-unknown-linux-ohos
     armv5te-unknown-linux-uclibceabi
     x86_64-unknown-l4re-uclibc
     wasm32-unknown-emscripten
@@ -85,21 +89,24 @@ BUILD_STD_TARGETS=(
     x86_64-lynx-lynxos178
     aarch64-unknown-managarm-mlibc
     x86_64-unknown-linux-none
+    aarch64-unknown-nto-qnx800
 )
 # The build-std targets whose own std builds with this nightly. For the
 # others std itself (or its libc) fails to compile: NuttX, VxWorks, L4Re,
-# AIX, QuRT, LynxOS-178, managarm and Linux without a libc.
+# AIX, QuRT, LynxOS-178, managarm, QNX 8.0 and Linux without a libc.
 STD_BUILDS=(
     riscv32imc-esp-espidf riscv32imac-esp-espidf i686-unknown-haiku
     x86_64-pc-nto-qnx710 x86_64-unknown-openbsd x86_64-unknown-dragonfly
     x86_64-unknown-hurd-gnu x86_64-unknown-redox x86_64-pc-solaris
     x86_64-pc-cygwin aarch64-apple-tvos aarch64-apple-watchos
     aarch64-apple-visionos aarch64-unknown-fuchsia aarch64-unknown-linux-ohos
+    armv7-unknown-linux-ohos
     armv5te-unknown-linux-uclibceabi wasm32-unknown-emscripten
     armv7-rtems-eabihf armv6k-nintendo-3ds armv7-sony-vita-newlibeabihf
 )
 # Unix targets where the crate is the empty library on purpose (build.rs).
-EMPTY_TARGETS=(hexagon-unknown-qurt x86_64-lynx-lynxos178 aarch64-unknown-managarm-mlibc x86_64-unknown-linux-none)
+EMPTY_TARGETS=(hexagon-unknown-qurt x86_64-lynx-lynxos178 aarch64-unknown-managarm-mlibc x86_64-unknown-linux-none
+    aarch64-unknown-nto-qnx800)
 BARE_TARGETS=(thumbv7em-none-eabihf)
 
 in_list() { local x="$1"; shift; case " $* " in *" $x "*) return 0 ;; esac; return 1; }

@@ -80,7 +80,8 @@
 //! - **An empty library** where there is no pipe to wrap: Windows (the
 //!   original has no Windows build, and Windows has no `fork`), WASI, bare
 //!   metal, and the Unix targets whose libc binding has no pipe (QuRT) or
-//!   does not build (LynxOS-178, managarm, Linux without a libc), so a
+//!   does not build (LynxOS-178, managarm, Linux without a libc, QNX 8.0,
+//!   32-bit x86 QNX 7.0), so a
 //!   workspace that also builds for them is not broken by this crate.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(unsafe_code)]

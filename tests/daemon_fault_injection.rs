@@ -30,7 +30,9 @@ use common::{Ended, exit_now, fork_child, open_pipe_count, report, soak_scale};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn is_dev_null(fd: c_int, null_rdev: libc::dev_t) -> bool {
+// Device numbers as u64: st_rdev is wider than dev_t on 32-bit Android.
+#[allow(clippy::unnecessary_cast)]
+fn is_dev_null(fd: c_int, null_rdev: u64) -> bool {
     let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
     // SAFETY: `st` is valid for one stat; fstat is async-signal-safe.
     if unsafe { libc::fstat(fd, st.as_mut_ptr()) } != 0 {
@@ -38,16 +40,17 @@ fn is_dev_null(fd: c_int, null_rdev: libc::dev_t) -> bool {
     }
     // SAFETY: fstat returned 0, so `st` is filled in.
     let st = unsafe { st.assume_init() };
-    st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == null_rdev
+    st.st_mode as libc::mode_t & libc::S_IFMT == libc::S_IFCHR && st.st_rdev as u64 == null_rdev
 }
 
-fn dev_null_rdev() -> libc::dev_t {
+#[allow(clippy::unnecessary_cast)]
+fn dev_null_rdev() -> u64 {
     let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
     // SAFETY: the path is NUL-terminated and `st` valid for one stat.
     let rc = unsafe { libc::stat(c"/dev/null".as_ptr(), st.as_mut_ptr()) };
     assert_eq!(rc, 0);
     // SAFETY: stat returned 0.
-    unsafe { st.assume_init() }.st_rdev
+    unsafe { st.assume_init() }.st_rdev as u64
 }
 
 /// Waits for the launcher, killing it if it has not finished in `limit`:
@@ -127,7 +130,7 @@ fn read_result(fd: c_int) -> Option<u8> {
 
 /// The daemon's side: stdio must be /dev/null before and after it reports,
 /// and dropping its notifier must not free a number below 3.
-fn daemon_checks(child: DaemonChild<'_>, null_rdev: libc::dev_t) -> c_int {
+fn daemon_checks(child: DaemonChild<'_>, null_rdev: u64) -> c_int {
     if !(0..3).all(|fd| is_dev_null(fd, null_rdev)) {
         return STDIO_NOT_NULL_BEFORE;
     }
@@ -153,7 +156,7 @@ fn daemon_checks(child: DaemonChild<'_>, null_rdev: libc::dev_t) -> c_int {
 /// see. The launcher also counts its own open fds before `fork_daemon` and
 /// after the wait, since the fds `fork_daemon` could leak are the
 /// launcher's, not the test process's.
-fn launcher_with_closed_stdio(closed: u8, double_fork: bool, null_rdev: libc::dev_t) -> c_int {
+fn launcher_with_closed_stdio(closed: u8, double_fork: bool, null_rdev: u64) -> c_int {
     // Made while fds 0–2 are still open, so it lands above them and the
     // daemon's redirection of stdio to /dev/null cannot replace it.
     let mut result = [-1 as c_int; 2];

@@ -145,7 +145,7 @@ fn is_dev_null(fd: c_int) -> bool {
         libc::fstat(fd, &mut a) == 0
             && libc::stat(c"/dev/null".as_ptr(), &mut b) == 0
             && a.st_rdev == b.st_rdev
-            && a.st_mode & libc::S_IFMT == libc::S_IFCHR
+            && a.st_mode as libc::mode_t & libc::S_IFMT == libc::S_IFCHR
     }
 }
 

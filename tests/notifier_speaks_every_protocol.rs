@@ -155,7 +155,7 @@ fn is_fifo(fd: c_int) -> bool {
         return false;
     }
     // SAFETY: fstat returned 0, so it filled `st` in.
-    unsafe { st.assume_init() }.st_mode & libc::S_IFMT == libc::S_IFIFO
+    unsafe { st.assume_init() }.st_mode as libc::mode_t & libc::S_IFMT == libc::S_IFIFO
 }
 
 /// `MSG_CMSG_CLOEXEC` where the system has it, so a passed fd never leaks

@@ -360,10 +360,7 @@ pub(crate) fn poll_readable(fd: c_int, timeout_ms: c_int) -> SysResult<Polled> {
 /// - [Linux](https://man7.org/linux/man-pages/man2/clock_gettime.2.html)
 #[inline]
 pub(crate) fn monotonic_now() -> SysResult<core::time::Duration> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = super::timespec(0, 0);
     // SAFETY: `ts` is a valid, writable timespec.
     ret(unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) })?;
     // The monotonic clock is never negative, and tv_nsec < 1e9.
@@ -400,8 +397,9 @@ pub(crate) fn file_id(fd: c_int) -> SysResult<FileId> {
     Ok(FileId {
         dev: st.st_dev as u64,
         ino: st.st_ino as u64,
-        is_fifo: st.st_mode & libc::S_IFMT == libc::S_IFIFO,
-        is_socket: st.st_mode & libc::S_IFMT == libc::S_IFSOCK,
+        // st_mode is wider than mode_t on 32-bit Android; the type bits fit.
+        is_fifo: st.st_mode as libc::mode_t & libc::S_IFMT == libc::S_IFIFO,
+        is_socket: st.st_mode as libc::mode_t & libc::S_IFMT == libc::S_IFSOCK,
     })
 }
 

@@ -72,6 +72,19 @@ use libc::_Errno as errno_location;
 #[cfg(tokenpipe_errno = "_errnop")]
 use libc::_errnop as errno_location;
 
+/// A `timespec` of `sec` seconds and `nsec` nanoseconds. Built field by
+/// field on a zeroed value, not with a struct literal: where musl's time_t
+/// is 64 bits on a 32-bit target (OpenHarmony, Hexagon), the libc crate's
+/// `timespec` has private padding fields.
+#[inline]
+pub(crate) fn timespec(sec: libc::time_t, nsec: libc::c_long) -> libc::timespec {
+    // SAFETY: timespec is plain integers (and padding); all-zero is valid.
+    let mut ts: libc::timespec = unsafe { core::mem::MaybeUninit::zeroed().assume_init() };
+    ts.tv_sec = sec;
+    ts.tv_nsec = nsec as _;
+    ts
+}
+
 /// Reads the calling thread's `errno`.
 ///
 /// Called only after a syscall reported failure, so it is off the hot path.

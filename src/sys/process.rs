@@ -149,10 +149,7 @@ pub(crate) fn kill(pid: libc::pid_t, sig: c_int) -> SysResult<()> {
 /// # References
 /// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/nanosleep.html)
 pub(crate) fn sleep_ms(ms: u32) {
-    let pause = libc::timespec {
-        tv_sec: (ms / 1000) as _,
-        tv_nsec: ((ms % 1000) * 1_000_000) as _,
-    };
+    let pause = super::timespec((ms / 1000) as _, ((ms % 1000) * 1_000_000) as _);
     // SAFETY: `pause` is a valid timespec; a null remainder is allowed.
     unsafe { libc::nanosleep(&pause, core::ptr::null_mut()) };
 }

@@ -99,10 +99,7 @@ pub(crate) mod sigpipe {
     #[doc(alias = "sigtimedwait")]
     pub(crate) fn take_pending() {
         let set = sigpipe_set();
-        let zero = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
+        let zero = super::super::timespec(0, 0);
         // SAFETY: `set` and `zero` are initialised and outlive the call; a
         // null siginfo pointer asks for no details.
         unsafe { libc::sigtimedwait(&set, core::ptr::null_mut(), &zero) };

@@ -29,5 +29,6 @@ fn is_pipe(fd: i32) -> bool {
     }
     // SAFETY: fstat returned 0, so it filled `st` in.
     let mode = unsafe { st.assume_init() }.st_mode;
-    mode & libc::S_IFMT == libc::S_IFIFO
+    // st_mode is wider than mode_t on 32-bit Android; the type bits fit.
+    mode as libc::mode_t & libc::S_IFMT == libc::S_IFIFO
 }
