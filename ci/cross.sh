@@ -13,6 +13,8 @@
 #                               succeeds), the qemu runners otherwise.
 #   CARGO_TARGET_DIR            default: target/cross (never the main target/,
 #                               so a developer's cargo is not blocked)
+#   CROSS_TEST_TIMEOUT_MIN      minutes one `cargo test` may take before it is
+#                               killed and the target fails as hung (25)
 #
 # Targets rustup serves no standard library for (BUILD_STD_TARGETS below;
 # `rustup target add` answers 404): built with `cargo +nightly test
@@ -67,6 +69,19 @@ check_target_args "$@"
 if [ "$#" -gt 0 ]; then TARGETS=("$@"); else TARGETS=("${MATRIX[@]}"); fi
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target/cross}"
+
+# qemu-user forks the guest together with its own threads' state, and
+# GLib's slice allocator (which qemu uses to insert translated blocks) is
+# not fork-safe: a fork while another vCPU thread holds its lock leaves the
+# child blocked in g_slice_alloc for good. Seen here under load: a daemon
+# test's child on qemu-ppc64 hung in tcg_tb_insert -> g_slice_alloc while
+# its launcher waited for its report. With always-malloc GLib uses malloc,
+# which glibc keeps fork-safe. (GLib 2.76 dropped the slice allocator;
+# Debian bookworm ships 2.74.) The runner inherits this from cargo.
+export G_SLICE=always-malloc
+# A backstop, so an emulator hang fails the target with a message instead
+# of stalling the whole run: minutes per `cargo test` (build included).
+TEST_TIMEOUT_MIN="${CROSS_TEST_TIMEOUT_MIN:-25}"
 LOGDIR="$CARGO_TARGET_DIR/logs"
 mkdir -p "$LOGDIR"
 mkdir -p "$CARGO_TARGET_DIR/results"
@@ -277,7 +292,12 @@ for t in "${TARGETS[@]}"; do
             else
                 cmd=(cross test --target "$t" --target-dir "$CARGO_TARGET_DIR" "$fs")
             fi
-            if ! (cd "$ROOT" && "${cmd[@]}") >>"$logf" 2>&1; then
+            rc=0
+            (cd "$ROOT" && timeout --kill-after=30 "${TEST_TIMEOUT_MIN}m" "${cmd[@]}") >>"$logf" 2>&1 || rc=$?
+            if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+                result=fail
+                echo "=== FAILED: still running after $TEST_TIMEOUT_MIN minutes, killed (a hang): ${cmd[*]}" >>"$logf"
+            elif [ "$rc" -ne 0 ]; then
                 result=fail
                 echo "=== FAILED: ${cmd[*]}" >>"$logf"
             fi
