@@ -85,10 +85,11 @@ fn a_daemon_killed_before_it_is_ready_is_a_death_before_ready() {
 fn wait_ready_timeout_times_out_then_still_hears_the_answer() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut parent = daemon(quiet(), |n| {
-        let pause = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 300_000_000,
-        };
+        // Field by field: where time_t is 64 bits on a 32-bit target the
+        // libc crate's timespec has private padding, so no literal builds.
+        // SAFETY: timespec is integers (and padding); zero is valid.
+        let mut pause: libc::timespec = unsafe { std::mem::zeroed() };
+        pause.tv_nsec = 300_000_000;
         // SAFETY: nanosleep is async-signal-safe; `pause` is valid.
         unsafe { libc::nanosleep(&pause, std::ptr::null_mut()) };
         if n.notify(true).is_ok() { 0 } else { 1 }
