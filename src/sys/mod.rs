@@ -76,11 +76,14 @@ use libc::_errnop as errno_location;
 /// field on a zeroed value, not with a struct literal: where musl's time_t
 /// is 64 bits on a 32-bit target (OpenHarmony, Hexagon), the libc crate's
 /// `timespec` has private padding fields.
+/// (`sec` is an `i64` and converted with `as`: naming `libc::time_t` draws
+/// the libc crate's deprecation warning on musl, whose `time_t` it plans
+/// to widen.) Callers pass small values that fit every `time_t`.
 #[inline]
-pub(crate) fn timespec(sec: libc::time_t, nsec: libc::c_long) -> libc::timespec {
+pub(crate) fn timespec(sec: i64, nsec: i64) -> libc::timespec {
     // SAFETY: timespec is plain integers (and padding); all-zero is valid.
     let mut ts: libc::timespec = unsafe { core::mem::MaybeUninit::zeroed().assume_init() };
-    ts.tv_sec = sec;
+    ts.tv_sec = sec as _;
     ts.tv_nsec = nsec as _;
     ts
 }

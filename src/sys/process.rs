@@ -149,7 +149,7 @@ pub(crate) fn kill(pid: libc::pid_t, sig: c_int) -> SysResult<()> {
 /// # References
 /// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/nanosleep.html)
 pub(crate) fn sleep_ms(ms: u32) {
-    let pause = super::timespec((ms / 1000) as _, ((ms % 1000) * 1_000_000) as _);
+    let pause = super::timespec(i64::from(ms / 1000), i64::from((ms % 1000) * 1_000_000));
     // SAFETY: `pause` is a valid timespec; a null remainder is allowed.
     unsafe { libc::nanosleep(&pause, core::ptr::null_mut()) };
 }
