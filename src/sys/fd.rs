@@ -64,8 +64,8 @@ pub(crate) use platform::{ATOMIC_CLOEXEC, make_pipe};
 
 /// `pipe(fds)`, then close-on-exec on each end—the portable path.
 ///
-/// Used where `pipe2` is not available (Apple, Haiku, QNX, VxWorks, the
-/// newlib systems). There is a window between `pipe` and `fcntl` in which a
+/// Used where `pipe2` is not available (build.rs leaves `tokenpipe_pipe2`
+/// unset: Apple, Haiku, QNX, AIX, L4Re, VxWorks, the newlib systems). There is a window between `pipe` and `fcntl` in which a
 /// concurrent `fork`+`exec` in another thread inherits the ends; no portable
 /// call closes it. If setting the flag fails, both fds are closed, so the
 /// caller never sees a half-made pipe. Where no program can be executed
