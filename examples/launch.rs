@@ -18,11 +18,13 @@
 //! | 0 | PROGRAM is ready; it keeps running |
 //! | 1 | PROGRAM reported failure (the errno or status text is printed) |
 //! | 2 | PROGRAM exited first (its exit status or signal is printed) |
-//! | 3 | no report in time (default 30 s); PROGRAM was killed |
+//! | 3 | no report in time (default 30 s); PROGRAM was killed, or the line says why not |
 //! | 64 | usage error; 71 PROGRAM could not be started |
 //!
-//! `--detach` starts PROGRAM in a new session with stdio on `/dev/null`;
-//! on timeout its whole process group is killed.
+//! `--timeout 0` means no timeout, as `TimeoutStartSec=0` does in a systemd
+//! unit. `--detach` starts PROGRAM in a new session with stdio on
+//! `/dev/null`; on timeout its whole process group is killed, even if
+//! PROGRAM itself has exited and left a daemon running.
 
 #[cfg(unix)]
 fn main() {
@@ -49,7 +51,12 @@ fn main() {
                     .and_then(|s| s.parse::<f64>().ok())
                     .and_then(|s| Duration::try_from_secs_f64(s).ok())
                     .unwrap_or_else(|| usage(&format!("--timeout takes seconds, not {secs:?}")));
-                options = options.timeout(timeout);
+                // 0 is "no timeout" to systemd users (TimeoutStartSec=0).
+                options = if timeout.is_zero() {
+                    options.no_timeout()
+                } else {
+                    options.timeout(timeout)
+                };
             }
             Some(other) => usage(&format!("unknown argument {other:?}")),
         }
@@ -81,7 +88,7 @@ fn main() {
         }) => {
             let why = match errno {
                 Some(e) => format!(": {}", Errno::from_raw(e)),
-                None => String::from(" (it closed its readiness channel without a word)"),
+                None => String::from(" (it gave no errno)"),
             };
             println!(
                 "launch: {name} (pid {}) reported failure{why}{}; exiting 1",

@@ -193,6 +193,8 @@ fn launcher_with_closed_stdio(closed: u8, double_fork: bool, null_rdev: u64) -> 
             let ended = match daemon.wait() {
                 Ok(ChildExit::Exited(code)) => code,
                 Ok(ChildExit::Signaled(_)) => DAEMON_KILLED,
+                // Nothing here ignores SIGCHLD or reaps behind our back.
+                Ok(ChildExit::Unknown) => WAIT_FAILED,
                 // A double-forked daemon's status is not ours to see; the
                 // pipe below carries its checks.
                 Err(Error::NotAChild) if double_fork => 0,

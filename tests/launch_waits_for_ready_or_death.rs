@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bitcoin_tokenpipe::ChildExit;
-use bitcoin_tokenpipe::ready::{LaunchError, LaunchOptions, Notifier, launch};
+use bitcoin_tokenpipe::ready::{AfterTimeout, LaunchError, LaunchOptions, Notifier, launch};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -154,16 +154,17 @@ fn a_reported_failure_carries_the_errno_and_the_status_text() {
 }
 
 #[test]
-fn an_s6_style_fd_closed_without_a_newline_while_running_is_a_failure() {
+fn a_pipe_closed_without_a_report_is_no_verdict_while_the_socket_is_on_offer() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut cmd = sh(r#"exec 3>&-; eval "exec $TOKENPIPE_READY_FD>&-"; exec sleep 1"#);
+    // It closes every fd it inherited, then reports on the socket: ready,
+    // not "failed" for the closed pipe.
+    let mut cmd = sh(r#"eval "exec $TOKENPIPE_READY_FD>&-"; sleep 0.2; systemd-notify --ready; exec sleep 1"#);
+    let mut child = launch(&mut cmd, quick()).unwrap();
+    assert!(child.wait().unwrap().success());
+    // Closed, and then it ends without a word: it ended first.
+    let mut cmd = sh(r#"eval "exec $TOKENPIPE_READY_FD>&-"; sleep 0.2; exit 4"#);
     match launch(&mut cmd, quick()) {
-        Err(LaunchError::Failed {
-            mut child, errno, ..
-        }) => {
-            assert_eq!(errno, None);
-            assert!(child.wait().unwrap().success());
-        }
+        Err(LaunchError::Exited { exit, .. }) => assert_eq!(exit, ChildExit::Exited(4)),
         other => panic!("{other:?}"),
     }
 }
@@ -239,9 +240,11 @@ fn on_timeout_the_program_is_killed_and_reaped() {
     let short = LaunchOptions::new().timeout(Duration::from_millis(500));
     for act in ["pipe-hang", "socket-hang"] {
         match launch(&mut child(act), short) {
-            Err(LaunchError::TimedOut { killed, child, .. }) => {
-                assert_eq!(killed, Some(ChildExit::Signaled(libc::SIGKILL)), "{act}");
-                assert!(child.is_none());
+            Err(LaunchError::TimedOut {
+                after: AfterTimeout::Killed(exit),
+                ..
+            }) => {
+                assert_eq!(exit, ChildExit::Signaled(libc::SIGKILL), "{act}");
             }
             other => panic!("{act}: {other:?}"),
         }
@@ -249,8 +252,7 @@ fn on_timeout_the_program_is_killed_and_reaped() {
     // Without kill_on_timeout the running program is handed back.
     match launch(&mut child("pipe-hang"), short.kill_on_timeout(false)) {
         Err(LaunchError::TimedOut {
-            killed: None,
-            child: Some(mut c),
+            after: AfterTimeout::Running(mut c),
             ..
         }) => {
             c.kill(libc::SIGKILL).unwrap();
@@ -273,8 +275,11 @@ fn a_detached_program_runs_in_its_own_session_and_its_group_dies_on_timeout() {
         .timeout(Duration::from_millis(800))
         .detach(true);
     match launch(&mut sh(&script), short) {
-        Err(LaunchError::TimedOut { killed, .. }) => {
-            assert_eq!(killed, Some(ChildExit::Signaled(libc::SIGKILL)));
+        Err(LaunchError::TimedOut {
+            after: AfterTimeout::Killed(exit),
+            ..
+        }) => {
+            assert_eq!(exit, ChildExit::Signaled(libc::SIGKILL));
         }
         other => panic!("{other:?}"),
     }

@@ -38,7 +38,7 @@ mod socket;
 mod launch;
 
 #[cfg(tokenpipe_launch)]
-pub use launch::{BARRIER_LINGER, LaunchError, LaunchOptions, ReadyChild, launch};
+pub use launch::{AfterTimeout, BARRIER_LINGER, LaunchError, LaunchOptions, ReadyChild, launch};
 #[cfg(tokenpipe_unix_socket)]
 pub use socket::NotifyAddr;
 
@@ -72,6 +72,7 @@ const NOTIFY_SOCKET_ENV_C: &CStr = c"NOTIFY_SOCKET";
 pub(crate) const TOKEN_READY: u8 = 1;
 pub(crate) const TOKEN_FAILED: u8 = 0;
 pub(crate) const TOKEN_EXTEND: u8 = 2;
+pub(crate) const TOKEN_STATUS: u8 = 3;
 
 /// Why [`Notifier::from_env`] or [`Notifier::from_fd`] found no usable
 /// channel. Nothing was closed or changed.

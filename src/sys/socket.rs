@@ -127,6 +127,17 @@ pub(crate) fn send_datagram(
     data: &[u8],
     pass: Option<c_int>,
 ) -> SysResult<usize> {
+    send_message(fd, Some(to), data, pass)
+}
+
+/// `sendmsg` to `to`, or to a connected socket's peer when `to` is `None`,
+/// with one fd attached if `pass` is given.
+fn send_message(
+    fd: c_int,
+    to: Option<&UnixAddr>,
+    data: &[u8],
+    pass: Option<c_int>,
+) -> SysResult<usize> {
     let mut iov = libc::iovec {
         iov_base: data.as_ptr() as *mut libc::c_void,
         iov_len: data.len(),
@@ -135,8 +146,10 @@ pub(crate) fn send_datagram(
     // SAFETY: msghdr is plain integers and pointers; all-zero is a valid
     // (empty) value, and the fields we use are set below.
     let mut msg: libc::msghdr = unsafe { MaybeUninit::zeroed().assume_init() };
-    msg.msg_name = (&raw const to.addr) as *mut libc::c_void;
-    msg.msg_namelen = to.len;
+    if let Some(to) = to {
+        msg.msg_name = (&raw const to.addr) as *mut libc::c_void;
+        msg.msg_namelen = to.len;
+    }
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     if let Some(passed) = pass {
@@ -192,6 +205,8 @@ pub(crate) struct Received {
     pub(crate) carried_fds: bool,
     /// The sender's uid, where the kernel says (Linux, with `SO_PASSCRED`).
     pub(crate) sender_uid: Option<libc::uid_t>,
+    /// The sender's pid, where the kernel says (as for `sender_uid`).
+    pub(crate) sender_pid: Option<libc::pid_t>,
 }
 
 /// `setsockopt(fd, SOL_SOCKET, SO_PASSCRED, 1)` (Linux)—Has the kernel
@@ -284,6 +299,7 @@ pub(crate) fn recv_datagram(fd: c_int, buf: &mut [u8]) -> SysResult<Received> {
                     .cast::<libc::ucred>()
                     .read_unaligned();
                 got.sender_uid = Some(cred.uid);
+                got.sender_pid = Some(cred.pid);
             }
             header = libc::CMSG_NXTHDR(&msg, header);
         }
@@ -309,4 +325,91 @@ pub(crate) fn vsock_send(cid: u32, port: u32, kind: c_int, data: &[u8]) -> SysRe
     });
     close(fd);
     result
+}
+
+/// `socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC)`—Two connected datagram
+/// sockets: the launcher's private line from a child, between `fork` and
+/// `exec`, to itself (the child sends its own pidfd on it).
+///
+/// # References
+/// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/socketpair.html)
+/// - [Linux](https://man7.org/linux/man-pages/man2/socketpair.2.html)
+#[cfg(all(tokenpipe_launch, tokenpipe_linux_like))]
+pub(crate) fn socketpair_dgram() -> SysResult<[c_int; 2]> {
+    let mut fds = [-1; 2];
+    // SAFETY: `fds` is valid for writes of two ints for the call.
+    ret(unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    })?;
+    Ok(fds)
+}
+
+/// `sendmsg(sock, {"fd", SCM_RIGHTS: fd}, 0)`—Sends a copy of `fd` to the
+/// connected peer of `sock`. Async-signal-safe: the launcher's child calls
+/// it between `fork` and `exec`.
+///
+/// # References
+/// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/sendmsg.html)
+/// - [Linux `unix(7)`](https://man7.org/linux/man-pages/man7/unix.7.html)
+#[cfg(all(tokenpipe_launch, tokenpipe_linux_like))]
+pub(crate) fn send_fd(sock: c_int, fd: c_int) -> SysResult<()> {
+    send_message(sock, None, b"fd", Some(fd)).map(drop)
+}
+
+/// `recvmsg(sock, MSG_DONTWAIT | MSG_CMSG_CLOEXEC)`—Takes the first fd
+/// passed in the next datagram waiting on `sock` (any others are closed);
+/// `None` if the datagram carried none, `EAGAIN` if there is no datagram.
+///
+/// # References
+/// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/recvmsg.html)
+/// - [Linux `unix(7)`](https://man7.org/linux/man-pages/man7/unix.7.html)
+#[cfg(all(tokenpipe_launch, tokenpipe_linux_like))]
+pub(crate) fn recv_fd(sock: c_int) -> SysResult<Option<c_int>> {
+    let mut byte = [0u8; 2];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: byte.len(),
+    };
+    let mut control = OneFdControl([0; 32]);
+    // SAFETY: as in send_datagram: an all-zero msghdr is valid.
+    let mut msg: libc::msghdr = unsafe { MaybeUninit::zeroed().assume_init() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.0.as_mut_ptr().cast();
+    msg.msg_controllen = control.0.len() as _;
+    // SAFETY: the iovec and control buffer are valid for writes of their
+    // lengths for the call.
+    ret_usize(unsafe {
+        libc::recvmsg(
+            sock,
+            &mut msg,
+            libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC,
+        )
+    })?;
+    let mut first = None;
+    // SAFETY: recvmsg filled `msg`; the walk stays inside the control bytes
+    // it reported, and each SCM_RIGHTS payload is a run of ints.
+    unsafe {
+        let mut header = libc::CMSG_FIRSTHDR(&msg);
+        while !header.is_null() {
+            if (*header).cmsg_level == libc::SOL_SOCKET && (*header).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(header);
+                let payload = (*header).cmsg_len as usize - (data as usize - header as usize);
+                for i in 0..payload / core::mem::size_of::<c_int>() {
+                    let fd = data.cast::<c_int>().add(i).read_unaligned();
+                    match first {
+                        None => first = Some(fd),
+                        Some(_) => close(fd),
+                    }
+                }
+            }
+            header = libc::CMSG_NXTHDR(&msg, header);
+        }
+    }
+    Ok(first)
 }

@@ -2,7 +2,19 @@
 //! sending it signals, and learning how it ended, without ever signalling
 //! or waiting for a stranger that was given a reused pid.
 //!
-//! [`daemon::DaemonParent`](crate::daemon::DaemonParent) is built on it.
+//! [`daemon::DaemonParent`](crate::daemon::DaemonParent) and the
+//! launcher's `ReadyChild` are built on it.
+//!
+//! A process whose `SIGCHLD` is ignored (`SIG_IGN`, inherited across
+//! `exec`), or whose `SIGCHLD` handler reaps every child, never sees its
+//! children's exit statuses: the kernel (or the handler) collects them
+//! first, and `waitpid` then fails with `ECHILD`. That is read here as
+//! "ended, status unknown" ([`ChildExit::Unknown`]), never as "still
+//! running", so nothing waits forever or spins on a pidfd that stays
+//! readable.
+
+#[cfg(tokenpipe_launch)]
+pub(crate) mod spawn;
 
 use core::ffi::c_int;
 use core::fmt;
@@ -20,6 +32,8 @@ use crate::sys;
 /// assert_eq!(ChildExit::Exited(3).code(), Some(3));
 /// assert_eq!(ChildExit::Signaled(libc::SIGKILL).signal(), Some(libc::SIGKILL));
 /// assert_eq!(ChildExit::Exited(2).to_string(), "exited with status 2");
+/// assert_eq!(ChildExit::Unknown.code(), None);
+/// assert!(!ChildExit::Unknown.success());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ChildExit {
@@ -27,6 +41,11 @@ pub enum ChildExit {
     Exited(i32),
     /// A signal with this number ended it.
     Signaled(i32),
+    /// It ended, but how is not this process's to know: its exit status
+    /// was collected elsewhere. This process ignores `SIGCHLD` (the
+    /// kernel then reaps children itself), a `SIGCHLD` handler reaped it,
+    /// or it was not this process's child (a daemon named by `MAINPID=`).
+    Unknown,
 }
 
 impl ChildExit {
@@ -52,7 +71,7 @@ impl ChildExit {
     pub const fn code(self) -> Option<i32> {
         match self {
             ChildExit::Exited(code) => Some(code),
-            ChildExit::Signaled(_) => None,
+            ChildExit::Signaled(_) | ChildExit::Unknown => None,
         }
     }
 
@@ -61,7 +80,7 @@ impl ChildExit {
     pub const fn signal(self) -> Option<i32> {
         match self {
             ChildExit::Signaled(sig) => Some(sig),
-            ChildExit::Exited(_) => None,
+            ChildExit::Exited(_) | ChildExit::Unknown => None,
         }
     }
 }
@@ -71,6 +90,10 @@ impl fmt::Display for ChildExit {
         match self {
             ChildExit::Exited(code) => write!(f, "exited with status {code}"),
             ChildExit::Signaled(sig) => write!(f, "was killed by signal {sig}"),
+            ChildExit::Unknown => write!(
+                f,
+                "ended (its exit status was collected elsewhere: SIGCHLD ignored or reaped by a handler)"
+            ),
         }
     }
 }
@@ -121,7 +144,34 @@ fn open_pidfd(pid: libc::pid_t) -> c_int {
     }
 }
 
+/// What became of a process that was sent a signal to end it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Killed {
+    /// It ended (of the signal, or before it) and, if ours, was reaped.
+    Ended(ChildExit),
+    /// The system refused the signal (`EPERM`: a set-user-ID program that
+    /// took another user id): it runs on.
+    Refused(Errno),
+    /// The signal went out, but the process had not ended within the
+    /// bound (stuck in an uninterruptible wait in the kernel).
+    Lingering,
+}
+
 impl Process {
+    /// Our own child with the pidfd its launch already holds (opened by
+    /// the child itself before `exec`, so it names exactly it).
+    #[cfg(tokenpipe_launch)]
+    pub(crate) fn child_with_pidfd(pid: libc::pid_t, pidfd: Option<c_int>) -> Process {
+        match pidfd {
+            Some(pidfd) => Process {
+                pid,
+                pidfd,
+                relation: Relation::Child,
+            },
+            None => Process::child(pid),
+        }
+    }
+
     /// Our own child, just forked and not yet reaped, so the pidfd (opened
     /// now, before anyone can reap it) names exactly it.
     pub(crate) fn child(pid: libc::pid_t) -> Process {
@@ -177,6 +227,9 @@ impl Process {
             Relation::Child => match sys::waitpid(self.pid, libc::WNOHANG) {
                 Ok(None) => Ok(None),
                 Ok(Some(status)) => Ok(Some(self.reaped(status))),
+                // Our unreaped child, yet no child to wait for: something
+                // else collected it (see the module docs).
+                Err(Errno::ECHILD) => Ok(Some(self.gone())),
                 Err(e) => Err(Error::Os(e)),
             },
             Relation::Stranger => {
@@ -195,7 +248,10 @@ impl Process {
             Relation::Reaped(exit) => Ok(exit),
             Relation::Child => match sys::waitpid(self.pid, 0) {
                 Ok(Some(status)) => Ok(self.reaped(status)),
-                Ok(None) => Err(Error::Os(Errno::ECHILD)),
+                // As in try_wait: collected elsewhere. (With SIGCHLD
+                // ignored, waitpid blocks until the child ends, then says
+                // this.)
+                Ok(None) | Err(Errno::ECHILD) => Ok(self.gone()),
                 Err(e) => Err(Error::Os(e)),
             },
             Relation::Stranger => {
@@ -211,6 +267,31 @@ impl Process {
         let exit = ChildExit::from_wait_status(status);
         self.relation = Relation::Reaped(exit);
         exit
+    }
+
+    /// Ended, and reaped by someone else: the pid is no longer ours.
+    fn gone(&mut self) -> ChildExit {
+        self.relation = Relation::Reaped(ChildExit::Unknown);
+        ChildExit::Unknown
+    }
+
+    /// Moves the process out, leaving a stand-in that names nobody (already
+    /// reaped, no pidfd), for an owner that must give it away in `drop`.
+    #[cfg(tokenpipe_launch)]
+    pub(crate) fn take(&mut self) -> Process {
+        core::mem::replace(
+            self,
+            Process {
+                pid: 0,
+                pidfd: NO_PIDFD,
+                relation: Relation::Reaped(ChildExit::Unknown),
+            },
+        )
+    }
+
+    /// Whether it has been reaped (or is known to have ended elsewhere).
+    pub(crate) fn is_reaped(&self) -> bool {
+        matches!(self.relation, Relation::Reaped(_))
     }
 
     /// Whether it ends within `limit`: the pidfd's readability where there
@@ -243,29 +324,66 @@ impl Process {
         }
     }
 
+    /// Sends `signal` and waits at most `within` for it to end; reaps it
+    /// if it is ours. Never blocks longer than `within`: a refused signal
+    /// or a process that does not end is said so, and stays the caller's.
+    pub(crate) fn kill_within(&mut self, signal: c_int, within: Duration) -> Killed {
+        if let Relation::Reaped(exit) = self.relation {
+            return Killed::Ended(exit);
+        }
+        match self.kill(signal) {
+            // ESRCH: it has ended already (a pidfd says so before it is
+            // reaped, and a stranger may have been reaped by its parent).
+            Ok(()) | Err(Error::Os(Errno::ESRCH)) => {}
+            Err(Error::Os(e)) => return Killed::Refused(e),
+            // A stranger without a pidfd: no safe way to signal it.
+            Err(_) => return Killed::Refused(Errno::ESRCH),
+        }
+        match self.ended_within(within) {
+            Ok(true) => match self.relation {
+                Relation::Stranger => Killed::Ended(ChildExit::Unknown),
+                _ => match self.try_wait() {
+                    Ok(Some(exit)) => Killed::Ended(exit),
+                    // A pidfd is readable a moment before the zombie can
+                    // be reaped; the wait for that is bounded by the kernel.
+                    _ => self.wait().map_or(Killed::Lingering, Killed::Ended),
+                },
+            },
+            _ => Killed::Lingering,
+        }
+    }
+
     /// The clean-up after a failed start: give it `grace` to end by itself
     /// (it usually is exiting already, and its own status says more than
     /// our `SIGKILL` would), then kill it, then reap it. Never blocks in
-    /// `waitpid` on a process that may still be alive and unkilled.
+    /// `waitpid` on a process that may still be alive: a refused kill, or
+    /// one it has not died of within [`KILL_BOUND`], returns `None`.
     ///
     /// Returns how it ended, where that can be known: `None` for a
-    /// stranger, or if something else reaped our child (`SIGCHLD`
-    /// ignored).
+    /// stranger, or for a process that could not be killed.
     pub(crate) fn reap_or_kill(&mut self, grace: Duration) -> Option<ChildExit> {
         if let Relation::Reaped(exit) = self.relation {
             return Some(exit);
         }
-        let ended = self.ended_within(grace).unwrap_or(false);
-        if !ended {
-            let _ = self.kill(libc::SIGKILL);
+        if self.ended_within(grace).unwrap_or(false) && self.relation != Relation::Stranger {
+            if let Ok(Some(exit)) = self.try_wait() {
+                return Some(exit);
+            }
         }
-        match self.relation {
-            Relation::Child => self.wait().ok(),
-            Relation::Reaped(exit) => Some(exit),
-            Relation::Stranger => None,
+        match self.kill_within(libc::SIGKILL, KILL_BOUND) {
+            Killed::Ended(ChildExit::Unknown) if self.relation == Relation::Stranger => None,
+            Killed::Ended(exit) => Some(exit),
+            Killed::Refused(_) | Killed::Lingering => None,
         }
     }
 }
+
+/// How long a `SIGKILL`ed process is given to end before the caller is
+/// told it lingers. Death by `SIGKILL` takes microseconds unless the
+/// process is stuck in an uninterruptible wait in the kernel (a dead NFS
+/// server): then no bound would be long enough, and the caller must not
+/// hang with it.
+pub(crate) const KILL_BOUND: Duration = Duration::from_secs(2);
 
 impl Drop for Process {
     /// Closes the pidfd. Never waits: an unreaped child stays a zombie

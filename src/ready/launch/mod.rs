@@ -1,0 +1,437 @@
+//! The launcher's side (`std`): start a program, offer it every readiness
+//! channel at once, and wait in one `poll` for its report, its end or the
+//! timeout.
+
+mod child;
+mod socket;
+mod waiter;
+
+pub use child::ReadyChild;
+pub use waiter::BARRIER_LINGER;
+
+use std::ffi::OsString;
+use std::fmt;
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use super::{NOTIFY_SOCKET_ENV, READY_FD_ENV};
+use crate::error::{Errno, Error};
+use crate::pipe::TokenPipe;
+use crate::process::ChildExit;
+use crate::sys;
+use socket::NotifySocket;
+use waiter::Waiter;
+
+/// How [`launch`] waits.
+///
+/// ```
+/// use bitcoin_tokenpipe::ready::LaunchOptions;
+/// use std::time::Duration;
+///
+/// let o = LaunchOptions::new().timeout(Duration::from_secs(5)).detach(true);
+/// assert!(o.kill_on_timeout && o.detach);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct LaunchOptions {
+    /// How long the program has to report (default 30 s); it can ask for
+    /// more with `EXTEND_TIMEOUT_USEC=` or
+    /// [`Notifier::extend_timeout`](super::Notifier::extend_timeout).
+    /// `Duration::ZERO` gives it no time at all: what it reported by the
+    /// first look counts, and then it times out. `Duration::MAX` (what
+    /// [`no_timeout`](Self::no_timeout) sets) never times out, as
+    /// `TimeoutStartSec=0` or `infinity` in a systemd unit.
+    pub timeout: Duration,
+    /// Start the program in a new session (`setsid` between `fork` and
+    /// `exec`) with stdin, stdout and stderr on `/dev/null`, as a daemon
+    /// (default off). On timeout its whole process group is killed, even
+    /// when the program itself has exited and left a daemon it forked.
+    pub detach: bool,
+    /// Kill (and reap) the program if it has not reported in time (default
+    /// on). Off, the timeout hands the running program back to the caller.
+    pub kill_on_timeout: bool,
+}
+
+impl LaunchOptions {
+    /// The defaults: 30 s, not detached, killed on timeout.
+    #[must_use]
+    pub const fn new() -> LaunchOptions {
+        LaunchOptions {
+            timeout: Duration::from_secs(30),
+            detach: false,
+            kill_on_timeout: true,
+        }
+    }
+
+    /// How long the program has to report.
+    #[must_use]
+    pub const fn timeout(mut self, timeout: Duration) -> LaunchOptions {
+        self.timeout = timeout;
+        self
+    }
+
+    /// No timeout: wait for a report or the program's end, however long.
+    #[must_use]
+    pub const fn no_timeout(self) -> LaunchOptions {
+        self.timeout(Duration::MAX)
+    }
+
+    /// Whether to start it in a new session with stdio on `/dev/null`.
+    #[must_use]
+    pub const fn detach(mut self, on: bool) -> LaunchOptions {
+        self.detach = on;
+        self
+    }
+
+    /// Whether to kill it if it has not reported in time.
+    #[must_use]
+    pub const fn kill_on_timeout(mut self, on: bool) -> LaunchOptions {
+        self.kill_on_timeout = on;
+        self
+    }
+}
+
+impl Default for LaunchOptions {
+    fn default() -> LaunchOptions {
+        LaunchOptions::new()
+    }
+}
+
+/// Why [`launch`] gives no ready program.
+///
+/// The variants that hold the program ([`Failed`](Self::Failed), and
+/// [`TimedOut`](Self::TimedOut) when it could not be killed or was not to
+/// be) kill it when dropped, unless it was taken out with
+/// [`into_child`](Self::into_child); none leaves a zombie.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum LaunchError {
+    /// The program could not be started (`Command::spawn` failed).
+    Spawn {
+        /// The program, as the `Command` names it.
+        program: OsString,
+        /// Why it could not be started.
+        error: io::Error,
+    },
+    /// The `Command` had been given to `launch` before: its hand-off of
+    /// the token pipe is spent, and it would hand the program a stale fd.
+    /// Use a fresh `Command` for each launch.
+    CommandReused {
+        /// The program, as the `Command` names it.
+        program: OsString,
+    },
+    /// The token pipe offered to the program could not be made.
+    Setup(Error),
+    /// The program reported that it failed (token 0 or `ERRNO=`). It may
+    /// still be running.
+    Failed {
+        /// The program: killed when dropped, unless taken out with
+        /// [`into_child`](LaunchError::into_child).
+        child: ReadyChild,
+        /// The errno it reported, if it reported one.
+        errno: Option<i32>,
+        /// The last `STATUS=` text it sent.
+        status: Option<String>,
+    },
+    /// The program ended before it reported, and nothing it started holds
+    /// the token pipe. It has been reaped.
+    Exited {
+        /// How it ended ([`ChildExit::Unknown`] where this process ignores
+        /// `SIGCHLD` or a handler reaped it).
+        exit: ChildExit,
+        /// The last `STATUS=` text it sent.
+        status: Option<String>,
+    },
+    /// No report within the timeout.
+    TimedOut {
+        /// How long it was given, extensions included.
+        waited: Duration,
+        /// The last `STATUS=` text it sent.
+        status: Option<String>,
+        /// What became of the program.
+        after: AfterTimeout,
+    },
+}
+
+/// What [`launch`] did about a program that did not report in time.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AfterTimeout {
+    /// It was running, and was killed (with its process group, if
+    /// detached) and reaped: how it ended.
+    Killed(ChildExit),
+    /// It had already exited, leaving the token pipe held by something it
+    /// started (it daemonized itself). Detached, its process group was
+    /// killed (`group_killed`: something was left in it); otherwise what
+    /// it left runs on.
+    AlreadyExited {
+        /// How it had ended.
+        exit: ChildExit,
+        /// Whether a process group was there to kill.
+        group_killed: bool,
+    },
+    /// [`kill_on_timeout`](LaunchOptions::kill_on_timeout) was off: it
+    /// runs on, and here it is.
+    Running(ReadyChild),
+    /// It could not be killed, and runs on: the signal was refused
+    /// (`errno`: `EPERM` for a set-user-ID program that changed user), or
+    /// it had not ended 2 s after `SIGKILL` (`None`: stuck in the kernel).
+    KillFailed {
+        /// The program: killing it is tried again when it is dropped.
+        child: ReadyChild,
+        /// Why the signal was refused.
+        errno: Option<Errno>,
+    },
+}
+
+impl LaunchError {
+    /// The program, where the error holds one that runs on ([`Failed`],
+    /// [`TimedOut`] with [`AfterTimeout::Running`] or
+    /// [`AfterTimeout::KillFailed`]), no longer to be killed on drop.
+    ///
+    /// [`Failed`]: Self::Failed
+    /// [`TimedOut`]: Self::TimedOut
+    #[must_use]
+    pub fn into_child(self) -> Option<ReadyChild> {
+        let mut child = match self {
+            LaunchError::Failed { child, .. }
+            | LaunchError::TimedOut {
+                after: AfterTimeout::Running(child) | AfterTimeout::KillFailed { child, .. },
+                ..
+            } => child,
+            _ => return None,
+        };
+        child.kill_on_drop(false);
+        Some(child)
+    }
+
+    /// The last `STATUS=` text the program sent, whatever went wrong.
+    #[must_use]
+    pub fn status_text(&self) -> Option<&str> {
+        match self {
+            LaunchError::Failed { status, .. }
+            | LaunchError::Exited { status, .. }
+            | LaunchError::TimedOut { status, .. } => status.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for LaunchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LaunchError::Spawn { program, error } => {
+                write!(f, "could not start {}: {error}", program.to_string_lossy())?;
+            }
+            LaunchError::CommandReused { program } => write!(
+                f,
+                "the Command for {} was given to launch before; use a fresh Command for each launch",
+                program.to_string_lossy()
+            )?,
+            LaunchError::Setup(e) => write!(f, "could not make the readiness pipe: {e}")?,
+            LaunchError::Failed { child, errno, .. } => {
+                write!(f, "program {} reported that it failed", child.pid())?;
+                if let Some(errno) = errno {
+                    write!(f, ": {}", Errno::from_raw(*errno))?;
+                }
+            }
+            LaunchError::Exited { exit, .. } => {
+                write!(f, "the program {exit} before it reported")?;
+            }
+            LaunchError::TimedOut { waited, after, .. } => {
+                write!(f, "no report within {waited:?}; ")?;
+                match after {
+                    AfterTimeout::Killed(exit) => write!(f, "killed it (it {exit})")?,
+                    AfterTimeout::AlreadyExited {
+                        exit,
+                        group_killed: true,
+                    } => write!(
+                        f,
+                        "the program had {exit}; killed what it left running in its process group"
+                    )?,
+                    AfterTimeout::AlreadyExited {
+                        exit,
+                        group_killed: false,
+                    } => write!(
+                        f,
+                        "the program had {exit}; what it started still holds the readiness pipe \
+                         and was left running"
+                    )?,
+                    AfterTimeout::Running(_) => write!(f, "it is still running")?,
+                    AfterTimeout::KillFailed {
+                        errno: Some(errno), ..
+                    } => write!(f, "could not kill it ({errno}); it is still running")?,
+                    AfterTimeout::KillFailed { errno: None, .. } => write!(
+                        f,
+                        "sent it SIGKILL, but it had not ended {:?} later; it is still running",
+                        crate::process::KILL_BOUND
+                    )?,
+                }
+            }
+        }
+        match self.status_text() {
+            Some(text) => write!(f, "; its last status: {text:?}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::error::Error for LaunchError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LaunchError::Spawn { error, .. } => Some(error),
+            LaunchError::Setup(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Starts `cmd` and waits until it reports ready, reports failure, ends,
+/// or runs out of time, whatever readiness protocol it speaks.
+///
+/// It offers every channel at once: this crate's token pipe, through
+/// [`READY_FD_ENV`](super::READY_FD_ENV) (a program using
+/// [`Notifier::from_env`](super::Notifier::from_env) takes it; an
+/// s6-style program can be told the number, and its newline counts as
+/// ready), and a private systemd notify socket in `NOTIFY_SOCKET`: a path
+/// in a fresh directory only this user may enter, removed afterwards (not
+/// a Linux abstract name, which any local user could send to and which
+/// some senders, such as the `sd-notify` crate 0.5, cannot reach). The
+/// directory is made under `TMPDIR`, else `XDG_RUNTIME_DIR`, else `/tmp`;
+/// where none will take a socket (a `TMPDIR` too long for a socket
+/// address), the program is offered the pipe alone and `NOTIFY_SOCKET` is
+/// removed from its environment. It starts the program with
+/// `Command::spawn`, so it is safe in a process with threads or an async
+/// runtime, where forking to run Rust code in the child is not.
+///
+/// It then waits in one `poll` on the pipe, the socket and the program's
+/// pidfd (Linux 5.3+: its end is seen at once; elsewhere
+/// `waitpid(WNOHANG)` every 10 ms), and decides from everything it has
+/// heard:
+///
+/// - A report wins over the program's end whenever it was sent before
+///   it: the end is looked at before the channels are drained.
+/// - The program has *ended* when it has exited and nothing it started
+///   holds the pipe's write end. One that exits leaving the pipe held (a
+///   program that daemonizes itself, like `bitcoind -daemon`) has not:
+///   the wait goes on for a report or the timeout.
+/// - A pipe closed without a report is not a verdict: the program may
+///   still report on the socket (a program that closes the fds it
+///   inherited and then runs `systemd-notify --ready` does).
+/// - `EXTEND_TIMEOUT_USEC=` pushes the deadline; `STATUS=` text (on the
+///   socket or the pipe) is kept for [`ReadyChild::status_text`] and the
+///   errors.
+/// - `MAINPID=` names the program's main process from then on
+///   ([`ReadyChild::pid`], `kill`, `wait`, and whose end counts), as systemd
+///   honours it: sent by root, or naming a process that the launched
+///   program started (its ancestor by `/proc`). Linux only, where a pidfd
+///   holds the new process; ignored elsewhere.
+/// - A launcher that ignores `SIGCHLD`, or reaps every child in a handler,
+///   still gets its verdict: the end is seen, its status is
+///   [`ChildExit::Unknown`].
+///
+/// After a verdict the caller owns the program: `Ok(ReadyChild)` when it
+/// is ready, [`LaunchError::Failed`] holds it when it reported failure.
+/// Neither leaves a zombie (see [`ReadyChild`]). The program's piped stdio
+/// (`Stdio::piped()` on `cmd`) stays open, in the `ReadyChild`. The socket
+/// is closed then, as systemd's is not but Debian's `start-stop-daemon`'s
+/// is; so that a sender following `READY=1` with `BARRIER=1`
+/// (`systemd-notify` does) still gets its confirmation, a verdict reached
+/// once anything has been heard on the socket waits up to
+/// [`BARRIER_LINGER`] for that barrier, and ends the wait as soon as it
+/// has been completed.
+///
+/// On timeout the program is killed (unless
+/// [`kill_on_timeout`](LaunchOptions::kill_on_timeout) is off) and reaped,
+/// within a bound: one that cannot be killed is handed back in the error
+/// ([`AfterTimeout::KillFailed`]) rather than waited for.
+///
+/// `launch` adds its hand-off (environment and a `pre_exec` check) to
+/// `cmd`: use a fresh `Command` for each launch; a spent one gives
+/// [`LaunchError::CommandReused`].
+///
+/// # Errors
+/// [`LaunchError`]: `Spawn`, `CommandReused`, `Setup`, `Failed`, `Exited`
+/// (within milliseconds of its end, not at the timeout), `TimedOut`.
+///
+/// ```
+/// use bitcoin_tokenpipe::ready::{LaunchError, LaunchOptions, launch};
+/// use std::process::Command;
+///
+/// // A program that reports ready on the token pipe by hand.
+/// let mut cmd = Command::new("/bin/sh");
+/// cmd.args(["-c", r#"printf '\001' >"/dev/fd/$TOKENPIPE_READY_FD"; sleep 1"#]);
+/// let mut child = launch(&mut cmd, LaunchOptions::new())?;
+/// assert!(child.wait()?.success());
+///
+/// // One that exits first: an error, at once, with its exit status.
+/// let mut cmd = Command::new("/bin/sh");
+/// cmd.args(["-c", "exit 7"]);
+/// match launch(&mut cmd, LaunchOptions::new()) {
+///     Err(LaunchError::Exited { exit, .. }) => assert_eq!(exit.code(), Some(7)),
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn launch(cmd: &mut Command, options: LaunchOptions) -> Result<ReadyChild, LaunchError> {
+    let (reader, writer) = TokenPipe::make().map_err(LaunchError::Setup)?.split();
+    reader.set_nonblocking(true).map_err(LaunchError::Setup)?;
+    writer
+        .pass_to(cmd, READY_FD_ENV)
+        .map_err(LaunchError::Setup)?;
+    let socket = NotifySocket::bind();
+    match &socket {
+        Some(socket) => cmd.env(NOTIFY_SOCKET_ENV, socket.addr.to_env_value()),
+        // Never a stale socket from our own environment instead.
+        None => cmd.env_remove(NOTIFY_SOCKET_ENV),
+    };
+    if options.detach {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let new_session = || sys::setsid().map_err(|e| io::Error::from_raw_os_error(e.raw()));
+        #[allow(unsafe_code)]
+        // SAFETY: the closure runs between fork and exec and makes one
+        // async-signal-safe call, setsid, allocating nothing.
+        unsafe {
+            cmd.pre_exec(new_session);
+        }
+    }
+    let (launched, mut spawned) = match crate::process::spawn::spawn(cmd) {
+        Ok(started) => started,
+        // pass_to's check in the child: the fd it was to hand over is gone
+        // (exec itself never fails with EBADF).
+        Err(e) if e.raw_os_error() == Some(libc::EBADF) => {
+            return Err(LaunchError::CommandReused {
+                program: cmd.get_program().to_owned(),
+            });
+        }
+        Err(error) => {
+            return Err(LaunchError::Spawn {
+                program: cmd.get_program().to_owned(),
+                error,
+            });
+        }
+    };
+    // Until a verdict hands it over, the program is killed if the wait
+    // ends any other way.
+    let child = ReadyChild {
+        launched,
+        main: None,
+        status: None,
+        stdin: spawned.stdin.take(),
+        stdout: spawned.stdout.take(),
+        stderr: spawned.stderr.take(),
+        detached: options.detach,
+        kill_on_drop: true,
+    };
+    // std's Child neither kills nor waits when dropped; `child` has taken
+    // over its pid and its stdio.
+    drop(spawned);
+    // Our copy of the write end must go, or a dead program would look like
+    // a silent one.
+    drop(writer);
+    Waiter::new(child, reader, socket, options).run()
+}

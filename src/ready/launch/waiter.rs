@@ -1,0 +1,443 @@
+//! The launch's wait, as events and one decision: every source (the token
+//! pipe, the notify socket, the program's end, the clock) is read into
+//! [`Facts`] first, and [`decide`] alone turns them into a verdict. The
+//! orderings that matter ("a report that came before the program exited
+//! wins", "a closed pipe is not a failure while the socket is on offer")
+//! are rows of the table its tests go through, not paths through a loop.
+
+use std::time::{Duration, Instant};
+
+use super::socket::NotifySocket;
+use super::{AfterTimeout, LaunchError, LaunchOptions, ReadyChild};
+use crate::end::TokenPipeEnd;
+use crate::error::Error;
+use crate::process::{ChildExit, KILL_BOUND, Killed, Process};
+use crate::ready::{TOKEN_EXTEND, TOKEN_FAILED, TOKEN_READY, TOKEN_STATUS};
+use crate::sys;
+use crate::wait::poll_timeout_ms;
+
+/// What the program reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Verdict {
+    Ready,
+    /// Failed, with the errno it gave, if any.
+    Failed(Option<i32>),
+}
+
+/// Everything the wait has learnt, from every source.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Facts {
+    /// The first report heard, on the socket or the pipe.
+    pub(super) report: Option<Verdict>,
+    /// End of stream on the token pipe: nothing holds its write end.
+    pub(super) pipe_closed: bool,
+    /// The program (or the process it named with `MAINPID=`) has ended.
+    pub(super) ended: Option<ChildExit>,
+    /// The deadline has passed.
+    pub(super) timed_out: bool,
+}
+
+/// What to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Next {
+    Report(Verdict),
+    Exited(ChildExit),
+    TimedOut,
+    Wait,
+}
+
+/// The launch's one decision. Facts are gathered with the program's end
+/// looked at *before* the channels are drained, so a report it sent
+/// before it ended is always among them, and wins.
+pub(super) fn decide(facts: Facts) -> Next {
+    if let Some(verdict) = facts.report {
+        return Next::Report(verdict);
+    }
+    match facts.ended {
+        // Ended, and nothing it started holds the pipe: it died first.
+        Some(exit) if facts.pipe_closed => Next::Exited(exit),
+        // Ended with the pipe still held by a process it started (it
+        // daemonized itself), or still running with the pipe closed (it
+        // may report on the socket yet): neither is a verdict.
+        _ if facts.timed_out => Next::TimedOut,
+        _ => Next::Wait,
+    }
+}
+
+/// How long a verdict heard on the socket waits for the `BARRIER=1` that a
+/// systemd-style sender sends right after it (see [`launch`](super::launch)).
+pub const BARRIER_LINGER: Duration = Duration::from_millis(25);
+
+/// How often to look for the program's end where there is no pidfd.
+const DEATH_CADENCE: Duration = Duration::from_millis(10);
+
+/// One launch's wait.
+pub(super) struct Waiter {
+    /// The program: killed if the wait ends without handing it over.
+    pub(super) child: ReadyChild,
+    pub(super) reader: TokenPipeEnd,
+    pub(super) socket: Option<NotifySocket>,
+    pub(super) options: LaunchOptions,
+    pub(super) start: Instant,
+    pub(super) deadline: Instant,
+    pub(super) facts: Facts,
+    pub(super) heard_on_socket: bool,
+}
+
+impl Waiter {
+    pub(super) fn new(
+        child: ReadyChild,
+        reader: TokenPipeEnd,
+        socket: Option<NotifySocket>,
+        options: LaunchOptions,
+    ) -> Waiter {
+        let start = Instant::now();
+        Waiter {
+            child,
+            reader,
+            socket,
+            options,
+            start,
+            deadline: deadline_after(start, options.timeout),
+            facts: Facts::default(),
+            heard_on_socket: false,
+        }
+    }
+
+    pub(super) fn run(mut self) -> Result<ReadyChild, LaunchError> {
+        loop {
+            self.gather();
+            match decide(self.facts) {
+                Next::Wait => self.wait_for_news(),
+                Next::Report(verdict) => return self.conclude(verdict),
+                Next::Exited(exit) => {
+                    return Err(LaunchError::Exited {
+                        exit,
+                        status: self.child.status.take(),
+                    });
+                }
+                Next::TimedOut => return Err(self.timed_out()),
+            }
+        }
+    }
+
+    /// Reads every source once, without blocking: the clock, then the
+    /// program's end, then every channel (so that a report sent before the
+    /// end is among the facts whenever the end is).
+    pub(super) fn gather(&mut self) {
+        let now = Instant::now();
+        if self.facts.ended.is_none() {
+            self.facts.ended = self.look_for_end();
+        }
+        self.drain_socket();
+        self.drain_pipe();
+        // After draining: a request for more time may have moved it.
+        self.facts.timed_out = now >= self.deadline;
+    }
+
+    /// The process whose end is the program's end: the one named by
+    /// `MAINPID=` if there is one, else the one we started.
+    fn watched(&self) -> &Process {
+        self.child.main.as_ref().unwrap_or(&self.child.launched)
+    }
+
+    /// Whether the program has ended, and how: `ECHILD` or a readable
+    /// pidfd means ended, its status unknown, never "still running".
+    fn look_for_end(&mut self) -> Option<ChildExit> {
+        // The one we started is reaped as soon as it ends, whoever is
+        // watched: its status is the answer, or it would linger a zombie.
+        let launched = self.child.launched.try_wait().unwrap_or(Some(ChildExit::Unknown));
+        match &mut self.child.main {
+            Some(main) => main
+                .ended_within(Duration::ZERO)
+                .unwrap_or(true)
+                .then_some(ChildExit::Unknown),
+            None => launched,
+        }
+    }
+
+    /// Waits until a source has news, or the deadline (or, with no pidfd
+    /// to watch, the next look for the program's end).
+    fn wait_for_news(&self) {
+        let pidfd = match self.facts.ended {
+            None => self.watched().pidfd(),
+            Some(_) => None,
+        };
+        let mut limit = self.deadline.saturating_duration_since(Instant::now());
+        if pidfd.is_none() && self.facts.ended.is_none() {
+            limit = limit.min(DEATH_CADENCE);
+        }
+        let mut fds = [
+            pollin(if self.facts.pipe_closed {
+                -1
+            } else {
+                self.reader.as_raw_fd()
+            }),
+            pollin(self.socket.as_ref().map_or(-1, |s| s.fd.as_raw_fd())),
+            pollin(pidfd.unwrap_or(-1)),
+        ];
+        // EINTR or a failure: the loop looks again and re-checks the time.
+        let _ = sys::poll_many(&mut fds, poll_timeout_ms(limit));
+    }
+
+    /// Every datagram waiting, in order; the first verdict is kept.
+    fn drain_socket(&mut self) {
+        let Some(socket) = &self.socket else { return };
+        let fd = socket.fd.as_raw_fd();
+        let mut buf = [0u8; 4096];
+        let me = sys::getuid();
+        while let Ok(got) = sys::recv_datagram(fd, &mut buf) {
+            if got.sender_uid.is_some_and(|uid| uid != me && uid != 0) {
+                continue; // another user's process: not ours to hear
+            }
+            self.heard_on_socket = true;
+            self.datagram(&buf[..got.len], got.sender_uid);
+        }
+    }
+
+    /// Every message waiting on the token pipe, in order.
+    fn drain_pipe(&mut self) {
+        while !self.facts.pipe_closed {
+            match self.reader.token_read() {
+                Ok(TOKEN_READY | b'\n') => self.report(Verdict::Ready),
+                Ok(TOKEN_FAILED) => {
+                    let errno = self.read_exact::<4>().map(i32::from_ne_bytes);
+                    self.report(Verdict::Failed(errno));
+                }
+                Ok(TOKEN_EXTEND) => {
+                    if let Some(usec) = self.read_exact::<8>() {
+                        self.extend(u64::from_ne_bytes(usec));
+                    }
+                }
+                Ok(TOKEN_STATUS) => {
+                    if let Some(len) = self.read_exact::<2>() {
+                        let mut text = vec![0u8; usize::from(u16::from_ne_bytes(len))];
+                        if self.read_into(&mut text) {
+                            self.child.status = Some(String::from_utf8_lossy(&text).into_owned());
+                        }
+                    }
+                }
+                // Anything else is not ours to understand; skip it.
+                Ok(_) => {}
+                Err(Error::Eos) => self.facts.pipe_closed = true,
+                Err(_) => break, // WouldBlock: nothing more now
+            }
+        }
+    }
+
+    fn report(&mut self, verdict: Verdict) {
+        self.facts.report = self.facts.report.or(Some(verdict));
+    }
+
+    /// The bytes after a token; they were written in the same `write`.
+    fn read_exact<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let mut bytes = [0u8; N];
+        self.read_into(&mut bytes).then_some(bytes)
+    }
+
+    fn read_into(&mut self, bytes: &mut [u8]) -> bool {
+        match self.reader.read_exact(bytes) {
+            Ok(()) => true,
+            Err(e) => {
+                self.facts.pipe_closed |= e == Error::Eos;
+                false
+            }
+        }
+    }
+
+    /// One notify datagram: `KEY=VALUE` lines.
+    fn datagram(&mut self, text: &[u8], sender_uid: Option<libc::uid_t>) {
+        for line in text.split(|&b| b == b'\n') {
+            if line == b"READY=1" {
+                self.report(Verdict::Ready);
+            } else if let Some(errno) = line.strip_prefix(b"ERRNO=") {
+                self.report(Verdict::Failed(parse(errno)));
+            } else if let Some(text) = line.strip_prefix(b"STATUS=") {
+                self.child.status = Some(String::from_utf8_lossy(text).into_owned());
+            } else if let Some(usec) = line.strip_prefix(b"EXTEND_TIMEOUT_USEC=")
+                && let Some(usec) = parse(usec)
+            {
+                self.extend(usec);
+            } else if let Some(pid) = line.strip_prefix(b"MAINPID=")
+                && let Some(pid) = parse(pid)
+            {
+                self.main_pid(pid, sender_uid);
+            }
+        }
+    }
+
+    /// `EXTEND_TIMEOUT_USEC`: the deadline becomes at least now + `usec`.
+    fn extend(&mut self, usec: u64) {
+        let asked = Instant::now().checked_add(Duration::from_micros(usec));
+        if let Some(asked) = asked {
+            self.deadline = self.deadline.max(asked);
+        }
+    }
+
+    /// `MAINPID=`: the program names another process as its main one (it
+    /// forked its daemon). Honoured as systemd honours it: from a
+    /// privileged sender, or for a process of the launched program's own
+    /// tree (systemd asks "is it in the service's cgroup"; we have no
+    /// cgroup, and ask whether the program we started is among its
+    /// ancestors). Only where a pidfd can hold the new process (Linux):
+    /// anywhere else its pid could be reused under us.
+    fn main_pid(&mut self, pid: libc::pid_t, sender_uid: Option<libc::uid_t>) {
+        #[cfg(tokenpipe_linux_like)]
+        {
+            let launched = self.child.launched.pid();
+            if pid <= 1 || pid == launched {
+                return;
+            }
+            let ours = |pid| sender_uid == Some(0) || descends_from(pid, launched);
+            if !ours(pid) {
+                return;
+            }
+            let main = Process::stranger(pid);
+            // Still the same process now that a pidfd holds it?
+            if main.pidfd().is_some() && ours(pid) {
+                self.child.main = Some(main);
+                self.facts.ended = None;
+            }
+        }
+        #[cfg(not(tokenpipe_linux_like))]
+        let _ = (pid, sender_uid);
+    }
+
+    /// After a verdict from the socket: receive (and so complete) a
+    /// barrier that follows it, for at most [`BARRIER_LINGER`].
+    fn serve_barrier(&mut self) {
+        let Some(socket) = &self.socket else { return };
+        let fd = socket.fd.as_raw_fd();
+        let until = Instant::now() + BARRIER_LINGER;
+        let mut buf = [0u8; 4096];
+        loop {
+            while let Ok(got) = sys::recv_datagram(fd, &mut buf) {
+                if got.carried_fds {
+                    return;
+                }
+            }
+            let now = Instant::now();
+            if now >= until {
+                return;
+            }
+            let _ = sys::poll_readable(fd, poll_timeout_ms(until - now));
+        }
+    }
+
+    fn conclude(mut self, verdict: Verdict) -> Result<ReadyChild, LaunchError> {
+        if self.heard_on_socket {
+            self.serve_barrier();
+        }
+        let mut child = self.child;
+        match verdict {
+            Verdict::Ready => {
+                child.kill_on_drop = false;
+                Ok(child)
+            }
+            Verdict::Failed(errno) => Err(LaunchError::Failed {
+                status: child.status.clone(),
+                child,
+                errno,
+            }),
+        }
+    }
+
+    fn timed_out(self) -> LaunchError {
+        let waited = self.deadline.saturating_duration_since(self.start);
+        let mut child = self.child;
+        let status = child.status.clone();
+        let after = if !self.options.kill_on_timeout {
+            child.kill_on_drop = false;
+            AfterTimeout::Running(child)
+        } else {
+            // Detached, it leads its own process group: whatever it left
+            // running there (a daemon it forked) goes too, even when the
+            // program itself has exited.
+            let group_killed =
+                child.detached && sys::kill(-child.launched.pid(), libc::SIGKILL).is_ok();
+            match self.facts.ended {
+                Some(exit) => {
+                    // Never "killed" for what had already exited.
+                    child.kill_on_drop = false;
+                    AfterTimeout::AlreadyExited { exit, group_killed }
+                }
+                None => {
+                    let watched = child.main.as_mut().unwrap_or(&mut child.launched);
+                    match watched.kill_within(libc::SIGKILL, KILL_BOUND) {
+                        Killed::Ended(exit) => {
+                            // The one we started goes too (and is reaped
+                            // when `child` drops).
+                            child.kill_all();
+                            AfterTimeout::Killed(exit)
+                        }
+                        Killed::Refused(errno) => AfterTimeout::KillFailed {
+                            child,
+                            errno: Some(errno),
+                        },
+                        Killed::Lingering => AfterTimeout::KillFailed { child, errno: None },
+                    }
+                }
+            }
+        };
+        LaunchError::TimedOut {
+            waited,
+            status,
+            after,
+        }
+    }
+}
+
+/// A deadline `timeout` after `start`; a timeout past what an `Instant`
+/// holds (`Duration::MAX`) means "never", and a century stands in for it
+/// rather than a panic.
+pub(super) fn deadline_after(start: Instant, timeout: Duration) -> Instant {
+    start
+        .checked_add(timeout)
+        .unwrap_or_else(|| start + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
+fn pollin(fd: libc::c_int) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }
+}
+
+/// A decimal number in a notify message.
+fn parse<T: std::str::FromStr>(digits: &[u8]) -> Option<T> {
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// Whether `ancestor` is among `pid`'s ancestors, from `/proc/PID/stat`'s
+/// parent pids (a short walk: a daemon's tree is shallow).
+#[cfg(tokenpipe_linux_like)]
+fn descends_from(pid: libc::pid_t, ancestor: libc::pid_t) -> bool {
+    let mut pid = pid;
+    for _ in 0..64 {
+        let Some(parent) = parent_of(pid) else {
+            return false;
+        };
+        if parent == ancestor {
+            return true;
+        }
+        if parent <= 1 {
+            return false;
+        }
+        pid = parent;
+    }
+    false
+}
+
+/// The parent pid, field 4 of `/proc/PID/stat` (after the command name,
+/// which is in parentheses and may hold anything, spaces and `)` too).
+#[cfg(tokenpipe_linux_like)]
+fn parent_of(pid: libc::pid_t) -> Option<libc::pid_t> {
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.iter().rposition(|&b| b == b')')? + 1..];
+    let mut fields = after_name
+        .split(|&b| b == b' ')
+        .filter(|field| !field.is_empty());
+    let _state = fields.next()?;
+    parse(fields.next()?)
+}
