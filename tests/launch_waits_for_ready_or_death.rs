@@ -158,7 +158,9 @@ fn a_pipe_closed_without_a_report_is_no_verdict_while_the_socket_is_on_offer() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // It closes every fd it inherited, then reports on the socket: ready,
     // not "failed" for the closed pipe.
-    let mut cmd = sh(r#"eval "exec $TOKENPIPE_READY_FD>&-"; sleep 0.2; systemd-notify --ready; exec sleep 1"#);
+    let mut cmd = sh(
+        r#"eval "exec $TOKENPIPE_READY_FD>&-"; sleep 0.2; systemd-notify --ready; exec sleep 1"#,
+    );
     let mut child = launch(&mut cmd, quick()).unwrap();
     assert!(child.wait().unwrap().success());
     // Closed, and then it ends without a word: it ended first.

@@ -385,11 +385,7 @@ pub(crate) fn recv_fd(sock: c_int) -> SysResult<Option<c_int>> {
     // SAFETY: the iovec and control buffer are valid for writes of their
     // lengths for the call.
     ret_usize(unsafe {
-        libc::recvmsg(
-            sock,
-            &mut msg,
-            libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC,
-        )
+        libc::recvmsg(sock, &mut msg, libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC)
     })?;
     let mut first = None;
     // SAFETY: recvmsg filled `msg`; the walk stays inside the control bytes

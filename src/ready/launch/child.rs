@@ -101,7 +101,9 @@ impl ReadyChild {
             Some(main) => {
                 // The program as started may have ended long ago: reap it.
                 let _ = self.launched.try_wait();
-                Ok(main.ended_within(std::time::Duration::ZERO)?.then_some(ChildExit::Unknown))
+                Ok(main
+                    .ended_within(std::time::Duration::ZERO)?
+                    .then_some(ChildExit::Unknown))
             }
             None => self.launched.try_wait(),
         }

@@ -146,7 +146,11 @@ impl Waiter {
     fn look_for_end(&mut self) -> Option<ChildExit> {
         // The one we started is reaped as soon as it ends, whoever is
         // watched: its status is the answer, or it would linger a zombie.
-        let launched = self.child.launched.try_wait().unwrap_or(Some(ChildExit::Unknown));
+        let launched = self
+            .child
+            .launched
+            .try_wait()
+            .unwrap_or(Some(ChildExit::Unknown));
         match &mut self.child.main {
             Some(main) => main
                 .ended_within(Duration::ZERO)

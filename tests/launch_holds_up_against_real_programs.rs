@@ -1,0 +1,686 @@
+//! `ready::launch` in the cases real programs and real launchers hit:
+//! a launcher that ignores `SIGCHLD` or reaps in a handler, a kill that is
+//! refused, a program that daemonizes itself and exits, one that closes
+//! the fds it inherited, pipes its stdio, names its main pid, or is
+//! dropped unwatched; a `TMPDIR` too long for a socket address.
+//!
+//! Most cases run the `launch` example, the contract a user holds the
+//! crate to (set `TOKENPIPE_LAUNCH_EXAMPLE` to run them against another
+//! build of it); the rest run the library in this test binary, re-run in
+//! child mode where a case changes process-wide state (`SIGCHLD`). The
+//! cases that inject faults with strace run where strace can trace the
+//! launcher itself rather than an emulator: x86 Linux.
+#![cfg(all(unix, feature = "std"))]
+#![cfg(any(target_os = "linux", target_os = "android"))]
+
+mod common;
+
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bitcoin_tokenpipe::ChildExit;
+use bitcoin_tokenpipe::ready::{LaunchError, LaunchOptions, Notifier, launch};
+
+/// One launch at a time: several cases count processes or fds.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A scratch directory, removed when dropped, pass or fail; and the
+/// processes the case started, killed when dropped.
+struct Scratch {
+    dir: PathBuf,
+}
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        static CASES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = CASES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("tokenpipe-real-{name}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// The pid a script wrote to `name`, waiting up to 10 s for it.
+    fn pid(&self, name: &str) -> libc::pid_t {
+        let path = self.path(name);
+        let start = Instant::now();
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&path)
+                && let Ok(pid) = text.trim().parse()
+            {
+                return pid;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "no pid in {path:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // Every pid a case wrote here is one of its processes: none is left.
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().ends_with(".pid")
+                    && let Ok(text) = std::fs::read_to_string(entry.path())
+                    && let Ok(pid) = text.trim().parse::<libc::pid_t>()
+                    && pid > 1
+                {
+                    // SAFETY: kill takes plain integers; the pid was one of
+                    // this case's processes moments ago.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Whether `pid` is alive: running or sleeping, not gone and not a zombie.
+fn alive(pid: libc::pid_t) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => false,
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X')),
+    }
+}
+
+/// Whether `pid` is gone altogether: no process, no zombie.
+fn gone(pid: libc::pid_t) -> bool {
+    !Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Waits up to 10 s for `pid` to be gone (killed and reaped): a state, not
+/// a timing, since a process that is never reaped never gets there.
+fn becomes_gone(pid: libc::pid_t) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if gone(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+/// The `launch` example next to this test binary (`TOKENPIPE_LAUNCH_EXAMPLE`
+/// names another), under the emulator where there is one.
+fn launch_example() -> Command {
+    let exe = match std::env::var_os("TOKENPIPE_LAUNCH_EXAMPLE") {
+        Some(path) => PathBuf::from(path),
+        None => {
+            let me = std::env::current_exe().unwrap();
+            // target/<profile>/deps/this-test -> target/<profile>/examples/launch
+            me.parent()
+                .and_then(Path::parent)
+                .unwrap()
+                .join("examples/launch")
+        }
+    };
+    assert!(exe.exists(), "the launch example is not built at {exe:?}");
+    let runner = std::env::var("TOKENPIPE_TEST_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    match words.next() {
+        Some(emulator) => {
+            let mut c = Command::new(emulator);
+            c.args(words).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    }
+}
+
+/// Runs `cmd` to its end with stdout and stderr in a file (a program it
+/// leaves running holds them: a pipe would never see end of file), and
+/// returns its exit code and what it printed.
+fn run(mut cmd: Command, scratch: &Scratch) -> (i32, String) {
+    let out = scratch.path("launch.out");
+    let file = File::create(&out).unwrap();
+    cmd.stdin(Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file);
+    let status = cmd.status().unwrap();
+    let text = std::fs::read_to_string(&out).unwrap();
+    (status.code().unwrap_or(-1), text)
+}
+
+/// `cmd` with `SIGCHLD` ignored from its start (the disposition survives
+/// `exec`, as it does for a program started so by a shell or a service
+/// manager).
+fn ignoring_sigchld(mut cmd: Command) -> Command {
+    // SAFETY: between fork and exec the closure makes one
+    // async-signal-safe call, signal(2), and allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGCHLD, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    cmd
+}
+
+fn example(args: &[&str]) -> Command {
+    let mut cmd = launch_example();
+    cmd.args(args);
+    cmd
+}
+
+/// strace, to inject faults into the launcher; a missing strace is an
+/// error that names it.
+#[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+fn strace(args: &[&str]) -> Command {
+    let found = Command::new("strace")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .status();
+    assert!(
+        found.is_ok_and(|s| s.success()),
+        "strace is missing (Debian package strace): these cases inject faults with it"
+    );
+    // Not -f: the launcher's own calls are the ones to break, and strace
+    // following the program too would outlive the launcher with it.
+    let mut cmd = Command::new("strace");
+    cmd.arg("-qq").args(args);
+    cmd
+}
+
+// ---------------------------------------------------------------------
+// Timeouts: what is killed, what is said, and never a wait past the bound.
+
+#[test]
+fn a_detached_program_that_exits_leaving_a_daemon_has_its_group_killed_on_timeout() {
+    let _turn = serial();
+    let s = Scratch::new("detach");
+    let script = format!(
+        "sleep 30 & echo $! >{}; exit 0",
+        s.path("daemon.pid").display()
+    );
+    let (code, out) = run(
+        example(&["--detach", "--timeout", "1", "--", "/bin/sh", "-c", &script]),
+        &s,
+    );
+    assert_eq!(code, 3, "{out}");
+    let daemon = s.pid("daemon.pid");
+    // The daemon it left is killed (a zombie at most, until init reaps it).
+    let start = Instant::now();
+    while alive(daemon) && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!alive(daemon), "the daemon the program left runs on: {out}");
+    // And nobody is said to have been killed who had already exited.
+    assert!(!out.contains("killed it ("), "{out}");
+    assert!(out.contains("had exited with status 0"), "{out}");
+    assert!(out.contains("killed what it left running"), "{out}");
+}
+
+#[test]
+fn a_program_that_exits_leaving_a_daemon_undetached_is_not_said_to_be_killed() {
+    let _turn = serial();
+    let s = Scratch::new("undetached");
+    let script = format!(
+        "sleep 30 & echo $! >{}; exit 0",
+        s.path("daemon.pid").display()
+    );
+    let (code, out) = run(
+        example(&["--timeout", "0.5", "--", "/bin/sh", "-c", &script]),
+        &s,
+    );
+    assert_eq!(code, 3, "{out}");
+    assert!(!out.contains("killed it"), "{out}");
+    assert!(out.contains("was left running"), "{out}");
+}
+
+#[test]
+#[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+fn a_refused_kill_hands_the_program_back_instead_of_waiting_for_it() {
+    let _turn = serial();
+    let s = Scratch::new("eperm");
+    // Every kill the launcher makes fails with EPERM, as it does for a
+    // set-user-ID program an unprivileged launcher started. The program
+    // would end by itself only after 30 s.
+    let script = format!(
+        "echo $$ >{}; exec sleep 30",
+        s.path("program.pid").display()
+    );
+    let mut cmd = strace(&[
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=kill,pidfd_send_signal",
+        "-e",
+        "inject=kill,pidfd_send_signal:error=EPERM",
+    ]);
+    cmd.arg(launch_example().get_program()).args([
+        "--timeout",
+        "0.5",
+        "--",
+        "/bin/sh",
+        "-c",
+        &script,
+    ]);
+    let (code, out) = run(cmd, &s);
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains("could not kill it (Operation not permitted"),
+        "{out}"
+    );
+    // The launcher came back while the program still ran: it did not wait
+    // for the program to end by itself.
+    assert!(alive(s.pid("program.pid")), "{out}");
+}
+
+#[test]
+fn the_example_takes_a_zero_timeout_as_no_timeout() {
+    let _turn = serial();
+    let s = Scratch::new("zero");
+    let (code, out) = run(
+        example(&[
+            "--timeout",
+            "0",
+            "--",
+            "/bin/sh",
+            "-c",
+            r#"sleep 0.3; printf '\001' >"/dev/fd/$TOKENPIPE_READY_FD""#,
+        ]),
+        &s,
+    );
+    assert_eq!(code, 0, "{out}");
+}
+
+// ---------------------------------------------------------------------
+// A launcher whose SIGCHLD is ignored, or reaped by a handler.
+
+#[test]
+fn a_launcher_that_ignores_sigchld_reports_an_exit_as_an_exit() {
+    let _turn = serial();
+    let s = Scratch::new("sigign");
+    let cmd = ignoring_sigchld(example(&["--", "/bin/sh", "-c", "sleep 0.3; exit 7"]));
+    let (code, out) = run(cmd, &s);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("exit status was collected elsewhere"), "{out}");
+}
+
+#[test]
+fn a_program_that_ends_at_once_under_an_ignored_sigchld_is_seen_to_end() {
+    let _turn = serial();
+    let s = Scratch::new("sigign-at-once");
+    // The kernel reaps it before spawn has even returned: still an end,
+    // never a wait for the timeout.
+    let cmd = ignoring_sigchld(example(&["--timeout", "20", "--", "/bin/true"]));
+    let (code, out) = run(cmd, &s);
+    assert_eq!(code, 2, "{out}");
+}
+
+#[test]
+fn a_launcher_that_ignores_sigchld_says_so_on_timeout_too() {
+    let _turn = serial();
+    let s = Scratch::new("sigign-timeout");
+    let cmd = ignoring_sigchld(example(&["--timeout", "0.3", "--", "sleep", "5"]));
+    let (code, out) = run(cmd, &s);
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains("killed it (it ended (its exit status was collected elsewhere"),
+        "{out}"
+    );
+}
+
+#[test]
+#[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+fn a_launcher_that_ignores_sigchld_does_not_spin() {
+    let _turn = serial();
+    let s = Scratch::new("spin");
+    let trace = s.path("polls.trace");
+    let mut cmd = ignoring_sigchld(strace(&[
+        "-o",
+        trace.to_str().unwrap(),
+        "-e",
+        "trace=poll,ppoll",
+    ]));
+    cmd.arg(launch_example().get_program())
+        .args(["--", "/bin/sh", "-c", "sleep 0.5; exit 7"]);
+    let (code, out) = run(cmd, &s);
+    assert_eq!(code, 2, "{out}");
+    // Waiting half a second takes a handful of polls (the pidfd wakes
+    // them); a pidfd left readable and polled again costs thousands.
+    let polls = std::fs::read_to_string(&trace).unwrap().lines().count();
+    assert!(
+        polls < 100,
+        "{polls} polls in half a second: the launcher spins"
+    );
+}
+
+/// Run normally, this does nothing. Re-run by the cases below with
+/// `TOKENPIPE_TEST_ACT` set, it is a launcher whose `SIGCHLD` handler reaps
+/// every child, as many real programs have; it prints what it saw.
+#[test]
+fn child_mode_launches_with_a_reaping_handler() {
+    let Ok(act) = std::env::var("TOKENPIPE_TEST_ACT") else {
+        return;
+    };
+    extern "C" fn reap_everything(_: libc::c_int) {
+        let saved = common::get_errno();
+        // SAFETY: waitpid is async-signal-safe; a null status is allowed.
+        while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
+        common::set_errno(saved);
+    }
+    common::install_handler(libc::SIGCHLD, reap_everything);
+    let script = match act.as_str() {
+        "exit" => "sleep 0.3; exit 7",
+        "ready" => r#"printf '\001' >"/dev/fd/$TOKENPIPE_READY_FD"; sleep 0.3; exit 3"#,
+        other => panic!("unknown act {other}"),
+    };
+    let mut cmd = Command::new("/bin/sh");
+    cmd.args(["-c", script]);
+    let verdict = match launch(
+        &mut cmd,
+        LaunchOptions::new().timeout(Duration::from_secs(20)),
+    ) {
+        Ok(mut child) => format!("ready, then {:?}", child.wait()),
+        Err(LaunchError::Exited { exit, .. }) => format!("exited {exit:?}"),
+        Err(e) => format!("error {e}"),
+    };
+    println!("VERDICT {verdict}");
+}
+
+fn launch_with_reaping_handler(act: &str) -> String {
+    let mut cmd = common::this_test_binary("child_mode_launches_with_a_reaping_handler");
+    cmd.arg("--nocapture").env("TOKENPIPE_TEST_ACT", act);
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    text.lines()
+        .find_map(|l| l.split_once("VERDICT ").map(|(_, verdict)| verdict))
+        .unwrap_or_else(|| panic!("no verdict in {text}"))
+        .to_owned()
+}
+
+#[test]
+fn a_launcher_whose_handler_reaps_every_child_still_gets_its_verdicts() {
+    let _turn = serial();
+    // Whoever reaps first, the handler or the launcher, the verdict is the
+    // same; only the status may be lost.
+    let exited = launch_with_reaping_handler("exit");
+    assert!(
+        ["exited Unknown", "exited Exited(7)"].contains(&exited.as_str()),
+        "{exited}"
+    );
+    let ready = launch_with_reaping_handler("ready");
+    assert!(
+        ["ready, then Ok(Unknown)", "ready, then Ok(Exited(3))"].contains(&ready.as_str()),
+        "{ready}"
+    );
+}
+
+// ---------------------------------------------------------------------
+// Reports on the socket.
+
+#[test]
+#[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+fn a_socket_report_sent_before_exiting_wins_however_the_reads_interleave() {
+    let _turn = serial();
+    // STATUS=, then READY=1, then exit; the launcher's n-th recvmsg is held
+    // back 100 ms, so the program's exit lands between its reads.
+    for n in 1..=4 {
+        let s = Scratch::new("interleave");
+        let inject = format!("inject=recvmsg:delay_exit=100000:when={n}");
+        let mut cmd = strace(&["-o", "/dev/null", "-e", "trace=recvmsg", "-e", &inject]);
+        cmd.arg(launch_example().get_program()).args([
+            "--",
+            "/bin/sh",
+            "-c",
+            "systemd-notify --status=loading; systemd-notify --ready --no-block",
+        ]);
+        let (code, out) = run(cmd, &s);
+        assert_eq!(code, 0, "recvmsg {n} held back: {out}");
+    }
+}
+
+#[test]
+fn a_program_that_closes_its_inherited_fds_and_reports_on_the_socket_is_ready() {
+    let _turn = serial();
+    let s = Scratch::new("closes-fds");
+    let (code, out) = run(
+        example(&[
+            "--",
+            "/bin/sh",
+            "-c",
+            r#"eval "exec $TOKENPIPE_READY_FD>&-"; systemd-notify --ready; sleep 1"#,
+        ]),
+        &s,
+    );
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn a_long_tmpdir_falls_back_to_a_directory_whose_paths_fit_a_socket_address() {
+    let _turn = serial();
+    let s = Scratch::new("tmpdir");
+    let long = s.path(&"d".repeat(100));
+    std::fs::create_dir_all(&long).unwrap();
+    let mut cmd = example(&["--", "systemd-notify", "--ready"]);
+    cmd.env("TMPDIR", &long).env_remove("XDG_RUNTIME_DIR");
+    let (code, out) = run(cmd, &s);
+    assert_eq!(code, 0, "{out}");
+}
+
+// ---------------------------------------------------------------------
+// MAINPID=: the daemon a program forked and announced.
+
+#[test]
+fn mainpid_from_a_privileged_or_related_sender_names_the_daemon() {
+    let _turn = serial();
+    let s = Scratch::new("mainpid");
+    let script = format!(
+        "sleep 30 & echo $! >{}; systemd-notify --ready --pid=$!",
+        s.path("daemon.pid").display()
+    );
+    let mut cmd = Command::new("/bin/sh");
+    cmd.args(["-c", &script]);
+    let mut child = launch(
+        &mut cmd,
+        LaunchOptions::new().timeout(Duration::from_secs(20)),
+    )
+    .unwrap();
+    let daemon = s.pid("daemon.pid");
+    assert_eq!(child.pid(), daemon);
+    assert_ne!(child.launched_pid(), daemon);
+    child.kill(libc::SIGTERM).unwrap();
+    assert_eq!(child.wait().unwrap(), ChildExit::Unknown);
+    assert!(!alive(daemon));
+}
+
+#[test]
+fn mainpid_naming_a_stranger_is_refused_from_an_unprivileged_sender() {
+    let _turn = serial();
+    let s = Scratch::new("mainpid-stranger");
+    // Root is trusted with any MAINPID=, as systemd trusts it: run the
+    // launcher (and so its senders) as nobody.
+    // SAFETY: geteuid takes nothing.
+    let as_nobody = unsafe { libc::geteuid() } == 0;
+    let launcher = launch_example();
+    let mut cmd = if as_nobody {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
+        c.arg(launcher.get_program()).args(launcher.get_args());
+        c
+    } else {
+        launcher
+    };
+    let me = std::process::id().to_string();
+    cmd.args([
+        "--",
+        "/bin/sh",
+        "-c",
+        &format!("echo $$ >&2; systemd-notify --ready --pid={me}; sleep 1"),
+    ]);
+    let (code, out) = run(cmd, &s);
+    assert_eq!(code, 0, "{out}");
+    // The line names the program as started, not this test process.
+    assert!(!out.contains(&format!("(pid {me})")), "{out}");
+}
+
+// ---------------------------------------------------------------------
+// What the caller gets: stdio, errors, and never a zombie.
+
+#[test]
+fn piped_stdio_stays_open_after_the_verdict() {
+    use std::io::Read;
+    let _turn = serial();
+    let mut cmd = Command::new("/bin/sh");
+    cmd.args([
+        "-c",
+        r#"printf '\001' >"/dev/fd/$TOKENPIPE_READY_FD"; sleep 0.2; echo served"#,
+    ])
+    .stdout(Stdio::piped());
+    let mut child = launch(
+        &mut cmd,
+        LaunchOptions::new().timeout(Duration::from_secs(20)),
+    )
+    .unwrap();
+    let mut said = String::new();
+    child
+        .take_stdout()
+        .unwrap()
+        .read_to_string(&mut said)
+        .unwrap();
+    assert_eq!(said, "served\n");
+    assert_eq!(child.wait().unwrap(), ChildExit::Exited(0));
+}
+
+#[test]
+fn dropping_a_failed_launch_leaves_no_process_and_no_zombie() {
+    let _turn = serial();
+    let mut cmd = Command::new("/bin/sh");
+    cmd.args([
+        "-c",
+        r#"printf '\000\005\000\000\000' >"/dev/fd/$TOKENPIPE_READY_FD"; exec sleep 30"#,
+    ]);
+    let pid = match launch(
+        &mut cmd,
+        LaunchOptions::new().timeout(Duration::from_secs(20)),
+    ) {
+        Err(LaunchError::Failed { child, .. }) => child.pid(),
+        other => panic!("{other:?}"),
+    };
+    // The error (and the child in it) is gone: killed and reaped.
+    assert!(becomes_gone(pid), "pid {pid} left behind");
+}
+
+#[test]
+fn a_failed_program_taken_out_of_the_error_runs_on() {
+    let _turn = serial();
+    let mut cmd = Command::new("/bin/sh");
+    cmd.args([
+        "-c",
+        r#"printf '\000\005\000\000\000' >"/dev/fd/$TOKENPIPE_READY_FD"; exec sleep 30"#,
+    ]);
+    let err = launch(
+        &mut cmd,
+        LaunchOptions::new().timeout(Duration::from_secs(20)),
+    )
+    .unwrap_err();
+    let mut child = err.into_child().expect("a failed launch holds its program");
+    let pid = child.pid();
+    assert!(alive(pid));
+    child.kill(libc::SIGKILL).unwrap();
+    assert_eq!(child.wait().unwrap(), ChildExit::Signaled(libc::SIGKILL));
+}
+
+#[test]
+fn a_dropped_ready_child_runs_on_and_is_reaped_when_it_ends() {
+    let _turn = serial();
+    let mut cmd = Command::new("/bin/sh");
+    cmd.args([
+        "-c",
+        r#"printf '\001' >"/dev/fd/$TOKENPIPE_READY_FD"; exec sleep 0.5"#,
+    ]);
+    let child = launch(
+        &mut cmd,
+        LaunchOptions::new().timeout(Duration::from_secs(20)),
+    )
+    .unwrap();
+    let pid = child.pid();
+    drop(child);
+    assert!(alive(pid), "dropping a ready program must not kill it");
+    assert!(becomes_gone(pid), "pid {pid} left a zombie");
+}
+
+#[test]
+fn a_reused_command_gets_an_error_that_says_so() {
+    let _turn = serial();
+    let mut cmd = Command::new("/bin/sh");
+    cmd.args(["-c", r#"printf '\001' >"/dev/fd/$TOKENPIPE_READY_FD""#]);
+    let mut first = launch(
+        &mut cmd,
+        LaunchOptions::new().timeout(Duration::from_secs(20)),
+    )
+    .unwrap();
+    first.wait().unwrap();
+    match launch(&mut cmd, LaunchOptions::new()) {
+        Err(e @ LaunchError::CommandReused { .. }) => {
+            assert!(e.to_string().contains("use a fresh Command"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_program_that_cannot_start_is_named_in_the_error() {
+    let _turn = serial();
+    let mut cmd = Command::new("/nonexistent/tokenpipe-daemon");
+    let e = launch(&mut cmd, LaunchOptions::new()).unwrap_err();
+    assert!(matches!(e, LaunchError::Spawn { .. }), "{e:?}");
+    assert!(
+        e.to_string().contains("/nonexistent/tokenpipe-daemon"),
+        "{e}"
+    );
+}
+
+#[test]
+fn status_text_on_the_token_pipe_reaches_the_launcher() {
+    let _turn = serial();
+    // A program that reports through the pipe only, as a Notifier from
+    // from_env does when this crate's launcher started it.
+    let mut cmd = common::this_test_binary("child_mode_reports_on_the_pipe_with_status");
+    cmd.env("TOKENPIPE_TEST_ACT", "fail").stdout(Stdio::null());
+    match launch(
+        &mut cmd,
+        LaunchOptions::new().timeout(Duration::from_secs(20)),
+    ) {
+        Err(e @ LaunchError::Failed { .. }) => {
+            assert_eq!(e.status_text(), Some("cannot open the wallet"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Run normally, this does nothing; re-run with `TOKENPIPE_TEST_ACT`, it
+/// reports on the token pipe with a status text first.
+#[test]
+fn child_mode_reports_on_the_pipe_with_status() {
+    if std::env::var_os("TOKENPIPE_TEST_ACT").is_none() {
+        return;
+    }
+    // SAFETY: only this test runs in this process, before any thread.
+    unsafe { std::env::remove_var("NOTIFY_SOCKET") };
+    // SAFETY: as above; the fd is ours alone.
+    let notifier = unsafe { Notifier::from_env() }.unwrap().expect("the pipe");
+    notifier.status("cannot open the wallet").unwrap();
+    notifier.failed(libc::ENOENT).unwrap();
+}
