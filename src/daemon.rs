@@ -616,9 +616,17 @@ unsafe fn fork_with(options: DaemonOptions<'_>, fault: Fault) -> Result<Forked<'
     let outcome = match Report::receive(&reader) {
         Ok(Report::Done(pid)) if pid == daemon.pid() => Ok(()),
         other => {
-            // The daemon failed or died; make sure it is gone. Its pid is
-            // still reserved (its parent, our child, has not reaped it).
-            let _ = sys::kill(daemon.pid(), libc::SIGKILL);
+            // The daemon failed or died; make sure it is gone: through its
+            // pidfd, which names it and nobody else whatever its pid does.
+            let killed = daemon.kill(libc::SIGKILL);
+            if killed == Err(Error::NotAChild) && child.try_wait() == Ok(None) {
+                // No pidfd (not Linux, or Linux before 5.3). Then by pid,
+                // which is still the daemon's while its parent, our
+                // intermediate child, lives: that never reaps it, and it
+                // waits on `hold` (unless SIGCHLD is ignored there, when the
+                // kernel reaps the daemon as soon as it ends).
+                let _ = sys::kill(daemon.pid(), libc::SIGKILL);
+            }
             Err(match other {
                 Ok(report) => report.into_error(),
                 Err(Error::Eos) => Error::DiedDuringSetup(None),
