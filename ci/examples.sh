@@ -79,6 +79,9 @@ check "the second instance left the first one's pid file alone" \
 for _ in $(seq 100); do [[ -e $tmp/d.pid ]] || break; sleep 0.1; done
 check "the daemon removed its pid file when it finished serving" test ! -e "$tmp/d.pid"
 
+# A pid file whose directory is missing: the error names the file.
+expect daemon_wait 1 "(pid file $tmp/no/such/d.pid); exiting 1" -- --pid-file "$tmp/no/such/d.pid"
+
 # Double fork: the daemon is not a session leader; the launcher named its pid.
 # Each step must see its evidence: a missing pid file, a daemon already gone
 # or a launcher line naming another pid is a failure, not a pass.
