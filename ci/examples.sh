@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Runs every example the way the README tells a newcomer to, and checks that
 # each one says and exits what it should. Usage: ci/examples.sh
+# (On Linux one check runs daemon_wait under strace, installed when missing.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=ci/lib.sh
+source ci/lib.sh # need_cmd, for strace
 
 fail=0
 # expect NAME EXIT_CODE NEEDLE -- ARGS...: run the example, check its exit
@@ -78,6 +81,38 @@ check "the second instance left the first one's pid file alone" \
     test "$(cat "$tmp/d.pid" 2>/dev/null)" = "$first"
 for _ in $(seq 100); do [[ -e $tmp/d.pid ]] || break; sleep 0.1; done
 check "the daemon removed its pid file when it finished serving" test ! -e "$tmp/d.pid"
+
+# A pid file whose directory is missing: the error names the file.
+expect daemon_wait 1 "(pid file $tmp/no/such/d.pid); exiting 1" -- --pid-file "$tmp/no/such/d.pid"
+
+# Two instances never both hold the pid file, even when one starts as the
+# other exits. A serves 1 s. B starts while A holds the file, and strace
+# holds up B's first openat of it for 2.5 s, during which A removes the
+# file and exits: B's lock then lands on A's removed file, which excludes
+# nobody, so B must open the path again and hold the file there. C,
+# started while B serves, must be refused naming B. strace follows B's
+# daemon until it ends, so it runs in the background while C is tried.
+if [[ $(uname -s) != Linux ]]; then
+    echo "skip the pid file hand-over under strace: strace is Linux only"
+elif ! need_cmd strace strace; then
+    echo "FAIL the pid file hand-over under strace: no strace (apt-get install strace)"
+    fail=1
+else
+    race="$tmp/race.pid"
+    expect daemon_wait 0 "is ready; exiting 0" -- --pid-file "$race" --serve 1
+    timeout 60 strace -f -qq -o "$tmp/race.strace" -P "$race" -e trace=openat \
+        -e inject=openat:delay_exit=2500000:when=1 \
+        "$bin/daemon_wait" --pid-file "$race" --serve 3 >"$tmp/race-b.out" 2>&1 &
+    tracer=$!
+    for _ in $(seq 1000); do grep -q "exiting" "$tmp/race-b.out" && break; sleep 0.02; done
+    b=$(sed -n 's/^launcher: daemon \([0-9]*\) is ready.*/\1/p' "$tmp/race-b.out")
+    check "B, started as A exits, is ready: $(cat "$tmp/race-b.out")" test -n "$b"
+    check "the pid file names B (${b:-?}), not a file B locked after A removed it: it holds $(cat "$race" 2>/dev/null || echo nothing)" \
+        test "$(cat "$race" 2>/dev/null)" = "$b"
+    expect daemon_wait 4 "another instance (pid ${b:-?}) holds the pid file $race; exiting 4" -- --pid-file "$race"
+    wait "$tracer" || true
+    check "B removed its pid file when it finished serving" test ! -e "$race"
+fi
 
 # Double fork: the daemon is not a session leader; the launcher named its pid.
 # Each step must see its evidence: a missing pid file, a daemon already gone

@@ -40,7 +40,7 @@
 #[cfg(unix)]
 fn main() {
     use bitcoin_tokenpipe::Error;
-    use bitcoin_tokenpipe::daemon::{DaemonOptions, Forked, fork_daemon};
+    use bitcoin_tokenpipe::daemon::{DaemonOptions, Forked, SetupStep, fork_daemon};
     use std::process::exit;
     use std::time::Duration;
 
@@ -81,6 +81,20 @@ fn main() {
                 path.unwrap_or_default()
             );
             exit(4);
+        }
+        Err(
+            e @ Error::SetupFailed {
+                step: SetupStep::PidFile,
+                ..
+            },
+        ) => {
+            // The errno alone does not say which file it is about.
+            let path = args.pid_file.as_deref().map(|p| p.to_string_lossy());
+            println!(
+                "launcher: could not start the daemon: {e} (pid file {}); exiting 1",
+                path.unwrap_or_default()
+            );
+            exit(1);
         }
         Err(e @ Error::DiedDuringSetup(_)) => {
             // fork_daemon has reaped (or killed and reaped) that child.

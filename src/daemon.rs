@@ -166,13 +166,20 @@ impl<'a> DaemonOptions<'a> {
     /// does.
     ///
     /// The daemon itself (after the second fork, if any) opens the file
-    /// without truncating it, takes an `fcntl` write lock on it, and only
-    /// then truncates it and writes its pid and a newline, all before its
-    /// set-up report. So a second instance fails at once, with
-    /// [`Error::AlreadyRunning`] naming the running daemon's pid, and never
-    /// truncates the running daemon's file; a stale file whose daemon is
-    /// gone (nobody holds the lock) is taken over. The lock lasts as long as
-    /// the daemon keeps the [`PidFile`] it is given, and ends when it exits.
+    /// without truncating it, takes an `fcntl` write lock on it, checks
+    /// that `path` still names the file it locked, and only then truncates
+    /// it and writes its pid and a newline, all before its set-up report.
+    /// So a second instance fails at once, with [`Error::AlreadyRunning`]
+    /// naming the running daemon's pid, and never truncates the running
+    /// daemon's file; a stale file whose daemon is gone (nobody holds the
+    /// lock) is taken over. The lock lasts as long as the daemon keeps the
+    /// [`PidFile`] it is given, and ends when it exits.
+    ///
+    /// The check matters when the previous daemon exits just as this one
+    /// starts: it removes its file, and this one's lock on the file it had
+    /// already opened would exclude nobody. The daemon then opens the path
+    /// again (a few times at most; then [`Error::SetupFailed`] with
+    /// [`SetupStep::PidFile`] and `EAGAIN`: the path keeps changing).
     ///
     /// `fcntl` locks belong to a process and end when it closes *any* fd of
     /// the file: the daemon must not open its own pid file again. They are
@@ -211,7 +218,8 @@ pub enum SetupStep {
     Setsid = 1,
     /// The second `fork()` of a double fork.
     Fork = 2,
-    /// Opening, locking, truncating or writing the pid file.
+    /// Opening, locking, truncating or writing the pid file (`EAGAIN`:
+    /// the file at its path kept being replaced while it was locked).
     PidFile = 3,
     /// `chdir("/")`.
     Chdir = 4,
@@ -364,7 +372,8 @@ pub type ReadyNotifier = crate::ready::Notifier;
 /// intermediate child reports the daemon's pid and waits, keeping it
 /// unreaped, until the launcher has the daemon's set-up report, then
 /// exits); `umask`; the [`pid_file`](DaemonOptions::pid_file) (open
-/// without truncating, lock, truncate, write); `chdir("/")`; stdio onto
+/// without truncating, lock, check that the path still names it, truncate,
+/// write); `chdir("/")`; stdio onto
 /// `/dev/null`; then the set-up report (the daemon's pid, or the step that
 /// failed and its errno). Only async-signal-safe calls are made until the
 /// report. The daemon returns `Ok(Forked::Child(..))`.
@@ -430,6 +439,8 @@ enum Stage {
     Setsid,
     Fork,
     PidFile,
+    /// Between opening the pid file and locking it, at each try.
+    PidFileLock,
     Chdir,
     Stdio,
     Report,
@@ -605,9 +616,17 @@ unsafe fn fork_with(options: DaemonOptions<'_>, fault: Fault) -> Result<Forked<'
     let outcome = match Report::receive(&reader) {
         Ok(Report::Done(pid)) if pid == daemon.pid() => Ok(()),
         other => {
-            // The daemon failed or died; make sure it is gone. Its pid is
-            // still reserved (its parent, our child, has not reaped it).
-            let _ = sys::kill(daemon.pid(), libc::SIGKILL);
+            // The daemon failed or died; make sure it is gone: through its
+            // pidfd, which names it and nobody else whatever its pid does.
+            let killed = daemon.kill(libc::SIGKILL);
+            if killed == Err(Error::NotAChild) && child.try_wait() == Ok(None) {
+                // No pidfd (not Linux, or Linux before 5.3). Then by pid,
+                // which is still the daemon's while its parent, our
+                // intermediate child, lives: that never reaps it, and it
+                // waits on `hold` (unless SIGCHLD is ignored there, when the
+                // kernel reaps the daemon as soon as it ends).
+                let _ = sys::kill(daemon.pid(), libc::SIGKILL);
+            }
             Err(match other {
                 Ok(report) => report.into_error(),
                 Err(Error::Eos) => Error::DiedDuringSetup(None),
@@ -689,7 +708,7 @@ unsafe fn child_setup<'a>(
     let mut pid_file = None;
     if let Some(path) = options.pid_file {
         fault(Stage::PidFile, &writer);
-        match PidFile::lock_and_write(path) {
+        match PidFile::lock_and_write(path, || fault(Stage::PidFileLock, &writer)) {
             Ok(file) => pid_file = Some(file),
             Err(PidFileError::Held(pid)) => {
                 let _ = Report::AlreadyRunning(pid).send(&writer);
@@ -972,9 +991,15 @@ impl From<Errno> for PidFileError {
 }
 
 impl<'a> PidFile<'a> {
-    /// Opens without truncating, locks, then truncates and writes our pid.
-    /// Async-signal-safe: runs in the freshly forked daemon.
-    fn lock_and_write(path: &'a CStr) -> core::result::Result<PidFile<'a>, PidFileError> {
+    /// Opens without truncating, locks, checks that the path still names
+    /// the file it locked (else starts over), then truncates and writes our
+    /// pid. `before_lock` runs between each open and its lock (the unit
+    /// tests' fault hook). Async-signal-safe: runs in the freshly forked
+    /// daemon.
+    fn lock_and_write(
+        path: &'a CStr,
+        before_lock: impl Fn(),
+    ) -> core::result::Result<PidFile<'a>, PidFileError> {
         let dir = if path.to_bytes().first() == Some(&b'/') {
             libc::AT_FDCWD
         } else {
@@ -988,24 +1013,27 @@ impl<'a> PidFile<'a> {
             path,
             owner: 0,
         };
-        file.fd = sys::above_stdio(sys::open_pid_file(dir, path)?)?;
-        let mut attempts = 0;
+        let mut tries = 0;
         loop {
-            match sys::lock_whole_file(file.fd) {
-                Ok(()) => break,
-                Err(e) if e == Errno::EAGAIN || e == Errno::EACCES => {
-                    attempts += 1;
-                    match sys::lock_holder(file.fd)? {
-                        // Released between our two calls: try again.
-                        None if attempts < 3 => continue,
-                        None => return Err(PidFileError::Os(e)),
-                        Some(pid) if pid > 0 => return Err(PidFileError::Held(pid)),
-                        // The holder is in another pid namespace: the pid
-                        // it wrote is the best we have.
-                        Some(_) => return Err(PidFileError::Held(read_pid(file.fd))),
-                    }
-                }
+            file.fd = sys::above_stdio(sys::open_pid_file(dir, path)?)?;
+            before_lock();
+            lock_or_name_holder(file.fd)?;
+            // The lock is on the file we opened, which may no longer be the
+            // one at `path`: the instance that held it may have removed it
+            // and exited between our open and our lock, and another may have
+            // made a new file there since. A lock on a removed file excludes
+            // nobody, so only a lock on the file the path names counts.
+            match sys::path_names_fd(dir, path, file.fd) {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) if e.raw() == libc::ENOENT => {}
                 Err(e) => return Err(PidFileError::Os(e)),
+            }
+            // Closing it releases our lock on the file that left the path.
+            sys::close(core::mem::replace(&mut file.fd, -1));
+            tries += 1;
+            if tries == PID_FILE_TRIES {
+                return Err(PidFileError::Os(Errno::EAGAIN));
             }
         }
         file.owner = sys::getpid();
@@ -1022,14 +1050,16 @@ impl<'a> PidFile<'a> {
     /// [`DaemonOptions::pid_file`] does for a forked daemon: for a daemon
     /// that did not fork (one a launcher started, or that re-executed
     /// itself with [`ready::launch`](crate::ready)). Open without
-    /// truncating, lock, then truncate and write this process's pid.
+    /// truncating, lock, check that the path still names the locked file
+    /// (else open it again), then truncate and write this process's pid.
     /// Async-signal-safe and allocation-free.
     ///
     /// # Errors
     /// [`Error::AlreadyRunning`] with the pid that holds the lock (the file
     /// is left as it is); [`Error::SetupFailed`] with
     /// [`SetupStep::PidFile`] and the errno if it cannot be opened, locked
-    /// or written.
+    /// or written, `EAGAIN` if the file at the path was replaced at every
+    /// try.
     ///
     /// ```
     /// use bitcoin_tokenpipe::daemon::PidFile;
@@ -1043,7 +1073,7 @@ impl<'a> PidFile<'a> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn lock(path: &'a CStr) -> Result<PidFile<'a>> {
-        PidFile::lock_and_write(path).map_err(|e| match e {
+        PidFile::lock_and_write(path, || {}).map_err(|e| match e {
             PidFileError::Held(pid) => Error::AlreadyRunning(pid),
             PidFileError::Os(errno) => Error::SetupFailed {
                 step: SetupStep::PidFile,
@@ -1095,6 +1125,37 @@ impl Drop for PidFile<'_> {
     /// Removes the file and releases the lock; see [`PidFile::remove`].
     fn drop(&mut self) {
         let _ = self.release();
+    }
+}
+
+/// How many times the daemon opens its pid file afresh because the path
+/// no longer named the file it had just locked. Each retry means another
+/// instance removed the file between our `open` and our check, a window of
+/// microseconds; a path replaced that often is being fought over, and the
+/// daemon gives up with `EAGAIN` rather than spin.
+const PID_FILE_TRIES: u32 = 5;
+
+/// Takes the write lock on the open pid file `fd`, or names the process
+/// that holds it.
+fn lock_or_name_holder(fd: c_int) -> core::result::Result<(), PidFileError> {
+    let mut attempts = 0;
+    loop {
+        match sys::lock_whole_file(fd) {
+            Ok(()) => return Ok(()),
+            Err(e) if e == Errno::EAGAIN || e == Errno::EACCES => {
+                attempts += 1;
+                match sys::lock_holder(fd)? {
+                    // Released between our two calls: try again.
+                    None if attempts < 3 => continue,
+                    None => return Err(PidFileError::Os(e)),
+                    Some(pid) if pid > 0 => return Err(PidFileError::Held(pid)),
+                    // The holder is in another pid namespace: the pid it
+                    // wrote is the best we have.
+                    Some(_) => return Err(PidFileError::Held(read_pid(fd))),
+                }
+            }
+            Err(e) => return Err(PidFileError::Os(e)),
+        }
     }
 }
 

@@ -20,13 +20,13 @@
 
 mod common;
 
-use std::ffi::{CString, c_int};
+use std::ffi::c_int;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bitcoin_tokenpipe::daemon::{DaemonChild, DaemonOptions, Forked, fork_daemon};
 use bitcoin_tokenpipe::{ChildExit, Errno, Error};
-use common::{Ended, exit_now, fork_child, open_pipe_count, report, soak_scale};
+use common::{Ended, TempDir, exit_now, fork_child, open_pipe_count, report, soak_scale};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -376,9 +376,8 @@ fn emfile_before_the_fork_is_an_error_that_starts_no_child_and_leaks_nothing() {
 #[test]
 fn a_thousand_launches_leave_no_fd_no_zombie_and_no_pid_file() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = std::env::temp_dir().join(format!("tokenpipe-launches-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = CString::new(dir.join("d.pid").into_os_string().into_encoded_bytes()).unwrap();
+    let dir = TempDir::new("launches");
+    let path = dir.c_path("d.pid");
     let launches = 1000 * soak_scale();
     let pipes_before = open_pipe_count();
     let mut errors = 0;
@@ -429,7 +428,7 @@ fn a_thousand_launches_leave_no_fd_no_zombie_and_no_pid_file() {
     let mut status = 0;
     // SAFETY: `status` is a valid out-pointer.
     let zombies = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) } != -1;
-    let left = std::fs::read_dir(&dir).unwrap().count();
+    let left = std::fs::read_dir(dir.path()).unwrap().count();
     report(
         "daemon launches with a pid file (half double-forked), each reaped",
         &format!(
@@ -441,7 +440,6 @@ fn a_thousand_launches_leave_no_fd_no_zombie_and_no_pid_file() {
         0,
         leaked,
     );
-    let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(errors, 0, "see above");
     assert!(!zombies, "a child was left unreaped");
     assert_eq!(left, 0, "pid files were left behind");

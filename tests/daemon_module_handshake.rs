@@ -16,17 +16,18 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bitcoin_tokenpipe::Error;
-use bitcoin_tokenpipe::daemon::{DaemonOptions, DaemonParent, Forked, ReadyNotifier, fork_daemon};
-use common::{Ended, exit_now, kill, wait_for};
+use bitcoin_tokenpipe::daemon::{ChildExit, DaemonOptions, Forked, ReadyNotifier, fork_daemon};
+use common::{ChildProcess, Ended, KilledOnDrop, exit_now, killed_on_drop};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
 /// Forks a daemon; in the child runs `child` (async-signal-safe only) and
-/// exits with its code; in the parent returns the handle.
-fn daemon(options: DaemonOptions<'_>, child: impl FnOnce(ReadyNotifier) -> c_int) -> DaemonParent {
+/// exits with its code; in the parent returns the handle, which kills and
+/// reaps the daemon when dropped, pass or fail.
+fn daemon(options: DaemonOptions<'_>, child: impl FnOnce(ReadyNotifier) -> c_int) -> KilledOnDrop {
     // SAFETY: see the module comment.
     match unsafe { fork_daemon(options) } {
-        Ok(Forked::Parent(parent)) => parent,
+        Ok(Forked::Parent(parent)) => killed_on_drop(parent),
         Ok(Forked::Child(daemon)) => exit_now(child(daemon.notifier)),
         Err(e) => panic!("fork_daemon failed: {e}"),
     }
@@ -41,7 +42,7 @@ fn a_daemon_that_notifies_ready_is_ready() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut parent = daemon(quiet(), |n| if n.notify(true).is_ok() { 0 } else { 1 });
     assert_eq!(parent.wait_ready(), Ok(true));
-    assert_eq!(wait_for(parent.pid()), Ended::Exited(0));
+    assert_eq!(parent.wait(), Ok(ChildExit::Exited(0)));
     // The pipe was closed after the answer.
     assert_eq!(parent.wait_ready(), Err(Error::Closed));
 }
@@ -51,7 +52,7 @@ fn a_daemon_that_notifies_failure_is_not_ready() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut parent = daemon(quiet(), |n| if n.notify(false).is_ok() { 0 } else { 1 });
     assert_eq!(parent.wait_ready(), Ok(false));
-    assert_eq!(wait_for(parent.pid()), Ended::Exited(0));
+    assert_eq!(parent.wait(), Ok(ChildExit::Exited(0)));
 }
 
 #[test]
@@ -64,7 +65,7 @@ fn a_dropped_notifier_is_a_death_before_ready_not_success() {
     let err = parent.wait_ready().unwrap_err();
     assert_eq!(err, Error::DiedBeforeReady);
     assert_eq!(err.status(), bitcoin_tokenpipe::TS_EOS);
-    assert_eq!(wait_for(parent.pid()), Ended::Exited(5));
+    assert_eq!(parent.wait(), Ok(ChildExit::Exited(5)));
 }
 
 #[test]
@@ -76,9 +77,9 @@ fn a_daemon_killed_before_it_is_ready_is_a_death_before_ready() {
             unsafe { libc::pause() };
         }
     });
-    kill(parent.pid(), libc::SIGKILL);
+    parent.kill(libc::SIGKILL).unwrap();
     assert_eq!(parent.wait_ready(), Err(Error::DiedBeforeReady));
-    assert_eq!(wait_for(parent.pid()), Ended::Killed(libc::SIGKILL));
+    assert_eq!(parent.wait(), Ok(ChildExit::Signaled(libc::SIGKILL)));
 }
 
 #[test]
@@ -99,7 +100,7 @@ fn wait_ready_timeout_times_out_then_still_hears_the_answer() {
         Err(Error::TimedOut)
     );
     assert_eq!(parent.wait_ready_timeout(Duration::from_secs(30)), Ok(true));
-    assert_eq!(wait_for(parent.pid()), Ended::Exited(0));
+    assert_eq!(parent.wait(), Ok(ChildExit::Exited(0)));
 }
 
 #[test]
@@ -115,7 +116,7 @@ fn a_token_outside_the_protocol_is_an_error() {
         if ok { 0 } else { 1 }
     });
     assert_eq!(parent.wait_ready(), Err(Error::UnexpectedToken(7)));
-    assert_eq!(wait_for(parent.pid()), Ended::Exited(0));
+    assert_eq!(parent.wait(), Ok(ChildExit::Exited(0)));
 }
 
 /// The notifier's fd, found without allocating: the one fd above 2 that is
@@ -175,7 +176,7 @@ fn by_default_the_child_is_detached_as_daemon_7_asks() {
         if n.notify(true).is_ok() { 0 } else { 1 }
     });
     assert_eq!(parent.wait_ready(), Ok(true));
-    assert_eq!(wait_for(parent.pid()), Ended::Exited(0));
+    assert_eq!(parent.wait(), Ok(ChildExit::Exited(0)));
 }
 
 #[test]
@@ -201,7 +202,7 @@ fn options_off_leave_the_working_directory_and_stdio_alone() {
         if n.notify(true).is_ok() { 0 } else { 1 }
     });
     assert_eq!(parent.wait_ready(), Ok(true));
-    assert_eq!(wait_for(parent.pid()), Ended::Exited(0));
+    assert_eq!(parent.wait(), Ok(ChildExit::Exited(0)));
 }
 
 #[test]
@@ -212,6 +213,8 @@ fn a_daemon_whose_launcher_is_gone_survives_notify_with_broken_pipe() {
     let mut pipe_to_child = bitcoin_tokenpipe::TokenPipe::make().unwrap();
     let go = pipe_to_child.take_read_end();
     let go_writer = pipe_to_child.take_write_end();
+    // The handle unguarded (dropping it below must not kill the daemon);
+    // `child` kills and reaps it by pid instead, pass or fail.
     let mut parent = daemon(quiet(), |n| {
         // SAFETY: signal is async-signal-safe; SIG_DFL is valid.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
@@ -223,9 +226,10 @@ fn a_daemon_whose_launcher_is_gone_survives_notify_with_broken_pipe() {
             Err(Error::BrokenPipe) => 0,
             _ => 31,
         }
-    });
+    })
+    .into_inner();
+    let mut child = ChildProcess::new(parent.pid());
     drop(go);
-    let pid = parent.pid();
     // The launcher gives up: closes its read end without an answer.
     assert_eq!(
         parent.wait_ready_timeout(Duration::ZERO),
@@ -233,5 +237,5 @@ fn a_daemon_whose_launcher_is_gone_survives_notify_with_broken_pipe() {
     );
     drop(parent);
     go_writer.token_write(1).unwrap();
-    assert_eq!(wait_for(pid), Ended::Exited(0));
+    assert_eq!(child.wait(), Ended::Exited(0));
 }

@@ -12,28 +12,30 @@
 
 mod common;
 
-use std::ffi::{CString, c_int};
-use std::path::{Path, PathBuf};
+use std::ffi::c_int;
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use bitcoin_tokenpipe::daemon::{
-    ChildExit, DaemonChild, DaemonOptions, DaemonParent, Forked, SetupStep, fork_daemon,
+    ChildExit, DaemonChild, DaemonOptions, Forked, SetupStep, fork_daemon,
 };
 use bitcoin_tokenpipe::{Errno, Error, TokenPipe};
-use common::{exit_now, pause_forever};
+use common::{KilledOnDrop, TempDir, exit_now, killed_on_drop, pause_forever};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
 /// Forks a daemon; in it runs `child` (async-signal-safe only) and exits
-/// with its code; in the launcher returns the handle.
+/// with its code; in the launcher returns the handle, which kills and
+/// reaps the daemon when dropped, so a failed assertion leaves no daemon
+/// paused for good (nor a zombie for `no_children_left`).
 fn daemon(
     options: DaemonOptions<'_>,
     child: impl FnOnce(DaemonChild<'_>) -> c_int,
-) -> Result<DaemonParent, Error> {
+) -> Result<KilledOnDrop, Error> {
     // SAFETY: see the module comment.
     match unsafe { fork_daemon(options) } {
-        Ok(Forked::Parent(parent)) => Ok(parent),
+        Ok(Forked::Parent(parent)) => Ok(killed_on_drop(parent)),
         Ok(Forked::Child(daemon)) => exit_now(child(daemon)),
         Err(e) => Err(e),
     }
@@ -52,28 +54,6 @@ fn no_children_left() -> bool {
     // SAFETY: `status` is a valid out-pointer.
     let rc = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
     rc == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD)
-}
-
-/// A fresh directory for pid files, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("tokenpipe-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn c_path(&self, name: &str) -> CString {
-        CString::new(self.0.join(name).into_os_string().into_encoded_bytes()).unwrap()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn read_pid(path: &Path) -> Option<i32> {
@@ -199,7 +179,7 @@ fn a_double_forked_daemon_is_no_session_leader_and_the_launcher_gets_its_own_pid
     assert_eq!(d.wait_ready(), Ok(true), "the daemon is a session leader");
     assert!(!d.is_child());
     // The pid the launcher holds is the daemon's own, as it wrote it.
-    assert_eq!(read_pid(&dir.0.join("d.pid")), Some(d.pid()));
+    assert_eq!(read_pid(&dir.join("d.pid")), Some(d.pid()));
     // The intermediate child is gone and reaped: no child of ours is left.
     assert!(no_children_left());
     if d.as_raw_pidfd().is_some() {
@@ -223,7 +203,7 @@ fn a_second_instance_fails_at_once_naming_the_running_pid_and_leaves_its_file_al
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = TempDir::new("second");
     let path = dir.c_path("d.pid");
-    let file = dir.0.join("d.pid");
+    let file = dir.join("d.pid");
     let mut first = daemon(DaemonOptions::new().pid_file(&path), ready_then_pause).unwrap();
     assert_eq!(first.wait_ready(), Ok(true));
     assert_eq!(read_pid(&file), Some(first.pid()));
@@ -260,7 +240,7 @@ fn a_stale_pid_file_with_longer_content_is_taken_over_and_rewritten_whole() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = TempDir::new("stale");
     let path = dir.c_path("d.pid");
-    let file = dir.0.join("d.pid");
+    let file = dir.join("d.pid");
     std::fs::write(&file, "2147483647\nleft over by a crashed daemon\n").unwrap();
     let mut d = daemon(DaemonOptions::new().pid_file(&path), ready_then_pause).unwrap();
     assert_eq!(d.wait_ready(), Ok(true));
@@ -277,7 +257,7 @@ fn a_relative_pid_file_is_relative_to_the_launchers_directory_and_removed_after_
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = TempDir::new("relative");
     let here = std::env::current_dir().unwrap();
-    std::env::set_current_dir(&dir.0).unwrap();
+    std::env::set_current_dir(dir.path()).unwrap();
     let (until_checked, checked) = TokenPipe::make().unwrap().split();
     let checked_fd = checked.as_raw_fd();
     let options = DaemonOptions::new().chdir_root(true).pid_file(c"d.pid");
@@ -298,14 +278,11 @@ fn a_relative_pid_file_is_relative_to_the_launchers_directory_and_removed_after_
     std::env::set_current_dir(&here).unwrap();
     let mut d = got.unwrap();
     assert_eq!(d.wait_ready(), Ok(true));
-    assert_eq!(read_pid(&dir.0.join("d.pid")), Some(d.pid()));
+    assert_eq!(read_pid(&dir.join("d.pid")), Some(d.pid()));
     assert!(!Path::new("/d.pid").exists());
     drop(checked);
     assert_eq!(d.wait(), Ok(ChildExit::Exited(0)));
-    assert!(
-        !dir.0.join("d.pid").exists(),
-        "the pid file was not removed"
-    );
+    assert!(!dir.join("d.pid").exists(), "the pid file was not removed");
 }
 
 #[test]
@@ -334,7 +311,7 @@ fn a_pid_file_removed_by_hand_and_made_again_by_another_is_not_removed_by_the_fi
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = TempDir::new("replaced");
     let path = dir.c_path("d.pid");
-    let file = dir.0.join("d.pid");
+    let file = dir.join("d.pid");
     let (until_replaced, replaced) = TokenPipe::make().unwrap().split();
     let replaced_fd = replaced.as_raw_fd();
     let mut d = daemon(DaemonOptions::new().pid_file(&path), |d| {

@@ -52,9 +52,10 @@ fn launch(options: DaemonOptions<'_>, fault: Fault) -> Result<DaemonParent> {
     }
 }
 
-const DIRECT_STAGES: [Stage; 5] = [
+const DIRECT_STAGES: [Stage; 6] = [
     Stage::Setsid,
     Stage::PidFile,
+    Stage::PidFileLock,
     Stage::Chdir,
     Stage::Stdio,
     Stage::Report,
@@ -81,7 +82,7 @@ fn a_child_killed_at_any_step_of_its_setup_is_reaped_and_reported_with_its_signa
     DIE_AT.store(u8::MAX, Ordering::Relaxed);
     // A row of ci/soak.sh's reliability table; reached only if all held.
     std::println!(
-        "REPORT|daemon set-up killed at each step (setsid, pid file, chdir, stdio, report)|{} launches, each killed|0|0|0|0",
+        "REPORT|daemon set-up killed at each step (setsid, pid file, its lock, chdir, stdio, report)|{} launches, each killed|0|0|0|0",
         DIRECT_STAGES.len()
     );
     // The file a killed daemon left behind is stale (unlocked): taken over.
@@ -104,6 +105,7 @@ fn a_double_forked_child_killed_at_any_step_is_reported_and_the_intermediate_rea
         (Stage::Fork, Some(ChildExit::Signaled(libc::SIGKILL))),
         // The daemon dies: not our child, so no status.
         (Stage::PidFile, None),
+        (Stage::PidFileLock, None),
         (Stage::Chdir, None),
         (Stage::Stdio, None),
         (Stage::Report, None),
@@ -187,9 +189,14 @@ fn a_first_report_the_protocol_never_sends_kills_and_reaps_the_live_child() {
         while !has_ended(pid) && start.elapsed() < Duration::from_secs(10) {
             std::thread::sleep(Duration::from_millis(10));
         }
+        let left_running = !has_ended(pid);
+        if left_running {
+            // Not to outlive the test: it is alive, so the pid is its own.
+            let _ = sys::kill(pid, libc::SIGKILL);
+        }
         assert!(
-            has_ended(pid),
-            "double fork {double_fork}: process {pid} is still running"
+            !left_running,
+            "double fork {double_fork}: process {pid} was left running"
         );
     }
 }
@@ -288,4 +295,168 @@ fn a_pid_is_written_in_decimal_with_a_newline_and_read_back() {
         assert_eq!(SetupStep::from_u8(step as u8), Some(step), "{i}");
     }
     assert_eq!(SetupStep::from_u8(0), None);
+}
+
+/// A daemon the test holds: killed and reaped when the test lets go of it,
+/// pass or fail, so a failed assertion leaves no daemon running (or a
+/// zombie for the next test's `no_children_left` to trip over).
+struct Reaped(DaemonParent);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        // ESRCH once it has ended; the pidfd (or our unreaped child's pid)
+        // cannot name anyone else.
+        let _ = self.0.kill(libc::SIGKILL);
+        let _ = self.0.wait();
+    }
+}
+
+/// A test's pid file, removed when the test ends, pass or fail.
+struct RemovedOnDrop<'a>(&'a CString);
+
+impl Drop for RemovedOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0.to_str().unwrap());
+    }
+}
+
+/// Where `waits_for_the_holder_to_leave` tells the holder that it has the
+/// pid file open, and where it hears that the holder has removed the file
+/// and released its lock. -1: it does nothing.
+static OPENED: AtomicI32 = AtomicI32::new(-1);
+static HOLDER_GONE: AtomicI32 = AtomicI32::new(-1);
+
+/// At its first try, between opening the pid file and locking it: the
+/// moment a daemon can be left holding a file that is no longer at its
+/// path.
+fn waits_for_the_holder_to_leave(stage: Stage, _: &TokenPipeEnd) {
+    if stage != Stage::PidFileLock {
+        return;
+    }
+    // Swapped in this process's copy only: later tries go straight on.
+    let opened = OPENED.swap(-1, Ordering::Relaxed);
+    if opened >= 0 {
+        let _ = sys::write(opened, &[1]);
+        let mut byte = [0u8];
+        let _ = sys::read(HOLDER_GONE.load(Ordering::Relaxed), &mut byte);
+    }
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "Miri has no fork")]
+fn a_daemon_that_opened_the_pid_file_its_holder_then_removed_locks_the_one_at_the_path() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let path = temp_pid_file("removed");
+    let _removed = RemovedOnDrop(&path);
+    let file = std::path::Path::new(path.to_str().unwrap());
+    let options = DaemonOptions::new().pid_file(&path);
+    let (opened_reader, opened_writer) = TokenPipe::make().unwrap().split();
+    let (gone_reader, gone_writer) = TokenPipe::make().unwrap().split();
+
+    // The holder: once the second daemon has its file open, it exits as a
+    // daemon does (removes the file, which releases the lock) and says so.
+    // SAFETY: see the module comment.
+    let mut holder = match unsafe { fork_with(options, |_, _| {}) } {
+        Ok(Forked::Parent(parent)) => Reaped(parent),
+        Ok(Forked::Child(DaemonChild { pid_file, .. })) => {
+            let _ = opened_reader.token_read();
+            drop(pid_file);
+            let _ = gone_writer.token_write(1);
+            sys::exit_now(0);
+        }
+        Err(e) => panic!("the holder did not start: {e}"),
+    };
+    // Only the holder may write "gone": if it dies, the second daemon reads
+    // end of stream instead of waiting forever.
+    drop((opened_reader, gone_writer));
+    let (until_checked, checked) = TokenPipe::make().unwrap().split();
+
+    // The second daemon opens the holder's file, and locks it only after
+    // the holder has removed it and gone.
+    OPENED.store(opened_writer.as_raw_fd(), Ordering::Relaxed);
+    HOLDER_GONE.store(gone_reader.as_raw_fd(), Ordering::Relaxed);
+    // SAFETY: see the module comment.
+    let second = unsafe { fork_with(options, waits_for_the_holder_to_leave) };
+    OPENED.store(-1, Ordering::Relaxed);
+    HOLDER_GONE.store(-1, Ordering::Relaxed);
+    let mut second = match second {
+        Ok(Forked::Parent(parent)) => Reaped(parent),
+        Ok(Forked::Child(DaemonChild { pid_file, .. })) => {
+            let _ = until_checked.token_read();
+            drop(pid_file);
+            sys::exit_now(0);
+        }
+        Err(e) => panic!("the second daemon did not start: {e}"),
+    };
+    drop((opened_writer, gone_reader));
+
+    // It holds the file at the path, not the removed one...
+    assert_eq!(
+        std::fs::read_to_string(file).ok(),
+        Some(std::format!("{}\n", second.0.pid())),
+        "the path names no file of the second daemon's: it locked the removed one"
+    );
+    // ...so a third instance is refused, naming it.
+    let third = launch(options, |_, _| {}).map(Reaped);
+    assert_eq!(third.err(), Some(Error::AlreadyRunning(second.0.pid())));
+
+    checked.token_write(1).unwrap();
+    assert_eq!(second.0.wait(), Ok(ChildExit::Exited(0)));
+    assert!(!file.exists(), "the second daemon did not remove its file");
+    assert_eq!(holder.0.wait(), Ok(ChildExit::Exited(0)));
+    drop((second, holder));
+    assert!(no_children_left());
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "Miri has no fcntl record locks")]
+fn a_pid_file_replaced_between_open_and_lock_is_opened_again_and_the_new_one_written() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let path = temp_pid_file("replaced-unit");
+    let _removed = RemovedOnDrop(&path);
+    let file = std::path::Path::new(path.to_str().unwrap());
+    std::fs::write(file, "1\n").unwrap();
+    let tries = std::cell::Cell::new(0);
+    // At the first try, after our open: another instance's file takes the
+    // path (removed and made again, as a daemon that exits and one that
+    // starts would leave it).
+    let replace = || {
+        tries.set(tries.get() + 1);
+        if tries.get() == 1 {
+            std::fs::remove_file(file).unwrap();
+            std::fs::write(file, "2\n").unwrap();
+        }
+    };
+    let held = PidFile::lock_and_write(&path, replace)
+        .ok()
+        .expect("locked");
+    assert_eq!(tries.get(), 2, "it did not open the path again");
+    assert_eq!(
+        std::fs::read_to_string(file).unwrap(),
+        std::format!("{}\n", std::process::id())
+    );
+    // The one it holds is the one at the path: it removes it.
+    drop(held);
+    assert!(!file.exists());
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "Miri has no fcntl record locks")]
+fn a_pid_file_removed_at_every_try_is_given_up_with_eagain_after_a_few_tries() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let path = temp_pid_file("removed-always");
+    let _removed = RemovedOnDrop(&path);
+    let file = std::path::Path::new(path.to_str().unwrap());
+    let tries = std::cell::Cell::new(0);
+    let remove = || {
+        tries.set(tries.get() + 1);
+        std::fs::remove_file(file).unwrap();
+    };
+    let got = PidFile::lock_and_write(&path, remove);
+    assert!(
+        matches!(got, Err(PidFileError::Os(e)) if e == Errno::EAGAIN),
+        "a pid file that is never at its path was taken"
+    );
+    assert_eq!(tries.get(), PID_FILE_TRIES);
+    assert!(!file.exists(), "a failed try left a file behind");
 }

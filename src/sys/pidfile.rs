@@ -122,7 +122,7 @@ pub(crate) fn read_at_start(fd: c_int, buf: &mut [u8]) -> SysResult<usize> {
 }
 
 /// `fstatat(dir, path, 0)` compared with `fstat(fd)`—Whether `path` (from
-/// `dir`) still names the file open as `fd`.
+/// `dir`) still names the file open as `fd`; `ENOENT` if it names nothing.
 ///
 /// # References
 /// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fstatat.html)

@@ -1,4 +1,5 @@
-//! Helpers shared by the integration tests: fd identity, fork and wait.
+//! Helpers shared by the integration tests: fd identity, fork and wait,
+//! and guards that clean up after a test whether it passes or fails.
 //!
 //! Each test binary includes this with `mod common;` and uses what it needs.
 #![allow(dead_code, unsafe_code)]
@@ -163,6 +164,151 @@ pub fn wait_for(pid: libc::pid_t) -> Ended {
         Ended::Killed(libc::WTERMSIG(status))
     } else {
         panic!("waitpid({pid}) returned an unexpected status {status:#x}")
+    }
+}
+
+/// A forked child of the test, by pid: killed and reaped when dropped,
+/// unless [`wait`](Self::wait) has reaped it. A failed assertion unwinds
+/// through it, so the child is neither left running nor left a zombie for
+/// the next test's "no child is left" check to trip over. Signalling by
+/// pid is safe here: until we reap it, the pid is our child's.
+#[derive(Debug)]
+pub struct ChildProcess {
+    pid: libc::pid_t,
+    ended: Option<Ended>,
+}
+
+impl ChildProcess {
+    /// Takes charge of `pid`, a child of this process not yet reaped.
+    pub fn new(pid: libc::pid_t) -> ChildProcess {
+        ChildProcess { pid, ended: None }
+    }
+
+    pub fn pid(&self) -> libc::pid_t {
+        self.pid
+    }
+
+    /// Waits for it (once; asked again, the same answer).
+    pub fn wait(&mut self) -> Ended {
+        let pid = self.pid;
+        *self.ended.get_or_insert_with(|| wait_for(pid))
+    }
+}
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        if self.ended.is_none() {
+            // SAFETY: kill touches no memory; the pid is our unreaped child.
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+            let mut status = 0;
+            // SAFETY: `status` is a valid out-pointer for one int.
+            while unsafe { libc::waitpid(self.pid, &mut status, 0) } == -1
+                && get_errno() == libc::EINTR
+            {}
+        }
+    }
+}
+
+/// `value` with a clean-up that runs on it when the guard is dropped:
+/// at the end of the test, or while a failed assertion unwinds. Derefs to
+/// the value; [`into_inner`](Self::into_inner) takes it back unguarded.
+pub struct Guard<T, F: FnMut(&mut T)> {
+    value: Option<T>,
+    cleanup: F,
+}
+
+impl<T, F: FnMut(&mut T)> Guard<T, F> {
+    pub fn new(value: T, cleanup: F) -> Guard<T, F> {
+        Guard {
+            value: Some(value),
+            cleanup,
+        }
+    }
+
+    /// The value, without its clean-up.
+    pub fn into_inner(mut self) -> T {
+        self.value
+            .take()
+            .expect("a guard holds its value until dropped")
+    }
+}
+
+impl<T, F: FnMut(&mut T)> std::ops::Deref for Guard<T, F> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.value
+            .as_ref()
+            .expect("a guard holds its value until dropped")
+    }
+}
+
+impl<T, F: FnMut(&mut T)> std::ops::DerefMut for Guard<T, F> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.value
+            .as_mut()
+            .expect("a guard holds its value until dropped")
+    }
+}
+
+impl<T, F: FnMut(&mut T)> Drop for Guard<T, F> {
+    fn drop(&mut self) {
+        if let Some(value) = self.value.as_mut() {
+            (self.cleanup)(value);
+        }
+    }
+}
+
+/// A daemon that is killed and reaped when the test lets go of it.
+#[cfg(tokenpipe_fork)]
+pub type KilledOnDrop = Guard<
+    bitcoin_tokenpipe::daemon::DaemonParent,
+    fn(&mut bitcoin_tokenpipe::daemon::DaemonParent),
+>;
+
+/// Guards `daemon`: when dropped, pass or fail, it is sent `SIGKILL` and
+/// waited for. Its handle never signals a stranger (`ESRCH` once it is
+/// reaped), so this is harmless after the test has waited for it itself.
+/// A double-forked daemon is reached only through its pidfd (Linux 5.3
+/// and later); elsewhere `kill` refuses and the test must stop it itself.
+#[cfg(tokenpipe_fork)]
+pub fn killed_on_drop(daemon: bitcoin_tokenpipe::daemon::DaemonParent) -> KilledOnDrop {
+    Guard::new(daemon, |d| {
+        let _ = d.kill(libc::SIGKILL);
+        let _ = d.wait();
+    })
+}
+
+/// A fresh directory, `tokenpipe-TAG-PID` in the temp directory, removed
+/// with all it holds when dropped, pass or fail.
+#[derive(Debug)]
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("tokenpipe-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    /// `name` inside it.
+    pub fn join(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+
+    /// `name` inside it, as the C string a pid file option takes.
+    pub fn c_path(&self, name: &str) -> std::ffi::CString {
+        std::ffi::CString::new(self.join(name).into_os_string().into_encoded_bytes()).unwrap()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
