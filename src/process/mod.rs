@@ -290,6 +290,7 @@ impl Process {
     }
 
     /// Whether it has been reaped (or is known to have ended elsewhere).
+    #[cfg(tokenpipe_launch)]
     pub(crate) fn is_reaped(&self) -> bool {
         matches!(self.relation, Relation::Reaped(_))
     }
@@ -365,10 +366,11 @@ impl Process {
         if let Relation::Reaped(exit) = self.relation {
             return Some(exit);
         }
-        if self.ended_within(grace).unwrap_or(false) && self.relation != Relation::Stranger {
-            if let Ok(Some(exit)) = self.try_wait() {
-                return Some(exit);
-            }
+        if self.ended_within(grace).unwrap_or(false)
+            && self.relation != Relation::Stranger
+            && let Ok(Some(exit)) = self.try_wait()
+        {
+            return Some(exit);
         }
         match self.kill_within(libc::SIGKILL, KILL_BOUND) {
             Killed::Ended(ChildExit::Unknown) if self.relation == Relation::Stranger => None,

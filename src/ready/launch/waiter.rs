@@ -445,3 +445,92 @@ fn parent_of(pid: libc::pid_t) -> Option<libc::pid_t> {
     let _state = fields.next()?;
     parse(fields.next()?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const READY: Option<Verdict> = Some(Verdict::Ready);
+    const FAILED: Option<Verdict> = Some(Verdict::Failed(Some(5)));
+    const EXIT: Option<ChildExit> = Some(ChildExit::Exited(3));
+    const UNKNOWN: Option<ChildExit> = Some(ChildExit::Unknown);
+
+    fn facts(
+        report: Option<Verdict>,
+        pipe_closed: bool,
+        ended: Option<ChildExit>,
+        timed_out: bool,
+    ) -> Facts {
+        Facts {
+            report,
+            pipe_closed,
+            ended,
+            timed_out,
+        }
+    }
+
+    #[test]
+    fn every_ordering_of_the_facts_gives_the_verdict_it_should() {
+        let table = [
+            // Nothing yet.
+            (facts(None, false, None, false), Next::Wait),
+            // A report wins over everything that came with it: the end is
+            // looked at before the channels are drained.
+            (facts(READY, true, EXIT, true), Next::Report(Verdict::Ready)),
+            (
+                facts(FAILED, true, EXIT, false),
+                Next::Report(Verdict::Failed(Some(5))),
+            ),
+            (
+                facts(READY, false, None, true),
+                Next::Report(Verdict::Ready),
+            ),
+            // Ended with nothing holding the pipe: it died first, however
+            // its status was collected.
+            (
+                facts(None, true, EXIT, false),
+                Next::Exited(ChildExit::Exited(3)),
+            ),
+            (
+                facts(None, true, UNKNOWN, false),
+                Next::Exited(ChildExit::Unknown),
+            ),
+            (
+                facts(None, true, EXIT, true),
+                Next::Exited(ChildExit::Exited(3)),
+            ),
+            // Ended, but something it started holds the pipe (it
+            // daemonized itself): not dead, wait for it or the clock.
+            (facts(None, false, EXIT, false), Next::Wait),
+            (facts(None, false, EXIT, true), Next::TimedOut),
+            // The pipe closed while it runs: it may still report on the
+            // socket; no verdict.
+            (facts(None, true, None, false), Next::Wait),
+            (facts(None, true, None, true), Next::TimedOut),
+            // Out of time with nothing heard.
+            (facts(None, false, None, true), Next::TimedOut),
+        ];
+        for (given, want) in table {
+            assert_eq!(decide(given), want, "{given:?}");
+        }
+    }
+
+    #[test]
+    fn a_timeout_past_what_an_instant_holds_is_a_century_not_a_panic() {
+        let start = Instant::now();
+        assert!(
+            deadline_after(start, Duration::MAX) > start + Duration::from_secs(3600 * 24 * 365)
+        );
+        assert_eq!(deadline_after(start, Duration::ZERO), start);
+    }
+
+    #[test]
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn the_parent_pid_is_read_past_a_command_name_with_spaces_and_parentheses() {
+        // Our own stat line: whatever our name, the parent is getppid's.
+        let parent = sys::getppid();
+        assert_eq!(parent_of(std::process::id() as libc::pid_t), Some(parent));
+        assert!(descends_from(std::process::id() as libc::pid_t, parent));
+        assert!(!descends_from(std::process::id() as libc::pid_t, i32::MAX));
+    }
+}
