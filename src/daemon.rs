@@ -856,7 +856,7 @@ impl DaemonParent {
 
     /// Blocks until the daemon reports: `Ok(true)` for ready (token 1),
     /// `Ok(false)` for failed (token 0). The pipe is closed once an answer
-    /// (or an error) has arrived. Requests for more time are skipped.
+    /// (or an error) has arrived. Requests for more time and status texts are skipped.
     ///
     /// # Errors
     /// [`Error::DiedBeforeReady`] if the daemon exited, died or dropped its
@@ -874,7 +874,32 @@ impl DaemonParent {
                 self.take_extension()?;
                 continue;
             }
+            if answer == Ok(crate::ready::TOKEN_STATUS) {
+                self.skip_status()?;
+                continue;
+            }
             return self.conclude(answer);
+        }
+    }
+
+    /// Takes a status text off the pipe (its length, then its bytes, all
+    /// written at once): there is nowhere to keep it without an allocator,
+    /// and its bytes must not be read as tokens.
+    fn skip_status(&mut self) -> Result<()> {
+        let mut len = [0u8; 2];
+        let mut left = self
+            .reader
+            .read_exact(&mut len)
+            .map(|()| usize::from(u16::from_ne_bytes(len)));
+        let mut chunk = [0u8; 64];
+        while let Ok(n @ 1..) = left {
+            let take = n.min(chunk.len());
+            left = self.reader.read_exact(&mut chunk[..take]).map(|()| n - take);
+        }
+        match left {
+            Ok(_) => Ok(()),
+            // As any other answer: end of stream is a death before ready.
+            Err(e) => Err(self.conclude(Err(e)).err().unwrap_or(e)),
         }
     }
 
@@ -939,6 +964,7 @@ impl DaemonParent {
                     let now = sys::monotonic_now().map_err(Error::Os)?;
                     deadline = deadline.max(now.saturating_add(extra));
                 }
+                Ok(crate::ready::TOKEN_STATUS) => self.skip_status()?,
                 _ => return self.conclude(answer),
             }
         }
