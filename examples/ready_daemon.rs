@@ -3,7 +3,7 @@
 //! `bitcoin_tokenpipe::ready::Notifier`:
 //!
 //! ```text
-//! ready_daemon [--fail | --crash] [--notify-fd N] [--serve SECS]
+//! ready_daemon [--fail | --crash] [--notify-fd N] [--init SECS] [--serve SECS]
 //!
 //! cargo run --example ready_daemon                       # no launcher: runs all the same
 //! start-stop-daemon --start --notify-await --notify-timeout 5 --background \
@@ -13,6 +13,9 @@
 //! #   #!/bin/sh
 //! #   exec /path/to/ready_daemon --notify-fd 3 --serve 30
 //! s6-svwait -U -t 10000 SERVICEDIR                       # up and ready: exit 0
+//! # a systemd unit: Type=notify, TimeoutStartSec=2, and
+//! #   ExecStart=/path/to/ready_daemon --init 4
+//! systemctl start UNIT                                   # active after 4 s: exit 0
 //! ```
 //!
 //! Where it reports:
@@ -27,7 +30,11 @@
 //!   from the environment, so nothing this daemon starts reports for it.
 //! - none of them: it says so on stderr and runs all the same.
 //!
-//! It "initialises" for about 200 ms, then:
+//! It "initialises" for `--init SECS` (default 0.2); when that is longer
+//! than 0.5 s it asks the launcher for 1 s more (`extend_timeout`:
+//! systemd's `EXTEND_TIMEOUT_USEC=`) at the start and every 0.5 s until
+//! done, so a launcher whose start timeout is shorter than SECS still waits.
+//! Then:
 //!
 //! | flag | what it does | exit |
 //! |---|---|---|
@@ -55,7 +62,8 @@ fn main() {
         Ok(args) => args,
         Err(why) => {
             eprintln!(
-                "usage: ready_daemon [--fail | --crash] [--notify-fd N] [--serve SECS]  ({why})"
+                "usage: ready_daemon [--fail | --crash] [--notify-fd N] [--init SECS] \
+                 [--serve SECS]  ({why})"
             );
             exit(64);
         }
@@ -95,8 +103,22 @@ fn main() {
         let _ = n.status("initialising");
     }
 
-    // "Initialisation": a real daemon loads its state here.
-    std::thread::sleep(Duration::from_millis(200));
+    // "Initialisation": a real daemon loads its state here. A long one
+    // asks for more time as it goes; the default 200 ms asks for none.
+    const STEP: Duration = Duration::from_millis(500);
+    const EXTRA: Duration = Duration::from_secs(1);
+    let mut left = args.init;
+    while !left.is_zero() {
+        if args.init > STEP
+            && let Some(n) = &notifier
+            && let Err(e) = n.extend_timeout(EXTRA)
+        {
+            eprintln!("ready_daemon: could not ask for more time: {e}; initialising all the same");
+        }
+        let nap = left.min(STEP);
+        std::thread::sleep(nap);
+        left -= nap;
+    }
 
     match args.mode {
         Mode::ComeUp => {
@@ -136,6 +158,7 @@ fn main() {
 struct Args {
     mode: Mode,
     notify_fd: Option<std::ffi::c_int>,
+    init: std::time::Duration,
     serve: std::time::Duration,
 }
 
@@ -153,6 +176,7 @@ impl Args {
         let mut parsed = Args {
             mode: Mode::ComeUp,
             notify_fd: None,
+            init: std::time::Duration::from_millis(200),
             serve: std::time::Duration::from_secs(5),
         };
         while let Some(arg) = args.next() {
@@ -171,19 +195,23 @@ impl Args {
                         .ok_or(format!("--notify-fd takes an fd number, not {n:?}"))?;
                     parsed.notify_fd = Some(fd);
                 }
-                "--serve" => {
-                    let secs = args.next().ok_or("--serve needs SECS")?;
-                    parsed.serve = secs
-                        .parse::<f64>()
-                        .ok()
-                        .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
-                        .ok_or(format!("--serve takes seconds, not {secs:?}"))?;
-                }
+                "--init" => parsed.init = seconds(&arg, args.next())?,
+                "--serve" => parsed.serve = seconds(&arg, args.next())?,
                 other => return Err(format!("unknown argument {other:?}")),
             }
         }
         Ok(parsed)
     }
+}
+
+/// The SECS after `flag`, as a duration.
+#[cfg(unix)]
+fn seconds(flag: &str, secs: Option<String>) -> Result<std::time::Duration, String> {
+    let secs = secs.ok_or(format!("{flag} needs SECS"))?;
+    secs.parse::<f64>()
+        .ok()
+        .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
+        .ok_or(format!("{flag} takes seconds, not {secs:?}"))
 }
 
 #[cfg(not(unix))]
