@@ -44,7 +44,6 @@ pub use socket::NotifyAddr;
 
 use core::ffi::{CStr, c_int};
 use core::fmt;
-use core::sync::atomic::{AtomicI32, Ordering};
 use core::time::Duration;
 
 use crate::end::TokenPipeEnd;
@@ -123,15 +122,24 @@ pub enum ReadyError {
 /// [`into_end`](Self::into_end) consume it; `from_env` (it edits the
 /// environment) and `pass_to` (std; it allocates) do not belong in a
 /// handler.
+///
+/// Reports may overlap: on other threads, or in a signal handler that
+/// interrupted one. On a pipe or fd, `ready` and `failed` claim the fd
+/// before they write, so only the first of them is sent and the others
+/// give [`Error::Closed`]; a report still writing (`extend_timeout`, or
+/// the one a handler interrupted) keeps the fd open, and the last one to
+/// finish closes it. No report waits for another, and none ever writes
+/// to the fd after it was closed, where a file opened since could have
+/// been given its number.
 pub struct Notifier {
     channel: Channel,
 }
 
 enum Channel {
     /// This crate's token pipe.
-    Pipe(AtomicI32),
+    Pipe(pipe::Slot),
     /// A notification fd in the s6 style: a newline, then close.
-    Fd(AtomicI32),
+    Fd(pipe::Slot),
     /// systemd's notify socket; a fresh socket per message.
     #[cfg(tokenpipe_unix_socket)]
     Socket(NotifyAddr),
@@ -140,13 +148,13 @@ enum Channel {
 impl fmt::Debug for Notifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.channel {
-            Channel::Pipe(fd) => f
+            Channel::Pipe(slot) => f
                 .debug_tuple("Notifier::Pipe")
-                .field(&fd.load(Ordering::Relaxed))
+                .field(&slot.open_fd().unwrap_or(-1))
                 .finish(),
-            Channel::Fd(fd) => f
+            Channel::Fd(slot) => f
                 .debug_tuple("Notifier::Fd")
-                .field(&fd.load(Ordering::Relaxed))
+                .field(&slot.open_fd().unwrap_or(-1))
                 .finish(),
             #[cfg(tokenpipe_unix_socket)]
             Channel::Socket(addr) => f.debug_tuple("Notifier::Socket").field(addr).finish(),
@@ -247,7 +255,7 @@ impl Notifier {
         pipe::check_pipe_or_socket(fd)?;
         sys::set_cloexec(fd).map_err(ReadyError::Os)?;
         Ok(Notifier {
-            channel: Channel::Fd(AtomicI32::new(fd)),
+            channel: Channel::Fd(pipe::Slot::new(fd)),
         })
     }
 
@@ -255,7 +263,7 @@ impl Notifier {
     /// [`fork_daemon`](crate::daemon::fork_daemon) gives its child).
     pub(crate) fn from_pipe(end: TokenPipeEnd) -> Notifier {
         Notifier {
-            channel: Channel::Pipe(AtomicI32::new(end.into_raw_fd())),
+            channel: Channel::Pipe(pipe::Slot::new(end.into_raw_fd())),
         }
     }
 
@@ -299,8 +307,8 @@ impl Notifier {
     /// raised); [`Error::Os`] for a socket that cannot be reached.
     pub fn ready(&self) -> Result<()> {
         match &self.channel {
-            Channel::Pipe(fd) => pipe::write_then_close(fd, &[TOKEN_READY]),
-            Channel::Fd(fd) => pipe::write_then_close(fd, b"\n"),
+            Channel::Pipe(slot) => slot.report(&[TOKEN_READY]),
+            Channel::Fd(slot) => slot.report(b"\n"),
             #[cfg(tokenpipe_unix_socket)]
             Channel::Socket(addr) => addr.send(&[b"READY=1"]),
         }
@@ -315,11 +323,12 @@ impl Notifier {
     /// As for [`ready`](Self::ready).
     pub fn failed(&self, errno: i32) -> Result<()> {
         match &self.channel {
-            Channel::Pipe(fd) => {
+            Channel::Pipe(slot) => {
                 let e = errno.to_ne_bytes();
-                pipe::write_then_close(fd, &[TOKEN_FAILED, e[0], e[1], e[2], e[3]])
+                slot.report(&[TOKEN_FAILED, e[0], e[1], e[2], e[3]])
             }
-            Channel::Fd(fd) => pipe::close(fd),
+            // No word: just the close.
+            Channel::Fd(slot) => slot.report(&[]),
             #[cfg(tokenpipe_unix_socket)]
             Channel::Socket(addr) => {
                 let mut digits = [0u8; 12];
@@ -349,7 +358,7 @@ impl Notifier {
                 }
                 addr.send(&[b"STATUS=", text.as_bytes()])
             }
-            Channel::Pipe(fd) | Channel::Fd(fd) => pipe::still_open(fd),
+            Channel::Pipe(slot) | Channel::Fd(slot) => slot.still_open(),
         }
     }
 
@@ -363,14 +372,11 @@ impl Notifier {
     pub fn extend_timeout(&self, extra: Duration) -> Result<()> {
         let usec = u64::try_from(extra.as_micros()).unwrap_or(u64::MAX);
         match &self.channel {
-            Channel::Pipe(fd) => {
+            Channel::Pipe(slot) => {
                 let u = usec.to_ne_bytes();
-                pipe::write(
-                    fd,
-                    &[TOKEN_EXTEND, u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7]],
-                )
+                slot.write(&[TOKEN_EXTEND, u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7]])
             }
-            Channel::Fd(fd) => pipe::still_open(fd),
+            Channel::Fd(slot) => slot.still_open(),
             #[cfg(tokenpipe_unix_socket)]
             Channel::Socket(addr) => {
                 let mut digits = [0u8; 24];
@@ -427,12 +433,11 @@ impl Notifier {
     /// the socket, which has no end to hand over (pass `NOTIFY_SOCKET` on
     /// instead, as `pass_to` does), or a channel already used.
     #[must_use]
-    pub fn into_end(self) -> Option<TokenPipeEnd> {
-        match &self.channel {
-            Channel::Pipe(fd) | Channel::Fd(fd) => {
-                let fd = fd.swap(-1, Ordering::AcqRel);
-                (fd >= 0).then(|| TokenPipeEnd::from_owned(fd))
-            }
+    pub fn into_end(mut self) -> Option<TokenPipeEnd> {
+        match &mut self.channel {
+            // `self` is ours, so no report is under way: the fd is free to
+            // go unless a report was sent already.
+            Channel::Pipe(slot) | Channel::Fd(slot) => slot.take().map(TokenPipeEnd::from_owned),
             #[cfg(tokenpipe_unix_socket)]
             Channel::Socket(_) => None,
         }
@@ -449,26 +454,15 @@ impl Notifier {
     #[cfg(tokenpipe_pass_to)]
     pub fn pass_to(&self, cmd: &mut std::process::Command, env_name: &str) -> Result<()> {
         match &self.channel {
-            Channel::Pipe(fd) | Channel::Fd(fd) => {
-                pipe::with_end(fd, |end| end.pass_to(cmd, env_name))
+            // Held for the call, so that no report closes it meanwhile.
+            Channel::Pipe(slot) | Channel::Fd(slot) => {
+                slot.with_end(|end| end.pass_to(cmd, env_name))
             }
             #[cfg(tokenpipe_unix_socket)]
             Channel::Socket(addr) => {
                 cmd.env(NOTIFY_SOCKET_ENV, addr.to_env_value());
                 Ok(())
             }
-        }
-    }
-}
-
-impl Drop for Notifier {
-    /// Closes a pipe or fd channel that was never used (the launcher reads
-    /// end of stream: no report).
-    // Irrefutable where the platform has no socket channel.
-    #[allow(irrefutable_let_patterns)]
-    fn drop(&mut self) {
-        if let Channel::Pipe(fd) | Channel::Fd(fd) = &self.channel {
-            let _ = pipe::close(fd);
         }
     }
 }
