@@ -476,6 +476,127 @@ fn from_env_names_what_is_wrong_with_each_bad_value_and_changes_nothing() {
     drop((reader, file));
 }
 
+/// Run normally, this does nothing. Re-run by the test below with
+/// `TOKENPIPE_TEST_STDIO` set and its stdin, stdout and stderr on pipes,
+/// it offers `from_env` each of them through `TOKENPIPE_READY_FD`, as a
+/// stale variable would.
+#[test]
+fn child_mode_offers_its_stdio_to_from_env() {
+    if std::env::var_os("TOKENPIPE_TEST_STDIO").is_none() {
+        return;
+    }
+    let _turn = turn();
+    let mut wrong = Vec::new();
+    for fd in 0..=2 {
+        let flags = common::fd_flags(fd);
+        let id = common::identity(fd).expect("stdio is open");
+        // SAFETY: we hold SERIAL and run alone (--exact); if from_env took
+        // the fd (the bug), the notifier is forgotten below, not dropped.
+        let found = unsafe {
+            set_env(Some(&fd.to_string()), None);
+            Notifier::from_env()
+        };
+        match found {
+            Ok(notifier) => {
+                wrong.push(format!("fd {fd} was taken as the channel"));
+                // Never closed: the harness still writes to stdout.
+                std::mem::forget(notifier);
+            }
+            Err(e) => {
+                if e != (ReadyError::StdioFd { fd }) {
+                    wrong.push(format!("fd {fd}: refused as {e:?}"));
+                }
+                let text = e.to_string();
+                if !text.contains("TOKENPIPE_READY_FD") || !text.contains(&fd.to_string()) {
+                    wrong.push(format!(
+                        "fd {fd}: {text:?} names neither the variable nor the fd"
+                    ));
+                }
+            }
+        }
+        if std::env::var("TOKENPIPE_READY_FD").ok() != Some(fd.to_string()) {
+            wrong.push(format!("fd {fd}: the variable was changed"));
+        }
+        if common::fd_flags(fd) != flags || !common::still_refers_to(fd, id) {
+            wrong.push(format!("fd {fd}: the fd was changed or closed"));
+        }
+    }
+    // SAFETY: as above.
+    unsafe { set_env(None, None) };
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+#[test]
+fn from_env_refuses_stdin_stdout_and_stderr_even_when_they_are_pipes() {
+    let _turn = turn();
+    // A fresh process whose stdio are all pipes (stdin a read end, stdout
+    // and stderr write ends), the way a launcher's pipeline starts one.
+    let out = common::this_test_binary("child_mode_offers_its_stdio_to_from_env")
+        .env("TOKENPIPE_TEST_STDIO", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run this test binary again");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn from_env_and_from_fd_refuse_a_read_end_and_change_nothing() {
+    let _turn = turn();
+    let (reader, writer) = TokenPipe::make().unwrap().split();
+    // Inheritable, so that "nothing changed" can see close-on-exec not set.
+    reader.set_inheritable(true).unwrap();
+    let fd = reader.as_raw_fd();
+    let id = common::identity(fd).unwrap();
+    let flags = common::fd_flags(fd);
+
+    let refused = from_env_error(Some(&fd.to_string()), None);
+    assert_eq!(
+        refused,
+        ReadyError::ReadOnly {
+            fd,
+            variable: Some("TOKENPIPE_READY_FD")
+        }
+    );
+    let refused = refused.to_string();
+    assert!(
+        refused.contains("TOKENPIPE_READY_FD") && refused.contains(&fd.to_string()),
+        "{refused:?} names the variable and the fd"
+    );
+    assert!(
+        refused.contains("read"),
+        "{refused:?} says it is a read end"
+    );
+    // SAFETY: on error from_fd takes nothing; on success (the bug) the
+    // notifier is forgotten, so the reader still owns the fd.
+    match unsafe { Notifier::from_fd(fd) } {
+        Ok(notifier) => {
+            std::mem::forget(notifier);
+            panic!("from_fd took a read end");
+        }
+        Err(e) => {
+            assert_eq!(e, ReadyError::ReadOnly { fd, variable: None });
+            let text = e.to_string();
+            assert!(
+                text.contains(&fd.to_string()) && text.contains("read"),
+                "{text:?} names the fd and says it is a read end"
+            );
+        }
+    }
+    assert!(
+        common::still_refers_to(fd, id),
+        "the read end was not closed"
+    );
+    assert_eq!(common::fd_flags(fd), flags, "its fd flags were not changed");
+    drop((reader, writer));
+}
+
 // ---------------------------------------------------------------------------
 // from_fd: the s6-style notification fd
 

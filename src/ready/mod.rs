@@ -50,7 +50,7 @@ use crate::end::TokenPipeEnd;
 #[cfg(tokenpipe_unix_socket)]
 use crate::error::Error;
 use crate::error::{Errno, Result};
-use crate::handoff::HandoffError;
+use crate::handoff::{self, HandoffError};
 use crate::sys;
 
 /// The environment variable through which this crate's launcher (and
@@ -102,6 +102,29 @@ pub enum ReadyError {
     NotAPipeOrSocket {
         /// The fd number.
         fd: c_int,
+    },
+    /// `TOKENPIPE_READY_FD` names stdin, stdout or stderr. No launcher
+    /// hands its pipe over there, so the variable is a stale one (inherited
+    /// from a program that was given a pipe of its own); taking the fd
+    /// would write a token into, and then close, a stream the program uses.
+    #[error(
+        "TOKENPIPE_READY_FD={fd} names {}, which is never a readiness pipe \
+         (a stale variable, inherited from another program?); refused",
+        stdio_name(*fd)
+    )]
+    StdioFd {
+        /// The fd number: 0, 1 or 2.
+        fd: c_int,
+    },
+    /// The fd is open only for reading (a pipe's read end): no report can
+    /// be written to it.
+    #[error("{} is open only for reading (a pipe's read end?): no report can be written to it", FdNamed(*fd, *variable))]
+    ReadOnly {
+        /// The fd number.
+        fd: c_int,
+        /// The environment variable that named it, if one did
+        /// ([`Notifier::from_env`]; `None` from [`Notifier::from_fd`]).
+        variable: Option<&'static str>,
     },
     /// A system call failed while checking the channel.
     #[error("checking the readiness channel failed: {0}")]
@@ -178,7 +201,11 @@ impl Notifier {
     ///
     /// # Errors
     /// [`ReadyError`] says what is wrong with the variable that was set;
-    /// nothing is unset or closed then.
+    /// nothing is unset, closed or changed then. `TOKENPIPE_READY_FD` must
+    /// name an open pipe's write end (or a FIFO open for writing) above
+    /// stderr: [`ReadyError::StdioFd`] for 0, 1 or 2 (a stale variable),
+    /// [`ReadyError::ReadOnly`] for a read end, and
+    /// [`ReadyError::Handoff`] for the rest.
     ///
     /// ```
     /// use bitcoin_tokenpipe::ready::Notifier;
@@ -195,12 +222,11 @@ impl Notifier {
     #[allow(unsafe_code)] // Declares the environment and ownership contract.
     pub unsafe fn from_env() -> core::result::Result<Option<Notifier>, ReadyError> {
         // SAFETY: our caller keeps the environment to us for the call.
-        // The same checks as any hand-off: a plain decimal fd, open, a
-        // pipe; it becomes close-on-exec.
-        // SAFETY: our caller's contract covers from_env's: the environment
-        // is ours for the call, and the fd is ours alone.
-        match unsafe { TokenPipeEnd::from_env(READY_FD_ENV_C) } {
-            Ok(end) => {
+        match unsafe { handoff::env_fd(READY_FD_ENV_C) } {
+            Ok(fd) => {
+                // SAFETY: as above; the fd is ours alone by our caller's
+                // contract.
+                let end = unsafe { take_ready_fd(fd) }?;
                 // SAFETY: as above.
                 unsafe {
                     let _ = sys::unsetenv(READY_FD_ENV_C);
@@ -228,7 +254,8 @@ impl Notifier {
     /// (`ready=fd:N`) style, whose number the daemon learnt from its own
     /// configuration: [`ready`](Self::ready) writes a newline and closes
     /// it, [`failed`](Self::failed) closes it without one. Checks that the
-    /// fd is open and is a pipe or a socket, and makes it close-on-exec.
+    /// fd is open, is a pipe or a socket, and is open for writing (not a
+    /// pipe's read end), and makes it close-on-exec.
     ///
     /// # Safety
     /// The fd must belong to nothing else in this process; the notifier
@@ -236,7 +263,8 @@ impl Notifier {
     ///
     /// # Errors
     /// [`ReadyError::NotOpen`], [`ReadyError::NotAPipeOrSocket`],
-    /// [`ReadyError::Os`]; nothing is closed then.
+    /// [`ReadyError::ReadOnly`], [`ReadyError::Os`]; nothing is closed or
+    /// changed then.
     ///
     /// ```
     /// use bitcoin_tokenpipe::TokenPipe;
@@ -253,6 +281,7 @@ impl Notifier {
     #[allow(unsafe_code)] // Declares the ownership contract.
     pub unsafe fn from_fd(fd: c_int) -> core::result::Result<Notifier, ReadyError> {
         pipe::check_pipe_or_socket(fd)?;
+        pipe::check_writable(fd, None)?;
         sys::set_cloexec(fd).map_err(ReadyError::Os)?;
         Ok(Notifier {
             channel: Channel::Fd(pipe::Slot::new(fd)),
@@ -463,6 +492,45 @@ impl Notifier {
                 cmd.env(NOTIFY_SOCKET_ENV, addr.to_env_value());
                 Ok(())
             }
+        }
+    }
+}
+
+/// The end `TOKENPIPE_READY_FD` names, taken for the notifier once every
+/// check has passed; nothing is changed if one fails.
+///
+/// # Safety
+/// `fd` must belong to nothing else in this process.
+#[allow(unsafe_code)] // handoff::adopt's contract becomes this function's.
+unsafe fn take_ready_fd(fd: c_int) -> core::result::Result<TokenPipeEnd, ReadyError> {
+    // Before anything else: whatever stdio is, a pipe included, it is not
+    // ours to write a token into and close.
+    if (0..=2).contains(&fd) {
+        return Err(ReadyError::StdioFd { fd });
+    }
+    handoff::check_pipe(fd).map_err(ReadyError::Handoff)?;
+    pipe::check_writable(fd, Some(READY_FD_ENV))?;
+    // SAFETY: open, a pipe, and ours alone by our caller's contract.
+    unsafe { handoff::adopt(fd) }.map_err(ReadyError::Handoff)
+}
+
+fn stdio_name(fd: c_int) -> &'static str {
+    match fd {
+        0 => "stdin",
+        1 => "stdout",
+        _ => "stderr",
+    }
+}
+
+/// How an error message names an fd: by the variable that held it, if
+/// one did.
+struct FdNamed(c_int, Option<&'static str>);
+
+impl fmt::Display for FdNamed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.1 {
+            Some(variable) => write!(f, "{variable}={}, the fd it names,", self.0),
+            None => write!(f, "fd {}", self.0),
         }
     }
 }

@@ -43,6 +43,21 @@ pub(super) fn check_pipe_or_socket(fd: c_int) -> core::result::Result<(), ReadyE
     }
 }
 
+/// Checks that `fd` is open for writing: a pipe's read end (or a FIFO
+/// opened read-only) would take the channel and fail every report with
+/// `EBADF`. `variable` names the environment variable that gave the fd.
+pub(super) fn check_writable(
+    fd: c_int,
+    variable: Option<&'static str>,
+) -> core::result::Result<(), ReadyError> {
+    match sys::access_mode(fd) {
+        Ok(libc::O_RDONLY) => Err(ReadyError::ReadOnly { fd, variable }),
+        Ok(_) => Ok(()),
+        Err(Errno::EBADF) => Err(ReadyError::NotOpen { fd }),
+        Err(e) => Err(ReadyError::Os(e)),
+    }
+}
+
 /// Set once a one-shot report has claimed the fd.
 const CLAIMED: u32 = 1 << 31;
 /// The bits that count the reports using the fd.
