@@ -244,16 +244,20 @@ fn an_abstract_notify_socket_gets_the_same_lines() {
 }
 
 #[test]
-fn status_with_a_line_break_or_a_nul_is_einval_and_sends_nothing() {
+fn status_with_a_line_break_or_a_nul_is_refused_and_sends_nothing() {
     let _turn = turn();
     let receiver = Receiver::bind_path();
     let notifier = receiver.notifier();
     // systemd reads both \n and \r as the end of a KEY=VALUE line, so
     // either would forge a READY=1; it drops a message with a NUL whole.
-    for forged in ["one\nREADY=1", "one\rREADY=1", "one\0two"] {
+    for (forged, byte) in [
+        ("one\nREADY=1", b'\n'),
+        ("one\rREADY=1", b'\r'),
+        ("one\0two", 0),
+    ] {
         assert_eq!(
             notifier.status(forged),
-            Err(Error::Os(Errno::EINVAL)),
+            Err(ReadyError::StatusByte { byte, at: 3 }),
             "{forged:?}"
         );
     }
@@ -263,14 +267,95 @@ fn status_with_a_line_break_or_a_nul_is_einval_and_sends_nothing() {
 }
 
 #[test]
-fn a_message_to_a_socket_that_is_gone_is_an_os_error() {
+fn a_message_to_a_socket_that_is_gone_names_the_socket_and_the_errno() {
     let _turn = turn();
     let receiver = Receiver::bind_path();
     let notifier = receiver.notifier();
+    let addr = NotifyAddr::parse(&receiver.value).unwrap();
     drop(receiver); // closes the socket and removes its file
     assert_eq!(
         notifier.ready(),
-        Err(Error::Os(Errno::from_raw(libc::ENOENT)))
+        Err(ReadyError::SendFailed {
+            addr,
+            errno: Errno::from_raw(libc::ENOENT)
+        })
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Errors that say what to fix
+
+#[test]
+fn refused_status_text_names_the_byte_and_where_it_is() {
+    let _turn = turn();
+    let receiver = Receiver::bind_path();
+    let notifier = receiver.notifier();
+    for (text, byte, at) in [
+        ("one\nREADY=1", "line feed", 3),
+        ("\rREADY=1", "carriage return", 0),
+        ("one\0two", "NUL", 3),
+    ] {
+        let said = notifier.status(text).unwrap_err().to_string();
+        assert!(
+            said.contains(byte) && said.contains(&format!("byte {at}")),
+            "{text:?}: {said:?} names the {byte} and its offset {at}"
+        );
+    }
+}
+
+#[test]
+fn status_text_too_long_names_its_length_and_the_limit() {
+    let _turn = turn();
+    let receiver = Receiver::bind_path();
+    let said = receiver
+        .notifier()
+        .status(&"x".repeat(2000))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        said.contains("2000") && said.contains("1017"),
+        "{said:?} names the length and the limit"
+    );
+}
+
+#[test]
+fn a_report_that_cannot_be_sent_names_the_socket_and_the_reason() {
+    let _turn = turn();
+    let receiver = Receiver::bind_path();
+    let notifier = receiver.notifier();
+    let path = receiver.path.clone().unwrap();
+    drop(receiver);
+    let said = notifier.ready().unwrap_err().to_string();
+    let enoent = std::io::Error::from_raw_os_error(libc::ENOENT).to_string();
+    assert!(
+        said.contains(path.to_str().unwrap()) && said.contains(&enoent),
+        "{said:?} names {path:?} and says {enoent:?}"
+    );
+    #[cfg(target_os = "linux")]
+    {
+        let receiver = Receiver::bind_abstract();
+        let notifier = receiver.notifier();
+        let value = String::from_utf8(receiver.value.clone()).unwrap();
+        drop(receiver);
+        let said = notifier.ready().unwrap_err().to_string();
+        assert!(said.contains(&value), "{said:?} names {value:?}");
+    }
+}
+
+#[test]
+fn a_bad_notify_socket_is_shown_in_the_error_but_only_its_start() {
+    let _turn = turn();
+    let said = from_env_error(None, Some("relative/notify")).to_string();
+    assert!(said.contains("relative/notify"), "{said:?} shows the value");
+    let long = format!("run/{}", "n".repeat(300));
+    let said = from_env_error(None, Some(&long)).to_string();
+    assert!(
+        said.contains("run/nnnn"),
+        "{said:?} shows the value's start"
+    );
+    assert!(
+        said.len() < 250,
+        "{said:?} shows a bounded prefix, not all 304 bytes"
     );
 }
 
@@ -309,7 +394,7 @@ fn a_barrier_times_out_while_the_receiver_keeps_the_fd_open() {
         let manager = s.spawn(|| recv_with_fds(&receiver.socket));
         assert_eq!(
             notifier.barrier(Duration::from_millis(100)),
-            Err(Error::TimedOut)
+            Err(ReadyError::Channel(Error::TimedOut))
         );
         let (text, fds) = manager.join().unwrap();
         assert_eq!(text, "BARRIER=1");
@@ -326,19 +411,27 @@ fn a_barrier_to_a_socket_that_is_gone_fails_at_once_and_leaks_nothing() {
     // The socket closed and its file removed: ENOENT.
     let receiver = Receiver::bind_path();
     let notifier = receiver.notifier();
+    let addr = NotifyAddr::parse(&receiver.value).unwrap();
     drop(receiver);
     assert_eq!(
         notifier.barrier(HANG_GUARD),
-        Err(Error::Os(Errno::from_raw(libc::ENOENT)))
+        Err(ReadyError::SendFailed {
+            addr,
+            errno: Errno::from_raw(libc::ENOENT)
+        })
     );
     // The socket closed, its file left behind: ECONNREFUSED.
     let mut receiver = Receiver::bind_path();
     let notifier = receiver.notifier();
+    let addr = NotifyAddr::parse(&receiver.value).unwrap();
     let path = receiver.path.take().unwrap();
     drop(receiver); // closes the socket; its file stays
     assert_eq!(
         notifier.barrier(HANG_GUARD),
-        Err(Error::Os(Errno::from_raw(libc::ECONNREFUSED)))
+        Err(ReadyError::SendFailed {
+            addr,
+            errno: Errno::from_raw(libc::ECONNREFUSED)
+        })
     );
     let _ = std::fs::remove_file(path);
     assert_eq!(common::open_pipe_count(), pipes);
@@ -440,11 +533,12 @@ fn from_env_error(ready_fd: Option<&str>, notify_socket: Option<&str>) -> ReadyE
 #[test]
 fn from_env_names_what_is_wrong_with_each_bad_value_and_changes_nothing() {
     let _turn = turn();
-    assert_eq!(
-        from_env_error(None, Some("relative/notify")),
-        ReadyError::BadNotifySocket
-    );
-    assert_eq!(from_env_error(None, Some("")), ReadyError::BadNotifySocket);
+    for bad in ["relative/notify", ""] {
+        match from_env_error(None, Some(bad)) {
+            ReadyError::BadNotifySocket(value) => assert_eq!(value.as_bytes(), bad.as_bytes()),
+            other => panic!("{bad:?}: {other:?}"),
+        }
+    }
     let long = format!("/{}", "n".repeat(200));
     assert_eq!(from_env_error(None, Some(&long)), ReadyError::PathTooLong);
 
@@ -661,9 +755,12 @@ fn a_notification_fd_gets_a_newline_then_end_of_stream_on_ready() {
     assert_eq!(reader.token_read(), Ok(b'\n'));
     assert_eq!(reader.token_read(), Err(Error::Eos));
     // One-shot: everything after is Closed.
-    assert_eq!(notifier.ready(), Err(Error::Closed));
-    assert_eq!(notifier.failed(5), Err(Error::Closed));
-    assert_eq!(notifier.status("x"), Err(Error::Closed));
+    assert_eq!(notifier.ready(), Err(ReadyError::Channel(Error::Closed)));
+    assert_eq!(notifier.failed(5), Err(ReadyError::Channel(Error::Closed)));
+    assert_eq!(
+        notifier.status("x"),
+        Err(ReadyError::Channel(Error::Closed))
+    );
 }
 
 #[test]
@@ -678,7 +775,7 @@ fn a_notification_fd_gets_only_end_of_stream_on_failed() {
         Err(Error::Eos),
         "no newline, just the close"
     );
-    assert_eq!(notifier.ready(), Err(Error::Closed));
+    assert_eq!(notifier.ready(), Err(ReadyError::Channel(Error::Closed)));
 }
 
 // ---------------------------------------------------------------------------
@@ -691,11 +788,11 @@ fn the_token_pipe_gets_token_1_then_end_of_stream_on_ready() {
     notifier.ready().unwrap();
     assert_eq!(reader.token_read(), Ok(1));
     assert_eq!(reader.token_read(), Err(Error::Eos));
-    assert_eq!(notifier.ready(), Err(Error::Closed));
-    assert_eq!(notifier.failed(5), Err(Error::Closed));
+    assert_eq!(notifier.ready(), Err(ReadyError::Channel(Error::Closed)));
+    assert_eq!(notifier.failed(5), Err(ReadyError::Channel(Error::Closed)));
     assert_eq!(
         notifier.extend_timeout(Duration::from_secs(1)),
-        Err(Error::Closed)
+        Err(ReadyError::Channel(Error::Closed))
     );
 }
 
@@ -716,7 +813,7 @@ fn the_token_pipe_gets_token_0_and_the_errno_then_end_of_stream_on_failed() {
     let mut want = vec![0u8];
     want.extend_from_slice(&5i32.to_ne_bytes());
     assert_eq!(&got[..n], &want[..]);
-    assert_eq!(notifier.failed(5), Err(Error::Closed));
+    assert_eq!(notifier.failed(5), Err(ReadyError::Channel(Error::Closed)));
 }
 
 #[test]

@@ -206,7 +206,7 @@ fn readiness_reports_over_a_pipe_or_fd_never_allocate() {
         pipe.status("ignored").unwrap();
         pipe.extend_timeout(Duration::from_secs(90)).unwrap();
         pipe.ready().unwrap();
-        assert_eq!(pipe.ready(), Err(Error::Closed));
+        assert_eq!(pipe.ready(), Err(Error::Closed.into()));
 
         // SAFETY: into_raw_fd gave up the fd's other owner.
         let s6 = unsafe { Notifier::from_fd(fd) }.unwrap();

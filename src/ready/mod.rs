@@ -13,7 +13,10 @@
 //! [`status`](Notifier::status) and
 //! [`extend_timeout`](Notifier::extend_timeout) build their message on the
 //! stack and are async-signal-safe; [`from_env`](Notifier::from_env) is not
-//! (it reads and edits the environment).
+//! (it reads and edits the environment). Their errors, [`ReadyError`], are
+//! `Copy` and say what to fix: which byte of a status text was refused,
+//! which socket address could not be reached and why, which variable named
+//! an fd that cannot carry a report.
 //!
 //! ```no_run
 //! use bitcoin_tokenpipe::ready::Notifier;
@@ -27,6 +30,7 @@
 //! }
 //! ```
 
+mod error;
 mod pipe;
 // systemd's protocol, where the platform has Unix-domain datagram sockets
 // that carry fds (build.rs: `tokenpipe_unix_socket`).
@@ -37,6 +41,7 @@ mod socket;
 #[cfg(tokenpipe_launch)]
 mod launch;
 
+pub use error::{ReadyError, ValuePrefix};
 #[cfg(tokenpipe_launch)]
 pub use launch::{BARRIER_LINGER, LaunchError, LaunchOptions, ReadyChild, launch};
 #[cfg(tokenpipe_unix_socket)]
@@ -47,9 +52,6 @@ use core::fmt;
 use core::time::Duration;
 
 use crate::end::TokenPipeEnd;
-#[cfg(tokenpipe_unix_socket)]
-use crate::error::Error;
-use crate::error::{Errno, Result};
 use crate::handoff::{self, HandoffError};
 use crate::sys;
 
@@ -72,71 +74,18 @@ pub(crate) const TOKEN_READY: u8 = 1;
 pub(crate) const TOKEN_FAILED: u8 = 0;
 pub(crate) const TOKEN_EXTEND: u8 = 2;
 
-/// Why [`Notifier::from_env`] or [`Notifier::from_fd`] found no usable
-/// channel. Nothing was closed or changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
-#[non_exhaustive]
-pub enum ReadyError {
-    /// `TOKENPIPE_READY_FD` is set but does not name an open pipe of ours.
-    #[error("TOKENPIPE_READY_FD is set but unusable: {0}")]
-    Handoff(HandoffError),
-    /// `NOTIFY_SOCKET` is neither an absolute path, an `@abstract` name nor
-    /// a `vsock:CID:PORT` address.
-    #[error("NOTIFY_SOCKET is not an absolute path, an @abstract name or a vsock:CID:PORT address")]
-    BadNotifySocket,
-    /// The socket's name is longer than a Unix socket address can hold.
-    #[error("NOTIFY_SOCKET's path is longer than a Unix socket address holds")]
-    PathTooLong,
-    /// The address kind is not available here (an `@abstract` name or
-    /// `vsock:` outside Linux and Android).
-    #[error("NOTIFY_SOCKET names an address kind this platform does not have ({0})")]
-    Unsupported(&'static str),
-    /// The fd is not open.
-    #[error("fd {fd} is not open")]
-    NotOpen {
-        /// The fd number.
-        fd: c_int,
-    },
-    /// The fd is open but is neither a pipe nor a socket.
-    #[error("fd {fd} is open but is neither a pipe nor a socket")]
-    NotAPipeOrSocket {
-        /// The fd number.
-        fd: c_int,
-    },
-    /// `TOKENPIPE_READY_FD` names stdin, stdout or stderr. No launcher
-    /// hands its pipe over there, so the variable is a stale one (inherited
-    /// from a program that was given a pipe of its own); taking the fd
-    /// would write a token into, and then close, a stream the program uses.
-    #[error(
-        "TOKENPIPE_READY_FD={fd} names {}, which is never a readiness pipe \
-         (a stale variable, inherited from another program?); refused",
-        stdio_name(*fd)
-    )]
-    StdioFd {
-        /// The fd number: 0, 1 or 2.
-        fd: c_int,
-    },
-    /// The fd is open only for reading (a pipe's read end): no report can
-    /// be written to it.
-    #[error("{} is open only for reading (a pipe's read end?): no report can be written to it", FdNamed(*fd, *variable))]
-    ReadOnly {
-        /// The fd number.
-        fd: c_int,
-        /// The environment variable that named it, if one did
-        /// ([`Notifier::from_env`]; `None` from [`Notifier::from_fd`]).
-        variable: Option<&'static str>,
-    },
-    /// A system call failed while checking the channel.
-    #[error("checking the readiness channel failed: {0}")]
-    Os(Errno),
-}
+/// The most `status` text the socket carries: its 1024-byte message less
+/// `STATUS=`.
+#[cfg(tokenpipe_unix_socket)]
+const SOCKET_STATUS_MAX: usize = 1024 - b"STATUS=".len();
 
 /// One readiness channel to whoever started this process. See the
 /// [module docs](self) for the channels and what each message becomes.
 ///
 /// The pipe and fd channels are one-shot: [`ready`](Self::ready) and
 /// [`failed`](Self::failed) close them, and later calls give
-/// [`Error::Closed`]. The socket channel takes any number of messages.
+/// [`ReadyError::Channel`]`(`[`Error::Closed`](crate::Error::Closed)`)`.
+/// The socket channel takes any number of messages.
 /// The reports ([`ready`](Self::ready), [`failed`](Self::failed),
 /// [`status`](Self::status), [`extend_timeout`](Self::extend_timeout),
 /// [`barrier`](Self::barrier)) take `&self`, so a notifier can sit in a
@@ -149,9 +98,9 @@ pub enum ReadyError {
 /// Reports may overlap: on other threads, or in a signal handler that
 /// interrupted one. On a pipe or fd, `ready` and `failed` claim the fd
 /// before they write, so only the first of them is sent and the others
-/// give [`Error::Closed`]; a report still writing (`extend_timeout`, or
-/// the one a handler interrupted) keeps the fd open, and the last one to
-/// finish closes it. No report waits for another, and none ever writes
+/// give `Closed`; a report still writing (`extend_timeout`, or the one a
+/// handler interrupted) keeps the fd open, and the last one to finish
+/// closes it. No report waits for another, and none ever writes
 /// to the fd after it was closed, where a file opened since could have
 /// been given its number.
 pub struct Notifier {
@@ -331,13 +280,17 @@ impl Notifier {
     /// `sendmsg`, `close`.
     ///
     /// # Errors
-    /// [`Error::Closed`] if a one-shot channel was used already;
-    /// [`Error::BrokenPipe`] if the launcher is gone (no `SIGPIPE` is
-    /// raised); [`Error::Os`] for a socket that cannot be reached.
-    pub fn ready(&self) -> Result<()> {
+    /// [`ReadyError::Channel`] with
+    /// [`Error::Closed`](crate::Error::Closed) if a one-shot channel was
+    /// used already, [`Error::BrokenPipe`](crate::Error::BrokenPipe) if the
+    /// launcher is gone (no `SIGPIPE` is raised),
+    /// [`Error::Os`](crate::Error::Os) if a system call failed;
+    /// [`ReadyError::SendFailed`], naming the address and the errno, for a
+    /// socket that cannot be reached.
+    pub fn ready(&self) -> Result<(), ReadyError> {
         match &self.channel {
-            Channel::Pipe(slot) => slot.report(&[TOKEN_READY]),
-            Channel::Fd(slot) => slot.report(b"\n"),
+            Channel::Pipe(slot) => Ok(slot.report(&[TOKEN_READY])?),
+            Channel::Fd(slot) => Ok(slot.report(b"\n")?),
             #[cfg(tokenpipe_unix_socket)]
             Channel::Socket(addr) => addr.send(&[b"READY=1"]),
         }
@@ -350,14 +303,14 @@ impl Notifier {
     ///
     /// # Errors
     /// As for [`ready`](Self::ready).
-    pub fn failed(&self, errno: i32) -> Result<()> {
+    pub fn failed(&self, errno: i32) -> Result<(), ReadyError> {
         match &self.channel {
             Channel::Pipe(slot) => {
                 let e = errno.to_ne_bytes();
-                slot.report(&[TOKEN_FAILED, e[0], e[1], e[2], e[3]])
+                Ok(slot.report(&[TOKEN_FAILED, e[0], e[1], e[2], e[3]])?)
             }
             // No word: just the close.
-            Channel::Fd(slot) => slot.report(&[]),
+            Channel::Fd(slot) => Ok(slot.report(&[])?),
             #[cfg(tokenpipe_unix_socket)]
             Channel::Socket(addr) => {
                 let mut digits = [0u8; 12];
@@ -371,23 +324,22 @@ impl Notifier {
     /// which carry no text.
     ///
     /// # Errors
-    /// [`Error::Os`]`(EINVAL)` for text with a line break (systemd splits
-    /// a message into `KEY=VALUE` lines at `\n` and at `\r`, so either
-    /// would start another line) or a NUL byte (systemd drops a message
-    /// holding one, whole); `EMSGSIZE` for text longer than 1017 bytes (the
+    /// [`ReadyError::StatusByte`], naming the byte and its offset, for text
+    /// with a line break (systemd splits a message into `KEY=VALUE` lines
+    /// at `\n` and at `\r`, so either would start another line) or a NUL
+    /// byte (systemd drops a message holding one, whole);
+    /// [`ReadyError::StatusTooLong`] for text longer than 1017 bytes (the
     /// message, `STATUS=` included, is built in a 1024-byte stack buffer);
     /// as for [`ready`](Self::ready).
     #[cfg_attr(not(tokenpipe_unix_socket), allow(unused_variables))]
-    pub fn status(&self, text: &str) -> Result<()> {
+    pub fn status(&self, text: &str) -> Result<(), ReadyError> {
         match &self.channel {
             #[cfg(tokenpipe_unix_socket)]
             Channel::Socket(addr) => {
-                if text.bytes().any(|b| matches!(b, b'\n' | b'\r' | 0)) {
-                    return Err(Error::Os(Errno::EINVAL));
-                }
+                check_status(text, SOCKET_STATUS_MAX)?;
                 addr.send(&[b"STATUS=", text.as_bytes()])
             }
-            Channel::Pipe(slot) | Channel::Fd(slot) => slot.still_open(),
+            Channel::Pipe(slot) | Channel::Fd(slot) => Ok(slot.still_open()?),
         }
     }
 
@@ -398,14 +350,14 @@ impl Notifier {
     ///
     /// # Errors
     /// As for [`ready`](Self::ready).
-    pub fn extend_timeout(&self, extra: Duration) -> Result<()> {
+    pub fn extend_timeout(&self, extra: Duration) -> Result<(), ReadyError> {
         let usec = u64::try_from(extra.as_micros()).unwrap_or(u64::MAX);
         match &self.channel {
             Channel::Pipe(slot) => {
                 let u = usec.to_ne_bytes();
-                slot.write(&[TOKEN_EXTEND, u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7]])
+                Ok(slot.write(&[TOKEN_EXTEND, u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7]])?)
             }
-            Channel::Fd(slot) => slot.still_open(),
+            Channel::Fd(slot) => Ok(slot.still_open()?),
             #[cfg(tokenpipe_unix_socket)]
             Channel::Socket(addr) => {
                 let mut digits = [0u8; 24];
@@ -430,11 +382,17 @@ impl Notifier {
     /// Syscalls: `pipe2`, `socket`, `sendmsg`, `close` ×2, `poll`, `read`
     /// (end of stream), `close`, and `clock_gettime` (a vDSO call on Linux).
     ///
+    /// A pipe or fd needs no barrier and makes no system call for one, so
+    /// this neither holds its fd nor fails once the channel is used up:
+    /// `ready()` then `barrier()` is right on every channel.
+    ///
     /// # Errors
-    /// [`Error::TimedOut`] if the fd was not closed within `timeout`;
-    /// [`Error::Os`] if the socket cannot be reached.
+    /// [`ReadyError::Channel`] with
+    /// [`Error::TimedOut`](crate::Error::TimedOut) if the fd was not closed
+    /// within `timeout` (or another [`Error`](crate::Error) if no pipe could
+    /// be made); [`ReadyError::SendFailed`] if the socket cannot be reached.
     #[cfg_attr(not(tokenpipe_unix_socket), allow(unused_variables))]
-    pub fn barrier(&self, timeout: Duration) -> Result<()> {
+    pub fn barrier(&self, timeout: Duration) -> Result<(), ReadyError> {
         match &self.channel {
             #[cfg(tokenpipe_unix_socket)]
             Channel::Socket(addr) => addr.barrier(timeout),
@@ -448,7 +406,7 @@ impl Notifier {
     ///
     /// # Errors
     /// As for [`ready`](Self::ready).
-    pub fn notify(self, ready: bool) -> Result<()> {
+    pub fn notify(self, ready: bool) -> Result<(), ReadyError> {
         if ready {
             self.ready()
         } else {
@@ -478,14 +436,19 @@ impl Notifier {
     /// `spawn`), the socket by setting `NOTIFY_SOCKET` for it.
     ///
     /// # Errors
-    /// As for [`TokenPipeEnd::pass_to`]; [`Error::Closed`] for a channel
-    /// already used.
+    /// [`ReadyError::Channel`] with what [`TokenPipeEnd::pass_to`] gives,
+    /// or [`Error::Closed`](crate::Error::Closed) for a channel already
+    /// used.
     #[cfg(tokenpipe_pass_to)]
-    pub fn pass_to(&self, cmd: &mut std::process::Command, env_name: &str) -> Result<()> {
+    pub fn pass_to(
+        &self,
+        cmd: &mut std::process::Command,
+        env_name: &str,
+    ) -> Result<(), ReadyError> {
         match &self.channel {
             // Held for the call, so that no report closes it meanwhile.
             Channel::Pipe(slot) | Channel::Fd(slot) => {
-                slot.with_end(|end| end.pass_to(cmd, env_name))
+                Ok(slot.with_end(|end| end.pass_to(cmd, env_name))?)
             }
             #[cfg(tokenpipe_unix_socket)]
             Channel::Socket(addr) => {
@@ -514,25 +477,24 @@ unsafe fn take_ready_fd(fd: c_int) -> core::result::Result<TokenPipeEnd, ReadyEr
     unsafe { handoff::adopt(fd) }.map_err(ReadyError::Handoff)
 }
 
-fn stdio_name(fd: c_int) -> &'static str {
-    match fd {
-        0 => "stdin",
-        1 => "stdout",
-        _ => "stderr",
+/// Refuses status text that would break a message (see
+/// [`Notifier::status`]) or is longer than `max`.
+#[cfg_attr(not(tokenpipe_unix_socket), allow(dead_code))]
+fn check_status(text: &str, max: usize) -> Result<(), ReadyError> {
+    let bytes = text.as_bytes();
+    if let Some(at) = bytes.iter().position(|b| matches!(b, b'\n' | b'\r' | 0)) {
+        return Err(ReadyError::StatusByte {
+            byte: bytes[at],
+            at,
+        });
     }
-}
-
-/// How an error message names an fd: by the variable that held it, if
-/// one did.
-struct FdNamed(c_int, Option<&'static str>);
-
-impl fmt::Display for FdNamed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.1 {
-            Some(variable) => write!(f, "{variable}={}, the fd it names,", self.0),
-            None => write!(f, "fd {}", self.0),
-        }
+    if bytes.len() > max {
+        return Err(ReadyError::StatusTooLong {
+            len: bytes.len(),
+            max,
+        });
     }
+    Ok(())
 }
 
 /// `n` in decimal, formatted into the end of `buf` without `core::fmt`
