@@ -823,8 +823,6 @@ fn the_token_pipe_gets_token_2_and_the_microseconds_and_stays_open_on_extend_tim
     notifier
         .extend_timeout(Duration::from_millis(1500))
         .unwrap();
-    // No text on this channel: a no-op.
-    assert_eq!(notifier.status("x"), Ok(()));
     let mut got = [0u8; 9];
     assert_eq!(reader.read_tokens(&mut got), Ok(9), "one write, read whole");
     let mut want = vec![2u8];
@@ -834,6 +832,90 @@ fn the_token_pipe_gets_token_2_and_the_microseconds_and_stays_open_on_extend_tim
     notifier.ready().unwrap();
     assert_eq!(reader.token_read(), Ok(1));
     assert_eq!(reader.token_read(), Err(Error::Eos));
+}
+
+/// `status` on this crate's pipe: token 3, the text's length as a native
+/// `u16`, the text, in one `write`, so a reader sees it whole.
+fn status_message(text: &str) -> Vec<u8> {
+    let mut message = vec![3u8];
+    message.extend_from_slice(&(text.len() as u16).to_ne_bytes());
+    message.extend_from_slice(text.as_bytes());
+    message
+}
+
+/// The next message of `len` bytes: its first byte as soon as it comes
+/// (`TimedOut` after a second if none does), then the rest in one read,
+/// which gets all of it only if it was written in one go.
+fn next_message(reader: &TokenPipeEnd, len: usize) -> Result<Vec<u8>, Error> {
+    let first = reader.token_read_timeout(Duration::from_secs(1))?;
+    let mut got = vec![0u8; len + 8];
+    got[0] = first;
+    let n = if len > 1 {
+        reader.read_tokens(&mut got[1..])?
+    } else {
+        0
+    };
+    got.truncate(1 + n);
+    Ok(got)
+}
+
+#[test]
+fn the_token_pipe_gets_token_3_the_length_and_the_text_in_one_write_on_status() {
+    let _turn = turn();
+    let (notifier, reader) = token_pipe_notifier();
+    for text in ["loaded 3 wallets", "", "caf\u{e9} \u{2713}"] {
+        notifier.status(text).unwrap();
+        let want = status_message(text);
+        assert_eq!(
+            next_message(&reader, want.len()),
+            Ok(want),
+            "{text:?}: one write, read whole"
+        );
+    }
+    // Still open: the report comes after.
+    notifier.ready().unwrap();
+    assert_eq!(reader.token_read(), Ok(1));
+    assert_eq!(reader.token_read(), Err(Error::Eos));
+    assert_eq!(
+        notifier.status("late"),
+        Err(ReadyError::Channel(Error::Closed))
+    );
+}
+
+#[test]
+fn status_on_the_token_pipe_refuses_what_the_socket_refuses_and_writes_nothing() {
+    let _turn = turn();
+    let (notifier, reader) = token_pipe_notifier();
+    assert_eq!(
+        notifier.status("one\nREADY=1"),
+        Err(ReadyError::StatusByte { byte: b'\n', at: 3 })
+    );
+    assert_eq!(
+        notifier.status("\r"),
+        Err(ReadyError::StatusByte { byte: b'\r', at: 0 })
+    );
+    assert_eq!(
+        notifier.status("a\0"),
+        Err(ReadyError::StatusByte { byte: 0, at: 1 })
+    );
+    // The most a pipe carries whole, less the token and the length; never
+    // more than the socket's 1017.
+    let max = 1017.min(bitcoin_tokenpipe::PIPE_BUF - 3);
+    assert_eq!(
+        notifier.status(&"x".repeat(max + 1)),
+        Err(ReadyError::StatusTooLong { len: max + 1, max })
+    );
+    reader.set_nonblocking(true).unwrap();
+    assert_eq!(
+        reader.token_read(),
+        Err(Error::WouldBlock),
+        "nothing written"
+    );
+    reader.set_nonblocking(false).unwrap();
+    let longest = "y".repeat(max);
+    notifier.status(&longest).unwrap();
+    let want = status_message(&longest);
+    assert_eq!(next_message(&reader, want.len()), Ok(want));
 }
 
 #[test]

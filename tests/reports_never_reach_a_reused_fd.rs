@@ -175,13 +175,15 @@ fn drain(reader: &TokenPipeEnd) -> Vec<u8> {
 enum First {
     Ready,
     ExtendTimeout,
+    Status,
 }
 
 /// Every report that writes before its channel is closed: on a
 /// notification fd only `ready` writes (a newline).
-const CASES: [(Kind, First); 3] = [
+const CASES: [(Kind, First); 4] = [
     (Kind::Pipe, First::Ready),
     (Kind::Pipe, First::ExtendTimeout),
+    (Kind::Pipe, First::Status),
     (Kind::Fd, First::Ready),
 ];
 
@@ -190,14 +192,15 @@ impl First {
         match self {
             First::Ready => n.ready().is_ok(),
             First::ExtendTimeout => n.extend_timeout(Duration::from_secs(1)).is_ok(),
+            First::Status => n.status("loading").is_ok(),
         }
     }
 }
 
 /// What the pipe must carry when `first` stopped before its write and
 /// `failed(errno)` came meanwhile, and whether that `failed` succeeds. A
-/// one-shot report that came first shuts the other out; an
-/// `extend_timeout` does not, and its bytes follow the failure's.
+/// one-shot report that came first shuts the other out; `extend_timeout`
+/// and `status` do not, and their bytes follow the failure's.
 fn expected(kind: Kind, first: First, errno: c_int) -> (Vec<u8>, bool) {
     match (kind, first) {
         (Kind::Pipe, First::Ready) => (vec![1], false),
@@ -206,6 +209,14 @@ fn expected(kind: Kind, first: First, errno: c_int) -> (Vec<u8>, bool) {
             bytes.extend_from_slice(&errno.to_ne_bytes());
             bytes.push(2);
             bytes.extend_from_slice(&1_000_000u64.to_ne_bytes());
+            (bytes, true)
+        }
+        (Kind::Pipe, First::Status) => {
+            let mut bytes = vec![0];
+            bytes.extend_from_slice(&errno.to_ne_bytes());
+            bytes.push(3);
+            bytes.extend_from_slice(&7u16.to_ne_bytes());
+            bytes.extend_from_slice(b"loading");
             (bytes, true)
         }
         (Kind::Fd, _) => (b"\n".to_vec(), false),

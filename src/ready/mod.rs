@@ -2,11 +2,11 @@
 //! started the daemon "I am up" (or "I failed"), whatever that launcher
 //! speaks, and (with `std`) a launcher that waits for it.
 //!
-//! | channel | who offers it | found by | ready | failed |
-//! |---|---|---|---|---|
-//! | this crate's token pipe | `launch` (with `std`) and [`fork_daemon`](crate::daemon::fork_daemon)'s child | [`Notifier::from_env`] (`TOKENPIPE_READY_FD`) | token 1, close | token 0 and the errno, close |
-//! | systemd's notify socket | systemd `Type=notify`, `start-stop-daemon --notify-await`, `launch` | [`Notifier::from_env`] (`NOTIFY_SOCKET`) | `READY=1` | `ERRNO=n` |
-//! | a notification fd | s6 (`notification-fd`), dinit (`pipefd:N`), OpenRC (`ready=fd:N`) | [`Notifier::from_fd`] (the number comes from the daemon's configuration) | `\n`, close | close without a word |
+//! | channel | who offers it | found by | ready | failed | status text |
+//! |---|---|---|---|---|---|
+//! | this crate's token pipe | `launch` (with `std`) and [`fork_daemon`](crate::daemon::fork_daemon)'s child | [`Notifier::from_env`] (`TOKENPIPE_READY_FD`) | token 1, close | token 0 and the errno, close | token 3, the length (a native-endian `u16`) and the text, in one `write`; at most 1017 bytes (509 where `PIPE_BUF` is 512) |
+//! | systemd's notify socket | systemd `Type=notify`, `start-stop-daemon --notify-await`, `launch` | [`Notifier::from_env`] (`NOTIFY_SOCKET`) | `READY=1` | `ERRNO=n` | `STATUS=text`; at most 1017 bytes |
+//! | a notification fd | s6 (`notification-fd`), dinit (`pipefd:N`), OpenRC (`ready=fd:N`) | [`Notifier::from_fd`] (the number comes from the daemon's configuration) | `\n`, close | close without a word | nothing (not in the protocol) |
 //!
 //! The daemon's side is in the `no_std` core and never allocates:
 //! [`ready`](Notifier::ready), [`failed`](Notifier::failed),
@@ -51,6 +51,7 @@ use core::ffi::{CStr, c_int};
 use core::fmt;
 use core::time::Duration;
 
+use crate::batch::PIPE_BUF;
 use crate::end::TokenPipeEnd;
 use crate::handoff::{self, HandoffError};
 use crate::sys;
@@ -68,16 +69,30 @@ const NOTIFY_SOCKET_ENV_C: &CStr = c"NOTIFY_SOCKET";
 /// The token pipe's messages. A reader that takes one token (bitcoind's
 /// launcher, [`DaemonParent::wait_ready`](crate::daemon::DaemonParent::wait_ready))
 /// sees 1 for ready and 0 for failed; this crate's launcher also reads the
-/// errno after a 0, and honours 2 (extend the timeout, 8 bytes of
-/// microseconds after it).
+/// errno after a 0 (4 bytes, native order), honours 2 (extend the timeout:
+/// 8 bytes of microseconds, native order) and keeps the text of 3 (status:
+/// the text's length as a `u16` in native order, then that many bytes of
+/// UTF-8, at most [`PIPE_STATUS_MAX`]). Each message is one `write` of at
+/// most `PIPE_BUF` bytes, so it arrives whole, never mixed with another.
 pub(crate) const TOKEN_READY: u8 = 1;
 pub(crate) const TOKEN_FAILED: u8 = 0;
 pub(crate) const TOKEN_EXTEND: u8 = 2;
+pub(crate) const TOKEN_STATUS: u8 = 3;
 
-/// The most `status` text the socket carries: its 1024-byte message less
-/// `STATUS=`.
-#[cfg(tokenpipe_unix_socket)]
-const SOCKET_STATUS_MAX: usize = 1024 - b"STATUS=".len();
+/// The most `status` text a message carries: the socket's 1024-byte
+/// message less `STATUS=`.
+pub(crate) const STATUS_MAX: usize = 1024 - b"STATUS=".len();
+
+/// The most `status` text the token pipe carries: [`STATUS_MAX`], or less
+/// where `PIPE_BUF` (less the token and the length) is smaller, since a
+/// longer `write` could be split and interleaved with another report.
+pub(crate) const PIPE_STATUS_MAX: usize = if STATUS_MAX < PIPE_BUF - 3 {
+    STATUS_MAX
+} else {
+    PIPE_BUF - 3
+};
+// One write, whole, and a length that fits its u16.
+const _: () = assert!(3 + PIPE_STATUS_MAX <= PIPE_BUF && PIPE_STATUS_MAX <= u16::MAX as usize);
 
 /// One readiness channel to whoever started this process. See the
 /// [module docs](self) for the channels and what each message becomes.
@@ -319,9 +334,15 @@ impl Notifier {
         }
     }
 
-    /// Free text for the launcher to show (`STATUS=` on the socket; our
-    /// launcher keeps it for its error message). A no-op on a pipe or fd,
-    /// which carry no text.
+    /// Free text for the launcher to show: `STATUS=` on the socket (what
+    /// `systemctl status` shows), token 3 with the text on this crate's
+    /// pipe (its launcher keeps the last one for its error message). Does
+    /// not close the pipe. A no-op on a notification fd, whose protocol
+    /// has no text; the text is checked there all the same, so a daemon
+    /// finds a bad one under every launcher.
+    ///
+    /// Syscalls: pipe: `write` (plus the `SIGPIPE` mask calls); socket:
+    /// `socket`, `sendmsg`, `close`; fd: none.
     ///
     /// # Errors
     /// [`ReadyError::StatusByte`], naming the byte and its offset, for text
@@ -329,17 +350,48 @@ impl Notifier {
     /// at `\n` and at `\r`, so either would start another line) or a NUL
     /// byte (systemd drops a message holding one, whole);
     /// [`ReadyError::StatusTooLong`] for text longer than 1017 bytes (the
-    /// message, `STATUS=` included, is built in a 1024-byte stack buffer);
-    /// as for [`ready`](Self::ready).
-    #[cfg_attr(not(tokenpipe_unix_socket), allow(unused_variables))]
+    /// message, `STATUS=` included, is built in a 1024-byte stack buffer),
+    /// or on the pipe where `PIPE_BUF` is 512 (not Linux) longer than 509
+    /// (the message must fit in one atomic `write`); nothing is sent then.
+    /// Otherwise as for [`ready`](Self::ready).
+    ///
+    /// ```
+    /// use bitcoin_tokenpipe::TokenPipe;
+    /// use bitcoin_tokenpipe::ready::{Notifier, ReadyError};
+    ///
+    /// let (reader, writer) = TokenPipe::make()?.split();
+    /// // SAFETY: we hold the only other copy of the fd, and give it up.
+    /// let notifier = unsafe { Notifier::from_fd(writer.into_raw_fd()) }?;
+    /// assert_eq!(
+    ///     notifier.status("step 1\nREADY=1"),
+    ///     Err(ReadyError::StatusByte { byte: b'\n', at: 6 })
+    /// );
+    /// notifier.status("loading")?; // s6 has no text: nothing is written
+    /// notifier.ready()?;
+    /// assert_eq!(reader.token_read()?, b'\n');
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn status(&self, text: &str) -> Result<(), ReadyError> {
         match &self.channel {
+            Channel::Pipe(slot) => {
+                check_status(text, PIPE_STATUS_MAX)?;
+                let mut message = [0u8; 3 + PIPE_STATUS_MAX];
+                let len = text.len();
+                message[0] = TOKEN_STATUS;
+                // At most PIPE_STATUS_MAX, checked above: fits a u16.
+                message[1..3].copy_from_slice(&(len as u16).to_ne_bytes());
+                message[3..3 + len].copy_from_slice(text.as_bytes());
+                Ok(slot.write(&message[..3 + len])?)
+            }
+            Channel::Fd(slot) => {
+                check_status(text, STATUS_MAX)?;
+                Ok(slot.still_open()?)
+            }
             #[cfg(tokenpipe_unix_socket)]
             Channel::Socket(addr) => {
-                check_status(text, SOCKET_STATUS_MAX)?;
+                check_status(text, STATUS_MAX)?;
                 addr.send(&[b"STATUS=", text.as_bytes()])
             }
-            Channel::Pipe(slot) | Channel::Fd(slot) => Ok(slot.still_open()?),
         }
     }
 
@@ -479,7 +531,6 @@ unsafe fn take_ready_fd(fd: c_int) -> core::result::Result<TokenPipeEnd, ReadyEr
 
 /// Refuses status text that would break a message (see
 /// [`Notifier::status`]) or is longer than `max`.
-#[cfg_attr(not(tokenpipe_unix_socket), allow(dead_code))]
 fn check_status(text: &str, max: usize) -> Result<(), ReadyError> {
     let bytes = text.as_bytes();
     if let Some(at) = bytes.iter().position(|b| matches!(b, b'\n' | b'\r' | 0)) {
