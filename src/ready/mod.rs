@@ -113,11 +113,11 @@ const _: () = assert!(3 + PIPE_STATUS_MAX <= PIPE_BUF && PIPE_STATUS_MAX <= u16:
 /// Reports may overlap: on other threads, or in a signal handler that
 /// interrupted one. On a pipe or fd, `ready` and `failed` claim the fd
 /// before they write, so only the first of them is sent and the others
-/// give `Closed`; a report still writing (`extend_timeout`, or the one a
-/// handler interrupted) keeps the fd open, and the last one to finish
-/// closes it. No report waits for another, and none ever writes
-/// to the fd after it was closed, where a file opened since could have
-/// been given its number.
+/// give `Closed`; a report still writing (`extend_timeout`, `status`, or
+/// the one a handler interrupted) keeps the fd open, and the last one to
+/// finish closes it. No report waits for another, and none ever writes to
+/// the fd after it was closed, where a file opened since could have been
+/// given its number.
 pub struct Notifier {
     channel: Channel,
 }

@@ -16,7 +16,7 @@
 //!   included.
 //!
 //! Once it is claimed, whoever leaves last closes the fd: the one-shot
-//! report, or an `extend_timeout` that was still writing. Nobody waits for
+//! report, or an `extend_timeout` or `status` that was still writing. Nobody waits for
 //! anybody: a signal handler that interrupts a `status` on its own thread
 //! and reports `failed` writes its token and returns, and the interrupted
 //! `status` closes the fd when it is done. (Waiting there would never end:
