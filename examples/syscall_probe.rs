@@ -139,7 +139,7 @@ fn main() {
     phase("ready_token_pipe");
     piped.ready().expect("ready over the token pipe");
     phase("ready_token_pipe_again");
-    assert_eq!(piped.ready(), Err(Error::Closed));
+    assert_eq!(piped.ready(), Err(Error::Closed.into()));
     phase("end");
 
     // What they sent, outside the trace.

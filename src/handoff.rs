@@ -192,30 +192,60 @@ impl TokenPipeEnd {
     #[allow(unsafe_code)] // Declares the ownership and environment contract.
     pub unsafe fn from_env(name: &CStr) -> core::result::Result<TokenPipeEnd, HandoffError> {
         // SAFETY: our caller keeps the environment unchanged during the call.
-        let value = unsafe { sys::getenv(name) }.ok_or(HandoffError::NotSet)?;
-        let fd = parse_env_value(value)?;
-        match sys::fcntl_get(fd, libc::F_GETFD) {
-            Ok(_) => {}
-            Err(Errno::EBADF) => return Err(HandoffError::NotOpen { fd }),
-            Err(e) => return Err(HandoffError::Os(e)),
-        }
-        match sys::file_id(fd) {
-            Ok(id) if id.is_fifo => {}
-            Ok(_) => return Err(HandoffError::NotAPipe { fd }),
-            Err(e) => return Err(HandoffError::Os(e)),
-        }
-        sys::set_cloexec(fd).map_err(HandoffError::Os)?;
-        // The fd is open, a pipe, and (by our caller's contract) ours alone.
-        #[cfg(not(tokenpipe_nosigpipe))]
-        let end = TokenPipeEnd::from_owned(fd);
-        // Apple and NetBSD: no SIGPIPE from an end taken here, set once.
-        #[cfg(tokenpipe_nosigpipe)]
-        let end = {
-            sys::fcntl_set_nosigpipe(fd).map_err(HandoffError::Os)?;
-            TokenPipeEnd::from_owned_nosigpipe(fd)
-        };
-        Ok(end)
+        let fd = unsafe { env_fd(name) }?;
+        check_pipe(fd)?;
+        // SAFETY: open, a pipe, and (by our caller's contract) ours alone.
+        unsafe { adopt(fd) }
     }
+}
+
+// `from_env` in its three steps, for `ready::Notifier::from_env`, which
+// refuses more between them (stdio, a read end) and must change nothing
+// when it does.
+
+/// The fd number the variable `name` holds (getenv, [`parse_env_value`]).
+///
+/// # Safety
+/// No other thread may change the environment during the call.
+#[allow(unsafe_code)] // getenv's contract becomes this function's.
+pub(crate) unsafe fn env_fd(name: &CStr) -> core::result::Result<c_int, HandoffError> {
+    // SAFETY: our caller keeps the environment unchanged during the call.
+    let value = unsafe { sys::getenv(name) }.ok_or(HandoffError::NotSet)?;
+    parse_env_value(value)
+}
+
+/// Checks that `fd` is open (`fcntl(F_GETFD)`) and a pipe (`fstat`),
+/// changing nothing.
+pub(crate) fn check_pipe(fd: c_int) -> core::result::Result<(), HandoffError> {
+    match sys::fcntl_get(fd, libc::F_GETFD) {
+        Ok(_) => {}
+        Err(Errno::EBADF) => return Err(HandoffError::NotOpen { fd }),
+        Err(e) => return Err(HandoffError::Os(e)),
+    }
+    match sys::file_id(fd) {
+        Ok(id) if id.is_fifo => Ok(()),
+        Ok(_) => Err(HandoffError::NotAPipe { fd }),
+        Err(e) => Err(HandoffError::Os(e)),
+    }
+}
+
+/// Takes a checked fd as an end: close-on-exec, and on Apple and NetBSD
+/// `F_SETNOSIGPIPE`.
+///
+/// # Safety
+/// `fd` must be open, a pipe, and owned by nothing else: the end closes it.
+#[allow(unsafe_code)] // Declares the ownership contract.
+pub(crate) unsafe fn adopt(fd: c_int) -> core::result::Result<TokenPipeEnd, HandoffError> {
+    sys::set_cloexec(fd).map_err(HandoffError::Os)?;
+    #[cfg(not(tokenpipe_nosigpipe))]
+    let end = TokenPipeEnd::from_owned(fd);
+    // Apple and NetBSD: no SIGPIPE from an end taken here, set once.
+    #[cfg(tokenpipe_nosigpipe)]
+    let end = {
+        sys::fcntl_set_nosigpipe(fd).map_err(HandoffError::Os)?;
+        TokenPipeEnd::from_owned_nosigpipe(fd)
+    };
+    Ok(end)
 }
 
 #[cfg(tokenpipe_pass_to)]

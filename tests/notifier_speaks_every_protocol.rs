@@ -244,16 +244,20 @@ fn an_abstract_notify_socket_gets_the_same_lines() {
 }
 
 #[test]
-fn status_with_a_line_break_or_a_nul_is_einval_and_sends_nothing() {
+fn status_with_a_line_break_or_a_nul_is_refused_and_sends_nothing() {
     let _turn = turn();
     let receiver = Receiver::bind_path();
     let notifier = receiver.notifier();
     // systemd reads both \n and \r as the end of a KEY=VALUE line, so
     // either would forge a READY=1; it drops a message with a NUL whole.
-    for forged in ["one\nREADY=1", "one\rREADY=1", "one\0two"] {
+    for (forged, byte) in [
+        ("one\nREADY=1", b'\n'),
+        ("one\rREADY=1", b'\r'),
+        ("one\0two", 0),
+    ] {
         assert_eq!(
             notifier.status(forged),
-            Err(Error::Os(Errno::EINVAL)),
+            Err(ReadyError::StatusByte { byte, at: 3 }),
             "{forged:?}"
         );
     }
@@ -263,14 +267,95 @@ fn status_with_a_line_break_or_a_nul_is_einval_and_sends_nothing() {
 }
 
 #[test]
-fn a_message_to_a_socket_that_is_gone_is_an_os_error() {
+fn a_message_to_a_socket_that_is_gone_names_the_socket_and_the_errno() {
     let _turn = turn();
     let receiver = Receiver::bind_path();
     let notifier = receiver.notifier();
+    let addr = NotifyAddr::parse(&receiver.value).unwrap();
     drop(receiver); // closes the socket and removes its file
     assert_eq!(
         notifier.ready(),
-        Err(Error::Os(Errno::from_raw(libc::ENOENT)))
+        Err(ReadyError::SendFailed {
+            addr,
+            errno: Errno::from_raw(libc::ENOENT)
+        })
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Errors that say what to fix
+
+#[test]
+fn refused_status_text_names_the_byte_and_where_it_is() {
+    let _turn = turn();
+    let receiver = Receiver::bind_path();
+    let notifier = receiver.notifier();
+    for (text, byte, at) in [
+        ("one\nREADY=1", "line feed", 3),
+        ("\rREADY=1", "carriage return", 0),
+        ("one\0two", "NUL", 3),
+    ] {
+        let said = notifier.status(text).unwrap_err().to_string();
+        assert!(
+            said.contains(byte) && said.contains(&format!("byte {at}")),
+            "{text:?}: {said:?} names the {byte} and its offset {at}"
+        );
+    }
+}
+
+#[test]
+fn status_text_too_long_names_its_length_and_the_limit() {
+    let _turn = turn();
+    let receiver = Receiver::bind_path();
+    let said = receiver
+        .notifier()
+        .status(&"x".repeat(2000))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        said.contains("2000") && said.contains("1017"),
+        "{said:?} names the length and the limit"
+    );
+}
+
+#[test]
+fn a_report_that_cannot_be_sent_names_the_socket_and_the_reason() {
+    let _turn = turn();
+    let receiver = Receiver::bind_path();
+    let notifier = receiver.notifier();
+    let path = receiver.path.clone().unwrap();
+    drop(receiver);
+    let said = notifier.ready().unwrap_err().to_string();
+    let enoent = std::io::Error::from_raw_os_error(libc::ENOENT).to_string();
+    assert!(
+        said.contains(path.to_str().unwrap()) && said.contains(&enoent),
+        "{said:?} names {path:?} and says {enoent:?}"
+    );
+    #[cfg(target_os = "linux")]
+    {
+        let receiver = Receiver::bind_abstract();
+        let notifier = receiver.notifier();
+        let value = String::from_utf8(receiver.value.clone()).unwrap();
+        drop(receiver);
+        let said = notifier.ready().unwrap_err().to_string();
+        assert!(said.contains(&value), "{said:?} names {value:?}");
+    }
+}
+
+#[test]
+fn a_bad_notify_socket_is_shown_in_the_error_but_only_its_start() {
+    let _turn = turn();
+    let said = from_env_error(None, Some("relative/notify")).to_string();
+    assert!(said.contains("relative/notify"), "{said:?} shows the value");
+    let long = format!("run/{}", "n".repeat(300));
+    let said = from_env_error(None, Some(&long)).to_string();
+    assert!(
+        said.contains("run/nnnn"),
+        "{said:?} shows the value's start"
+    );
+    assert!(
+        said.len() < 250,
+        "{said:?} shows a bounded prefix, not all 304 bytes"
     );
 }
 
@@ -309,7 +394,7 @@ fn a_barrier_times_out_while_the_receiver_keeps_the_fd_open() {
         let manager = s.spawn(|| recv_with_fds(&receiver.socket));
         assert_eq!(
             notifier.barrier(Duration::from_millis(100)),
-            Err(Error::TimedOut)
+            Err(ReadyError::Channel(Error::TimedOut))
         );
         let (text, fds) = manager.join().unwrap();
         assert_eq!(text, "BARRIER=1");
@@ -326,19 +411,27 @@ fn a_barrier_to_a_socket_that_is_gone_fails_at_once_and_leaks_nothing() {
     // The socket closed and its file removed: ENOENT.
     let receiver = Receiver::bind_path();
     let notifier = receiver.notifier();
+    let addr = NotifyAddr::parse(&receiver.value).unwrap();
     drop(receiver);
     assert_eq!(
         notifier.barrier(HANG_GUARD),
-        Err(Error::Os(Errno::from_raw(libc::ENOENT)))
+        Err(ReadyError::SendFailed {
+            addr,
+            errno: Errno::from_raw(libc::ENOENT)
+        })
     );
     // The socket closed, its file left behind: ECONNREFUSED.
     let mut receiver = Receiver::bind_path();
     let notifier = receiver.notifier();
+    let addr = NotifyAddr::parse(&receiver.value).unwrap();
     let path = receiver.path.take().unwrap();
     drop(receiver); // closes the socket; its file stays
     assert_eq!(
         notifier.barrier(HANG_GUARD),
-        Err(Error::Os(Errno::from_raw(libc::ECONNREFUSED)))
+        Err(ReadyError::SendFailed {
+            addr,
+            errno: Errno::from_raw(libc::ECONNREFUSED)
+        })
     );
     let _ = std::fs::remove_file(path);
     assert_eq!(common::open_pipe_count(), pipes);
@@ -440,11 +533,12 @@ fn from_env_error(ready_fd: Option<&str>, notify_socket: Option<&str>) -> ReadyE
 #[test]
 fn from_env_names_what_is_wrong_with_each_bad_value_and_changes_nothing() {
     let _turn = turn();
-    assert_eq!(
-        from_env_error(None, Some("relative/notify")),
-        ReadyError::BadNotifySocket
-    );
-    assert_eq!(from_env_error(None, Some("")), ReadyError::BadNotifySocket);
+    for bad in ["relative/notify", ""] {
+        match from_env_error(None, Some(bad)) {
+            ReadyError::BadNotifySocket(value) => assert_eq!(value.as_bytes(), bad.as_bytes()),
+            other => panic!("{bad:?}: {other:?}"),
+        }
+    }
     let long = format!("/{}", "n".repeat(200));
     assert_eq!(from_env_error(None, Some(&long)), ReadyError::PathTooLong);
 
@@ -474,6 +568,127 @@ fn from_env_names_what_is_wrong_with_each_bad_value_and_changes_nothing() {
     );
     assert!(common::still_refers_to(fd, id), "the file was not closed");
     drop((reader, file));
+}
+
+/// Run normally, this does nothing. Re-run by the test below with
+/// `TOKENPIPE_TEST_STDIO` set and its stdin, stdout and stderr on pipes,
+/// it offers `from_env` each of them through `TOKENPIPE_READY_FD`, as a
+/// stale variable would.
+#[test]
+fn child_mode_offers_its_stdio_to_from_env() {
+    if std::env::var_os("TOKENPIPE_TEST_STDIO").is_none() {
+        return;
+    }
+    let _turn = turn();
+    let mut wrong = Vec::new();
+    for fd in 0..=2 {
+        let flags = common::fd_flags(fd);
+        let id = common::identity(fd).expect("stdio is open");
+        // SAFETY: we hold SERIAL and run alone (--exact); if from_env took
+        // the fd (the bug), the notifier is forgotten below, not dropped.
+        let found = unsafe {
+            set_env(Some(&fd.to_string()), None);
+            Notifier::from_env()
+        };
+        match found {
+            Ok(notifier) => {
+                wrong.push(format!("fd {fd} was taken as the channel"));
+                // Never closed: the harness still writes to stdout.
+                std::mem::forget(notifier);
+            }
+            Err(e) => {
+                if e != (ReadyError::StdioFd { fd }) {
+                    wrong.push(format!("fd {fd}: refused as {e:?}"));
+                }
+                let text = e.to_string();
+                if !text.contains("TOKENPIPE_READY_FD") || !text.contains(&fd.to_string()) {
+                    wrong.push(format!(
+                        "fd {fd}: {text:?} names neither the variable nor the fd"
+                    ));
+                }
+            }
+        }
+        if std::env::var("TOKENPIPE_READY_FD").ok() != Some(fd.to_string()) {
+            wrong.push(format!("fd {fd}: the variable was changed"));
+        }
+        if common::fd_flags(fd) != flags || !common::still_refers_to(fd, id) {
+            wrong.push(format!("fd {fd}: the fd was changed or closed"));
+        }
+    }
+    // SAFETY: as above.
+    unsafe { set_env(None, None) };
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+#[test]
+fn from_env_refuses_stdin_stdout_and_stderr_even_when_they_are_pipes() {
+    let _turn = turn();
+    // A fresh process whose stdio are all pipes (stdin a read end, stdout
+    // and stderr write ends), the way a launcher's pipeline starts one.
+    let out = common::this_test_binary("child_mode_offers_its_stdio_to_from_env")
+        .env("TOKENPIPE_TEST_STDIO", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run this test binary again");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn from_env_and_from_fd_refuse_a_read_end_and_change_nothing() {
+    let _turn = turn();
+    let (reader, writer) = TokenPipe::make().unwrap().split();
+    // Inheritable, so that "nothing changed" can see close-on-exec not set.
+    reader.set_inheritable(true).unwrap();
+    let fd = reader.as_raw_fd();
+    let id = common::identity(fd).unwrap();
+    let flags = common::fd_flags(fd);
+
+    let refused = from_env_error(Some(&fd.to_string()), None);
+    assert_eq!(
+        refused,
+        ReadyError::ReadOnly {
+            fd,
+            variable: Some("TOKENPIPE_READY_FD")
+        }
+    );
+    let refused = refused.to_string();
+    assert!(
+        refused.contains("TOKENPIPE_READY_FD") && refused.contains(&fd.to_string()),
+        "{refused:?} names the variable and the fd"
+    );
+    assert!(
+        refused.contains("read"),
+        "{refused:?} says it is a read end"
+    );
+    // SAFETY: on error from_fd takes nothing; on success (the bug) the
+    // notifier is forgotten, so the reader still owns the fd.
+    match unsafe { Notifier::from_fd(fd) } {
+        Ok(notifier) => {
+            std::mem::forget(notifier);
+            panic!("from_fd took a read end");
+        }
+        Err(e) => {
+            assert_eq!(e, ReadyError::ReadOnly { fd, variable: None });
+            let text = e.to_string();
+            assert!(
+                text.contains(&fd.to_string()) && text.contains("read"),
+                "{text:?} names the fd and says it is a read end"
+            );
+        }
+    }
+    assert!(
+        common::still_refers_to(fd, id),
+        "the read end was not closed"
+    );
+    assert_eq!(common::fd_flags(fd), flags, "its fd flags were not changed");
+    drop((reader, writer));
 }
 
 // ---------------------------------------------------------------------------
@@ -540,9 +755,12 @@ fn a_notification_fd_gets_a_newline_then_end_of_stream_on_ready() {
     assert_eq!(reader.token_read(), Ok(b'\n'));
     assert_eq!(reader.token_read(), Err(Error::Eos));
     // One-shot: everything after is Closed.
-    assert_eq!(notifier.ready(), Err(Error::Closed));
-    assert_eq!(notifier.failed(5), Err(Error::Closed));
-    assert_eq!(notifier.status("x"), Err(Error::Closed));
+    assert_eq!(notifier.ready(), Err(ReadyError::Channel(Error::Closed)));
+    assert_eq!(notifier.failed(5), Err(ReadyError::Channel(Error::Closed)));
+    assert_eq!(
+        notifier.status("x"),
+        Err(ReadyError::Channel(Error::Closed))
+    );
 }
 
 #[test]
@@ -557,7 +775,7 @@ fn a_notification_fd_gets_only_end_of_stream_on_failed() {
         Err(Error::Eos),
         "no newline, just the close"
     );
-    assert_eq!(notifier.ready(), Err(Error::Closed));
+    assert_eq!(notifier.ready(), Err(ReadyError::Channel(Error::Closed)));
 }
 
 // ---------------------------------------------------------------------------
@@ -570,11 +788,11 @@ fn the_token_pipe_gets_token_1_then_end_of_stream_on_ready() {
     notifier.ready().unwrap();
     assert_eq!(reader.token_read(), Ok(1));
     assert_eq!(reader.token_read(), Err(Error::Eos));
-    assert_eq!(notifier.ready(), Err(Error::Closed));
-    assert_eq!(notifier.failed(5), Err(Error::Closed));
+    assert_eq!(notifier.ready(), Err(ReadyError::Channel(Error::Closed)));
+    assert_eq!(notifier.failed(5), Err(ReadyError::Channel(Error::Closed)));
     assert_eq!(
         notifier.extend_timeout(Duration::from_secs(1)),
-        Err(Error::Closed)
+        Err(ReadyError::Channel(Error::Closed))
     );
 }
 
@@ -595,7 +813,7 @@ fn the_token_pipe_gets_token_0_and_the_errno_then_end_of_stream_on_failed() {
     let mut want = vec![0u8];
     want.extend_from_slice(&5i32.to_ne_bytes());
     assert_eq!(&got[..n], &want[..]);
-    assert_eq!(notifier.failed(5), Err(Error::Closed));
+    assert_eq!(notifier.failed(5), Err(ReadyError::Channel(Error::Closed)));
 }
 
 #[test]
@@ -605,8 +823,6 @@ fn the_token_pipe_gets_token_2_and_the_microseconds_and_stays_open_on_extend_tim
     notifier
         .extend_timeout(Duration::from_millis(1500))
         .unwrap();
-    // No text on this channel: a no-op.
-    assert_eq!(notifier.status("x"), Ok(()));
     let mut got = [0u8; 9];
     assert_eq!(reader.read_tokens(&mut got), Ok(9), "one write, read whole");
     let mut want = vec![2u8];
@@ -616,6 +832,90 @@ fn the_token_pipe_gets_token_2_and_the_microseconds_and_stays_open_on_extend_tim
     notifier.ready().unwrap();
     assert_eq!(reader.token_read(), Ok(1));
     assert_eq!(reader.token_read(), Err(Error::Eos));
+}
+
+/// `status` on this crate's pipe: token 3, the text's length as a native
+/// `u16`, the text, in one `write`, so a reader sees it whole.
+fn status_message(text: &str) -> Vec<u8> {
+    let mut message = vec![3u8];
+    message.extend_from_slice(&(text.len() as u16).to_ne_bytes());
+    message.extend_from_slice(text.as_bytes());
+    message
+}
+
+/// The next message of `len` bytes: its first byte as soon as it comes
+/// (`TimedOut` after a second if none does), then the rest in one read,
+/// which gets all of it only if it was written in one go.
+fn next_message(reader: &TokenPipeEnd, len: usize) -> Result<Vec<u8>, Error> {
+    let first = reader.token_read_timeout(Duration::from_secs(1))?;
+    let mut got = vec![0u8; len + 8];
+    got[0] = first;
+    let n = if len > 1 {
+        reader.read_tokens(&mut got[1..])?
+    } else {
+        0
+    };
+    got.truncate(1 + n);
+    Ok(got)
+}
+
+#[test]
+fn the_token_pipe_gets_token_3_the_length_and_the_text_in_one_write_on_status() {
+    let _turn = turn();
+    let (notifier, reader) = token_pipe_notifier();
+    for text in ["loaded 3 wallets", "", "caf\u{e9} \u{2713}"] {
+        notifier.status(text).unwrap();
+        let want = status_message(text);
+        assert_eq!(
+            next_message(&reader, want.len()),
+            Ok(want),
+            "{text:?}: one write, read whole"
+        );
+    }
+    // Still open: the report comes after.
+    notifier.ready().unwrap();
+    assert_eq!(reader.token_read(), Ok(1));
+    assert_eq!(reader.token_read(), Err(Error::Eos));
+    assert_eq!(
+        notifier.status("late"),
+        Err(ReadyError::Channel(Error::Closed))
+    );
+}
+
+#[test]
+fn status_on_the_token_pipe_refuses_what_the_socket_refuses_and_writes_nothing() {
+    let _turn = turn();
+    let (notifier, reader) = token_pipe_notifier();
+    assert_eq!(
+        notifier.status("one\nREADY=1"),
+        Err(ReadyError::StatusByte { byte: b'\n', at: 3 })
+    );
+    assert_eq!(
+        notifier.status("\r"),
+        Err(ReadyError::StatusByte { byte: b'\r', at: 0 })
+    );
+    assert_eq!(
+        notifier.status("a\0"),
+        Err(ReadyError::StatusByte { byte: 0, at: 1 })
+    );
+    // The most a pipe carries whole, less the token and the length; never
+    // more than the socket's 1017.
+    let max = 1017.min(bitcoin_tokenpipe::PIPE_BUF - 3);
+    assert_eq!(
+        notifier.status(&"x".repeat(max + 1)),
+        Err(ReadyError::StatusTooLong { len: max + 1, max })
+    );
+    reader.set_nonblocking(true).unwrap();
+    assert_eq!(
+        reader.token_read(),
+        Err(Error::WouldBlock),
+        "nothing written"
+    );
+    reader.set_nonblocking(false).unwrap();
+    let longest = "y".repeat(max);
+    notifier.status(&longest).unwrap();
+    let want = status_message(&longest);
+    assert_eq!(next_message(&reader, want.len()), Ok(want));
 }
 
 #[test]

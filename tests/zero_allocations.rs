@@ -203,23 +203,27 @@ fn readiness_reports_over_a_pipe_or_fd_never_allocate() {
     let n = count_allocations(|| {
         // SAFETY: as above.
         let pipe = unsafe { Notifier::from_env() }.unwrap().unwrap();
-        pipe.status("ignored").unwrap();
+        pipe.status("loaded").unwrap();
         pipe.extend_timeout(Duration::from_secs(90)).unwrap();
         pipe.ready().unwrap();
-        assert_eq!(pipe.ready(), Err(Error::Closed));
+        assert_eq!(pipe.ready(), Err(Error::Closed.into()));
 
         // SAFETY: into_raw_fd gave up the fd's other owner.
         let s6 = unsafe { Notifier::from_fd(fd) }.unwrap();
         s6.ready().unwrap();
         drop((pipe, s6));
     });
-    let mut buf = [0u8; 16];
+    let mut buf = [0u8; 32];
     assert_eq!(
         pipe_reader.read_tokens(&mut buf),
-        Ok(10),
-        "extend, then ready"
+        Ok(9 + 9 + 1),
+        "status, extend, then ready"
     );
-    assert_eq!(buf[9], 1);
+    assert_eq!(buf[0], 3, "status");
+    assert_eq!(buf[1..3], 6u16.to_ne_bytes());
+    assert_eq!(&buf[3..9], b"loaded");
+    assert_eq!(buf[9], 2, "extend");
+    assert_eq!(buf[18], 1);
     assert_eq!(fd_reader.token_read(), Ok(b'\n'));
     assert_eq!(n, 0, "readiness reports allocated {n} times");
 }

@@ -2,18 +2,21 @@
 //! started the daemon "I am up" (or "I failed"), whatever that launcher
 //! speaks, and (with `std`) a launcher that waits for it.
 //!
-//! | channel | who offers it | found by | ready | failed |
-//! |---|---|---|---|---|
-//! | this crate's token pipe | `launch` (with `std`) and [`fork_daemon`](crate::daemon::fork_daemon)'s child | [`Notifier::from_env`] (`TOKENPIPE_READY_FD`) | token 1, close | token 0 and the errno, close |
-//! | systemd's notify socket | systemd `Type=notify`, `start-stop-daemon --notify-await`, `launch` | [`Notifier::from_env`] (`NOTIFY_SOCKET`) | `READY=1` | `ERRNO=n` |
-//! | a notification fd | s6 (`notification-fd`), dinit (`pipefd:N`), OpenRC (`ready=fd:N`) | [`Notifier::from_fd`] (the number comes from the daemon's configuration) | `\n`, close | close without a word |
+//! | channel | who offers it | found by | ready | failed | status text |
+//! |---|---|---|---|---|---|
+//! | this crate's token pipe | `launch` (with `std`) and [`fork_daemon`](crate::daemon::fork_daemon)'s child | [`Notifier::from_env`] (`TOKENPIPE_READY_FD`) | token 1, close | token 0 and the errno, close | token 3, the length (a native-endian `u16`) and the text, in one `write`; at most 1017 bytes (509 where `PIPE_BUF` is 512) |
+//! | systemd's notify socket | systemd `Type=notify`, `start-stop-daemon --notify-await`, `launch` | [`Notifier::from_env`] (`NOTIFY_SOCKET`) | `READY=1` | `ERRNO=n` | `STATUS=text`; at most 1017 bytes |
+//! | a notification fd | s6 (`notification-fd`), dinit (`pipefd:N`), OpenRC (`ready=fd:N`) | [`Notifier::from_fd`] (the number comes from the daemon's configuration) | `\n`, close | close without a word | nothing (not in the protocol) |
 //!
 //! The daemon's side is in the `no_std` core and never allocates:
 //! [`ready`](Notifier::ready), [`failed`](Notifier::failed),
 //! [`status`](Notifier::status) and
 //! [`extend_timeout`](Notifier::extend_timeout) build their message on the
 //! stack and are async-signal-safe; [`from_env`](Notifier::from_env) is not
-//! (it reads and edits the environment).
+//! (it reads and edits the environment). Their errors, [`ReadyError`], are
+//! `Copy` and say what to fix: which byte of a status text was refused,
+//! which socket address could not be reached and why, which variable named
+//! an fd that cannot carry a report.
 //!
 //! ```no_run
 //! use bitcoin_tokenpipe::ready::Notifier;
@@ -27,6 +30,7 @@
 //! }
 //! ```
 
+mod error;
 mod pipe;
 // systemd's protocol, where the platform has Unix-domain datagram sockets
 // that carry fds (build.rs: `tokenpipe_unix_socket`).
@@ -37,6 +41,7 @@ mod socket;
 #[cfg(tokenpipe_launch)]
 mod launch;
 
+pub use error::{ReadyError, ValuePrefix};
 #[cfg(tokenpipe_launch)]
 pub use launch::{AfterTimeout, BARRIER_LINGER, LaunchError, LaunchOptions, ReadyChild, launch};
 #[cfg(tokenpipe_unix_socket)]
@@ -44,14 +49,11 @@ pub use socket::NotifyAddr;
 
 use core::ffi::{CStr, c_int};
 use core::fmt;
-use core::sync::atomic::{AtomicI32, Ordering};
 use core::time::Duration;
 
+use crate::batch::PIPE_BUF;
 use crate::end::TokenPipeEnd;
-#[cfg(tokenpipe_unix_socket)]
-use crate::error::Error;
-use crate::error::{Errno, Result};
-use crate::handoff::HandoffError;
+use crate::handoff::{self, HandoffError};
 use crate::sys;
 
 /// The environment variable through which this crate's launcher (and
@@ -67,55 +69,38 @@ const NOTIFY_SOCKET_ENV_C: &CStr = c"NOTIFY_SOCKET";
 /// The token pipe's messages. A reader that takes one token (bitcoind's
 /// launcher, [`DaemonParent::wait_ready`](crate::daemon::DaemonParent::wait_ready))
 /// sees 1 for ready and 0 for failed; this crate's launcher also reads the
-/// errno after a 0, and honours 2 (extend the timeout, 8 bytes of
-/// microseconds after it).
+/// errno after a 0 (4 bytes, native order), honours 2 (extend the timeout:
+/// 8 bytes of microseconds, native order) and keeps the text of 3 (status:
+/// the text's length as a `u16` in native order, then that many bytes of
+/// UTF-8, at most [`PIPE_STATUS_MAX`]). Each message is one `write` of at
+/// most `PIPE_BUF` bytes, so it arrives whole, never mixed with another.
 pub(crate) const TOKEN_READY: u8 = 1;
 pub(crate) const TOKEN_FAILED: u8 = 0;
 pub(crate) const TOKEN_EXTEND: u8 = 2;
 pub(crate) const TOKEN_STATUS: u8 = 3;
 
-/// Why [`Notifier::from_env`] or [`Notifier::from_fd`] found no usable
-/// channel. Nothing was closed or changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
-#[non_exhaustive]
-pub enum ReadyError {
-    /// `TOKENPIPE_READY_FD` is set but does not name an open pipe of ours.
-    #[error("TOKENPIPE_READY_FD is set but unusable: {0}")]
-    Handoff(HandoffError),
-    /// `NOTIFY_SOCKET` is neither an absolute path, an `@abstract` name nor
-    /// a `vsock:CID:PORT` address.
-    #[error("NOTIFY_SOCKET is not an absolute path, an @abstract name or a vsock:CID:PORT address")]
-    BadNotifySocket,
-    /// The socket's name is longer than a Unix socket address can hold.
-    #[error("NOTIFY_SOCKET's path is longer than a Unix socket address holds")]
-    PathTooLong,
-    /// The address kind is not available here (an `@abstract` name or
-    /// `vsock:` outside Linux and Android).
-    #[error("NOTIFY_SOCKET names an address kind this platform does not have ({0})")]
-    Unsupported(&'static str),
-    /// The fd is not open.
-    #[error("fd {fd} is not open")]
-    NotOpen {
-        /// The fd number.
-        fd: c_int,
-    },
-    /// The fd is open but is neither a pipe nor a socket.
-    #[error("fd {fd} is open but is neither a pipe nor a socket")]
-    NotAPipeOrSocket {
-        /// The fd number.
-        fd: c_int,
-    },
-    /// A system call failed while checking the channel.
-    #[error("checking the readiness channel failed: {0}")]
-    Os(Errno),
-}
+/// The most `status` text a message carries: the socket's 1024-byte
+/// message less `STATUS=`.
+pub(crate) const STATUS_MAX: usize = 1024 - b"STATUS=".len();
+
+/// The most `status` text the token pipe carries: [`STATUS_MAX`], or less
+/// where `PIPE_BUF` (less the token and the length) is smaller, since a
+/// longer `write` could be split and interleaved with another report.
+pub(crate) const PIPE_STATUS_MAX: usize = if STATUS_MAX < PIPE_BUF - 3 {
+    STATUS_MAX
+} else {
+    PIPE_BUF - 3
+};
+// One write, whole, and a length that fits its u16.
+const _: () = assert!(3 + PIPE_STATUS_MAX <= PIPE_BUF && PIPE_STATUS_MAX <= u16::MAX as usize);
 
 /// One readiness channel to whoever started this process. See the
 /// [module docs](self) for the channels and what each message becomes.
 ///
 /// The pipe and fd channels are one-shot: [`ready`](Self::ready) and
 /// [`failed`](Self::failed) close them, and later calls give
-/// [`Error::Closed`]. The socket channel takes any number of messages.
+/// [`ReadyError::Channel`]`(`[`Error::Closed`](crate::Error::Closed)`)`.
+/// The socket channel takes any number of messages.
 /// The reports ([`ready`](Self::ready), [`failed`](Self::failed),
 /// [`status`](Self::status), [`extend_timeout`](Self::extend_timeout),
 /// [`barrier`](Self::barrier)) take `&self`, so a notifier can sit in a
@@ -124,15 +109,24 @@ pub enum ReadyError {
 /// [`into_end`](Self::into_end) consume it; `from_env` (it edits the
 /// environment) and `pass_to` (std; it allocates) do not belong in a
 /// handler.
+///
+/// Reports may overlap: on other threads, or in a signal handler that
+/// interrupted one. On a pipe or fd, `ready` and `failed` claim the fd
+/// before they write, so only the first of them is sent and the others
+/// give `Closed`; a report still writing (`extend_timeout`, `status`, or
+/// the one a handler interrupted) keeps the fd open, and the last one to
+/// finish closes it. No report waits for another, and none ever writes to
+/// the fd after it was closed, where a file opened since could have been
+/// given its number.
 pub struct Notifier {
     channel: Channel,
 }
 
 enum Channel {
     /// This crate's token pipe.
-    Pipe(AtomicI32),
+    Pipe(pipe::Slot),
     /// A notification fd in the s6 style: a newline, then close.
-    Fd(AtomicI32),
+    Fd(pipe::Slot),
     /// systemd's notify socket; a fresh socket per message.
     #[cfg(tokenpipe_unix_socket)]
     Socket(NotifyAddr),
@@ -141,13 +135,13 @@ enum Channel {
 impl fmt::Debug for Notifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.channel {
-            Channel::Pipe(fd) => f
+            Channel::Pipe(slot) => f
                 .debug_tuple("Notifier::Pipe")
-                .field(&fd.load(Ordering::Relaxed))
+                .field(&slot.open_fd().unwrap_or(-1))
                 .finish(),
-            Channel::Fd(fd) => f
+            Channel::Fd(slot) => f
                 .debug_tuple("Notifier::Fd")
-                .field(&fd.load(Ordering::Relaxed))
+                .field(&slot.open_fd().unwrap_or(-1))
                 .finish(),
             #[cfg(tokenpipe_unix_socket)]
             Channel::Socket(addr) => f.debug_tuple("Notifier::Socket").field(addr).finish(),
@@ -171,7 +165,11 @@ impl Notifier {
     ///
     /// # Errors
     /// [`ReadyError`] says what is wrong with the variable that was set;
-    /// nothing is unset or closed then.
+    /// nothing is unset, closed or changed then. `TOKENPIPE_READY_FD` must
+    /// name an open pipe's write end (or a FIFO open for writing) above
+    /// stderr: [`ReadyError::StdioFd`] for 0, 1 or 2 (a stale variable),
+    /// [`ReadyError::ReadOnly`] for a read end, and
+    /// [`ReadyError::Handoff`] for the rest.
     ///
     /// ```
     /// use bitcoin_tokenpipe::ready::Notifier;
@@ -188,12 +186,11 @@ impl Notifier {
     #[allow(unsafe_code)] // Declares the environment and ownership contract.
     pub unsafe fn from_env() -> core::result::Result<Option<Notifier>, ReadyError> {
         // SAFETY: our caller keeps the environment to us for the call.
-        // The same checks as any hand-off: a plain decimal fd, open, a
-        // pipe; it becomes close-on-exec.
-        // SAFETY: our caller's contract covers from_env's: the environment
-        // is ours for the call, and the fd is ours alone.
-        match unsafe { TokenPipeEnd::from_env(READY_FD_ENV_C) } {
-            Ok(end) => {
+        match unsafe { handoff::env_fd(READY_FD_ENV_C) } {
+            Ok(fd) => {
+                // SAFETY: as above; the fd is ours alone by our caller's
+                // contract.
+                let end = unsafe { take_ready_fd(fd) }?;
                 // SAFETY: as above.
                 unsafe {
                     let _ = sys::unsetenv(READY_FD_ENV_C);
@@ -221,7 +218,8 @@ impl Notifier {
     /// (`ready=fd:N`) style, whose number the daemon learnt from its own
     /// configuration: [`ready`](Self::ready) writes a newline and closes
     /// it, [`failed`](Self::failed) closes it without one. Checks that the
-    /// fd is open and is a pipe or a socket, and makes it close-on-exec.
+    /// fd is open, is a pipe or a socket, and is open for writing (not a
+    /// pipe's read end), and makes it close-on-exec.
     ///
     /// # Safety
     /// The fd must belong to nothing else in this process; the notifier
@@ -229,7 +227,8 @@ impl Notifier {
     ///
     /// # Errors
     /// [`ReadyError::NotOpen`], [`ReadyError::NotAPipeOrSocket`],
-    /// [`ReadyError::Os`]; nothing is closed then.
+    /// [`ReadyError::ReadOnly`], [`ReadyError::Os`]; nothing is closed or
+    /// changed then.
     ///
     /// ```
     /// use bitcoin_tokenpipe::TokenPipe;
@@ -246,9 +245,10 @@ impl Notifier {
     #[allow(unsafe_code)] // Declares the ownership contract.
     pub unsafe fn from_fd(fd: c_int) -> core::result::Result<Notifier, ReadyError> {
         pipe::check_pipe_or_socket(fd)?;
+        pipe::check_writable(fd, None)?;
         sys::set_cloexec(fd).map_err(ReadyError::Os)?;
         Ok(Notifier {
-            channel: Channel::Fd(AtomicI32::new(fd)),
+            channel: Channel::Fd(pipe::Slot::new(fd)),
         })
     }
 
@@ -256,7 +256,7 @@ impl Notifier {
     /// [`fork_daemon`](crate::daemon::fork_daemon) gives its child).
     pub(crate) fn from_pipe(end: TokenPipeEnd) -> Notifier {
         Notifier {
-            channel: Channel::Pipe(AtomicI32::new(end.into_raw_fd())),
+            channel: Channel::Pipe(pipe::Slot::new(end.into_raw_fd())),
         }
     }
 
@@ -295,13 +295,17 @@ impl Notifier {
     /// `sendmsg`, `close`.
     ///
     /// # Errors
-    /// [`Error::Closed`] if a one-shot channel was used already;
-    /// [`Error::BrokenPipe`] if the launcher is gone (no `SIGPIPE` is
-    /// raised); [`Error::Os`] for a socket that cannot be reached.
-    pub fn ready(&self) -> Result<()> {
+    /// [`ReadyError::Channel`] with
+    /// [`Error::Closed`](crate::Error::Closed) if a one-shot channel was
+    /// used already, [`Error::BrokenPipe`](crate::Error::BrokenPipe) if the
+    /// launcher is gone (no `SIGPIPE` is raised),
+    /// [`Error::Os`](crate::Error::Os) if a system call failed;
+    /// [`ReadyError::SendFailed`], naming the address and the errno, for a
+    /// socket that cannot be reached.
+    pub fn ready(&self) -> Result<(), ReadyError> {
         match &self.channel {
-            Channel::Pipe(fd) => pipe::write_then_close(fd, &[TOKEN_READY]),
-            Channel::Fd(fd) => pipe::write_then_close(fd, b"\n"),
+            Channel::Pipe(slot) => Ok(slot.report(&[TOKEN_READY])?),
+            Channel::Fd(slot) => Ok(slot.report(b"\n")?),
             #[cfg(tokenpipe_unix_socket)]
             Channel::Socket(addr) => addr.send(&[b"READY=1"]),
         }
@@ -314,13 +318,14 @@ impl Notifier {
     ///
     /// # Errors
     /// As for [`ready`](Self::ready).
-    pub fn failed(&self, errno: i32) -> Result<()> {
+    pub fn failed(&self, errno: i32) -> Result<(), ReadyError> {
         match &self.channel {
-            Channel::Pipe(fd) => {
+            Channel::Pipe(slot) => {
                 let e = errno.to_ne_bytes();
-                pipe::write_then_close(fd, &[TOKEN_FAILED, e[0], e[1], e[2], e[3]])
+                Ok(slot.report(&[TOKEN_FAILED, e[0], e[1], e[2], e[3]])?)
             }
-            Channel::Fd(fd) => pipe::close(fd),
+            // No word: just the close.
+            Channel::Fd(slot) => Ok(slot.report(&[])?),
             #[cfg(tokenpipe_unix_socket)]
             Channel::Socket(addr) => {
                 let mut digits = [0u8; 12];
@@ -329,28 +334,64 @@ impl Notifier {
         }
     }
 
-    /// Free text for the launcher to show (`STATUS=` on the socket; our
-    /// launcher keeps it for its error message). A no-op on a pipe or fd,
-    /// which carry no text.
+    /// Free text for the launcher to show: `STATUS=` on the socket (what
+    /// `systemctl status` shows), token 3 with the text on this crate's
+    /// pipe (its launcher keeps the last one for its error message). Does
+    /// not close the pipe. A no-op on a notification fd, whose protocol
+    /// has no text; the text is checked there all the same, so a daemon
+    /// finds a bad one under every launcher.
+    ///
+    /// Syscalls: pipe: `write` (plus the `SIGPIPE` mask calls); socket:
+    /// `socket`, `sendmsg`, `close`; fd: none.
     ///
     /// # Errors
-    /// [`Error::Os`]`(EINVAL)` for text with a line break (systemd splits
-    /// a message into `KEY=VALUE` lines at `\n` and at `\r`, so either
-    /// would start another line) or a NUL byte (systemd drops a message
-    /// holding one, whole); `EMSGSIZE` for text longer than 1017 bytes (the
-    /// message, `STATUS=` included, is built in a 1024-byte stack buffer);
-    /// as for [`ready`](Self::ready).
-    #[cfg_attr(not(tokenpipe_unix_socket), allow(unused_variables))]
-    pub fn status(&self, text: &str) -> Result<()> {
+    /// [`ReadyError::StatusByte`], naming the byte and its offset, for text
+    /// with a line break (systemd splits a message into `KEY=VALUE` lines
+    /// at `\n` and at `\r`, so either would start another line) or a NUL
+    /// byte (systemd drops a message holding one, whole);
+    /// [`ReadyError::StatusTooLong`] for text longer than 1017 bytes (the
+    /// message, `STATUS=` included, is built in a 1024-byte stack buffer),
+    /// or on the pipe where `PIPE_BUF` is 512 (not Linux) longer than 509
+    /// (the message must fit in one atomic `write`); nothing is sent then.
+    /// Otherwise as for [`ready`](Self::ready).
+    ///
+    /// ```
+    /// use bitcoin_tokenpipe::TokenPipe;
+    /// use bitcoin_tokenpipe::ready::{Notifier, ReadyError};
+    ///
+    /// let (reader, writer) = TokenPipe::make()?.split();
+    /// // SAFETY: we hold the only other copy of the fd, and give it up.
+    /// let notifier = unsafe { Notifier::from_fd(writer.into_raw_fd()) }?;
+    /// assert_eq!(
+    ///     notifier.status("step 1\nREADY=1"),
+    ///     Err(ReadyError::StatusByte { byte: b'\n', at: 6 })
+    /// );
+    /// notifier.status("loading")?; // s6 has no text: nothing is written
+    /// notifier.ready()?;
+    /// assert_eq!(reader.token_read()?, b'\n');
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn status(&self, text: &str) -> Result<(), ReadyError> {
         match &self.channel {
+            Channel::Pipe(slot) => {
+                check_status(text, PIPE_STATUS_MAX)?;
+                let mut message = [0u8; 3 + PIPE_STATUS_MAX];
+                let len = text.len();
+                message[0] = TOKEN_STATUS;
+                // At most PIPE_STATUS_MAX, checked above: fits a u16.
+                message[1..3].copy_from_slice(&(len as u16).to_ne_bytes());
+                message[3..3 + len].copy_from_slice(text.as_bytes());
+                Ok(slot.write(&message[..3 + len])?)
+            }
+            Channel::Fd(slot) => {
+                check_status(text, STATUS_MAX)?;
+                Ok(slot.still_open()?)
+            }
             #[cfg(tokenpipe_unix_socket)]
             Channel::Socket(addr) => {
-                if text.bytes().any(|b| matches!(b, b'\n' | b'\r' | 0)) {
-                    return Err(Error::Os(Errno::EINVAL));
-                }
+                check_status(text, STATUS_MAX)?;
                 addr.send(&[b"STATUS=", text.as_bytes()])
             }
-            Channel::Pipe(fd) | Channel::Fd(fd) => pipe::still_open(fd),
         }
     }
 
@@ -361,17 +402,14 @@ impl Notifier {
     ///
     /// # Errors
     /// As for [`ready`](Self::ready).
-    pub fn extend_timeout(&self, extra: Duration) -> Result<()> {
+    pub fn extend_timeout(&self, extra: Duration) -> Result<(), ReadyError> {
         let usec = u64::try_from(extra.as_micros()).unwrap_or(u64::MAX);
         match &self.channel {
-            Channel::Pipe(fd) => {
+            Channel::Pipe(slot) => {
                 let u = usec.to_ne_bytes();
-                pipe::write(
-                    fd,
-                    &[TOKEN_EXTEND, u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7]],
-                )
+                Ok(slot.write(&[TOKEN_EXTEND, u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7]])?)
             }
-            Channel::Fd(fd) => pipe::still_open(fd),
+            Channel::Fd(slot) => Ok(slot.still_open()?),
             #[cfg(tokenpipe_unix_socket)]
             Channel::Socket(addr) => {
                 let mut digits = [0u8; 24];
@@ -396,11 +434,17 @@ impl Notifier {
     /// Syscalls: `pipe2`, `socket`, `sendmsg`, `close` ×2, `poll`, `read`
     /// (end of stream), `close`, and `clock_gettime` (a vDSO call on Linux).
     ///
+    /// A pipe or fd needs no barrier and makes no system call for one, so
+    /// this neither holds its fd nor fails once the channel is used up:
+    /// `ready()` then `barrier()` is right on every channel.
+    ///
     /// # Errors
-    /// [`Error::TimedOut`] if the fd was not closed within `timeout`;
-    /// [`Error::Os`] if the socket cannot be reached.
+    /// [`ReadyError::Channel`] with
+    /// [`Error::TimedOut`](crate::Error::TimedOut) if the fd was not closed
+    /// within `timeout` (or another [`Error`](crate::Error) if no pipe could
+    /// be made); [`ReadyError::SendFailed`] if the socket cannot be reached.
     #[cfg_attr(not(tokenpipe_unix_socket), allow(unused_variables))]
-    pub fn barrier(&self, timeout: Duration) -> Result<()> {
+    pub fn barrier(&self, timeout: Duration) -> Result<(), ReadyError> {
         match &self.channel {
             #[cfg(tokenpipe_unix_socket)]
             Channel::Socket(addr) => addr.barrier(timeout),
@@ -414,7 +458,7 @@ impl Notifier {
     ///
     /// # Errors
     /// As for [`ready`](Self::ready).
-    pub fn notify(self, ready: bool) -> Result<()> {
+    pub fn notify(self, ready: bool) -> Result<(), ReadyError> {
         if ready {
             self.ready()
         } else {
@@ -428,12 +472,11 @@ impl Notifier {
     /// the socket, which has no end to hand over (pass `NOTIFY_SOCKET` on
     /// instead, as `pass_to` does), or a channel already used.
     #[must_use]
-    pub fn into_end(self) -> Option<TokenPipeEnd> {
-        match &self.channel {
-            Channel::Pipe(fd) | Channel::Fd(fd) => {
-                let fd = fd.swap(-1, Ordering::AcqRel);
-                (fd >= 0).then(|| TokenPipeEnd::from_owned(fd))
-            }
+    pub fn into_end(mut self) -> Option<TokenPipeEnd> {
+        match &mut self.channel {
+            // `self` is ours, so no report is under way: the fd is free to
+            // go unless a report was sent already.
+            Channel::Pipe(slot) | Channel::Fd(slot) => slot.take().map(TokenPipeEnd::from_owned),
             #[cfg(tokenpipe_unix_socket)]
             Channel::Socket(_) => None,
         }
@@ -445,13 +488,19 @@ impl Notifier {
     /// `spawn`), the socket by setting `NOTIFY_SOCKET` for it.
     ///
     /// # Errors
-    /// As for [`TokenPipeEnd::pass_to`]; [`Error::Closed`] for a channel
-    /// already used.
+    /// [`ReadyError::Channel`] with what [`TokenPipeEnd::pass_to`] gives,
+    /// or [`Error::Closed`](crate::Error::Closed) for a channel already
+    /// used.
     #[cfg(tokenpipe_pass_to)]
-    pub fn pass_to(&self, cmd: &mut std::process::Command, env_name: &str) -> Result<()> {
+    pub fn pass_to(
+        &self,
+        cmd: &mut std::process::Command,
+        env_name: &str,
+    ) -> Result<(), ReadyError> {
         match &self.channel {
-            Channel::Pipe(fd) | Channel::Fd(fd) => {
-                pipe::with_end(fd, |end| end.pass_to(cmd, env_name))
+            // Held for the call, so that no report closes it meanwhile.
+            Channel::Pipe(slot) | Channel::Fd(slot) => {
+                Ok(slot.with_end(|end| end.pass_to(cmd, env_name))?)
             }
             #[cfg(tokenpipe_unix_socket)]
             Channel::Socket(addr) => {
@@ -462,16 +511,41 @@ impl Notifier {
     }
 }
 
-impl Drop for Notifier {
-    /// Closes a pipe or fd channel that was never used (the launcher reads
-    /// end of stream: no report).
-    // Irrefutable where the platform has no socket channel.
-    #[allow(irrefutable_let_patterns)]
-    fn drop(&mut self) {
-        if let Channel::Pipe(fd) | Channel::Fd(fd) = &self.channel {
-            let _ = pipe::close(fd);
-        }
+/// The end `TOKENPIPE_READY_FD` names, taken for the notifier once every
+/// check has passed; nothing is changed if one fails.
+///
+/// # Safety
+/// `fd` must belong to nothing else in this process.
+#[allow(unsafe_code)] // handoff::adopt's contract becomes this function's.
+unsafe fn take_ready_fd(fd: c_int) -> core::result::Result<TokenPipeEnd, ReadyError> {
+    // Before anything else: whatever stdio is, a pipe included, it is not
+    // ours to write a token into and close.
+    if (0..=2).contains(&fd) {
+        return Err(ReadyError::StdioFd { fd });
     }
+    handoff::check_pipe(fd).map_err(ReadyError::Handoff)?;
+    pipe::check_writable(fd, Some(READY_FD_ENV))?;
+    // SAFETY: open, a pipe, and ours alone by our caller's contract.
+    unsafe { handoff::adopt(fd) }.map_err(ReadyError::Handoff)
+}
+
+/// Refuses status text that would break a message (see
+/// [`Notifier::status`]) or is longer than `max`.
+fn check_status(text: &str, max: usize) -> Result<(), ReadyError> {
+    let bytes = text.as_bytes();
+    if let Some(at) = bytes.iter().position(|b| matches!(b, b'\n' | b'\r' | 0)) {
+        return Err(ReadyError::StatusByte {
+            byte: bytes[at],
+            at,
+        });
+    }
+    if bytes.len() > max {
+        return Err(ReadyError::StatusTooLong {
+            len: bytes.len(),
+            max,
+        });
+    }
+    Ok(())
 }
 
 /// `n` in decimal, formatted into the end of `buf` without `core::fmt`

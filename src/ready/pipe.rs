@@ -1,11 +1,31 @@
 //! The fd channels: this crate's token pipe and the s6-style notification
-//! fd. Both are one-shot: the report is one `write`, then the fd is closed.
-//! The fd lives in an `AtomicI32` so that `&self` methods (usable from a
-//! signal handler) can close it exactly once: whoever swaps the number out
-//! for -1 closes it.
+//! fd. Both are one-shot: the report (`ready`, `failed`) is at most one
+//! `write`, then the fd is closed; `extend_timeout` (and `status` on the
+//! pipe) write without closing.
+//!
+//! The reports take `&self`, so a notifier may sit in a `static` for a
+//! signal handler, and several reports can be under way at once: on other
+//! threads, or in a handler that interrupted one on this thread. A report
+//! must never write to the fd after another has closed it: the next `open`
+//! gets the number, and the report lands in that file. So the fd number
+//! never moves, and a [`Slot`] keeps, in one atomic word, who may use it:
+//!
+//! - `CLAIMED`, set by the one-shot report before it writes: no report
+//!   starts after it, and no second one-shot report is sent;
+//! - a count of the reports writing to the fd right now, the one-shot one
+//!   included.
+//!
+//! Once it is claimed, whoever leaves last closes the fd: the one-shot
+//! report, or an `extend_timeout` or `status` that was still writing. Nobody waits for
+//! anybody: a signal handler that interrupts a `status` on its own thread
+//! and reports `failed` writes its token and returns, and the interrupted
+//! `status` closes the fd when it is done. (Waiting there would never end:
+//! the interrupted write cannot go on until the handler returns.) No lock,
+//! no allocation: compare-and-swap, `write` and `close`, all
+//! async-signal-safe.
 
 use core::ffi::c_int;
-use core::sync::atomic::{AtomicI32, Ordering};
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use super::ReadyError;
 use crate::end::TokenPipeEnd;
@@ -23,51 +43,281 @@ pub(super) fn check_pipe_or_socket(fd: c_int) -> core::result::Result<(), ReadyE
     }
 }
 
-/// Runs `f` on the end the channel still holds, without taking it.
-pub(super) fn with_end<T>(fd: &AtomicI32, f: impl FnOnce(&TokenPipeEnd) -> Result<T>) -> Result<T> {
-    let raw = fd.load(Ordering::Acquire);
-    if raw < 0 {
-        return Err(Error::Closed);
+/// Checks that `fd` is open for writing: a pipe's read end (or a FIFO
+/// opened read-only) would take the channel and fail every report with
+/// `EBADF`. `variable` names the environment variable that gave the fd.
+pub(super) fn check_writable(
+    fd: c_int,
+    variable: Option<&'static str>,
+) -> core::result::Result<(), ReadyError> {
+    match sys::access_mode(fd) {
+        Ok(libc::O_RDONLY) => Err(ReadyError::ReadOnly { fd, variable }),
+        Ok(_) => Ok(()),
+        Err(Errno::EBADF) => Err(ReadyError::NotOpen { fd }),
+        Err(e) => Err(ReadyError::Os(e)),
     }
-    // Borrowed for the call: ManuallyDrop keeps this copy from closing it.
-    let end = core::mem::ManuallyDrop::new(TokenPipeEnd::from_owned(raw));
+}
+
+/// Set once a one-shot report has claimed the fd.
+const CLAIMED: u32 = 1 << 31;
+/// The bits that count the reports using the fd.
+const USERS: u32 = CLAIMED - 1;
+
+/// Who may use a channel's fd: the state machine of the [module](self),
+/// apart from the fd so that it can be tested alone.
+#[derive(Debug)]
+struct Users(AtomicU32);
+
+impl Users {
+    const fn new() -> Users {
+        Users(AtomicU32::new(0))
+    }
+
+    /// Becomes one of the fd's users, and with `claim` also its one-shot
+    /// report. `Closed` once it is claimed.
+    fn enter(&self, claim: bool) -> Result<()> {
+        let flag = if claim { CLAIMED } else { 0 };
+        // Acquire: this user's write comes after the fd was made.
+        self.0
+            .fetch_update(Ordering::Acquire, Ordering::Relaxed, |state| {
+                if state & CLAIMED != 0 || state & USERS == USERS {
+                    None
+                } else {
+                    Some((state + 1) | flag)
+                }
+            })
+            .map(drop)
+            .map_err(|state| {
+                if state & CLAIMED != 0 {
+                    Error::Closed
+                } else {
+                    // 2^31 reports in flight at once: cannot happen, but
+                    // wrapping the count would close the fd under them.
+                    Error::Os(Errno::EAGAIN)
+                }
+            })
+    }
+
+    /// Stops using the fd: `true` if it is claimed and this was its last
+    /// user, who must close it now.
+    fn leave(&self) -> bool {
+        // AcqRel: the closer's `close` comes after every user's write.
+        self.0.fetch_sub(1, Ordering::AcqRel) == CLAIMED | 1
+    }
+
+    /// Claims the fd with nobody else using it (which `&mut` proves):
+    /// `true` if it was not claimed before, and so is the caller's now.
+    fn take(&mut self) -> bool {
+        let state = self.0.get_mut();
+        debug_assert_eq!(*state & USERS, 0, "a report is in flight during &mut");
+        let was_claimed = *state & CLAIMED != 0;
+        *state = CLAIMED;
+        !was_claimed
+    }
+
+    fn is_claimed(&self) -> bool {
+        self.0.load(Ordering::Acquire) & CLAIMED != 0
+    }
+}
+
+/// A one-shot channel's fd and who may use it (see the [module](self)).
+#[derive(Debug)]
+pub(super) struct Slot {
+    /// Set once, never changed: only [`Users`] says whether it is open.
+    fd: c_int,
+    users: Users,
+}
+
+/// One report's use of the fd; the last one out of a claimed slot closes
+/// it.
+struct InUse<'a>(&'a Slot);
+
+impl Drop for InUse<'_> {
+    fn drop(&mut self) {
+        if self.0.users.leave() {
+            sys::close(self.0.fd);
+        }
+    }
+}
+
+impl Slot {
+    /// A slot for `fd`, which it now owns.
+    pub(super) const fn new(fd: c_int) -> Slot {
+        Slot {
+            fd,
+            users: Users::new(),
+        }
+    }
+
+    /// The fd, while no one-shot report has claimed it (for `Debug`).
+    pub(super) fn open_fd(&self) -> Option<c_int> {
+        (!self.users.is_claimed()).then_some(self.fd)
+    }
+
+    fn enter(&self, claim: bool) -> Result<InUse<'_>> {
+        self.users.enter(claim)?;
+        Ok(InUse(self))
+    }
+
+    /// Runs `f` on the fd, which nobody closes meanwhile.
+    pub(super) fn with_end<T>(&self, f: impl FnOnce(&TokenPipeEnd) -> Result<T>) -> Result<T> {
+        let using = self.enter(false)?;
+        let result = borrowed(using.0.fd, f);
+        drop(using);
+        result
+    }
+
+    /// Writes `message` without closing the channel.
+    pub(super) fn write(&self, message: &[u8]) -> Result<()> {
+        self.with_end(|end| write_whole(end, message))
+    }
+
+    /// The one-shot report: claims the fd, writes `message` (nothing if it
+    /// is empty), and closes the fd, or leaves that to the last report
+    /// still writing to it. `Closed` if a one-shot report came first.
+    pub(super) fn report(&self, message: &[u8]) -> Result<()> {
+        let using = self.enter(true)?;
+        let written = if message.is_empty() {
+            Ok(())
+        } else {
+            borrowed(using.0.fd, |end| write_whole(end, message))
+        };
+        drop(using);
+        written
+    }
+
+    /// `Ok` while no one-shot report has claimed the fd (a report that
+    /// writes nothing on this channel), `Closed` after.
+    pub(super) fn still_open(&self) -> Result<()> {
+        if self.users.is_claimed() {
+            Err(Error::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The fd, given up to the caller, if no one-shot report claimed it.
+    pub(super) fn take(&mut self) -> Option<c_int> {
+        self.users.take().then_some(self.fd)
+    }
+}
+
+/// Runs `f` on `fd` as an end it does not own.
+fn borrowed<T>(fd: c_int, f: impl FnOnce(&TokenPipeEnd) -> Result<T>) -> Result<T> {
+    // ManuallyDrop keeps this copy from closing the slot's fd.
+    let end = core::mem::ManuallyDrop::new(TokenPipeEnd::from_owned(fd));
     f(&end)
 }
 
-/// Writes `message` in one `write`, raising no `SIGPIPE`. The message is
-/// at most 9 bytes, far below `PIPE_BUF`, so it arrives whole.
-pub(super) fn write(fd: &AtomicI32, message: &[u8]) -> Result<()> {
-    with_end(fd, |end| {
-        without_sigpipe(end, || match end.write_tokens(message) {
-            Ok(n) if n == message.len() => Ok(()),
-            Ok(_) => Err(Error::Os(Errno::EIO)), // cannot happen below PIPE_BUF
-            Err(e) => Err(e),
-        })
+/// Writes `message` in one `write`, raising no `SIGPIPE`. Every message is
+/// at most `PIPE_BUF` bytes, so it arrives whole.
+fn write_whole(end: &TokenPipeEnd, message: &[u8]) -> Result<()> {
+    without_sigpipe(end, || match end.write_tokens(message) {
+        Ok(n) if n == message.len() => Ok(()),
+        Ok(_) => Err(Error::Os(Errno::EIO)), // cannot happen up to PIPE_BUF
+        Err(e) => Err(e),
     })
 }
 
-/// Writes `message`, then closes the channel whatever the write gave.
-pub(super) fn write_then_close(fd: &AtomicI32, message: &[u8]) -> Result<()> {
-    let written = write(fd, message);
-    let closed = close(fd);
-    written.and(closed)
-}
-
-/// Closes the channel's fd, once: `Error::Closed` if it was closed already.
-pub(super) fn close(fd: &AtomicI32) -> Result<()> {
-    let raw = fd.swap(-1, Ordering::AcqRel);
-    if raw < 0 {
-        return Err(Error::Closed);
+impl Drop for Slot {
+    /// Closes an fd that no report claimed (the launcher reads end of
+    /// stream: no report).
+    fn drop(&mut self) {
+        if let Some(fd) = self.take() {
+            sys::close(fd);
+        }
     }
-    sys::close(raw);
-    Ok(())
 }
 
-/// `Ok` while the channel is open (a no-op message), `Closed` after.
-pub(super) fn still_open(fd: &AtomicI32) -> Result<()> {
-    if fd.load(Ordering::Acquire) < 0 {
-        Err(Error::Closed)
-    } else {
-        Ok(())
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use core::sync::atomic::{AtomicBool, AtomicUsize};
+
+    use super::*;
+
+    #[test]
+    fn a_claim_shuts_out_every_later_report_and_the_last_out_closes() {
+        let users = Users::new();
+        assert_eq!(users.enter(false), Ok(()));
+        assert_eq!(users.enter(true), Ok(()), "a claim while another writes");
+        assert_eq!(users.enter(false), Err(Error::Closed));
+        assert_eq!(users.enter(true), Err(Error::Closed), "one claim only");
+        assert!(!users.leave(), "the claim leaves first: not its to close");
+        assert!(users.leave(), "the last user out of a claimed fd closes it");
+        assert_eq!(users.enter(false), Err(Error::Closed));
+        assert!(users.is_claimed());
+    }
+
+    #[test]
+    fn a_claim_alone_closes_on_its_way_out_and_users_alone_never_do() {
+        let users = Users::new();
+        assert_eq!(users.enter(false), Ok(()));
+        assert_eq!(users.enter(false), Ok(()));
+        assert!(!users.leave());
+        assert!(!users.leave(), "unclaimed: nobody closes");
+        assert_eq!(users.enter(true), Ok(()));
+        assert!(users.leave());
+    }
+
+    #[test]
+    fn take_gives_the_fd_once_and_never_after_a_claim() {
+        let mut users = Users::new();
+        assert!(users.take());
+        assert!(!users.take(), "taken already");
+        let mut users = Users::new();
+        users.enter(true).unwrap();
+        assert!(users.leave());
+        assert!(!users.take(), "the claim closed it");
+    }
+
+    #[test]
+    fn a_full_count_is_refused_not_wrapped_into_the_claim_bit() {
+        let users = Users(AtomicU32::new(USERS));
+        assert_eq!(users.enter(false), Err(Error::Os(Errno::EAGAIN)));
+        assert!(!users.is_claimed());
+    }
+
+    /// Threads race to use and to claim one fd, stood in for by a flag:
+    /// exactly one claim wins, the fd is closed exactly once, and never
+    /// while a user is inside.
+    #[test]
+    fn racing_users_and_claims_close_exactly_once_and_never_under_a_user() {
+        let rounds = if cfg!(miri) { 3 } else { 200 };
+        for _ in 0..rounds {
+            let users = Users::new();
+            let open = AtomicBool::new(true);
+            let claims = AtomicUsize::new(0);
+            let closes = AtomicUsize::new(0);
+            std::thread::scope(|s| {
+                for thread in 0..4 {
+                    let (users, open, claims, closes) = (&users, &open, &claims, &closes);
+                    s.spawn(move || {
+                        for i in 0..8 {
+                            // Threads 0 and 1 try to claim half-way; every
+                            // try after the first claim is refused.
+                            let claim = thread < 2 && i == 4;
+                            if users.enter(claim).is_err() {
+                                continue;
+                            }
+                            if claim {
+                                claims.fetch_add(1, Ordering::Relaxed);
+                            }
+                            assert!(open.load(Ordering::Relaxed), "used after close");
+                            std::thread::yield_now();
+                            assert!(open.load(Ordering::Relaxed), "closed under a user");
+                            if users.leave() {
+                                assert!(open.swap(false, Ordering::Relaxed), "closed twice");
+                                closes.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    });
+                }
+            });
+            assert_eq!(claims.load(Ordering::Relaxed), 1);
+            assert_eq!(closes.load(Ordering::Relaxed), 1);
+            assert!(!open.load(Ordering::Relaxed));
+        }
     }
 }

@@ -5,8 +5,8 @@ use core::ffi::c_int;
 use core::fmt;
 use core::time::Duration;
 
-use super::ReadyError;
-use crate::error::{Errno, Error, Result};
+use super::{ReadyError, ValuePrefix};
+use crate::error::{Errno, Error};
 use crate::sys::{self, UnixAddr};
 
 /// The largest message, built on the stack: `STATUS=` and up to 1017
@@ -23,12 +23,15 @@ const MESSAGE_MAX: usize = 1024;
 /// assert!(NotifyAddr::parse(b"relative/path").is_err());
 /// assert!(NotifyAddr::parse(b"vsock:2:9999").is_ok() || cfg!(not(target_os = "linux")));
 /// ```
-#[derive(Clone, Copy)]
+///
+/// Shown (`Display`) as `NOTIFY_SOCKET` would hold it, without
+/// allocating: `/run/systemd/notify`, `@name`, `vsock:2:9999`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct NotifyAddr {
     kind: Kind,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum Kind {
     Unix(UnixAddr),
     /// Parsed everywhere; sent only where the system has vsock.
@@ -42,7 +45,7 @@ enum Kind {
 /// The socket type a `vsock` address asks for: `vsock:` leaves it to the
 /// sender (systemd tries a datagram first, then a stream), the others name
 /// it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum VsockType {
     Any,
     Stream,
@@ -67,6 +70,36 @@ impl fmt::Debug for NotifyAddr {
     }
 }
 
+impl fmt::Display for NotifyAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Unix(addr) => {
+                if addr.is_abstract() {
+                    f.write_str("@")?;
+                }
+                super::error::write_escaped(f, addr.name())
+            }
+            Kind::Vsock {
+                cid,
+                port,
+                socket_type,
+            } => write!(f, "{}:{cid}:{port}", socket_type.prefix()),
+        }
+    }
+}
+
+impl VsockType {
+    /// The prefix `NOTIFY_SOCKET` gives this type.
+    fn prefix(self) -> &'static str {
+        match self {
+            VsockType::Any => "vsock",
+            VsockType::Stream => "vsock-stream",
+            VsockType::Dgram => "vsock-dgram",
+            VsockType::Seqpacket => "vsock-seqpacket",
+        }
+    }
+}
+
 impl NotifyAddr {
     /// Parses a `NOTIFY_SOCKET` value: `/absolute/path`; `@name` for Linux's
     /// abstract namespace (the `@` becomes a leading NUL byte, and the
@@ -74,29 +107,36 @@ impl NotifyAddr {
     /// `vsock-stream:`, `vsock-dgram:` or `vsock-seqpacket:CID:PORT`.
     ///
     /// # Errors
-    /// [`ReadyError::BadNotifySocket`] for anything else (a relative path,
-    /// an empty value, a malformed vsock address);
+    /// [`ReadyError::BadNotifySocket`], with the start of the value, for
+    /// anything else (a relative path, an empty value, a malformed vsock
+    /// address);
     /// [`ReadyError::PathTooLong`]; [`ReadyError::Unsupported`] for an
     /// abstract name outside Linux and Android.
     ///
     /// ```
     /// use bitcoin_tokenpipe::ready::{NotifyAddr, ReadyError};
     ///
-    /// assert_eq!(NotifyAddr::parse(b"").err(), Some(ReadyError::BadNotifySocket));
-    /// assert_eq!(NotifyAddr::parse(b"vsock:x:1").err(), Some(ReadyError::BadNotifySocket));
+    /// let Some(ReadyError::BadNotifySocket(value)) = NotifyAddr::parse(b"vsock:x:1").err() else {
+    ///     panic!("a malformed vsock address is refused");
+    /// };
+    /// assert_eq!(value.as_bytes(), b"vsock:x:1");
+    /// assert!(matches!(NotifyAddr::parse(b""), Err(ReadyError::BadNotifySocket(_))));
     /// let long = [b'/'; 300];
     /// assert_eq!(NotifyAddr::parse(&long).err(), Some(ReadyError::PathTooLong));
     /// ```
-    pub fn parse(value: &[u8]) -> core::result::Result<NotifyAddr, ReadyError> {
+    pub fn parse(value: &[u8]) -> Result<NotifyAddr, ReadyError> {
+        let bad = || ReadyError::BadNotifySocket(ValuePrefix::new(value));
         let unix = |name: &[u8], abstract_name: bool| {
             UnixAddr::new(name, abstract_name)
                 .map(|addr| NotifyAddr {
                     kind: Kind::Unix(addr),
                 })
-                .ok_or(if name.contains(&0) {
-                    ReadyError::BadNotifySocket
-                } else {
-                    ReadyError::PathTooLong
+                .ok_or_else(|| {
+                    if name.contains(&0) {
+                        bad()
+                    } else {
+                        ReadyError::PathTooLong
+                    }
                 })
         };
         match value.first() {
@@ -108,7 +148,7 @@ impl NotifyAddr {
                     Err(ReadyError::Unsupported("abstract socket names are Linux's"))
                 }
             }
-            _ => parse_vsock(value).ok_or(ReadyError::BadNotifySocket),
+            _ => parse_vsock(value).ok_or_else(bad),
         }
     }
 
@@ -130,15 +170,7 @@ impl NotifyAddr {
                 cid,
                 port,
                 socket_type,
-            } => {
-                let prefix = match socket_type {
-                    VsockType::Any => "vsock",
-                    VsockType::Stream => "vsock-stream",
-                    VsockType::Dgram => "vsock-dgram",
-                    VsockType::Seqpacket => "vsock-seqpacket",
-                };
-                format!("{prefix}:{cid}:{port}").into()
-            }
+            } => format!("{}:{cid}:{port}", socket_type.prefix()).into(),
         }
     }
 
@@ -153,15 +185,16 @@ impl NotifyAddr {
     /// Sends the concatenation of `parts` as one message: one `socket`,
     /// one `sendmsg`, one `close` (a Unix address), or `socket`, `connect`,
     /// `send`, `close` (vsock).
-    pub(super) fn send(&self, parts: &[&[u8]]) -> Result<()> {
+    pub(super) fn send(&self, parts: &[&[u8]]) -> Result<(), ReadyError> {
         let mut buf = [0u8; MESSAGE_MAX];
         let message = join(parts, &mut buf)?;
         self.send_with(message, None)
     }
 
-    fn send_with(&self, message: &[u8], pass: Option<c_int>) -> Result<()> {
-        match &self.kind {
+    fn send_with(&self, message: &[u8], pass: Option<c_int>) -> Result<(), ReadyError> {
+        let sent = match &self.kind {
             Kind::Unix(addr) => {
+                // Not the address's fault: no SendFailed naming it.
                 let fd = sys::unix_datagram_socket().map_err(Error::Os)?;
                 let sent = loop {
                     match sys::send_datagram(fd, addr, message, pass) {
@@ -170,23 +203,28 @@ impl NotifyAddr {
                     }
                 };
                 sys::close(fd);
-                match sent {
-                    Ok(n) if n == message.len() => Ok(()),
-                    Ok(_) => Err(Error::Os(Errno::EMSGSIZE)),
-                    Err(e) => Err(Error::Os(e)),
-                }
+                sent
             }
             Kind::Vsock {
                 cid,
                 port,
                 socket_type,
             } => send_vsock(*cid, *port, *socket_type, message, pass),
+        };
+        match sent {
+            Ok(n) if n == message.len() => Ok(()),
+            Ok(_) => Err(self.failed(Errno::EMSGSIZE)),
+            Err(e) => Err(self.failed(e)),
         }
+    }
+
+    fn failed(&self, errno: Errno) -> ReadyError {
+        ReadyError::SendFailed { addr: *self, errno }
     }
 
     /// `BARRIER=1` with a fresh pipe's write end; then wait for the manager
     /// to close it (the read end hangs up).
-    pub(super) fn barrier(&self, timeout: Duration) -> Result<()> {
+    pub(super) fn barrier(&self, timeout: Duration) -> Result<(), ReadyError> {
         let (reader, writer) = crate::TokenPipe::make()?.split();
         let sent = self.send_with(b"BARRIER=1", Some(writer.as_raw_fd()));
         // Our copy must go, or the read end never hangs up.
@@ -194,7 +232,7 @@ impl NotifyAddr {
         sent?;
         match reader.token_read_timeout(timeout) {
             Err(Error::Eos) => Ok(()),
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
             // The manager wrote into the pipe instead of closing it: not
             // the protocol, but it did get there.
             Ok(_) => Ok(()),
@@ -202,8 +240,9 @@ impl NotifyAddr {
     }
 }
 
-/// `parts` joined into `buf`, or `EMSGSIZE` if they do not fit.
-fn join<'b>(parts: &[&[u8]], buf: &'b mut [u8; MESSAGE_MAX]) -> Result<&'b [u8]> {
+/// `parts` joined into `buf`, or `EMSGSIZE` if they do not fit (callers
+/// check the text's length first, so this is only a backstop).
+fn join<'b>(parts: &[&[u8]], buf: &'b mut [u8; MESSAGE_MAX]) -> Result<&'b [u8], Error> {
     let mut len = 0;
     for part in parts {
         let end = len + part.len();
@@ -250,6 +289,7 @@ fn parse_u32(digits: &[u8]) -> Option<u32> {
     })
 }
 
+/// Sends `message` to a vsock address: the bytes sent, or the errno.
 #[cfg(tokenpipe_linux_like)]
 fn send_vsock(
     cid: u32,
@@ -257,10 +297,10 @@ fn send_vsock(
     socket_type: VsockType,
     message: &[u8],
     pass: Option<c_int>,
-) -> Result<()> {
+) -> Result<usize, Errno> {
     if pass.is_some() {
         // Passing fds over vsock is not a thing: no barrier there.
-        return Err(Error::Os(Errno::EOPNOTSUPP));
+        return Err(Errno::EOPNOTSUPP);
     }
     let tries: &[c_int] = match socket_type {
         VsockType::Any => &[libc::SOCK_DGRAM, libc::SOCK_STREAM],
@@ -271,18 +311,17 @@ fn send_vsock(
     let mut last = Errno::EOPNOTSUPP;
     for &kind in tries {
         match sys::vsock_send(cid, port, kind, message) {
-            Ok(n) if n == message.len() => return Ok(()),
-            Ok(_) => return Err(Error::Os(Errno::EMSGSIZE)),
+            Ok(n) => return Ok(n),
             Err(e) => last = e,
         }
     }
-    Err(Error::Os(last))
+    Err(last)
 }
 
 #[cfg(not(tokenpipe_linux_like))]
-fn send_vsock(_: u32, _: u32, _: VsockType, _: &[u8], _: Option<c_int>) -> Result<()> {
+fn send_vsock(_: u32, _: u32, _: VsockType, _: &[u8], _: Option<c_int>) -> Result<usize, Errno> {
     // No vsock on this system: say so plainly.
-    Err(Error::Os(Errno::EAFNOSUPPORT))
+    Err(Errno::EAFNOSUPPORT)
 }
 
 #[cfg(test)]

@@ -130,13 +130,13 @@ pub(crate) fn fcntl_set(fd: c_int, cmd: c_int, value: c_int) -> SysResult<()> {
 /// `fcntl(fd, F_GETFL) & O_ACCMODE`—How the open file `fd` names may be
 /// used: `O_RDONLY`, `O_WRONLY` or `O_RDWR`. A pipe's read end is
 /// `O_RDONLY` and its write end `O_WRONLY`, which tells them apart where
-/// both share one inode (Linux). Async-signal-safe.
+/// both share one inode (Linux), and a channel no report can be written
+/// to (`ready::Notifier::from_env`, `from_fd`). Async-signal-safe.
 ///
 /// # References
 /// - [POSIX 2024 `fcntl`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fcntl.html)
 /// - [POSIX 2024 `<fcntl.h>` (`O_ACCMODE`)](https://pubs.opengroup.org/onlinepubs/9799919799/basedefs/fcntl.h.html)
 /// - [Linux `fcntl`](https://man7.org/linux/man-pages/man2/fcntl.2.html)
-#[cfg(tokenpipe_pass_to)] // Only pass_to, which needs std's Command, asks.
 #[doc(alias = "O_ACCMODE")]
 #[inline]
 pub(crate) fn access_mode(fd: c_int) -> SysResult<c_int> {

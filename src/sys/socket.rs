@@ -84,6 +84,23 @@ impl UnixAddr {
     }
 }
 
+// Two addresses are the same when they name the same socket: the kind and
+// the name, not the bytes after it in `sun_path`.
+impl PartialEq for UnixAddr {
+    fn eq(&self, other: &UnixAddr) -> bool {
+        self.is_abstract() == other.is_abstract() && self.name() == other.name()
+    }
+}
+
+impl Eq for UnixAddr {}
+
+impl core::hash::Hash for UnixAddr {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.is_abstract().hash(state);
+        self.name().hash(state);
+    }
+}
+
 /// `socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)`—A datagram socket that
 /// no `exec` inherits (on Apple and AIX, which have no `SOCK_CLOEXEC`, with
 /// `fcntl(FD_CLOEXEC)` right after, closing it if that fails).
