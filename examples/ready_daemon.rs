@@ -96,8 +96,8 @@ fn main() {
             exit(1);
         }
     };
-    // Text for a launcher that shows it (systemd's `systemctl status`); a
-    // no-op on a pipe or an fd. Not being able to send it is not worth
+    // Text for a launcher that shows it (systemd's `systemctl status`, this
+    // crate's `launch`); a no-op on an s6-style fd. Not being able to send it is not worth
     // stopping for.
     if let Some(n) = &notifier {
         let _ = n.status("initialising");

@@ -43,7 +43,7 @@
 //!         std::process::exit(0);
 //!     }
 //! }
-//! # Ok::<(), bitcoin_tokenpipe::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use core::ffi::{CStr, c_int};
@@ -266,7 +266,7 @@ impl fmt::Display for SetupStep {
 ///         std::process::exit(1);
 ///     }
 /// }
-/// # Ok::<(), bitcoin_tokenpipe::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
 pub enum Forked<'a> {
@@ -348,7 +348,7 @@ pub struct DaemonChild<'a> {
 ///         std::process::exit(3);
 ///     }
 /// }
-/// # Ok::<(), Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
 pub struct DaemonParent {
@@ -793,7 +793,7 @@ impl DaemonParent {
     ///         std::process::exit(0);
     ///     }
     /// }
-    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[cfg(feature = "std")]
     #[must_use]
@@ -894,7 +894,10 @@ impl DaemonParent {
         let mut chunk = [0u8; 64];
         while let Ok(n @ 1..) = left {
             let take = n.min(chunk.len());
-            left = self.reader.read_exact(&mut chunk[..take]).map(|()| n - take);
+            left = self
+                .reader
+                .read_exact(&mut chunk[..take])
+                .map(|()| n - take);
         }
         match left {
             Ok(_) => Ok(()),
@@ -946,7 +949,7 @@ impl DaemonParent {
     ///         std::process::exit(0);
     ///     }
     /// }
-    /// # Ok::<(), Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn wait_ready_timeout(&mut self, timeout: Duration) -> Result<bool> {
         // Saturating: a timeout of `Duration::MAX` means "forever", not a panic.

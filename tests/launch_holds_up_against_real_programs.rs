@@ -119,31 +119,35 @@ fn becomes_gone(pid: libc::pid_t) -> bool {
     false
 }
 
-/// The `launch` example next to this test binary (`TOKENPIPE_LAUNCH_EXAMPLE`
-/// names another), under the emulator where there is one.
-fn launch_example() -> Command {
+/// The example `name` next to this test binary (`TOKENPIPE_LAUNCH_EXAMPLE`
+/// names another `launch`), as the words that start it: under the emulator
+/// where there is one.
+fn example_words(name: &str) -> Vec<std::ffi::OsString> {
     let exe = match std::env::var_os("TOKENPIPE_LAUNCH_EXAMPLE") {
-        Some(path) => PathBuf::from(path),
-        None => {
+        Some(path) if name == "launch" => PathBuf::from(path),
+        _ => {
             let me = std::env::current_exe().unwrap();
-            // target/<profile>/deps/this-test -> target/<profile>/examples/launch
+            // target/<profile>/deps/this-test -> target/<profile>/examples/NAME
             me.parent()
                 .and_then(Path::parent)
                 .unwrap()
-                .join("examples/launch")
+                .join("examples")
+                .join(name)
         }
     };
-    assert!(exe.exists(), "the launch example is not built at {exe:?}");
+    assert!(exe.exists(), "the {name} example is not built at {exe:?}");
     let runner = std::env::var("TOKENPIPE_TEST_RUNNER").unwrap_or_default();
-    let mut words = runner.split_whitespace();
-    match words.next() {
-        Some(emulator) => {
-            let mut c = Command::new(emulator);
-            c.args(words).arg(exe);
-            c
-        }
-        None => Command::new(exe),
-    }
+    let mut words: Vec<std::ffi::OsString> = runner.split_whitespace().map(Into::into).collect();
+    words.push(exe.into_os_string());
+    words
+}
+
+/// The `launch` example, ready to take arguments.
+fn launch_example() -> Command {
+    let words = example_words("launch");
+    let mut cmd = Command::new(&words[0]);
+    cmd.args(&words[1..]);
+    cmd
 }
 
 /// Runs `cmd` to its end with stdout and stderr in a file (a program it
@@ -683,4 +687,17 @@ fn child_mode_reports_on_the_pipe_with_status() {
     let notifier = unsafe { Notifier::from_env() }.unwrap().expect("the pipe");
     notifier.status("cannot open the wallet").unwrap();
     notifier.failed(libc::ENOENT).unwrap();
+}
+
+#[test]
+fn the_example_shows_the_status_a_daemon_sent_on_the_pipe() {
+    let _turn = serial();
+    let s = Scratch::new("status");
+    let mut cmd = launch_example();
+    cmd.arg("--")
+        .args(example_words("ready_daemon"))
+        .arg("--fail");
+    let (code, out) = run(cmd, &s);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(r#"status: "initialising""#), "{out}");
 }
