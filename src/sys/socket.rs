@@ -222,8 +222,8 @@ pub(crate) struct Received {
     pub(crate) carried_fds: bool,
     /// The sender's uid, where the kernel says (Linux, with `SO_PASSCRED`).
     pub(crate) sender_uid: Option<libc::uid_t>,
-    /// The sender's pid, where the kernel says (as for `sender_uid`).
-    pub(crate) sender_pid: Option<libc::pid_t>,
+    /// The first fd it carried, left open, when the caller asked to keep it.
+    pub(crate) kept_fd: Option<c_int>,
 }
 
 /// `setsockopt(fd, SOL_SOCKET, SO_PASSCRED, 1)` (Linux)—Has the kernel
@@ -269,6 +269,12 @@ pub(crate) fn getuid() -> libc::uid_t {
 /// - [Linux `unix(7)`](https://man7.org/linux/man-pages/man7/unix.7.html)
 #[cfg(tokenpipe_launch)]
 pub(crate) fn recv_datagram(fd: c_int, buf: &mut [u8]) -> SysResult<Received> {
+    receive(fd, buf, false)
+}
+
+/// `recvmsg` as [`recv_datagram`] describes; with `keep_first`, the first
+/// fd passed is left open in [`Received::kept_fd`] (the others are closed).
+fn receive(fd: c_int, buf: &mut [u8], keep_first: bool) -> SysResult<Received> {
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
@@ -304,7 +310,12 @@ pub(crate) fn recv_datagram(fd: c_int, buf: &mut [u8]) -> SysResult<Received> {
                 let data = libc::CMSG_DATA(header);
                 let payload = (*header).cmsg_len as usize - (data as usize - header as usize);
                 for i in 0..payload / core::mem::size_of::<c_int>() {
-                    close(data.cast::<c_int>().add(i).read_unaligned());
+                    let passed = data.cast::<c_int>().add(i).read_unaligned();
+                    if keep_first && got.kept_fd.is_none() {
+                        got.kept_fd = Some(passed);
+                    } else {
+                        close(passed);
+                    }
                     got.carried_fds = true;
                 }
             }
@@ -316,7 +327,6 @@ pub(crate) fn recv_datagram(fd: c_int, buf: &mut [u8]) -> SysResult<Received> {
                     .cast::<libc::ucred>()
                     .read_unaligned();
                 got.sender_uid = Some(cred.uid);
-                got.sender_pid = Some(cred.pid);
             }
             header = libc::CMSG_NXTHDR(&msg, header);
         }
@@ -387,42 +397,5 @@ pub(crate) fn send_fd(sock: c_int, fd: c_int) -> SysResult<()> {
 /// - [Linux `unix(7)`](https://man7.org/linux/man-pages/man7/unix.7.html)
 #[cfg(all(tokenpipe_launch, tokenpipe_linux_like))]
 pub(crate) fn recv_fd(sock: c_int) -> SysResult<Option<c_int>> {
-    let mut byte = [0u8; 2];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: byte.len(),
-    };
-    let mut control = OneFdControl([0; 32]);
-    // SAFETY: as in send_datagram: an all-zero msghdr is valid.
-    let mut msg: libc::msghdr = unsafe { MaybeUninit::zeroed().assume_init() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.0.as_mut_ptr().cast();
-    msg.msg_controllen = control.0.len() as _;
-    // SAFETY: the iovec and control buffer are valid for writes of their
-    // lengths for the call.
-    ret_usize(unsafe {
-        libc::recvmsg(sock, &mut msg, libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC)
-    })?;
-    let mut first = None;
-    // SAFETY: recvmsg filled `msg`; the walk stays inside the control bytes
-    // it reported, and each SCM_RIGHTS payload is a run of ints.
-    unsafe {
-        let mut header = libc::CMSG_FIRSTHDR(&msg);
-        while !header.is_null() {
-            if (*header).cmsg_level == libc::SOL_SOCKET && (*header).cmsg_type == libc::SCM_RIGHTS {
-                let data = libc::CMSG_DATA(header);
-                let payload = (*header).cmsg_len as usize - (data as usize - header as usize);
-                for i in 0..payload / core::mem::size_of::<c_int>() {
-                    let fd = data.cast::<c_int>().add(i).read_unaligned();
-                    match first {
-                        None => first = Some(fd),
-                        Some(_) => close(fd),
-                    }
-                }
-            }
-            header = libc::CMSG_NXTHDR(&msg, header);
-        }
-    }
-    Ok(first)
+    receive(sock, &mut [0u8; 2], true).map(|got| got.kept_fd)
 }
