@@ -274,6 +274,7 @@ pub(crate) fn recv_datagram(fd: c_int, buf: &mut [u8]) -> SysResult<Received> {
 
 /// `recvmsg` as [`recv_datagram`] describes; with `keep_first`, the first
 /// fd passed is left open in [`Received::kept_fd`] (the others are closed).
+#[cfg(tokenpipe_launch)]
 fn receive(fd: c_int, buf: &mut [u8], keep_first: bool) -> SysResult<Received> {
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
