@@ -273,7 +273,7 @@ PY
     else
         echo "Missed in this run (the full list is in [\`bench.md\`](bench.md)):"
         echo
-        sed 's/^/- /' <<<"$missed"
+        while IFS= read -r line; do echo "- $line"; done <<<"$missed"
     fi
 } | replace_section "$ROOT/docs/performance.md" bench-summary || die "docs/performance.md: no bench-summary section"
 replace_section "$ROOT/docs/performance.md" instructions <"$instr_md" \
