@@ -32,6 +32,10 @@
 #                   as last built in target dir DIR, in a few words
 #   now             wall-clock seconds since the epoch, with a fraction
 #   elapsed T0      seconds since T0 (a `now` reading), to one decimal
+#   replace_section FILE NAME   replaces what lies between the lines
+#                   "<!-- NAME:start -->" and "<!-- NAME:end -->" of FILE (a
+#                   docs/ page) with stdin, keeping the markers; returns 1,
+#                   changing nothing, when FILE lacks either marker
 
 # shellcheck shell=bash disable=SC2034
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -164,6 +168,23 @@ host_triple() { rustc -vV | sed -n 's/^host: //p'; }
 # Wall-clock seconds since the epoch, with a fraction, for timings.
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+replace_section() {
+    local file="$1" name="$2" new
+    new="$(mktemp)"
+    cat >"$new"
+    if ! grep -qxF "<!-- $name:start -->" "$file" 2>/dev/null \
+        || ! grep -qxF "<!-- $name:end -->" "$file"; then
+        rm -f "$new"
+        log "error: $file has no <!-- $name:start --> ... <!-- $name:end --> section"
+        return 1
+    fi
+    awk -v start="<!-- $name:start -->" -v end="<!-- $name:end -->" -v new="$new" '
+        $0 == start { print; while ((getline line < new) > 0) print line; skip = 1; next }
+        $0 == end { skip = 0 }
+        !skip { print }' "$file" >"$file.tmp" && mv "$file.tmp" "$file"
+    rm -f "$new"
+}
 
 check_target_args() {
     local a

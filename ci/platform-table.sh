@@ -5,11 +5,16 @@
 # (ci/minimal.sh) and target/msrv/result.txt (ci/msrv.sh). Rows whose script
 # has not run say so.
 #
-# Usage: ci/platform-table.sh [OUT]     (default: target/platform-table.md)
+# Usage: ci/platform-table.sh [--update-docs] [OUT]   (default: target/platform-table.md)
+# With --update-docs the table also replaces the platform-table section of
+# docs/platforms.md, the tracked copy; without it the working tree is left
+# as it was.
 set -euo pipefail
 # shellcheck source=ci/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+update_docs=0
+if [ "${1:-}" = --update-docs ]; then update_docs=1; shift; fi
 OUT="${1:-$ROOT/target/platform-table.md}"
 T="$ROOT/target"
 big_endian() { case "$1" in powerpc64-*|s390x-*) echo ", big-endian" ;; esac; }
@@ -103,3 +108,8 @@ which the qemu runners set (without binfmt_misc a foreign binary cannot be exec'
 NOTE
 } >"$OUT"
 log "wrote $OUT"
+if [ "$update_docs" -eq 1 ]; then
+    replace_section "$ROOT/docs/platforms.md" platform-table <"$OUT" \
+        || die "docs/platforms.md: no platform-table section"
+    log "wrote docs/platforms.md's platform-table section"
+fi

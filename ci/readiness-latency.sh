@@ -4,9 +4,10 @@
 # Debian's `start-stop-daemon --notify-await` takes over a program that dies
 # at once. Prints a markdown report (with date, machine, load average and
 # rustc) and writes it to $CARGO_TARGET_DIR/readiness.md; with --update-docs
-# it also writes it to docs/readiness.md, the tracked copy the README links
-# to (that file is made this way and no other). Without the flag the working
-# tree is left as it was, so CI runs do not rewrite a tracked file.
+# it also writes it, headings one level down, into the readiness-latency
+# section of docs/readiness.md, the tracked copy (that section is made this
+# way and no other). Without the flag the working tree is left as it was, so
+# CI runs do not rewrite a tracked file.
 #
 # Usage: ci/readiness-latency.sh [--update-docs] [LAUNCHES]   (default 200 per row)
 #
@@ -133,8 +134,10 @@ out="$CARGO_TARGET_DIR/readiness.md"
 printf '%s\n' "$report" >"$out"
 written="$out"
 if [ "$update_docs" -eq 1 ]; then
-    mkdir -p "$ROOT/docs"
-    printf '%s\n' "$report" >"$ROOT/docs/readiness.md"
+    # The page's own title is level 1: the report's headings go one down.
+    printf '%s\n' "$report" | sed 's/^#/##/' \
+        | replace_section "$ROOT/docs/readiness.md" readiness-latency \
+        || die "docs/readiness.md: no readiness-latency section"
     written+=" and docs/readiness.md"
 fi
 printf '%s\n' "$report"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the stress and fault tests scaled up, and prints the reliability
-# table that the README shows (also written to docs/reliability.md).
+# Runs the stress and fault tests scaled up, prints the reliability table,
+# and writes it into docs/reliability.md (between its reliability markers).
 # Usage: ci/soak.sh [SCALE]   (default: $TOKENPIPE_SOAK_SCALE or 10)
 #
 # SCALE multiplies the load of the integration tests (reliability_under_load,
@@ -9,7 +9,9 @@
 # fixed load at any SCALE. CI runs the same tests at scale 1 as part of
 # `cargo test`; this is the long run.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# shellcheck source=ci/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
 scale=${1:-${TOKENPIPE_SOAK_SCALE:-10}}
 out=docs/reliability.md
 log=$(mktemp)
@@ -35,8 +37,7 @@ if [[ $reports -lt 11 ]]; then
     exit 1
 fi
 
-mkdir -p docs
-{
+table="$(
     echo "Last soak run: $(date -u +%Y-%m-%d), scale $scale, $took s, $(uname -srm), $(nproc) cores."
     echo
     echo "| test | load | errors | lost | duplicated | leaked fds |"
@@ -44,8 +45,9 @@ mkdir -p docs
     while IFS='|' read -r _ name load errors lost dup leaked; do
         echo "| $name | $load | $errors | $lost | $dup | $leaked |"
     done <"$log.reports"
-} >"$out"
-cat "$out"
+)"
+printf '%s\n' "$table"
+printf '%s\n' "$table" | replace_section "$out" reliability || die "$out: no reliability section"
 
 # Every figure but the load must be zero.
 if awk -F'|' '$4 != 0 || $5 != 0 || $6 != 0 || $7 != 0 { bad = 1 } END { exit !bad }' "$log.reports"; then
