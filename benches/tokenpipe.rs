@@ -1,8 +1,9 @@
 //! The benchmarks: this crate against raw libc and its peers (the suite is
 //! in `common/suite.rs`). They compare against Linux's `pipe2` and were
 //! measured on x86_64 Linux, where the README's figures come from; the peer
-//! crates and criterion are dev-dependencies on that platform only, so the
-//! cross-target test matrix does not build them.
+//! crates and criterion are dependencies of this package (benches/Cargo.toml)
+//! on that platform only, so a workspace build for another target does not
+//! build them.
 
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 mod common;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs the criterion benchmarks (benches/tokenpipe.rs) and the callgrind
-# count (ci/instructions.sh), then reports each row's median and its ratio
-# to the raw-libc row of its group: a table on stdout, the same as markdown
+# Runs the criterion benchmarks (benches/tokenpipe.rs, in the workspace
+# member bitcoin-tokenpipe-benches) and the callgrind count
+# (ci/instructions.sh), then reports each row's median and its ratio to the
+# raw-libc row of its group: a table on stdout, the same as markdown
 # in docs/bench.md (with date, machine and rustc) and as a bar chart in
 # docs/bench.svg, both generated from criterion's results
 # (<round>/<group>/<row>/new/{benchmark,estimates}.json); the same table and
@@ -55,13 +56,14 @@ results="$target/bench-criterion"
 rm -rf "$results" "$target/bench.log"
 mkdir -p "$results" "$ROOT/docs"
 
-log "cargo bench --bench tokenpipe --no-run"
-cargo bench --bench tokenpipe --no-run >>"$target/bench.log" 2>&1 \
+bench=(cargo bench -p bitcoin-tokenpipe-benches --bench tokenpipe)
+log "${bench[*]} --no-run"
+"${bench[@]}" --no-run >>"$target/bench.log" 2>&1 \
     || { tail -n 30 "$target/bench.log" >&2; die "building the benches failed (log: $target/bench.log)"; }
 for round in $(seq "$rounds"); do
-    log "round $round of $rounds: cargo bench --bench tokenpipe -- ${crit[*]}"
+    log "round $round of $rounds: ${bench[*]} -- ${crit[*]}"
     CRITERION_HOME="$results/round-$round" \
-        cargo bench --bench tokenpipe -- --noplot "${crit[@]}" >>"$target/bench.log" 2>&1 \
+        "${bench[@]}" -- --noplot "${crit[@]}" >>"$target/bench.log" 2>&1 \
         || { tail -n 30 "$target/bench.log" >&2; die "cargo bench failed (log: $target/bench.log)"; }
 done
 

@@ -2,7 +2,10 @@
 # MSRV check: reads `rust-version` from Cargo.toml, installs that toolchain
 # (rustup, minimal profile) and runs `cargo +<version> check --lib` with the
 # default features (std), with all features, and with `--no-default-features`
-# (the no_std core). The library only: tests and examples may use newer Rust.
+# (the no_std core). The library only: tests and examples may use newer Rust,
+# and so may the workspace's other members, tests/heavy/ and benches/ (test
+# and bench targets only, no library, no rust-version; `--lib` passes them
+# by).
 #
 # Usage: ci/msrv.sh
 # Environment: CARGO_TARGET_DIR (default target/msrv); the result line is

@@ -1,8 +1,9 @@
 //! A reference model of a token pipe and a harness that runs the same
 //! operations on the real crate and on the model, comparing every result.
 //!
-//! Shared by the property test (`tests/model_based.rs`) and the fuzz target
-//! `operation_sequence` (`fuzz/`), which includes this file by path.
+//! Shared by the property test (`tests/heavy/model_based.rs`) and the fuzz
+//! target `operation_sequence` (`fuzz/`), both of which include this file by
+//! path.
 #![allow(dead_code)]
 
 use std::collections::VecDeque;

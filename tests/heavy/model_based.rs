@@ -4,6 +4,7 @@
 //! count always equals the model's open ends.
 #![cfg(unix)]
 
+#[path = "../model/mod.rs"]
 mod model;
 
 use model::{Harness, Op};
