@@ -222,7 +222,9 @@ pub(crate) struct Received {
     pub(crate) carried_fds: bool,
     /// The sender's uid, where the kernel says (Linux, with `SO_PASSCRED`).
     pub(crate) sender_uid: Option<libc::uid_t>,
-    /// The sender's pid, where the kernel says (as for `sender_uid`).
+    /// The sender's pid, where the kernel says (as for `sender_uid`; only
+    /// Linux's kernel does).
+    #[cfg(tokenpipe_linux_like)]
     pub(crate) sender_pid: Option<libc::pid_t>,
 }
 
