@@ -1,5 +1,8 @@
 //! Errors: what went wrong, the original's status code, and the errno behind it.
 //!
+//! [`Errno`] itself lives in the syscall layer, which returns it, and is
+//! re-exported here.
+//!
 //! Both types are `Copy` and small (`Errno` four bytes, `Error` twelve: a
 //! `Result<u8>` still comes back in two registers on the 64-bit ABIs, and
 //! the callgrind check shows the token path costs what raw libc does), so
@@ -10,7 +13,7 @@
 
 use core::fmt;
 
-use crate::sys;
+pub use crate::sys::errno::Errno;
 
 /// The original's status for "an error other than end of stream"
 /// (`TS_ERR` in Bitcoin Core's `tokenpipe.h`). See [`Error::status`].
@@ -208,119 +211,6 @@ impl Error {
     }
 }
 
-/// An OS error number (`errno`), as a `Copy` newtype over the raw `i32`.
-///
-/// Any `i32` is a valid `Errno`, so a value the crate has never heard of is
-/// still carried and printed safely. [`Display`](fmt::Display) shows the
-/// system's description and the number, with no allocation.
-///
-/// ```
-/// use bitcoin_tokenpipe::Errno;
-/// let e = Errno::EBADF;
-/// assert_eq!(e.raw(), libc::EBADF);
-/// assert!(e.to_string().contains(&format!("os error {}", libc::EBADF)));
-/// ```
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(transparent)]
-pub struct Errno(i32);
-
-impl Errno {
-    /// Interrupted system call.
-    pub const EINTR: Errno = Errno(libc::EINTR);
-    /// Bad file descriptor: the fd is not open, or not open for this
-    /// direction (reading a write end).
-    pub const EBADF: Errno = Errno(libc::EBADF);
-    /// Broken pipe: no reader left.
-    pub const EPIPE: Errno = Errno(libc::EPIPE);
-    /// Resource temporarily unavailable (a non-blocking call would block).
-    pub const EAGAIN: Errno = Errno(libc::EAGAIN);
-    /// Invalid argument.
-    pub const EINVAL: Errno = Errno(libc::EINVAL);
-    /// The process has too many open files (`RLIMIT_NOFILE`).
-    pub const EMFILE: Errno = Errno(libc::EMFILE);
-    /// The system has too many open files.
-    pub const ENFILE: Errno = Errno(libc::ENFILE);
-    /// Bad address.
-    pub const EFAULT: Errno = Errno(libc::EFAULT);
-    /// Permission denied (also: a file lock held by another process).
-    pub const EACCES: Errno = Errno(libc::EACCES);
-    /// Input/output error.
-    pub const EIO: Errno = Errno(libc::EIO);
-    /// No such process: it has ended (and, for a child, been reaped).
-    pub const ESRCH: Errno = Errno(libc::ESRCH);
-    /// No child process to wait for.
-    pub const ECHILD: Errno = Errno(libc::ECHILD);
-    /// Message too long (a notify message that does not fit).
-    pub const EMSGSIZE: Errno = Errno(libc::EMSGSIZE);
-    /// Operation not supported (no fd passing over vsock).
-    pub const EOPNOTSUPP: Errno = Errno(libc::EOPNOTSUPP);
-    /// Address family not supported (vsock where the system has none).
-    pub const EAFNOSUPPORT: Errno = Errno(libc::EAFNOSUPPORT);
-
-    /// Wraps a raw errno value.
-    ///
-    /// ```
-    /// use bitcoin_tokenpipe::Errno;
-    /// assert_eq!(Errno::from_raw(libc::EPIPE), Errno::EPIPE);
-    /// ```
-    #[must_use]
-    #[inline]
-    pub const fn from_raw(raw: i32) -> Errno {
-        Errno(raw)
-    }
-
-    /// The raw errno value.
-    ///
-    /// ```
-    /// use bitcoin_tokenpipe::Errno;
-    /// assert_eq!(Errno::EMFILE.raw(), libc::EMFILE);
-    /// ```
-    #[must_use]
-    #[inline]
-    pub const fn raw(self) -> i32 {
-        self.0
-    }
-
-    /// The calling thread's current `errno`.
-    ///
-    /// Meaningful only right after a libc call reported failure.
-    ///
-    /// ```
-    /// use bitcoin_tokenpipe::Errno;
-    /// // SAFETY: closing an fd number that is certainly not open is harmless.
-    /// assert_eq!(unsafe { libc::close(-5) }, -1);
-    /// assert_eq!(Errno::last(), Errno::EBADF);
-    /// ```
-    #[must_use]
-    pub fn last() -> Errno {
-        sys::errno()
-    }
-
-    /// Makes this the calling thread's `errno`.
-    ///
-    /// For signal handlers: a handler interrupts code that may be about to
-    /// read `errno`, so it saves [`Errno::last`] on entry and restores it
-    /// with this before it returns. (`token_write` changes `errno` only when
-    /// it fails, but a handler's write can fail, on a full non-blocking
-    /// pipe.) Async-signal-safe.
-    ///
-    /// ```
-    /// use bitcoin_tokenpipe::Errno;
-    ///
-    /// extern "C" fn on_signal(_: libc::c_int) {
-    ///     let saved = Errno::last();
-    ///     // ... write a token ...
-    ///     saved.set_last();
-    /// }
-    /// # let _ = on_signal;
-    /// Errno::EINTR.set_last();
-    /// assert_eq!(Errno::last(), Errno::EINTR);
-    /// ```
-    pub fn set_last(self) {
-        sys::set_errno(self);
-    }
-}
-
 /// The end of [`Error::DiedDuringSetup`]'s message: how the child ended.
 #[cfg(tokenpipe_fork)]
 struct DiedHow(Option<crate::ChildExit>);
@@ -334,25 +224,3 @@ impl fmt::Display for DiedHow {
         }
     }
 }
-
-impl fmt::Debug for Errno {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Errno({})", self.0)
-    }
-}
-
-impl fmt::Display for Errno {
-    /// `Broken pipe (os error 32)`, in the format of `std::io::Error`; just
-    /// `os error N` where the system has no description.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Long enough for every message of glibc, musl and the BSDs; a longer
-        // one makes strerror_r fail with ERANGE and we print the number only.
-        let mut buf = [0u8; 128];
-        match sys::strerror(self.0, &mut buf) {
-            Some(msg) if !msg.is_empty() => write!(f, "{msg} (os error {})", self.0),
-            _ => write!(f, "os error {}", self.0),
-        }
-    }
-}
-
-impl core::error::Error for Errno {}
