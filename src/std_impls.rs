@@ -364,18 +364,7 @@ impl AsFd for crate::daemon::DaemonParent {
     fn as_fd(&self) -> BorrowedFd<'_> {
         match self.pidfd() {
             Some(fd) => fd,
-            None => no_pidfd("DaemonParent"),
+            None => crate::process::no_pidfd("DaemonParent"),
         }
     }
-}
-
-#[cfg(tokenpipe_linux_like)]
-#[cold]
-#[inline(never)]
-#[track_caller]
-pub(crate) fn no_pidfd(owner: &str) -> ! {
-    panic!(
-        "AsFd::as_fd called on a {owner} without a pidfd (the kernel has no \
-         pidfd_open, or it was refused); use {owner}::pidfd, which returns None"
-    )
 }
