@@ -6,7 +6,7 @@ use core::ffi::c_int;
 use core::time::Duration;
 
 use super::DaemonError;
-use super::report::Report;
+use super::report::{Report, TAG_DONE, TAG_FORKED};
 use crate::end::TokenPipeEnd;
 use crate::error::Error;
 use crate::process::{ChildExit, Process};
@@ -76,18 +76,15 @@ impl DaemonParent {
                     process: child,
                     reader,
                 }),
-                Ok(report) => {
-                    child.reap_or_kill(EXIT_GRACE);
-                    Err(report.into_error())
-                }
-                Err(DaemonError::Core(Error::Eos)) => {
-                    Err(DaemonError::DiedDuringSetup(child.reap_or_kill(EXIT_GRACE)))
-                }
-                Err(e) => {
-                    // A stranger's byte or a failed read: the child may be
-                    // alive and well, but it is not ours to leave running.
-                    child.reap_or_kill(Duration::ZERO);
-                    Err(e)
+                other => {
+                    let grace = match other {
+                        Ok(_) | Err(DaemonError::Core(Error::Eos)) => EXIT_GRACE,
+                        // A stranger's byte or a failed read: the child may
+                        // be alive and well, but it is not ours to leave
+                        // running.
+                        Err(_) => Duration::ZERO,
+                    };
+                    Err(setup_failure(other, child.reap_or_kill(grace)))
                 }
             };
         };
@@ -99,12 +96,7 @@ impl DaemonParent {
             Ok(Report::Forked(daemon_pid)) => Process::stranger(daemon_pid),
             other => {
                 drop(hold);
-                let exit = child.reap_or_kill(EXIT_GRACE);
-                return Err(match other {
-                    Ok(report) => report.into_error(),
-                    Err(DaemonError::Core(Error::Eos)) => DaemonError::DiedDuringSetup(exit),
-                    Err(e) => e,
-                });
+                return Err(setup_failure(other, child.reap_or_kill(EXIT_GRACE)));
             }
         };
         let outcome = match Report::receive(&reader) {
@@ -122,11 +114,8 @@ impl DaemonParent {
                     // the kernel reaps the daemon as soon as it ends).
                     let _ = sys::kill(daemon.pid(), libc::SIGKILL);
                 }
-                Err(match other {
-                    Ok(report) => report.into_error(),
-                    Err(DaemonError::Core(Error::Eos)) => DaemonError::DiedDuringSetup(None),
-                    Err(e) => e,
-                })
+                // Not our child: how it ended went to its own parent.
+                Err(setup_failure(other, None))
             }
         };
         // Let the intermediate child go, and reap it.
@@ -379,5 +368,23 @@ impl DaemonParent {
             Err(Error::Eos) => Err(DaemonError::DiedBeforeReady),
             Err(e) => Err(DaemonError::Core(e)),
         }
+    }
+}
+
+/// What the launcher makes of a set-up that did not end in the report it
+/// waited for: the child's own report of a failure, its death (end of
+/// stream; `exit` says how it ended, where that is known), or the error
+/// that reading the report gave.
+fn setup_failure(received: Result<Report, DaemonError>, exit: Option<ChildExit>) -> DaemonError {
+    match received {
+        Ok(Report::StepFailed(step, errno)) => DaemonError::SetupFailed { step, errno },
+        Ok(Report::AlreadyRunning(pid)) => DaemonError::AlreadyRunning(pid),
+        // A report that does not belong here: `Forked` where no double
+        // fork waits for it, `Done` before the daemon's pid or naming
+        // another process.
+        Ok(Report::Done(_)) => DaemonError::UnexpectedToken(TAG_DONE),
+        Ok(Report::Forked(_)) => DaemonError::UnexpectedToken(TAG_FORKED),
+        Err(DaemonError::Core(Error::Eos)) => DaemonError::DiedDuringSetup(exit),
+        Err(e) => e,
     }
 }

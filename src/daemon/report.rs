@@ -27,7 +27,7 @@ const MESSAGE_MAX: usize = 6;
 pub(super) const TAG_DONE: u8 = 0;
 pub(super) const TAG_STEP_FAILED: u8 = 2;
 const TAG_ALREADY_RUNNING: u8 = 3;
-const TAG_FORKED: u8 = 4;
+pub(super) const TAG_FORKED: u8 = 4;
 
 impl Report {
     fn encode(self, buf: &mut [u8; MESSAGE_MAX]) -> &[u8] {
@@ -82,14 +82,5 @@ impl Report {
                 None => return Err(DaemonError::UnexpectedToken(TAG_STEP_FAILED)),
             },
         })
-    }
-    /// What a report other than "done" means to the launcher.
-    pub(super) fn into_error(self) -> DaemonError {
-        match self {
-            Report::StepFailed(step, errno) => DaemonError::SetupFailed { step, errno },
-            Report::AlreadyRunning(pid) => DaemonError::AlreadyRunning(pid),
-            Report::Done(_) => DaemonError::UnexpectedToken(TAG_DONE),
-            Report::Forked(_) => DaemonError::UnexpectedToken(TAG_FORKED),
-        }
     }
 }
