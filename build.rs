@@ -31,6 +31,10 @@
 //! - `tokenpipe_sigtimedwait`: the pending SIGPIPE is taken with a
 //!   zero-timeout `sigtimedwait`; otherwise with `sigwait`, reached only
 //!   with one pending.
+//! - `tokenpipe_pollnval`: `poll` marks an fd that is not open with
+//!   `POLLNVAL`, and the libc crate binds the constant. Not on ESP-IDF,
+//!   whose libc binding has no `POLLNVAL`: a timed read of a closed fd
+//!   there learns it from the read's `EBADF` instead.
 //! - `tokenpipe_fork`: `fork`, `setsid`, `waitpid` and `kill` exist and
 //!   work: the `daemon` module, `ChildExit` and the std launcher.
 //! - `tokenpipe_exec`: programs can be executed, so an end can be handed to
@@ -63,6 +67,7 @@ const FLAGS: &[&str] = &[
     "tokenpipe_nosigpipe",
     "tokenpipe_sigmask",
     "tokenpipe_sigtimedwait",
+    "tokenpipe_pollnval",
     "tokenpipe_fork",
     "tokenpipe_exec",
     "tokenpipe_unix_socket",
@@ -96,6 +101,7 @@ struct Caps {
     nosigpipe: bool,
     sigmask: bool,
     sigtimedwait: bool,
+    pollnval: bool,
     fork: bool,
     exec: bool,
     unix_socket: bool,
@@ -114,6 +120,7 @@ impl Caps {
             nosigpipe: false,
             sigmask: true,
             sigtimedwait: true,
+            pollnval: true,
             fork: true,
             exec: true,
             unix_socket: true,
@@ -281,9 +288,11 @@ fn capabilities(os: &str, env: &str, vendor: &str, arch: &str) -> Caps {
         },
         // ESP-IDF (newlib on FreeRTOS), Horizon (3DS) and Vita (newlib):
         // one program, no signals, no Unix-domain sockets, no record locks.
+        // ESP-IDF's libc binding also lacks POLLNVAL.
         "espidf" | "horizon" | "vita" => Caps {
             unix_socket: false,
             record_locks: false,
+            pollnval: os != "espidf",
             ..C::posix("__errno").single_program()
         },
         // RTEMS (newlib): one program of threads. Its pipe write raises
@@ -355,6 +364,7 @@ fn main() {
         ("tokenpipe_nosigpipe", caps.nosigpipe),
         ("tokenpipe_sigmask", caps.sigmask),
         ("tokenpipe_sigtimedwait", caps.sigmask && caps.sigtimedwait),
+        ("tokenpipe_pollnval", caps.pollnval),
         ("tokenpipe_fork", caps.fork),
         ("tokenpipe_exec", caps.exec),
         ("tokenpipe_unix_socket", caps.unix_socket),

@@ -40,7 +40,7 @@
 #[cfg(unix)]
 fn main() {
     use bitcoin_tokenpipe::Error;
-    use bitcoin_tokenpipe::daemon::{DaemonOptions, Forked, SetupStep, fork_daemon};
+    use bitcoin_tokenpipe::daemon::{DaemonError, DaemonOptions, Forked, SetupStep, fork_daemon};
     use std::process::exit;
     use std::time::Duration;
 
@@ -74,7 +74,7 @@ fn main() {
             } = child;
             daemon_main(notifier, pid_file, &args)
         }
-        Err(Error::AlreadyRunning(pid)) => {
+        Err(DaemonError::AlreadyRunning(pid)) => {
             let path = args.pid_file.as_deref().map(|p| p.to_string_lossy());
             println!(
                 "launcher: another instance (pid {pid}) holds the pid file {}; exiting 4",
@@ -83,7 +83,7 @@ fn main() {
             exit(4);
         }
         Err(
-            e @ Error::SetupFailed {
+            e @ DaemonError::SetupFailed {
                 step: SetupStep::PidFile,
                 ..
             },
@@ -96,7 +96,7 @@ fn main() {
             );
             exit(1);
         }
-        Err(e @ Error::DiedDuringSetup(_)) => {
+        Err(e @ DaemonError::DiedDuringSetup(_)) => {
             // fork_daemon has reaped (or killed and reaped) that child.
             println!("launcher: {e}; exiting 2");
             exit(2);
@@ -120,12 +120,12 @@ fn main() {
             );
             exit(1);
         }
-        Err(Error::DiedBeforeReady) => {
+        Err(DaemonError::DiedBeforeReady) => {
             let how = how_it_ended(daemon.wait());
             println!("launcher: daemon {pid} died before it was ready ({how}); exiting 2");
             exit(2);
         }
-        Err(Error::TimedOut) => {
+        Err(DaemonError::Core(Error::TimedOut)) => {
             // Exit 3 tells whoever started us the daemon is not up; a
             // half-started one left behind would contradict that.
             let killed = daemon.kill(libc::SIGKILL);
@@ -255,8 +255,7 @@ fn daemon_main(
 /// be the daemon. Never returns.
 #[cfg(unix)]
 fn reexec_main(args: &Args) -> ! {
-    use bitcoin_tokenpipe::Error;
-    use bitcoin_tokenpipe::daemon::PidFile;
+    use bitcoin_tokenpipe::daemon::{DaemonError, PidFile};
     use bitcoin_tokenpipe::ready::{LaunchError, LaunchOptions, Notifier, launch};
     use std::process::exit;
     use std::time::Duration;
@@ -272,7 +271,7 @@ fn reexec_main(args: &Args) -> ! {
             let pid_file = match args.pid_file.as_deref().map(PidFile::lock) {
                 None => None,
                 Some(Ok(file)) => Some(file),
-                Some(Err(Error::AlreadyRunning(_))) => exit(PID_FILE_HELD),
+                Some(Err(DaemonError::AlreadyRunning(_))) => exit(PID_FILE_HELD),
                 Some(Err(e)) => {
                     let _ = notifier.failed(e.errno().map_or(libc::EIO, |e| e.raw()));
                     exit(1);
@@ -340,7 +339,7 @@ fn reexec_main(args: &Args) -> ! {
 
 /// Says how the daemon ended, from `DaemonParent::wait` or `ReadyChild::wait`.
 #[cfg(unix)]
-fn how_it_ended(waited: bitcoin_tokenpipe::Result<bitcoin_tokenpipe::ChildExit>) -> String {
+fn how_it_ended<E: std::fmt::Display>(waited: Result<bitcoin_tokenpipe::ChildExit, E>) -> String {
     match waited {
         Ok(exit) => format!("it {exit}"),
         Err(e) => e.to_string(),

@@ -1,16 +1,23 @@
 //! Errors: what went wrong, the original's status code, and the errno behind it.
 //!
-//! Both types are `Copy` and small (`Errno` four bytes, `Error` twelve: a
-//! `Result<u8>` still comes back in two registers on the 64-bit ABIs, and
-//! the callgrind check shows the token path costs what raw libc does), so
-//! they can be made and inspected in a signal handler or a forked child
-//! without allocating. `Error` is twelve bytes, not eight, because the
-//! daemon errors carry both a failed step with its errno and a child's
-//! exit status, and two five-byte payloads cannot share one niche.
+//! [`Error`] carries the original's errors (end of stream, and an errno,
+//! which this port names: `BrokenPipe`, `WouldBlock`, `Os`) and what this
+//! port's core adds to them: `Closed` for a closed end, `TimedOut` for the
+//! timed read, and `NotAChild` from process control (a child's pid, its
+//! pidfd, `kill` and `wait`), which the daemon hand-shake and the launcher
+//! both build on and which, like the rest of the core, is `no_std` and
+//! allocation-free. The higher modules own their errors and convert from
+//! this one: [`HandoffError`](crate::HandoffError),
+//! `daemon::DaemonError` and `ready::ReadyError`.
+//!
+//! Both `Error` and [`Errno`] are `Copy` and small: `Errno` is four bytes,
+//! `Error` eight (a tag and an errno), and `Result<(), Error>` eight too,
+//! so a `Result<u8>` comes back in registers and the callgrind check shows
+//! the token path costs what raw libc does. They can be made and inspected
+//! in a signal handler or a forked child without allocating. The
+//! assertions at the end of this file keep those sizes.
 
-use core::fmt;
-
-use crate::sys;
+pub use crate::sys::errno::Errno;
 
 /// The original's status for "an error other than end of stream"
 /// (`TS_ERR` in Bitcoin Core's `tokenpipe.h`). See [`Error::status`].
@@ -94,63 +101,21 @@ pub enum Error {
     /// Any other failure of a system call, with its errno.
     #[error("system call failed: {0}")]
     Os(Errno),
-    /// [`fork_daemon`](crate::daemon::fork_daemon): a step of the child's
-    /// set-up failed, with this errno. The child has been reaped. Also from
-    /// [`PidFile::lock`](crate::daemon::PidFile::lock) (step `PidFile`),
-    /// where no child is involved.
-    #[cfg(tokenpipe_fork)]
-    #[error("the daemon's set-up failed at {step}: {errno}")]
-    SetupFailed {
-        /// The step that failed.
-        step: crate::daemon::SetupStep,
-        /// Why it failed.
-        errno: Errno,
-    },
-    /// [`fork_daemon`](crate::daemon::fork_daemon): the child died (or
-    /// closed the pipe) during its set-up without a report. It has been
-    /// killed if it was still alive, and reaped; how it ended is here when
-    /// it was our child (`None` for a double-forked daemon, whose status
-    /// goes to its own parent).
-    #[cfg(tokenpipe_fork)]
-    #[error("the daemon child died during set-up before reporting{}", DiedHow(*.0))]
-    DiedDuringSetup(Option<crate::ChildExit>),
-    /// [`fork_daemon`](crate::daemon::fork_daemon): another process holds
-    /// the pid file's lock: another instance is running, with this pid (0
-    /// if it lives in another pid namespace and wrote none). Its file was
-    /// not touched. Also from
-    /// [`PidFile::lock`](crate::daemon::PidFile::lock).
-    #[cfg(tokenpipe_fork)]
-    #[error("another instance is already running (pid {0} holds the pid file's lock)")]
-    AlreadyRunning(i32),
-    /// The process is not this process's child (a double-forked daemon):
-    /// its exit status went to its own parent and cannot be collected, and
-    /// without a pidfd it cannot be signalled or watched safely.
+    /// Process control: the process is not this process's child (a
+    /// double-forked daemon, or one a launched program named with
+    /// `MAINPID=`): its exit status went to its own parent and cannot be
+    /// collected, and without a pidfd it cannot be signalled or watched
+    /// safely.
     #[cfg(tokenpipe_fork)]
     #[error(
         "the daemon is not this process's child (double fork): its exit status goes to its own parent"
     )]
     NotAChild,
-    /// [`DaemonParent::wait_ready`](crate::daemon::DaemonParent::wait_ready):
-    /// end of stream before the readiness token, so the daemon exited,
-    /// died, or dropped its notifier without reporting.
-    #[cfg(tokenpipe_fork)]
-    #[error(
-        "the daemon exited, died or dropped its notifier before reporting readiness (end of stream)"
-    )]
-    DiedBeforeReady,
-    /// A token that the protocol does not define arrived (the daemon
-    /// hand-shake knows only 0 and 1).
-    #[cfg(tokenpipe_fork)]
-    #[error("unexpected token {0} (the daemon hand-shake defines only 0 = failed and 1 = ready)")]
-    UnexpectedToken(u8),
 }
 
 impl Error {
     /// The original's status code: [`TS_EOS`] for end of stream
-    /// ([`Eos`](Error::Eos), and the daemon hand-shake's
-    /// [`DiedDuringSetup`](Error::DiedDuringSetup) and
-    /// [`DiedBeforeReady`](Error::DiedBeforeReady), which are end of stream
-    /// at a known step), [`TS_ERR`] for everything else.
+    /// ([`Eos`](Error::Eos)), [`TS_ERR`] for everything else.
     ///
     /// ```
     /// use bitcoin_tokenpipe::{Error, TS_EOS, TS_ERR};
@@ -162,17 +127,13 @@ impl Error {
     pub const fn status(self) -> i32 {
         match self {
             Error::Eos => TS_EOS,
-            // The two daemon errors are end of stream seen at a known step.
-            #[cfg(tokenpipe_fork)]
-            Error::DiedDuringSetup(_) | Error::DiedBeforeReady => TS_EOS,
             _ => TS_ERR,
         }
     }
 
     /// The OS error behind this error, if a system call reported one:
     /// `EPIPE` for [`BrokenPipe`](Error::BrokenPipe), `EAGAIN` for
-    /// [`WouldBlock`](Error::WouldBlock), the errno of [`Os`](Error::Os) and
-    /// of [`SetupFailed`](Error::SetupFailed);
+    /// [`WouldBlock`](Error::WouldBlock), the errno of [`Os`](Error::Os);
     /// `None` for the rest, which no errno caused.
     ///
     /// ```
@@ -185,8 +146,6 @@ impl Error {
     pub const fn errno(self) -> Option<Errno> {
         match self {
             Error::Os(e) => Some(e),
-            #[cfg(tokenpipe_fork)]
-            Error::SetupFailed { errno: e, .. } => Some(e),
             Error::BrokenPipe => Some(Errno::EPIPE),
             Error::WouldBlock => Some(Errno::EAGAIN),
             _ => None,
@@ -208,151 +167,8 @@ impl Error {
     }
 }
 
-/// An OS error number (`errno`), as a `Copy` newtype over the raw `i32`.
-///
-/// Any `i32` is a valid `Errno`, so a value the crate has never heard of is
-/// still carried and printed safely. [`Display`](fmt::Display) shows the
-/// system's description and the number, with no allocation.
-///
-/// ```
-/// use bitcoin_tokenpipe::Errno;
-/// let e = Errno::EBADF;
-/// assert_eq!(e.raw(), libc::EBADF);
-/// assert!(e.to_string().contains(&format!("os error {}", libc::EBADF)));
-/// ```
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(transparent)]
-pub struct Errno(i32);
-
-impl Errno {
-    /// Interrupted system call.
-    pub const EINTR: Errno = Errno(libc::EINTR);
-    /// Bad file descriptor: the fd is not open, or not open for this
-    /// direction (reading a write end).
-    pub const EBADF: Errno = Errno(libc::EBADF);
-    /// Broken pipe: no reader left.
-    pub const EPIPE: Errno = Errno(libc::EPIPE);
-    /// Resource temporarily unavailable (a non-blocking call would block).
-    pub const EAGAIN: Errno = Errno(libc::EAGAIN);
-    /// Invalid argument.
-    pub const EINVAL: Errno = Errno(libc::EINVAL);
-    /// The process has too many open files (`RLIMIT_NOFILE`).
-    pub const EMFILE: Errno = Errno(libc::EMFILE);
-    /// The system has too many open files.
-    pub const ENFILE: Errno = Errno(libc::ENFILE);
-    /// Bad address.
-    pub const EFAULT: Errno = Errno(libc::EFAULT);
-    /// Permission denied (also: a file lock held by another process).
-    pub const EACCES: Errno = Errno(libc::EACCES);
-    /// Input/output error.
-    pub const EIO: Errno = Errno(libc::EIO);
-    /// No such process: it has ended (and, for a child, been reaped).
-    pub const ESRCH: Errno = Errno(libc::ESRCH);
-    /// No child process to wait for.
-    pub const ECHILD: Errno = Errno(libc::ECHILD);
-    /// Message too long (a notify message that does not fit).
-    pub const EMSGSIZE: Errno = Errno(libc::EMSGSIZE);
-    /// Operation not supported (no fd passing over vsock).
-    pub const EOPNOTSUPP: Errno = Errno(libc::EOPNOTSUPP);
-    /// Address family not supported (vsock where the system has none).
-    pub const EAFNOSUPPORT: Errno = Errno(libc::EAFNOSUPPORT);
-
-    /// Wraps a raw errno value.
-    ///
-    /// ```
-    /// use bitcoin_tokenpipe::Errno;
-    /// assert_eq!(Errno::from_raw(libc::EPIPE), Errno::EPIPE);
-    /// ```
-    #[must_use]
-    #[inline]
-    pub const fn from_raw(raw: i32) -> Errno {
-        Errno(raw)
-    }
-
-    /// The raw errno value.
-    ///
-    /// ```
-    /// use bitcoin_tokenpipe::Errno;
-    /// assert_eq!(Errno::EMFILE.raw(), libc::EMFILE);
-    /// ```
-    #[must_use]
-    #[inline]
-    pub const fn raw(self) -> i32 {
-        self.0
-    }
-
-    /// The calling thread's current `errno`.
-    ///
-    /// Meaningful only right after a libc call reported failure.
-    ///
-    /// ```
-    /// use bitcoin_tokenpipe::Errno;
-    /// // SAFETY: closing an fd number that is certainly not open is harmless.
-    /// assert_eq!(unsafe { libc::close(-5) }, -1);
-    /// assert_eq!(Errno::last(), Errno::EBADF);
-    /// ```
-    #[must_use]
-    pub fn last() -> Errno {
-        sys::errno()
-    }
-
-    /// Makes this the calling thread's `errno`.
-    ///
-    /// For signal handlers: a handler interrupts code that may be about to
-    /// read `errno`, so it saves [`Errno::last`] on entry and restores it
-    /// with this before it returns. (`token_write` changes `errno` only when
-    /// it fails, but a handler's write can fail, on a full non-blocking
-    /// pipe.) Async-signal-safe.
-    ///
-    /// ```
-    /// use bitcoin_tokenpipe::Errno;
-    ///
-    /// extern "C" fn on_signal(_: libc::c_int) {
-    ///     let saved = Errno::last();
-    ///     // ... write a token ...
-    ///     saved.set_last();
-    /// }
-    /// # let _ = on_signal;
-    /// Errno::EINTR.set_last();
-    /// assert_eq!(Errno::last(), Errno::EINTR);
-    /// ```
-    pub fn set_last(self) {
-        sys::set_errno(self);
-    }
-}
-
-/// The end of [`Error::DiedDuringSetup`]'s message: how the child ended.
-#[cfg(tokenpipe_fork)]
-struct DiedHow(Option<crate::ChildExit>);
-
-#[cfg(tokenpipe_fork)]
-impl fmt::Display for DiedHow {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(exit) => write!(f, " (it {exit})"),
-            None => f.write_str(" (not our child: its exit status went to its own parent)"),
-        }
-    }
-}
-
-impl fmt::Debug for Errno {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Errno({})", self.0)
-    }
-}
-
-impl fmt::Display for Errno {
-    /// `Broken pipe (os error 32)`, in the format of `std::io::Error`; just
-    /// `os error N` where the system has no description.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Long enough for every message of glibc, musl and the BSDs; a longer
-        // one makes strerror_r fail with ERANGE and we print the number only.
-        let mut buf = [0u8; 128];
-        match sys::strerror(self.0, &mut buf) {
-            Some(msg) if !msg.is_empty() => write!(f, "{msg} (os error {})", self.0),
-            _ => write!(f, "os error {}", self.0),
-        }
-    }
-}
-
-impl core::error::Error for Errno {}
+// The sizes the module docs promise, checked where every build sees them:
+// a daemon or launcher error that grows `Error` fails to compile here.
+const _: () = assert!(core::mem::size_of::<Error>() <= 8);
+const _: () = assert!(core::mem::size_of::<Result<()>>() <= 8);
+const _: () = assert!(core::mem::size_of::<Errno>() == 4);

@@ -5,6 +5,8 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
+#[cfg(tokenpipe_fork)]
+use crate::daemon::DaemonError;
 use crate::end::TokenPipeEnd;
 use crate::error::Error;
 
@@ -12,13 +14,9 @@ impl From<Error> for io::Error {
     /// Keeps the errno of `Os`, `BrokenPipe` and `WouldBlock`, so
     /// `raw_os_error()` still answers: `Os(e)` gives `e`, `BrokenPipe` gives
     /// `EPIPE` (kind `BrokenPipe`), `WouldBlock` gives `EAGAIN` (kind
-    /// `WouldBlock`). `SetupFailed` takes the kind of its errno and keeps
-    /// its step in the message (`raw_os_error()` is `None` for it). The
-    /// rest carry the crate's error inside: `Eos`, `DiedDuringSetup` and
-    /// `DiedBeforeReady` (end of stream at a known step) are
-    /// `UnexpectedEof`, `AlreadyRunning` is `AlreadyExists`, `NotAChild` is
-    /// `Unsupported`, `UnexpectedToken` is `InvalidData`, `TimedOut` is
-    /// `TimedOut`, `Closed` is `NotConnected`.
+    /// `WouldBlock`). The rest carry the crate's error inside: `Eos` is
+    /// `UnexpectedEof`, `TimedOut` is `TimedOut`, `Closed` is
+    /// `NotConnected`, `NotAChild` is `Unsupported`.
     ///
     /// ```
     /// use bitcoin_tokenpipe::{Errno, Error};
@@ -30,30 +28,55 @@ impl From<Error> for io::Error {
     /// assert_eq!(io::Error::from(Error::BrokenPipe).kind(), io::ErrorKind::BrokenPipe);
     /// ```
     fn from(e: Error) -> io::Error {
-        #[cfg(tokenpipe_fork)]
-        if let Error::SetupFailed { errno, .. } = e {
-            // Keep the step in the message; the kind still follows the errno.
-            let kind = io::Error::from_raw_os_error(errno.raw()).kind();
-            return io::Error::new(kind, e);
-        }
         if let Some(errno) = e.errno() {
             return io::Error::from_raw_os_error(errno.raw());
         }
         let kind = match e {
             Error::Eos => io::ErrorKind::UnexpectedEof,
             #[cfg(tokenpipe_fork)]
-            Error::DiedDuringSetup(_) | Error::DiedBeforeReady => io::ErrorKind::UnexpectedEof,
-            #[cfg(tokenpipe_fork)]
-            Error::AlreadyRunning(_) => io::ErrorKind::AlreadyExists,
-            #[cfg(tokenpipe_fork)]
             Error::NotAChild => io::ErrorKind::Unsupported,
-            #[cfg(tokenpipe_fork)]
-            Error::UnexpectedToken(_) => io::ErrorKind::InvalidData,
             Error::TimedOut => io::ErrorKind::TimedOut,
             Error::Closed => io::ErrorKind::NotConnected,
             // Os, BrokenPipe and WouldBlock carry an errno and returned
             // above; a variant added later lands here until it is mapped.
             _ => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, e)
+    }
+}
+
+#[cfg(tokenpipe_fork)]
+impl From<DaemonError> for io::Error {
+    /// A core error converts as `Error` does (the errno kept, or the core
+    /// error inside). `SetupFailed` takes the kind of its errno and keeps
+    /// its step in the message (`raw_os_error()` is `None` for it). The
+    /// rest carry the daemon error inside: `DiedDuringSetup` and
+    /// `DiedBeforeReady` (end of stream at a known step) are
+    /// `UnexpectedEof`, `AlreadyRunning` is `AlreadyExists`,
+    /// `UnexpectedToken` is `InvalidData`.
+    ///
+    /// ```
+    /// use bitcoin_tokenpipe::daemon::DaemonError;
+    /// use bitcoin_tokenpipe::{Errno, Error};
+    /// use std::io;
+    ///
+    /// let e = io::Error::from(DaemonError::Core(Error::Os(Errno::EMFILE)));
+    /// assert_eq!(e.raw_os_error(), Some(libc::EMFILE));
+    /// let e = io::Error::from(DaemonError::AlreadyRunning(42));
+    /// assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+    /// ```
+    fn from(e: DaemonError) -> io::Error {
+        let kind = match e {
+            DaemonError::Core(e) => return io::Error::from(e),
+            // Keep the step in the message; the kind still follows the errno.
+            DaemonError::SetupFailed { errno, .. } => {
+                io::Error::from_raw_os_error(errno.raw()).kind()
+            }
+            DaemonError::DiedDuringSetup(_) | DaemonError::DiedBeforeReady => {
+                io::ErrorKind::UnexpectedEof
+            }
+            DaemonError::AlreadyRunning(_) => io::ErrorKind::AlreadyExists,
+            DaemonError::UnexpectedToken(_) => io::ErrorKind::InvalidData,
         };
         io::Error::new(kind, e)
     }
@@ -364,18 +387,7 @@ impl AsFd for crate::daemon::DaemonParent {
     fn as_fd(&self) -> BorrowedFd<'_> {
         match self.pidfd() {
             Some(fd) => fd,
-            None => no_pidfd("DaemonParent"),
+            None => crate::process::no_pidfd("DaemonParent"),
         }
     }
-}
-
-#[cfg(tokenpipe_linux_like)]
-#[cold]
-#[inline(never)]
-#[track_caller]
-pub(crate) fn no_pidfd(owner: &str) -> ! {
-    panic!(
-        "AsFd::as_fd called on a {owner} without a pidfd (the kernel has no \
-         pidfd_open, or it was refused); use {owner}::pidfd, which returns None"
-    )
 }

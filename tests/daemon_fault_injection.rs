@@ -24,7 +24,7 @@ use std::ffi::c_int;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use bitcoin_tokenpipe::daemon::{DaemonChild, DaemonOptions, Forked, fork_daemon};
+use bitcoin_tokenpipe::daemon::{DaemonChild, DaemonError, DaemonOptions, Forked, fork_daemon};
 use bitcoin_tokenpipe::{ChildExit, Errno, Error};
 use common::{Ended, TempDir, exit_now, fork_child, open_pipe_count, report, soak_scale};
 
@@ -186,8 +186,8 @@ fn launcher_with_closed_stdio(closed: u8, double_fork: bool, null_rdev: u64) -> 
             match daemon.wait_ready_timeout(Duration::from_secs(20)) {
                 Ok(true) => {}
                 Ok(false) => return NOT_READY,
-                Err(Error::TimedOut) => return TIMED_OUT,
-                Err(Error::DiedBeforeReady) => return DIED_BEFORE_READY,
+                Err(DaemonError::Core(Error::TimedOut)) => return TIMED_OUT,
+                Err(DaemonError::DiedBeforeReady) => return DIED_BEFORE_READY,
                 Err(_) => return WAIT_READY_FAILED,
             }
             let ended = match daemon.wait() {
@@ -197,7 +197,7 @@ fn launcher_with_closed_stdio(closed: u8, double_fork: bool, null_rdev: u64) -> 
                 Ok(ChildExit::Unknown) => WAIT_FAILED,
                 // A double-forked daemon's status is not ours to see; the
                 // pipe below carries its checks.
-                Err(Error::NotAChild) if double_fork => 0,
+                Err(DaemonError::Core(Error::NotAChild)) if double_fork => 0,
                 Err(_) => WAIT_FAILED,
             };
             drop(daemon);
@@ -221,8 +221,8 @@ fn launcher_with_closed_stdio(closed: u8, double_fork: bool, null_rdev: u64) -> 
             unsafe { libc::write(result_write, (&byte as *const u8).cast(), 1) };
             exit_now(checks)
         }
-        Err(Error::SetupFailed { .. }) => SETUP_FAILED,
-        Err(Error::DiedDuringSetup(_)) => DIED_DURING_SETUP,
+        Err(DaemonError::SetupFailed { .. }) => SETUP_FAILED,
+        Err(DaemonError::DiedDuringSetup(_)) => DIED_DURING_SETUP,
         Err(_) => FORK_DAEMON_FAILED,
     }
 }
@@ -322,7 +322,7 @@ fn launcher_out_of_fds(free: c_int, double_fork: bool) -> c_int {
     // SAFETY: see the module comment.
     let got = unsafe { fork_daemon(options) };
     let code = match got {
-        Err(Error::Os(e)) if e == Errno::EMFILE => 0,
+        Err(DaemonError::Core(Error::Os(e))) if e == Errno::EMFILE => 0,
         Ok(Forked::Child(_)) => exit_now(0),
         _ => NOT_EMFILE,
     };
@@ -395,7 +395,7 @@ fn a_thousand_launches_leave_no_fd_no_zombie_and_no_pid_file() {
                 let ok = ready == Ok(true)
                     && match ended {
                         Ok(exit) => exit == ChildExit::Exited(0),
-                        Err(Error::NotAChild) => double_fork,
+                        Err(DaemonError::Core(Error::NotAChild)) => double_fork,
                         Err(_) => false,
                     };
                 if !ok {

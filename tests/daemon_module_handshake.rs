@@ -16,7 +16,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bitcoin_tokenpipe::Error;
-use bitcoin_tokenpipe::daemon::{ChildExit, DaemonOptions, Forked, ReadyNotifier, fork_daemon};
+use bitcoin_tokenpipe::daemon::{
+    ChildExit, DaemonError, DaemonOptions, Forked, ReadyNotifier, fork_daemon,
+};
 use common::{ChildProcess, Ended, KilledOnDrop, exit_now, killed_on_drop};
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -44,7 +46,7 @@ fn a_daemon_that_notifies_ready_is_ready() {
     assert_eq!(parent.wait_ready(), Ok(true));
     assert_eq!(parent.wait(), Ok(ChildExit::Exited(0)));
     // The pipe was closed after the answer.
-    assert_eq!(parent.wait_ready(), Err(Error::Closed));
+    assert_eq!(parent.wait_ready(), Err(DaemonError::Core(Error::Closed)));
 }
 
 #[test]
@@ -63,7 +65,7 @@ fn a_dropped_notifier_is_a_death_before_ready_not_success() {
         5
     });
     let err = parent.wait_ready().unwrap_err();
-    assert_eq!(err, Error::DiedBeforeReady);
+    assert_eq!(err, DaemonError::DiedBeforeReady);
     assert_eq!(err.status(), bitcoin_tokenpipe::TS_EOS);
     assert_eq!(parent.wait(), Ok(ChildExit::Exited(5)));
 }
@@ -78,7 +80,7 @@ fn a_daemon_killed_before_it_is_ready_is_a_death_before_ready() {
         }
     });
     parent.kill(libc::SIGKILL).unwrap();
-    assert_eq!(parent.wait_ready(), Err(Error::DiedBeforeReady));
+    assert_eq!(parent.wait_ready(), Err(DaemonError::DiedBeforeReady));
     assert_eq!(parent.wait(), Ok(ChildExit::Signaled(libc::SIGKILL)));
 }
 
@@ -117,7 +119,7 @@ fn wait_ready_timeout_times_out_then_still_hears_the_answer() {
     });
     assert_eq!(
         parent.wait_ready_timeout(Duration::from_millis(20)),
-        Err(Error::TimedOut)
+        Err(DaemonError::Core(Error::TimedOut))
     );
     assert_eq!(parent.wait_ready_timeout(Duration::from_secs(30)), Ok(true));
     assert_eq!(parent.wait(), Ok(ChildExit::Exited(0)));
@@ -135,7 +137,7 @@ fn a_token_outside_the_protocol_is_an_error() {
         drop(n);
         if ok { 0 } else { 1 }
     });
-    assert_eq!(parent.wait_ready(), Err(Error::UnexpectedToken(7)));
+    assert_eq!(parent.wait_ready(), Err(DaemonError::UnexpectedToken(7)));
     assert_eq!(parent.wait(), Ok(ChildExit::Exited(0)));
 }
 
@@ -253,7 +255,7 @@ fn a_daemon_whose_launcher_is_gone_survives_notify_with_broken_pipe() {
     // The launcher gives up: closes its read end without an answer.
     assert_eq!(
         parent.wait_ready_timeout(Duration::ZERO),
-        Err(Error::TimedOut)
+        Err(DaemonError::Core(Error::TimedOut))
     );
     drop(parent);
     go_writer.token_write(1).unwrap();

@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bitcoin_tokenpipe::daemon::{
-    ChildExit, DaemonChild, DaemonOptions, Forked, SetupStep, fork_daemon,
+    ChildExit, DaemonChild, DaemonError, DaemonOptions, Forked, SetupStep, fork_daemon,
 };
 use bitcoin_tokenpipe::{Errno, Error, TokenPipe};
 use common::{KilledOnDrop, TempDir, exit_now, killed_on_drop, pause_forever};
@@ -32,7 +32,7 @@ static SERIAL: Mutex<()> = Mutex::new(());
 fn daemon(
     options: DaemonOptions<'_>,
     child: impl FnOnce(DaemonChild<'_>) -> c_int,
-) -> Result<KilledOnDrop, Error> {
+) -> Result<KilledOnDrop, DaemonError> {
     // SAFETY: see the module comment.
     match unsafe { fork_daemon(options) } {
         Ok(Forked::Parent(parent)) => Ok(killed_on_drop(parent)),
@@ -85,8 +85,8 @@ fn after_the_daemon_is_reaped_kill_fails_instead_of_signalling_a_reused_pid() {
     .unwrap();
     assert_eq!(d.wait(), Ok(ChildExit::Exited(4)));
     // Another process may hold the number now; ESRCH, and nothing is sent.
-    assert_eq!(d.kill(libc::SIGKILL), Err(Error::Os(Errno::ESRCH)));
-    assert_eq!(d.kill(0), Err(Error::Os(Errno::ESRCH)));
+    assert_eq!(d.kill(libc::SIGKILL), Err(Error::Os(Errno::ESRCH).into()));
+    assert_eq!(d.kill(0), Err(Error::Os(Errno::ESRCH).into()));
 }
 
 #[test]
@@ -186,12 +186,12 @@ fn a_double_forked_daemon_is_no_session_leader_and_the_launcher_gets_its_own_pid
         assert_eq!(d.try_wait(), Ok(None), "still running");
         d.kill(libc::SIGTERM).unwrap();
         // It ended; its status went to its own parent.
-        assert_eq!(d.wait(), Err(Error::NotAChild));
-        assert_eq!(d.try_wait(), Err(Error::NotAChild));
+        assert_eq!(d.wait(), Err(Error::NotAChild.into()));
+        assert_eq!(d.try_wait(), Err(Error::NotAChild.into()));
     } else {
         // No pidfd: a stranger's pid is never signalled or waited for.
-        assert_eq!(d.kill(libc::SIGTERM), Err(Error::NotAChild));
-        assert_eq!(d.try_wait(), Err(Error::NotAChild));
+        assert_eq!(d.kill(libc::SIGTERM), Err(Error::NotAChild.into()));
+        assert_eq!(d.try_wait(), Err(Error::NotAChild.into()));
         // SAFETY: the daemon is alive (it holds the pid file lock and we
         // have not signalled it), so its pid is still its own.
         unsafe { libc::kill(d.pid(), libc::SIGTERM) };
@@ -214,14 +214,14 @@ fn a_second_instance_fails_at_once_naming_the_running_pid_and_leaves_its_file_al
         let second = daemon(options, |_| 99);
         assert_eq!(
             second.err(),
-            Some(Error::AlreadyRunning(first.pid())),
+            Some(DaemonError::AlreadyRunning(first.pid())),
             "double fork {double_fork}"
         );
         // Not truncated, not rewritten.
         assert_eq!(read_pid(&file), Some(first.pid()));
     }
     assert!(
-        Error::AlreadyRunning(first.pid())
+        DaemonError::AlreadyRunning(first.pid())
             .to_string()
             .contains(&first.pid().to_string())
     );
@@ -297,7 +297,7 @@ fn a_pid_file_whose_directory_is_missing_fails_the_pid_file_step_with_its_errno(
         let got = daemon(options, |_| 99);
         assert_eq!(
             got.err(),
-            Some(Error::SetupFailed {
+            Some(DaemonError::SetupFailed {
                 step: SetupStep::PidFile,
                 errno: Errno::from_raw(libc::ENOENT),
             })
@@ -374,7 +374,7 @@ fn a_daemon_can_hand_its_report_to_a_program_it_execs() {
     // A program that exits without a word is a death before ready: the
     // Command kept no copy of the end.
     let mut d = daemon(options, |d| exec_with_notifier(d, "exit 0")).unwrap();
-    assert_eq!(d.wait_ready(), Err(Error::DiedBeforeReady));
+    assert_eq!(d.wait_ready(), Err(DaemonError::DiedBeforeReady));
     assert_eq!(d.wait(), Ok(ChildExit::Exited(0)));
     // into_end: the raw end, for a program that takes it some other way.
     let mut d = daemon(options, |d| match d.notifier.into_end() {

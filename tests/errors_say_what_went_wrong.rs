@@ -2,7 +2,7 @@
 //! person can act on, and a size and shape fit for a signal handler.
 #![cfg(unix)]
 
-use bitcoin_tokenpipe::daemon::SetupStep;
+use bitcoin_tokenpipe::daemon::{DaemonError, SetupStep};
 use bitcoin_tokenpipe::{ChildExit, Errno, Error, TS_EOS, TS_ERR};
 
 const ALL: [Error; 6] = [
@@ -22,22 +22,27 @@ fn status_codes_match_the_original() {
         let want = if e == Error::Eos { TS_EOS } else { TS_ERR };
         assert_eq!(e.status(), want, "{e:?}");
     }
+    assert_eq!(Error::NotAChild.status(), TS_ERR);
     // The daemon hand-shake's end-of-stream errors keep the original's code.
-    assert_eq!(Error::DiedDuringSetup(None).status(), TS_EOS);
+    assert_eq!(DaemonError::DiedDuringSetup(None).status(), TS_EOS);
     assert_eq!(
-        Error::DiedDuringSetup(Some(ChildExit::Exited(1))).status(),
+        DaemonError::DiedDuringSetup(Some(ChildExit::Exited(1))).status(),
         TS_EOS
     );
-    assert_eq!(Error::DiedBeforeReady.status(), TS_EOS);
-    assert_eq!(Error::UnexpectedToken(2).status(), TS_ERR);
-    let failed = Error::SetupFailed {
+    assert_eq!(DaemonError::DiedBeforeReady.status(), TS_EOS);
+    assert_eq!(DaemonError::UnexpectedToken(2).status(), TS_ERR);
+    let failed = DaemonError::SetupFailed {
         step: SetupStep::Chdir,
         errno: Errno::EACCES,
     };
     assert_eq!(failed.status(), TS_ERR);
     assert_eq!(failed.errno(), Some(Errno::EACCES));
-    assert_eq!(Error::AlreadyRunning(42).status(), TS_ERR);
-    assert_eq!(Error::NotAChild.status(), TS_ERR);
+    assert_eq!(DaemonError::AlreadyRunning(42).status(), TS_ERR);
+    // A core error inside keeps its own code and errno.
+    for e in ALL {
+        assert_eq!(DaemonError::from(e).status(), e.status(), "{e:?}");
+        assert_eq!(DaemonError::from(e).errno(), e.errno(), "{e:?}");
+    }
 }
 
 #[test]
@@ -51,14 +56,24 @@ fn errno_is_the_os_error_behind_the_error_and_none_otherwise() {
 }
 
 #[test]
-fn errors_are_copy_and_fit_in_twelve_bytes() {
+fn errors_are_copy_and_the_core_one_fits_in_eight_bytes() {
+    use std::mem::size_of;
+
     fn is_copy<T: Copy>() {}
     is_copy::<Error>();
     is_copy::<Errno>();
-    // Twelve: SetupFailed's step + errno and DiedDuringSetup's exit status
-    // each need five bytes of payload, so they cannot share one niche.
-    assert!(std::mem::size_of::<Error>() <= 12);
-    assert_eq!(std::mem::size_of::<Errno>(), 4);
+    is_copy::<DaemonError>();
+    // A tag and an errno; `Ok` takes a tag value Error leaves unused, so
+    // a token result is no bigger than the error. (src/error.rs asserts the
+    // first two at compile time as well.)
+    assert!(size_of::<Error>() <= 8);
+    assert!(size_of::<Result<(), Error>>() <= 8);
+    assert!(size_of::<Result<u8, Error>>() <= 8);
+    assert_eq!(size_of::<Errno>(), 4);
+    // The daemon's error carries a failed step with its errno, or a
+    // child's exit status, beside the core error: twelve bytes, off the
+    // token path.
+    assert!(size_of::<DaemonError>() <= 12);
 }
 
 #[test]
@@ -69,27 +84,40 @@ fn every_message_names_what_happened() {
         (Error::BrokenPipe, "broken pipe"),
         (Error::WouldBlock, "would block"),
         (Error::TimedOut, "timed out"),
+        (Error::NotAChild, "not this process's child"),
+    ];
+    for (e, needle) in expect {
+        let msg = e.to_string();
+        assert!(msg.contains(needle), "{e:?} says {msg:?}");
+        // Inside a daemon error, a core error says the same.
+        assert_eq!(DaemonError::from(e).to_string(), msg);
+    }
+    let expect = [
         (
-            Error::DiedDuringSetup(Some(ChildExit::Signaled(9))),
+            DaemonError::DiedDuringSetup(Some(ChildExit::Signaled(9))),
             "died during set-up before reporting (it was killed by signal 9)",
         ),
         (
-            Error::DiedDuringSetup(Some(ChildExit::Exited(1))),
+            DaemonError::DiedDuringSetup(Some(ChildExit::Exited(1))),
             "(it exited with status 1)",
         ),
         (
-            Error::DiedDuringSetup(None),
+            DaemonError::DiedDuringSetup(None),
             "not our child: its exit status went to its own parent",
         ),
-        (Error::AlreadyRunning(4242), "already running (pid 4242"),
-        (Error::NotAChild, "not this process's child"),
         (
-            Error::SetupFailed {
+            DaemonError::AlreadyRunning(4242),
+            "already running (pid 4242",
+        ),
+        (
+            DaemonError::SetupFailed {
                 step: SetupStep::PidFile,
                 errno: Errno::EACCES,
             },
             "set-up failed at the pid file: ",
         ),
+        (DaemonError::DiedBeforeReady, "before reporting readiness"),
+        (DaemonError::UnexpectedToken(7), "unexpected token 7"),
     ];
     for (e, needle) in expect {
         let msg = e.to_string();
@@ -122,6 +150,7 @@ fn errors_implement_the_core_error_trait() {
     fn is_error<E: core::error::Error>() {}
     is_error::<Error>();
     is_error::<Errno>();
+    is_error::<DaemonError>();
 }
 
 #[cfg(feature = "std")]
@@ -138,11 +167,7 @@ fn conversion_to_io_error_keeps_the_errno_and_picks_the_right_kind() {
         (Error::WouldBlock, ErrorKind::WouldBlock, Some(libc::EAGAIN)),
         (Error::TimedOut, ErrorKind::TimedOut, None),
         (Error::Closed, ErrorKind::NotConnected, None),
-        (Error::DiedDuringSetup(None), ErrorKind::UnexpectedEof, None),
-        (Error::AlreadyRunning(42), ErrorKind::AlreadyExists, None),
         (Error::NotAChild, ErrorKind::Unsupported, None),
-        (Error::DiedBeforeReady, ErrorKind::UnexpectedEof, None),
-        (Error::UnexpectedToken(7), ErrorKind::InvalidData, None),
     ];
     for (err, kind, raw) in cases {
         let io = io::Error::from(err);
@@ -153,5 +178,30 @@ fn conversion_to_io_error_keeps_the_errno_and_picks_the_right_kind() {
             let inner = io.get_ref().and_then(|e| e.downcast_ref::<Error>());
             assert_eq!(inner, Some(&err));
         }
+        // Inside a daemon error, a core error converts as it does alone.
+        let io = io::Error::from(DaemonError::from(err));
+        assert_eq!((io.kind(), io.raw_os_error()), (kind, raw), "{err:?}");
+    }
+
+    let cases = [
+        (DaemonError::DiedDuringSetup(None), ErrorKind::UnexpectedEof),
+        (DaemonError::AlreadyRunning(42), ErrorKind::AlreadyExists),
+        (DaemonError::DiedBeforeReady, ErrorKind::UnexpectedEof),
+        (DaemonError::UnexpectedToken(7), ErrorKind::InvalidData),
+        (
+            DaemonError::SetupFailed {
+                step: SetupStep::Chdir,
+                errno: Errno::EACCES,
+            },
+            ErrorKind::PermissionDenied,
+        ),
+    ];
+    for (err, kind) in cases {
+        let io = io::Error::from(err);
+        assert_eq!(io.kind(), kind, "{err:?}");
+        // The step stays in the message, so no errno is given out alone.
+        assert_eq!(io.raw_os_error(), None, "{err:?}");
+        let inner = io.get_ref().and_then(|e| e.downcast_ref::<DaemonError>());
+        assert_eq!(inner, Some(&err));
     }
 }

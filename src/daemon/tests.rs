@@ -5,7 +5,12 @@
 //! makes only async-signal-safe calls and leaves with `_exit` or a signal.
 extern crate std;
 
+use super::child::Stage;
+use super::parent::READY;
+use super::pid_file::{PID_FILE_TRIES, PidFileError, decimal_line};
+use super::report::{Report, TAG_DONE, TAG_STEP_FAILED};
 use super::*;
+use crate::error::Errno;
 use std::ffi::CString;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
@@ -43,7 +48,7 @@ fn temp_pid_file(tag: &str) -> CString {
 }
 
 /// Runs `fork_with`; a child that gets past set-up leaves at once.
-fn launch(options: DaemonOptions<'_>, fault: Fault) -> Result<DaemonParent> {
+fn launch(options: DaemonOptions<'_>, fault: Fault) -> Result<DaemonParent, DaemonError> {
     // SAFETY: see the module comment.
     match unsafe { fork_with(options, fault) } {
         Ok(Forked::Parent(parent)) => Ok(parent),
@@ -72,7 +77,7 @@ fn a_child_killed_at_any_step_of_its_setup_is_reaped_and_reported_with_its_signa
         let got = launch(options, die_at_the_chosen_stage);
         assert_eq!(
             got.err(),
-            Some(Error::DiedDuringSetup(Some(ChildExit::Signaled(
+            Some(DaemonError::DiedDuringSetup(Some(ChildExit::Signaled(
                 libc::SIGKILL
             )))),
             "killed at {stage:?}"
@@ -115,7 +120,7 @@ fn a_double_forked_child_killed_at_any_step_is_reported_and_the_intermediate_rea
         let got = launch(options, die_at_the_chosen_stage);
         assert_eq!(
             got.err(),
-            Some(Error::DiedDuringSetup(exit)),
+            Some(DaemonError::DiedDuringSetup(exit)),
             "killed at {stage:?}"
         );
         assert!(no_children_left(), "killed at {stage:?}: a child was left");
@@ -171,7 +176,7 @@ fn a_first_report_the_protocol_never_sends_kills_and_reaps_the_live_child() {
         let got = launch(options, sends_a_bad_token_and_lives_on);
         PID_PIPE.store(-1, Ordering::Relaxed);
         sys::close(pid_write);
-        assert_eq!(got.err(), Some(Error::UnexpectedToken(7)));
+        assert_eq!(got.err(), Some(DaemonError::UnexpectedToken(7)));
         assert!(no_children_left(), "double fork {double_fork}");
         // The live process (the grandchild, with a double fork, which
         // no_children_left cannot see) wrote its pid before the token, so
@@ -217,7 +222,7 @@ fn a_child_that_closes_the_pipe_but_lives_on_is_killed_not_waited_for_forever() 
     // launcher does not block in waitpid on a daemon that is alive.
     assert_eq!(
         got.err(),
-        Some(Error::DiedDuringSetup(Some(ChildExit::Signaled(
+        Some(DaemonError::DiedDuringSetup(Some(ChildExit::Signaled(
             libc::SIGKILL
         ))))
     );
@@ -241,7 +246,7 @@ fn the_parent_returns_only_after_the_setup_report() {
         Ok(Forked::Parent(mut parent)) => {
             assert!(start.elapsed() >= Duration::from_millis(300));
             // The child never notifies: end of stream, not success.
-            assert_eq!(parent.wait_ready(), Err(Error::DiedBeforeReady));
+            assert_eq!(parent.wait_ready(), Err(DaemonError::DiedBeforeReady));
             assert_eq!(parent.wait(), Ok(ChildExit::Exited(0)));
         }
         Ok(Forked::Child(daemon)) => {
@@ -272,17 +277,20 @@ fn every_report_arrives_whole_and_unknown_ones_are_unexpected() {
     }
     assert_eq!(reader.token_read(), Ok(READY));
     writer.write_tokens(&[9]).unwrap();
-    assert_eq!(Report::receive(&reader), Err(Error::UnexpectedToken(9)));
+    assert_eq!(
+        Report::receive(&reader),
+        Err(DaemonError::UnexpectedToken(9))
+    );
     writer
         .write_tokens(&[TAG_STEP_FAILED, 200, 0, 0, 0, 0])
         .unwrap();
     assert_eq!(
         Report::receive(&reader),
-        Err(Error::UnexpectedToken(TAG_STEP_FAILED))
+        Err(DaemonError::UnexpectedToken(TAG_STEP_FAILED))
     );
     writer.write_tokens(&[TAG_DONE, 1]).unwrap();
     drop(writer);
-    assert_eq!(Report::receive(&reader), Err(Error::Eos));
+    assert_eq!(Report::receive(&reader), Err(DaemonError::Core(Error::Eos)));
 }
 
 #[test]
@@ -398,7 +406,10 @@ fn a_daemon_that_opened_the_pid_file_its_holder_then_removed_locks_the_one_at_th
     );
     // ...so a third instance is refused, naming it.
     let third = launch(options, |_, _| {}).map(Reaped);
-    assert_eq!(third.err(), Some(Error::AlreadyRunning(second.0.pid())));
+    assert_eq!(
+        third.err(),
+        Some(DaemonError::AlreadyRunning(second.0.pid()))
+    );
 
     checked.token_write(1).unwrap();
     assert_eq!(second.0.wait(), Ok(ChildExit::Exited(0)));

@@ -397,3 +397,17 @@ impl Drop for Process {
         }
     }
 }
+
+/// The panic of `AsFd::as_fd` on a `DaemonParent` or `ReadyChild` that
+/// holds no pidfd (the trait cannot report an error, and a `BorrowedFd`
+/// must name an open fd).
+#[cfg(all(feature = "std", tokenpipe_linux_like))]
+#[cold]
+#[inline(never)]
+#[track_caller]
+pub(crate) fn no_pidfd(owner: &str) -> ! {
+    panic!(
+        "AsFd::as_fd called on a {owner} without a pidfd (the kernel has no \
+         pidfd_open, or it was refused); use {owner}::pidfd, which returns None"
+    )
+}

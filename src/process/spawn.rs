@@ -3,6 +3,7 @@
 //! launcher's half of process control.
 
 use std::io;
+#[cfg(tokenpipe_linux_like)]
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
 use std::sync::OnceLock;
@@ -10,6 +11,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use super::Process;
+#[cfg(tokenpipe_linux_like)]
 use crate::end::TokenPipeEnd;
 use crate::sys;
 use crate::wait::poll_timeout_ms;

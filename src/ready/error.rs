@@ -196,6 +196,9 @@ impl ValuePrefix {
     /// The most bytes kept.
     pub const MAX: usize = 64;
 
+    /// Keeps the start of `value`. (Only `NotifyAddr::parse` makes one, so
+    /// only where there are notify sockets.)
+    #[cfg(any(tokenpipe_unix_socket, test))]
     pub(crate) fn new(value: &[u8]) -> ValuePrefix {
         let len = value.len().min(Self::MAX);
         let mut bytes = [0u8; Self::MAX];

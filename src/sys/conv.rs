@@ -1,7 +1,7 @@
 //! One conversion per return shape, so each wrapper says which shape its
 //! call has instead of spelling out the same `if`/`errno()` again (the way
 //! rustix's `backend/libc/conv.rs` does). Every one reads `errno` only on
-//! failure, in the cold [`errno`](super::errno).
+//! failure, in the cold [`errno()`](fn@super::errno).
 
 use core::ffi::c_int;
 
@@ -36,6 +36,6 @@ pub(super) fn ret_pthread(rc: c_int) -> SysResult<()> {
     if rc == 0 {
         Ok(())
     } else {
-        Err(crate::error::Errno::from_raw(rc))
+        Err(super::Errno::from_raw(rc))
     }
 }

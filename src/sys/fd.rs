@@ -296,16 +296,17 @@ pub(crate) fn close(fd: c_int) {
 /// Whether `revents` says the fd was not open. (A macro, not a function:
 /// `revents` and `POLLNVAL` are `c_short` in most bindings, `c_int` on
 /// Horizon.)
-#[cfg(not(target_os = "espidf"))]
+#[cfg(tokenpipe_pollnval)]
 macro_rules! not_open {
     ($revents:expr) => {
         $revents & libc::POLLNVAL != 0
     };
 }
 
-/// ESP-IDF: the libc crate binds no `POLLNVAL` there. A closed fd then
-/// shows as the read's `EBADF` instead.
-#[cfg(target_os = "espidf")]
+/// Where the libc binding has no `POLLNVAL` (build.rs leaves
+/// `tokenpipe_pollnval` unset: ESP-IDF), `poll` never says so; a closed fd
+/// then shows as the read's `EBADF` instead.
+#[cfg(not(tokenpipe_pollnval))]
 macro_rules! not_open {
     ($revents:expr) => {{
         let _ = $revents;

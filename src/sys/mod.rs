@@ -1,11 +1,15 @@
 //! The syscall layer: the only module that calls libc.
 //!
-//! Split by domain: [`fd`] (pipes, fcntl, read, write, poll, files),
-//! [`signal`] (SIGPIPE masking), [`env`] (the environment), `process`
-//! (fork, wait, kill, the daemon's set-up calls), `pidfile` (the pid file and
-//! its lock) and `socket` (systemd's notify socket, both sides); [`conv`] turns
-//! each return shape into a `Result` in one place. The last three exist
-//! only where the platform has what they call (build.rs sets the flags). One thin function per syscall. Each takes and returns
+//! Split by domain: [`errno`](mod@errno) (the [`Errno`] type every
+//! wrapper returns, and reading, setting and describing `errno`), [`fd`]
+//! (pipes, fcntl, read, write, poll, files), [`signal`] (SIGPIPE masking),
+//! [`env`](mod@env) (the environment), `process` (fork, wait, kill, the
+//! daemon's set-up calls), `pidfile` (the pid file and its lock) and
+//! `socket` (systemd's notify socket, both sides); [`conv`] turns each
+//! return shape into a `Result` in one place. The last three exist only
+//! where the platform has what they call (build.rs sets the flags). This
+//! layer imports nothing from the rest of the crate. One thin function per
+//! syscall. Each takes and returns
 //! plain values, reads `errno` only when the call failed, and leaves every
 //! policy decision (retry on `EINTR`, what an error means) to the safe code
 //! above it. None of these functions allocates.
@@ -27,6 +31,7 @@
 
 mod conv;
 pub(crate) mod env;
+pub(crate) mod errno;
 pub(crate) mod fd;
 #[cfg(tokenpipe_fork)]
 pub(crate) mod pidfile;
@@ -38,6 +43,7 @@ pub(crate) mod signal;
 pub(crate) mod socket;
 
 pub(crate) use env::*;
+pub(crate) use errno::*;
 pub(crate) use fd::*;
 #[cfg(tokenpipe_fork)]
 pub(crate) use pidfile::*;
@@ -48,29 +54,8 @@ pub(crate) use signal::*;
 #[cfg(tokenpipe_unix_socket)]
 pub(crate) use socket::*;
 
-use core::ffi::c_int;
-
-use crate::error::Errno;
-
 /// The result of one syscall: its value, or the `errno` it left.
 pub(crate) type SysResult<T> = core::result::Result<T, Errno>;
-
-// Where each libc keeps the calling thread's `errno`: build.rs names the
-// function per OS (`tokenpipe_errno`), and the libc crate binds it there.
-#[cfg(tokenpipe_errno = "___errno")]
-use libc::___errno as errno_location;
-#[cfg(tokenpipe_errno = "__errno")]
-use libc::__errno as errno_location;
-#[cfg(tokenpipe_errno = "__errno_location")]
-use libc::__errno_location as errno_location;
-#[cfg(tokenpipe_errno = "__error")]
-use libc::__error as errno_location;
-#[cfg(tokenpipe_errno = "__get_errno_ptr")]
-use libc::__get_errno_ptr as errno_location;
-#[cfg(tokenpipe_errno = "_Errno")]
-use libc::_Errno as errno_location;
-#[cfg(tokenpipe_errno = "_errnop")]
-use libc::_errnop as errno_location;
 
 /// A `timespec` of `sec` seconds and `nsec` nanoseconds. Built field by
 /// field on a zeroed value, not with a struct literal: where musl's time_t
@@ -86,56 +71,4 @@ pub(crate) fn timespec(sec: i64, nsec: i64) -> libc::timespec {
     ts.tv_sec = sec as _;
     ts.tv_nsec = nsec as _;
     ts
-}
-
-/// Reads the calling thread's `errno`.
-///
-/// Called only after a syscall reported failure, so it is off the hot path.
-#[cold]
-#[inline(never)]
-pub(crate) fn errno() -> Errno {
-    #[cfg(not(tokenpipe_errno = "errnoGet"))]
-    // SAFETY: the errno location function has no preconditions and returns a
-    // pointer to the calling thread's errno, valid for the thread's lifetime.
-    let e = unsafe { *errno_location() };
-    #[cfg(tokenpipe_errno = "errnoGet")]
-    // SAFETY: errnoGet has no preconditions; it reads this task's errno.
-    let e = unsafe { libc::errnoGet() };
-    Errno::from_raw(e)
-}
-
-/// Sets the calling thread's `errno` (for handlers that restore it).
-#[inline]
-pub(crate) fn set_errno(e: Errno) {
-    #[cfg(not(tokenpipe_errno = "errnoGet"))]
-    // SAFETY: as in `errno`: the pointer is this thread's errno, valid for
-    // the thread's lifetime, and writing an int there is what it is for.
-    unsafe {
-        *errno_location() = e.raw()
-    };
-    #[cfg(tokenpipe_errno = "errnoGet")]
-    // SAFETY: errnoSet has no preconditions; it sets this task's errno.
-    unsafe {
-        libc::errnoSet(e.raw())
-    };
-}
-
-/// `strerror_r(errnum, buf)`—The system's description of an errno value,
-/// written into `buf` (the POSIX/XSI version on every libc; the libc crate
-/// links glibc's `__xpg_strerror_r`). `None` if the system has none.
-///
-/// Not async-signal-safe on every libc; reached only from `Display`.
-///
-/// # References
-/// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/strerror.html)
-/// - [Linux](https://man7.org/linux/man-pages/man3/strerror.3.html)
-pub(crate) fn strerror(errnum: c_int, buf: &mut [u8]) -> Option<&str> {
-    // SAFETY: `buf` is valid for writes of `buf.len()` bytes, and strerror_r
-    // writes at most that many, NUL included.
-    let rc = unsafe { libc::strerror_r(errnum, buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return None;
-    }
-    let len = buf.iter().position(|&b| b == 0)?;
-    core::str::from_utf8(&buf[..len]).ok()
 }

@@ -92,7 +92,7 @@ pub(crate) fn lock_holder(fd: c_int) -> SysResult<Option<libc::pid_t>> {
 /// No record locks on this platform: `EOPNOTSUPP`, and no system call.
 #[cfg(not(tokenpipe_record_locks))]
 pub(crate) fn lock_whole_file(_fd: c_int) -> SysResult<()> {
-    Err(crate::error::Errno::EOPNOTSUPP)
+    Err(super::Errno::EOPNOTSUPP)
 }
 
 /// No record locks on this platform: nothing can hold one.

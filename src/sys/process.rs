@@ -9,9 +9,9 @@
 
 use core::ffi::c_int;
 
+use super::Errno;
 use super::conv::{ret, ret_c_int};
 use super::{SysResult, close};
-use crate::error::Errno;
 
 /// `fork()`—Creates a child process.
 ///

@@ -175,7 +175,7 @@ impl std::os::fd::AsFd for ReadyChild {
     fn as_fd(&self) -> BorrowedFd<'_> {
         match self.pidfd() {
             Some(fd) => fd,
-            None => crate::std_impls::no_pidfd("ReadyChild"),
+            None => crate::process::no_pidfd("ReadyChild"),
         }
     }
 }

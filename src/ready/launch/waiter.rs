@@ -525,7 +525,7 @@ mod tests {
     }
 
     #[test]
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[cfg(tokenpipe_linux_like)]
     #[cfg_attr(miri, ignore = "Miri has no getppid and no /proc")]
     fn the_parent_pid_is_read_past_a_command_name_with_spaces_and_parentheses() {
         // Our own stat line: whatever our name, the parent is getppid's.
