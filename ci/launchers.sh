@@ -76,10 +76,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-passes=0
-failures=0
-pass() { echo "ok   $*"; passes=$((passes + 1)); }
-fail() { echo "FAIL $*"; failures=$((failures + 1)); }
 
 # stop_pid PID: ends our background process PID (SIGTERM, up to 5 s, then
 # SIGKILL) and reaps it. Once only: after that the number may be reused.
@@ -94,17 +90,6 @@ stop_pid() {
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
 }
-
-# wait_until SECONDS CMD...: polls CMD every 20 ms until it succeeds.
-wait_until() {
-    local tries=$(($1 * 50)) _
-    shift
-    for _ in $(seq "$tries"); do "$@" && return 0; sleep 0.02; done
-    return 1
-}
-
-# one_line TEXT: TEXT with its lines joined by " | ", for an ok/FAIL line.
-one_line() { tr '\n' '|' <<<"$1" | sed 's/|$//; s/|/ | /g'; }
 
 # ---------------------------------------------------------------------------
 # start-stop-daemon --notify-await: it binds a socket in a directory of its

@@ -230,3 +230,21 @@ crate_offers() {
         echo "all but: ${m//,/, } ($joined)"
     fi
 }
+
+# The check scripts' tally (ci/launchers.sh, ci/systemd.sh): pass/fail print
+# one ok/FAIL line each and count it in $passes/$failures.
+passes=0
+failures=0
+pass() { echo "ok   $*"; passes=$((passes + 1)); }
+fail() { echo "FAIL $*"; failures=$((failures + 1)); }
+
+# wait_until SECONDS CMD...: polls CMD every 20 ms until it succeeds.
+wait_until() {
+    local tries=$(($1 * 50)) _
+    shift
+    for _ in $(seq "$tries"); do "$@" && return 0; sleep 0.02; done
+    return 1
+}
+
+# one_line TEXT: TEXT with its lines joined by " | ", for an ok/FAIL line.
+one_line() { tr '\n' '|' <<<"$1" | sed 's/|$//; s/|/ | /g'; }

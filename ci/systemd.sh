@@ -143,21 +143,6 @@ marker="$(mktemp "/tmp/tokenpipe-systemd-ci.$$.XXXXXX")"
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-passes=0
-failures=0
-pass() { echo "ok   $*"; passes=$((passes + 1)); }
-fail() { echo "FAIL $*"; failures=$((failures + 1)); }
-
-# wait_until SECONDS CMD...: polls CMD every 50 ms until it succeeds.
-wait_until() {
-    local tries=$(($1 * 20)) _
-    shift
-    for _ in $(seq "$tries"); do "$@" && return 0; sleep 0.05; done
-    return 1
-}
-
-# one_line TEXT: TEXT with its lines joined by " | ", for an ok/FAIL line.
-one_line() { tr '\n' '|' <<<"$1" | sed 's/|$//; s/|/ | /g'; }
 
 # ---------------------------------------------------------------------------
 # The units. Every one has DefaultDependencies=no: without it a service
