@@ -136,10 +136,7 @@ fn example_words(name: &str) -> Vec<std::ffi::OsString> {
         }
     };
     assert!(exe.exists(), "the {name} example is not built at {exe:?}");
-    let runner = std::env::var("TOKENPIPE_TEST_RUNNER").unwrap_or_default();
-    let mut words: Vec<std::ffi::OsString> = runner.split_whitespace().map(Into::into).collect();
-    words.push(exe.into_os_string());
-    words
+    common::runner_words(exe.as_os_str())
 }
 
 /// The `launch` example, ready to take arguments.

@@ -101,17 +101,26 @@ pub fn pause_forever() -> ! {
 /// emulator (and its arguments) to start it with.
 pub fn this_test_binary(test: &str) -> std::process::Command {
     let exe = std::env::current_exe().expect("the test binary's path");
-    let runner = std::env::var("TOKENPIPE_TEST_RUNNER").unwrap_or_default();
-    let mut words = runner.split_whitespace();
-    let mut cmd = match words.next() {
-        Some(emulator) => {
-            let mut c = std::process::Command::new(emulator);
-            c.args(words).arg(&exe);
-            c
-        }
-        None => std::process::Command::new(&exe),
-    };
+    let mut cmd = under_runner(exe.as_os_str());
     cmd.args(["--exact", test, "--test-threads=1"]);
+    cmd
+}
+
+/// The words that start the program `exe` built for the target under test:
+/// the emulator in `TOKENPIPE_TEST_RUNNER` (and its arguments) first, where
+/// there is one.
+pub fn runner_words(exe: &std::ffi::OsStr) -> Vec<std::ffi::OsString> {
+    let runner = std::env::var("TOKENPIPE_TEST_RUNNER").unwrap_or_default();
+    let mut words: Vec<std::ffi::OsString> = runner.split_whitespace().map(Into::into).collect();
+    words.push(exe.to_owned());
+    words
+}
+
+/// `exe` as a `Command`, under the emulator where there is one.
+pub fn under_runner(exe: &std::ffi::OsStr) -> std::process::Command {
+    let words = runner_words(exe);
+    let mut cmd = std::process::Command::new(&words[0]);
+    cmd.args(&words[1..]);
     cmd
 }
 
