@@ -369,9 +369,12 @@ impl Waiter {
                     let watched = child.main.as_mut().unwrap_or(&mut child.launched);
                     match watched.kill_within(libc::SIGKILL, KILL_BOUND) {
                         Killed::Ended(exit) => {
-                            // The one we started goes too (and is reaped
-                            // when `child` drops).
-                            child.kill_all();
+                            // With MAINPID= the one we started is another
+                            // process: it goes too (reaped when `child`
+                            // drops). The group was killed above.
+                            if !child.launched.is_reaped() {
+                                let _ = child.launched.kill(libc::SIGKILL);
+                            }
                             AfterTimeout::Killed(exit)
                         }
                         Killed::Refused(errno) => AfterTimeout::KillFailed {
