@@ -37,6 +37,8 @@
 //!   there learns it from the read's `EBADF` instead.
 //! - `tokenpipe_fork`: `fork`, `setsid`, `waitpid` and `kill` exist and
 //!   work: the `daemon` module, `ChildExit` and the std launcher.
+//! - `tokenpipe_sigaction` (where `tokenpipe_fork` is): `sigaction`,
+//!   `raise` and `pthread_atfork`, for `SignalInterrupt::install`.
 //! - `tokenpipe_exec`: programs can be executed, so an end can be handed to
 //!   one through the environment (`from_env`, `pass_to`).
 //! - `tokenpipe_unix_socket`: Unix-domain datagram sockets with
@@ -69,6 +71,7 @@ const FLAGS: &[&str] = &[
     "tokenpipe_sigtimedwait",
     "tokenpipe_pollnval",
     "tokenpipe_fork",
+    "tokenpipe_sigaction",
     "tokenpipe_exec",
     "tokenpipe_unix_socket",
     "tokenpipe_sock_cloexec",
@@ -366,6 +369,8 @@ fn main() {
         ("tokenpipe_sigtimedwait", caps.sigmask && caps.sigtimedwait),
         ("tokenpipe_pollnval", caps.pollnval),
         ("tokenpipe_fork", caps.fork),
+        // Every system that can fork has POSIX signals and sigaction.
+        ("tokenpipe_sigaction", caps.fork),
         ("tokenpipe_exec", caps.exec),
         ("tokenpipe_unix_socket", caps.unix_socket),
         ("tokenpipe_sock_cloexec", caps.sock_cloexec),

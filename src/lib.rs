@@ -101,6 +101,8 @@ mod error;
 #[cfg(tokenpipe_sys)]
 mod handoff;
 #[cfg(tokenpipe_sys)]
+pub mod interrupt;
+#[cfg(tokenpipe_sys)]
 mod nosignal;
 #[cfg(tokenpipe_sys)]
 mod pipe;
@@ -123,6 +125,8 @@ pub use end::TokenPipeEnd;
 pub use error::{Errno, Error, Result, TS_EOS, TS_ERR};
 #[cfg(tokenpipe_sys)]
 pub use handoff::{ENV_VALUE_LEN, HandoffError, parse_env_value};
+#[cfg(tokenpipe_sys)]
+pub use interrupt::SignalInterrupt;
 #[cfg(tokenpipe_sys)]
 pub use pipe::TokenPipe;
 #[cfg(tokenpipe_fork)]

@@ -173,8 +173,9 @@ impl AsFd for TokenPipeEnd {
     /// name an open fd (never `-1`), the trait has no way to report an
     /// error, and a made-up number would break I/O safety for the caller:
     /// code holding a `BorrowedFd` may pass it to `FD_SET` or `poll` and
-    /// trust it. This, and `as_fd` on a `DaemonParent` or `ReadyChild`
-    /// without a pidfd, are the library's only panics; use
+    /// trust it. This, `as_fd` on a `DaemonParent` or `ReadyChild`
+    /// without a pidfd, and `as_fd` on a `SignalInterrupt` whose pipe
+    /// cannot be made, are the library's only panics; use
     /// [`TokenPipeEnd::try_as_fd`] or check
     /// [`is_open`](TokenPipeEnd::is_open) where an end may be closed.
     ///
@@ -390,4 +391,57 @@ impl AsFd for crate::daemon::DaemonParent {
             None => crate::process::no_pidfd("DaemonParent"),
         }
     }
+}
+
+impl crate::SignalInterrupt {
+    /// Borrows the read end (making the pipe on first use): the fallible
+    /// form of [`AsFd::as_fd`]. See [`as_raw_fd`](crate::SignalInterrupt::as_raw_fd).
+    ///
+    /// # Errors
+    /// [`Error::Os`] if the pipe cannot be made.
+    ///
+    /// ```
+    /// use bitcoin_tokenpipe::SignalInterrupt;
+    /// use std::os::fd::AsRawFd;
+    ///
+    /// let stop = SignalInterrupt::new();
+    /// let fd = stop.try_as_fd()?;
+    /// assert_eq!(fd.as_raw_fd(), stop.as_raw_fd()?);
+    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// ```
+    pub fn try_as_fd(&self) -> Result<BorrowedFd<'_>, Error> {
+        let fd = self.as_raw_fd()?;
+        #[allow(unsafe_code)]
+        // SAFETY: a made pipe's read end is open and not -1, and stays open
+        // while `self` is borrowed: only Drop closes it, and, in a fork's
+        // child, the first use there, which swaps the parent's pipe for the
+        // child's (a borrow held across fork names the child's new read end
+        // or a closed number; the type's docs say so).
+        Ok(unsafe { BorrowedFd::borrow_raw(fd) })
+    }
+}
+
+impl AsFd for crate::SignalInterrupt {
+    /// Borrows the read end, making the pipe on first use: readable
+    /// exactly while the interrupt is triggered.
+    ///
+    /// # Panics
+    /// Only if the pipe cannot be made (the process is out of fds), as
+    /// `as_fd` of a closed [`TokenPipeEnd`] does: the trait cannot report
+    /// an error and a made-up fd would break I/O safety. Use
+    /// [`try_as_fd`](crate::SignalInterrupt::try_as_fd) to handle that.
+    #[track_caller]
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self.try_as_fd() {
+            Ok(fd) => fd,
+            Err(e) => no_interrupt_pipe(e),
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn no_interrupt_pipe(e: Error) -> ! {
+    panic!("SignalInterrupt::as_fd: cannot make the pipe ({e}); use try_as_fd to handle this")
 }

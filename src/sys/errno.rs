@@ -176,6 +176,19 @@ pub(crate) fn errno() -> Errno {
     Errno::from_raw(e)
 }
 
+/// Reads the calling thread's `errno` on a hot path, to restore it later:
+/// [`errno()`] without the `#[cold]`.
+#[inline]
+pub(crate) fn errno_now() -> Errno {
+    #[cfg(not(tokenpipe_errno = "errnoGet"))]
+    // SAFETY: as in `errno`.
+    let e = unsafe { *errno_location() };
+    #[cfg(tokenpipe_errno = "errnoGet")]
+    // SAFETY: as in `errno`.
+    let e = unsafe { libc::errnoGet() };
+    Errno::from_raw(e)
+}
+
 /// Sets the calling thread's `errno` (for handlers that restore it).
 #[inline]
 pub(crate) fn set_errno(e: Errno) {

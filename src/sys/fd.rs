@@ -52,15 +52,49 @@ mod platform {
         unsafe { core::hint::assert_unchecked(fds[0] >= 0 && fds[1] >= 0) };
         Ok(fds)
     }
+
+    /// `pipe2(fds, O_CLOEXEC | O_NONBLOCK)`—A close-on-exec pipe whose
+    /// ends never block, in one call (a `SignalInterrupt`'s pipe, made on
+    /// first use, maybe inside a signal handler: pipe2 is a plain system
+    /// call, async-signal-safe in practice and on POSIX 2024's list).
+    ///
+    /// # References
+    /// - [Linux](https://man7.org/linux/man-pages/man2/pipe2.2.html)
+    /// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/pipe.html)
+    #[inline]
+    pub(crate) fn make_pipe_nonblocking() -> SysResult<[c_int; 2]> {
+        let mut fds = core::mem::MaybeUninit::<[c_int; 2]>::uninit();
+        // SAFETY: as in make_pipe: pipe2 writes two c_int on success only.
+        ret(unsafe { libc::pipe2(fds.as_mut_ptr().cast(), libc::O_CLOEXEC | libc::O_NONBLOCK) })?;
+        // SAFETY: pipe2 returned 0, so it wrote both fds.
+        Ok(unsafe { fds.assume_init() })
+    }
 }
 
 #[cfg(not(tokenpipe_pipe2))]
 mod platform {
+    use core::ffi::c_int;
+
+    use super::super::SysResult;
+
     pub(crate) const ATOMIC_CLOEXEC: bool = false;
     pub(crate) use super::pipe_then_cloexec as make_pipe;
+
+    /// [`make_pipe`], then `O_NONBLOCK` on each end; both fds are closed
+    /// if a flag cannot be set.
+    pub(crate) fn make_pipe_nonblocking() -> SysResult<[c_int; 2]> {
+        let fds = make_pipe()?;
+        let made = super::set_nonblocking(fds[0], true).and(super::set_nonblocking(fds[1], true));
+        if let Err(e) = made {
+            super::close(fds[0]);
+            super::close(fds[1]);
+            return Err(e);
+        }
+        Ok(fds)
+    }
 }
 
-pub(crate) use platform::{ATOMIC_CLOEXEC, make_pipe};
+pub(crate) use platform::{ATOMIC_CLOEXEC, make_pipe, make_pipe_nonblocking};
 
 /// `pipe(fds)`, then close-on-exec on each end—the portable path.
 ///

@@ -3,6 +3,7 @@
 //! Split by domain: [`errno`](mod@errno) (the [`Errno`] type every
 //! wrapper returns, and reading, setting and describing `errno`), [`fd`]
 //! (pipes, fcntl, read, write, poll, files), [`signal`] (SIGPIPE masking),
+//! [`sigaction`] (the interrupt's handlers and fork detection),
 //! [`env`](mod@env) (the environment), `process` (fork, wait, kill, the
 //! daemon's set-up calls), `pidfile` (the pid file and its lock) and
 //! `socket` (systemd's notify socket, both sides); [`conv`] turns each
@@ -37,10 +38,13 @@ pub(crate) mod fd;
 pub(crate) mod pidfile;
 #[cfg(tokenpipe_fork)]
 pub(crate) mod process;
+pub(crate) mod sigaction;
 #[cfg(any(tokenpipe_nosigpipe, tokenpipe_sigmask))]
 pub(crate) mod signal;
 #[cfg(tokenpipe_unix_socket)]
 pub(crate) mod socket;
+#[cfg(tokenpipe_sigaction)]
+pub(crate) mod static_ref;
 
 pub(crate) use env::*;
 pub(crate) use errno::*;
@@ -49,6 +53,7 @@ pub(crate) use fd::*;
 pub(crate) use pidfile::*;
 #[cfg(tokenpipe_fork)]
 pub(crate) use process::*;
+pub(crate) use sigaction::*;
 #[cfg(any(tokenpipe_nosigpipe, tokenpipe_sigmask))]
 pub(crate) use signal::*;
 #[cfg(tokenpipe_unix_socket)]

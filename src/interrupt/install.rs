@@ -1,0 +1,360 @@
+//! Signals that trigger a [`SignalInterrupt`]: a `sigaction` handler per
+//! signal, the table it looks the interrupt up in, and putting back what
+//! was there.
+
+use core::ffi::c_int;
+use core::fmt;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use super::SignalInterrupt;
+use crate::error::{Errno, Error};
+use crate::sys::static_ref::StaticRef;
+use crate::sys::{self, Disposition};
+
+/// The most signals one [`install`](SignalInterrupt::install) call takes:
+/// what [`Installed`] keeps is a fixed array, since the core does not
+/// allocate. Call `install` again for more.
+pub const MAX_SIGNALS: usize = 8;
+
+/// Signal numbers the table has room for: above every platform's highest
+/// (64 on Linux, 128 on Linux for MIPS, 32 to 128 elsewhere).
+const TABLE_LEN: usize = 129;
+
+/// What the handler of one signal serves.
+struct Slot {
+    interrupt: StaticRef<SignalInterrupt>,
+    /// Whether a second delivery ends the process.
+    terminates: AtomicBool,
+}
+
+static SLOTS: [Slot; TABLE_LEN] = [const {
+    Slot {
+        interrupt: StaticRef::new(),
+        terminates: AtomicBool::new(false),
+    }
+}; TABLE_LEN];
+
+/// The handler of every installed signal. Only async-signal-safe calls:
+/// atomics, `trigger` (one `write`), and for a forced stop `sigaction`,
+/// `pthread_sigmask` and `raise`. It leaves `errno` as it found it.
+extern "C" fn on_signal(sig: c_int) {
+    let saved = sys::errno_now();
+    let Some(slot) = usize::try_from(sig).ok().and_then(|i| SLOTS.get(i)) else {
+        return;
+    };
+    // Empty only if the signal was restored while this delivery was on its
+    // way: nothing is asked of us any more.
+    if let Some(interrupt) = slot.interrupt.load() {
+        let earlier = interrupt.deliveries.fetch_add(1, Ordering::AcqRel);
+        if earlier > 0 && slot.terminates.load(Ordering::Relaxed) {
+            sys::die_by_default_action(sig);
+        }
+        // Nothing a handler could do about an error: the flag is set anyway.
+        let _ = interrupt.trigger();
+    }
+    sys::set_errno(saved);
+}
+
+/// Options for [`SignalInterrupt::install_with`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InstallOptions {
+    second_terminates: bool,
+}
+
+impl InstallOptions {
+    /// The defaults: every delivery triggers (after the first, to no
+    /// further effect).
+    #[must_use]
+    pub const fn new() -> Self {
+        InstallOptions {
+            second_terminates: false,
+        }
+    }
+
+    /// Whether a second delivery of any of the installed signals, before
+    /// the interrupt is [`reset`](SignalInterrupt::reset), ends the process
+    /// with that signal's default action: the "press Ctrl-C twice to force"
+    /// convention of cargo and most daemons. The first asks for a clean
+    /// stop; the second kills the process by the signal (its parent sees
+    /// `SIGINT`, not an exit status). Done inside the handler with
+    /// async-signal-safe calls (`sigaction(SIG_DFL)`, `pthread_sigmask`,
+    /// `raise`). For a signal whose default action is to do nothing
+    /// (`SIGCHLD`, `SIGWINCH`, `SIGURG`), that is what the second delivery
+    /// does, and the signal is no longer handled.
+    #[must_use]
+    pub const fn second_signal_terminates(mut self, on: bool) -> Self {
+        self.second_terminates = on;
+        self
+    }
+}
+
+/// Why [`SignalInterrupt::install`] installed nothing. When it fails, no
+/// signal's disposition has changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InstallError {
+    /// A signal that cannot be caught (`SIGKILL`, `SIGSTOP`), or a
+    /// synchronous fault (`SIGSEGV`, `SIGBUS`, `SIGILL`, `SIGFPE`,
+    /// `SIGTRAP`, `SIGSYS`): returning from a handler of one re-runs the
+    /// faulting instruction, so a handler that only sets a flag loops
+    /// forever.
+    Refused {
+        /// The signal.
+        signal: c_int,
+    },
+    /// Not a signal number this crate can handle (below 1, or above 128).
+    OutOfRange {
+        /// The number given.
+        signal: c_int,
+    },
+    /// More than [`MAX_SIGNALS`] signals in one call.
+    TooMany {
+        /// How many were given.
+        count: usize,
+    },
+    /// A `SignalInterrupt` (this one or another) already handles the
+    /// signal, through an earlier `install` not yet restored, or the
+    /// signal is given twice.
+    Taken {
+        /// The signal.
+        signal: c_int,
+    },
+    /// `sigaction` refused the signal (`EINVAL` for a number the C library
+    /// keeps for itself, such as glibc's 32 and 33).
+    Os {
+        /// The signal.
+        signal: c_int,
+        /// What `sigaction` said.
+        errno: Errno,
+    },
+    /// The interrupt's pipe could not be made (it is made here, so that
+    /// the first signal does not have to).
+    Pipe(Error),
+}
+
+impl fmt::Display for InstallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            InstallError::Refused { signal } => write!(
+                f,
+                "signal {signal} cannot be handled by a SignalInterrupt \
+                 (SIGKILL and SIGSTOP cannot be caught; a fault signal would re-fault forever)"
+            ),
+            InstallError::OutOfRange { signal } => write!(
+                f,
+                "{signal} is not a signal number (1 to {})",
+                TABLE_LEN - 1
+            ),
+            InstallError::TooMany { count } => write!(
+                f,
+                "{count} signals in one install; at most {MAX_SIGNALS} (call install again for more)"
+            ),
+            InstallError::Taken { signal } => write!(
+                f,
+                "signal {signal} is already handled by a SignalInterrupt (restore that first, \
+                 or it is in the list twice)"
+            ),
+            InstallError::Os { signal, errno } => {
+                write!(f, "cannot install a handler for signal {signal}: {errno}")
+            }
+            InstallError::Pipe(e) => write!(f, "cannot make the interrupt's pipe: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for InstallError {}
+
+#[cfg(feature = "std")]
+impl From<InstallError> for std::io::Error {
+    /// The errno where there is one; `InvalidInput` for a refused, unknown,
+    /// taken or excess signal.
+    fn from(e: InstallError) -> std::io::Error {
+        match e {
+            InstallError::Os { errno, .. } => std::io::Error::from_raw_os_error(errno.raw()),
+            InstallError::Pipe(inner) => inner.into(),
+            other => std::io::Error::new(std::io::ErrorKind::InvalidInput, other),
+        }
+    }
+}
+
+/// The signals an [`install`](SignalInterrupt::install) took over, and
+/// what each did before, to [`restore`](Installed::restore).
+///
+/// Dropping it keeps the handlers installed (a `static` interrupt usually
+/// serves for the whole program); call `restore` to put back what was
+/// there.
+pub struct Installed {
+    count: usize,
+    signals: [c_int; MAX_SIGNALS],
+    previous: [Disposition; MAX_SIGNALS],
+}
+
+impl Installed {
+    /// The signals this install handles, in the order given.
+    #[must_use]
+    pub fn signals(&self) -> &[c_int] {
+        &self.signals[..self.count]
+    }
+
+    /// Puts back each signal's previous disposition and stops handling it,
+    /// last installed first. A delivery already on its way may still
+    /// trigger the interrupt.
+    ///
+    /// # Errors
+    /// [`InstallError::Os`] for the first signal whose disposition could
+    /// not be put back (in practice never: the kernel gave it to us); the
+    /// other signals are still restored.
+    pub fn restore(self) -> Result<(), InstallError> {
+        let mut first_error = Ok(());
+        for i in (0..self.count).rev() {
+            let result = restore_one(self.signals[i], &self.previous[i]);
+            if first_error.is_ok() {
+                first_error = result;
+            }
+        }
+        first_error
+    }
+}
+
+impl fmt::Debug for Installed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Installed")
+            .field("signals", &self.signals())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Puts back one disposition, then empties the signal's slot (in that
+/// order: a delivery in between still finds its interrupt).
+fn restore_one(signal: c_int, previous: &Disposition) -> Result<(), InstallError> {
+    let result = sys::restore(signal, previous).map_err(|errno| InstallError::Os { signal, errno });
+    if let Some(slot) = usize::try_from(signal).ok().and_then(|i| SLOTS.get(i)) {
+        slot.interrupt.clear();
+        slot.terminates.store(false, Ordering::Relaxed);
+    }
+    result
+}
+
+/// Whether `signal` is one a flag-setting handler must never take.
+fn refused(signal: c_int) -> bool {
+    [
+        libc::SIGKILL,
+        libc::SIGSTOP,
+        libc::SIGSEGV,
+        libc::SIGBUS,
+        libc::SIGILL,
+        libc::SIGFPE,
+        libc::SIGTRAP,
+        libc::SIGSYS,
+    ]
+    .contains(&signal)
+}
+
+impl SignalInterrupt {
+    /// Makes each of `signals` trigger this interrupt: a `sigaction`
+    /// handler (`SA_RESTART`, so the system calls it interrupts restart)
+    /// that calls [`trigger`](Self::trigger). Returns what was installed,
+    /// with the previous dispositions, to [`restore`](Installed::restore).
+    ///
+    /// Safe: the handler runs only this crate's async-signal-safe code
+    /// and leaves `errno` as it found it. It also makes the pipe now, so
+    /// the first signal does not have to, and registers the fork hook (see
+    /// [fork](Self#fork)).
+    ///
+    /// ```no_run
+    /// use bitcoin_tokenpipe::SignalInterrupt;
+    /// use bitcoin_tokenpipe::interrupt::{SIGINT, SIGTERM};
+    ///
+    /// static STOP: SignalInterrupt = SignalInterrupt::new();
+    ///
+    /// STOP.install(&[SIGINT, SIGTERM])?;
+    /// STOP.wait()?; // until Ctrl-C or SIGTERM
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Nothing is installed (every signal keeps its disposition) if any
+    /// signal is refused ([`InstallError::Refused`]: `SIGKILL`, `SIGSTOP`,
+    /// the synchronous faults), out of range, already handled by an
+    /// interrupt, given twice, one too many ([`MAX_SIGNALS`]), or refused
+    /// by `sigaction`, or if the pipe cannot be made.
+    ///
+    /// # References
+    /// - [POSIX `sigaction`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/sigaction.html)
+    /// - [Linux `signal(7)`](https://man7.org/linux/man-pages/man7/signal.7.html)
+    pub fn install(&'static self, signals: &[c_int]) -> Result<Installed, InstallError> {
+        self.install_with(signals, InstallOptions::new())
+    }
+
+    /// [`install`](Self::install) with options: see [`InstallOptions`]
+    /// (a second signal that ends the process).
+    ///
+    /// ```no_run
+    /// use bitcoin_tokenpipe::SignalInterrupt;
+    /// use bitcoin_tokenpipe::interrupt::{InstallOptions, SIGINT, SIGTERM};
+    ///
+    /// static STOP: SignalInterrupt = SignalInterrupt::new();
+    ///
+    /// let force = InstallOptions::new().second_signal_terminates(true);
+    /// STOP.install_with(&[SIGINT, SIGTERM], force)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`install`](Self::install).
+    pub fn install_with(
+        &'static self,
+        signals: &[c_int],
+        options: InstallOptions,
+    ) -> Result<Installed, InstallError> {
+        if signals.len() > MAX_SIGNALS {
+            return Err(InstallError::TooMany {
+                count: signals.len(),
+            });
+        }
+        for (i, &signal) in signals.iter().enumerate() {
+            if refused(signal) {
+                return Err(InstallError::Refused { signal });
+            }
+            if signal < 1 || usize::try_from(signal).map_or(true, |n| n >= TABLE_LEN) {
+                return Err(InstallError::OutOfRange { signal });
+            }
+            if signals[..i].contains(&signal) {
+                return Err(InstallError::Taken { signal });
+            }
+        }
+        self.read_end().map_err(InstallError::Pipe)?;
+
+        let mut done = Installed {
+            count: 0,
+            signals: [0; MAX_SIGNALS],
+            previous: [Disposition::empty(); MAX_SIGNALS],
+        };
+        for &signal in signals {
+            // In range: checked above.
+            let Some(slot) = SLOTS.get(signal as usize) else {
+                continue;
+            };
+            if slot.interrupt.claim(self).is_err() {
+                let _ = done.restore();
+                return Err(InstallError::Taken { signal });
+            }
+            slot.terminates
+                .store(options.second_terminates, Ordering::Relaxed);
+            match sys::install_handler(signal, on_signal) {
+                Ok(previous) => {
+                    done.signals[done.count] = signal;
+                    done.previous[done.count] = previous;
+                    done.count += 1;
+                }
+                Err(errno) => {
+                    slot.interrupt.clear();
+                    slot.terminates.store(false, Ordering::Relaxed);
+                    let _ = done.restore();
+                    return Err(InstallError::Os { signal, errno });
+                }
+            }
+        }
+        Ok(done)
+    }
+}

@@ -1,0 +1,571 @@
+//! [`SignalInterrupt`]: Bitcoin Core's `util::SignalInterrupt`, the
+//! self-pipe as a type that a `static`, a signal handler, any number of
+//! waiting threads and a `poll` loop can share.
+//!
+//! # The state word
+//! One `AtomicU32` holds everything a decision needs, so every decision is
+//! one atomic read-modify-write and no two fields can disagree:
+//!
+//! - `TRIGGERED`: the flag (`operator bool`).
+//! - `WRITING`: the trigger that set the flag is writing its token.
+//! - `READY`: the pipe exists, with the fork generation in the high bits it
+//!   was made under. A pipe made under another generation is the parent's
+//!   (this process is a fork's child) and is never read or written.
+//! - `BUSY`: someone is making the pipe (the first use, or the first use
+//!   after a fork), tagged with the generation too.
+//! - `TAKING`: a `reset` is reading the token.
+//!
+//! Exactly one token is in the pipe while `TRIGGERED` is set on a `READY`
+//! pipe (once `WRITING` is clear), and none otherwise. Two rules keep that
+//! true, each decided by the same atomic operation that sees the state:
+//!
+//! - whoever sets `TRIGGERED` on a `READY` word writes the token;
+//! - whoever turns `BUSY` into `READY` writes it if `TRIGGERED` is set at
+//!   that moment (a trigger that came while the pipe was being made, maybe
+//!   from a handler that interrupted the making).
+//!
+//! Either sets `WRITING` in that same operation and clears it after the
+//! write, so a `reset` knows when the token is in the pipe without waiting
+//! on the pipe for a write that failed.
+
+#[cfg(tokenpipe_sigaction)]
+mod install;
+
+use core::ffi::c_int;
+use core::fmt;
+use core::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use core::time::Duration;
+
+use crate::error::{Errno, Error, Result};
+use crate::sys::{self, Polled};
+use crate::wait::poll_timeout_ms;
+
+#[cfg(tokenpipe_sigaction)]
+pub use install::{InstallError, InstallOptions, Installed, MAX_SIGNALS};
+#[cfg(tokenpipe_sigaction)]
+pub use libc::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
+
+const TRIGGERED: u32 = 1;
+const WRITING: u32 = 1 << 1;
+const READY: u32 = 1 << 2;
+const BUSY: u32 = 1 << 3;
+const TAKING: u32 = 1 << 4;
+/// The fork generation's bits (sys keeps the bits below its step zero).
+const GENERATION: u32 = !(sys::FORK_GENERATION_STEP - 1);
+const _: () = assert!(TAKING < sys::FORK_GENERATION_STEP);
+
+/// The byte in the pipe. Bitcoin Core writes `'x'`; nothing reads its value.
+const TOKEN: u8 = b'x';
+
+/// The generation bits of a word made in this process (not a fork's
+/// parent).
+#[inline(always)]
+fn here() -> u32 {
+    sys::fork_generation()
+}
+
+/// Whether `s` has a pipe made in this process.
+#[inline(always)]
+fn ready_here(s: u32) -> bool {
+    s & (READY | GENERATION) == READY | here()
+}
+
+/// Whether `s` says a thread of this process is making the pipe (a `BUSY`
+/// copied from a fork's parent names a thread that is not here).
+#[inline]
+fn busy_here(s: u32) -> bool {
+    s & (BUSY | GENERATION) == BUSY | here()
+}
+
+/// Lets another thread finish a step measured in system calls (making the
+/// pipe, writing the token) without burning the core: `poll` on no fds for
+/// a millisecond.
+#[cold]
+fn pause() {
+    let _ = sys::poll_many(&mut [], 1);
+}
+
+/// What [`SignalInterrupt::ensure`] found.
+enum Pipe {
+    /// The pipe exists: its read end.
+    Ready(c_int),
+    /// Another thread, or the code this handler interrupted, is making it,
+    /// and will write any token owed when it is done.
+    Busy,
+}
+
+/// A one-shot, resettable interrupt: Bitcoin Core's
+/// `util::SignalInterrupt`, in the `no_std` core, allocation-free,
+/// `Send + Sync`, and made with a `const fn` for statics.
+///
+/// [`trigger`](Self::trigger) sets a flag and writes one token to a pipe,
+/// once however many threads and signal handlers call it;
+/// [`wait`](Self::wait) blocks until the flag is set; [`is_triggered`]
+/// reads it; [`reset`](Self::reset) takes the token and clears the flag so
+/// it can fire again. The pipe's read end is readable exactly while the
+/// interrupt is triggered, so a `poll`, `epoll` or mio loop can watch
+/// [`as_raw_fd`](Self::as_raw_fd) beside its sockets. With
+/// `install` (where there are processes), `SIGINT`, `SIGTERM` or any other
+/// signal triggers it.
+///
+/// | Bitcoin Core | here |
+/// |---|---|
+/// | `SignalInterrupt()` (makes the pipe) | [`SignalInterrupt::new`] (`const`; the pipe is made on first use) |
+/// | `operator()()` | [`trigger`](Self::trigger) |
+/// | `operator bool()` | [`is_triggered`] |
+/// | `wait()` (takes the token: one waiter wakes) | [`wait`](Self::wait), [`wait_timeout`](Self::wait_timeout) (every waiter wakes) |
+/// | `reset()` | [`reset`](Self::reset) |
+/// | a `sigaction` handler that calls it | `install` |
+///
+/// # Every waiter wakes
+/// In Bitcoin Core `wait()` reads the token, so of two threads waiting,
+/// one wakes and the other blocks until the next trigger. Here waiting
+/// never takes the token: it stays in the pipe until
+/// [`reset`](Self::reset), and every thread in `wait` (and every `poll` on
+/// the read end) wakes on one trigger. This is a deliberate change. A
+/// `reset` while threads wait clears the trigger for any of them that has
+/// not looked yet: reset when the waiters are done, as Bitcoin Core does.
+///
+/// # A trigger racing a reset is never lost
+/// In Bitcoin Core, a trigger that lands while `reset()` is between
+/// reading the flag and clearing it leaves a token in the pipe with the
+/// flag clear: `operator bool` says no trigger came, and the next `wait()`
+/// returns at once. Here a trigger either happens before the reset, which
+/// then clears it and takes its token, or after, and the interrupt stays
+/// triggered with its token in the pipe: the flag and the pipe never
+/// disagree.
+///
+/// # First use
+/// [`new`](Self::new) makes nothing, so a `static` needs no set-up call.
+/// The first call that needs the pipe makes it, with one `pipe2`
+/// (close-on-exec and non-blocking; `pipe` and `fcntl` where there is no
+/// `pipe2`), which is async-signal-safe, so that first call may be a
+/// trigger in a signal handler. Two first users never share a half-made
+/// pipe or leak one: one makes it, and a trigger that finds it being made
+/// leaves its token to the maker. If the pipe cannot be made (no fds left),
+/// that call returns the error and a later call tries again; a trigger
+/// that failed so has still set the flag, so [`is_triggered`] and `wait`
+/// see it.
+///
+/// # fork
+/// A child of `fork` gets a copy of the interrupt and of its fds, so it
+/// would share the pipe with its parent: a `SIGTERM` to a daemon would
+/// wake the process that launched it. Instead each interrupt notes which
+/// fork generation its pipe was made in, and a child that uses it closes
+/// its copies of the parent's fds and makes its own pipe, keeping the flag
+/// it inherited. The parent's pipe is never read or written by the child.
+/// A child is known to be one when it was forked by this crate
+/// ([`daemon::fork_daemon`](crate::daemon), the launcher), or by the C
+/// library's `fork` once this process has called `install`,
+/// [`wait`](Self::wait), [`wait_timeout`](Self::wait_timeout) or
+/// [`as_raw_fd`](Self::as_raw_fd): they register a `pthread_atfork` hook
+/// (a trigger cannot, since that registration is not async-signal-safe). A
+/// raw `clone` or `vfork` system call is not seen.
+///
+/// # Signal safety
+/// Async-signal-safe: [`trigger`](Self::trigger) and [`is_triggered`]. Not
+/// for handlers: [`wait`](Self::wait) (it blocks), [`reset`](Self::reset)
+/// (it waits for a trigger in flight to finish writing its token), and the
+/// fd accessors (they may wait for another thread to finish making the
+/// pipe).
+///
+/// ```
+/// use bitcoin_tokenpipe::SignalInterrupt;
+/// use std::time::Duration;
+///
+/// static STOP: SignalInterrupt = SignalInterrupt::new();
+///
+/// let workers: Vec<_> = (0..3)
+///     .map(|_| std::thread::spawn(|| STOP.wait()))
+///     .collect();
+/// assert!(!STOP.is_triggered());
+/// STOP.trigger()?; // from a thread, or a signal handler
+/// STOP.trigger()?; // a second trigger writes nothing
+/// for worker in workers {
+///     worker.join().unwrap()?; // all three wake
+/// }
+/// assert!(STOP.wait_timeout(Duration::ZERO)?);
+/// STOP.reset()?;
+/// assert!(!STOP.wait_timeout(Duration::from_millis(10))?);
+/// # Ok::<(), bitcoin_tokenpipe::Error>(())
+/// ```
+///
+/// [`is_triggered`]: Self::is_triggered
+pub struct SignalInterrupt {
+    state: AtomicU32,
+    read_fd: AtomicI32,
+    write_fd: AtomicI32,
+    /// Deliveries of installed signals since the last reset (for the
+    /// second-signal option of `install`).
+    #[cfg_attr(not(tokenpipe_sigaction), allow(dead_code))]
+    deliveries: AtomicU32,
+}
+
+impl SignalInterrupt {
+    /// An untriggered interrupt with no pipe yet: usable as
+    /// `static STOP: SignalInterrupt = SignalInterrupt::new();`.
+    #[must_use]
+    pub const fn new() -> SignalInterrupt {
+        SignalInterrupt {
+            state: AtomicU32::new(0),
+            read_fd: AtomicI32::new(-1),
+            write_fd: AtomicI32::new(-1),
+            deliveries: AtomicU32::new(0),
+        }
+    }
+
+    /// Sets the flag and, if it was not set yet, writes one token
+    /// (Bitcoin Core's `operator()`).
+    ///
+    /// Async-signal-safe, reentrant and lock-free: call it from any thread
+    /// or signal handler, any number of times; the token is written once
+    /// until [`reset`](Self::reset). It never blocks (the pipe is
+    /// non-blocking and holds at most one token), never raises `SIGPIPE`
+    /// (this interrupt holds the read end), and leaves `errno` as it found
+    /// it. The first trigger is one `write(2)`; later ones make no system
+    /// call. On the very first use of the interrupt it also makes the pipe
+    /// (see [First use](Self#first-use)).
+    ///
+    /// # Errors
+    /// [`Error::Os`] if the pipe could not be made on first use (`EMFILE`,
+    /// `ENFILE`), or the write failed (its fd was closed behind this
+    /// interrupt's back: `EBADF`). The flag is set even so: the trigger is
+    /// seen by [`is_triggered`](Self::is_triggered) and `wait`, and only a
+    /// `poll` on the read end misses it.
+    ///
+    /// # References
+    /// - [POSIX `write`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/write.html)
+    /// - [POSIX, async-signal-safe functions](https://pubs.opengroup.org/onlinepubs/9799919799/functions/V2_chap02.html#tag_16_04_03_03)
+    #[inline]
+    pub fn trigger(&self) -> Result<()> {
+        let mut s = self.state.load(Ordering::Acquire);
+        loop {
+            if s & TRIGGERED != 0 {
+                return Ok(());
+            }
+            if !ready_here(s) {
+                return self.trigger_without_pipe();
+            }
+            match self.state.compare_exchange_weak(
+                s,
+                s | TRIGGERED | WRITING,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return self.write_token(),
+                Err(now) => s = now,
+            }
+        }
+    }
+
+    /// A first trigger that found no pipe of this process: set the flag,
+    /// then make the pipe (whoever publishes it writes the token this
+    /// trigger owes) or leave the token to the thread making it.
+    #[cold]
+    fn trigger_without_pipe(&self) -> Result<()> {
+        let set = self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                (s & TRIGGERED == 0 && !ready_here(s)).then_some(s | TRIGGERED)
+            });
+        match set {
+            Ok(_) => {}
+            Err(s) if s & TRIGGERED != 0 => return Ok(()),
+            // The pipe appeared meanwhile: the usual path writes.
+            Err(_) => return self.trigger(),
+        }
+        let saved = sys::errno_now();
+        let made = self.ensure();
+        sys::set_errno(saved);
+        made.map(drop)
+    }
+
+    /// Writes the token this caller owes (it set `WRITING`), then clears
+    /// `WRITING`.
+    #[inline]
+    fn write_token(&self) -> Result<()> {
+        // Saved before the write: a failed write overwrites it.
+        let saved = sys::errno_now();
+        let fd = self.write_fd.load(Ordering::Relaxed);
+        let wrote = sys::write_count(fd, &[TOKEN]);
+        self.state.fetch_and(!WRITING, Ordering::Release);
+        if wrote == 1 {
+            return Ok(());
+        }
+        Self::write_failed(saved)
+    }
+
+    #[cold]
+    fn write_failed(saved: Errno) -> Result<()> {
+        let e = sys::errno();
+        sys::set_errno(saved);
+        if e == Errno::EAGAIN {
+            // A full pipe is readable already: every waiter wakes.
+            return Ok(());
+        }
+        Err(Error::Os(e))
+    }
+
+    /// Whether the interrupt has been triggered since it was made or last
+    /// reset (Bitcoin Core's `operator bool`). One atomic load;
+    /// async-signal-safe.
+    #[inline]
+    #[must_use]
+    pub fn is_triggered(&self) -> bool {
+        self.state.load(Ordering::Acquire) & TRIGGERED != 0
+    }
+
+    /// Blocks until the interrupt is triggered (Bitcoin Core's `wait()`,
+    /// except that it leaves the token in the pipe, so every waiter wakes;
+    /// see [Every waiter wakes](Self#every-waiter-wakes)).
+    ///
+    /// Returns at once, with no system call, if the interrupt is triggered
+    /// already; otherwise waits in `poll(2)` on the read end, restarting
+    /// after a signal. Not for signal handlers.
+    ///
+    /// # Errors
+    /// [`Error::Os`] if the pipe cannot be made or `poll` fails.
+    ///
+    /// # References
+    /// - [POSIX `poll`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/poll.html)
+    pub fn wait(&self) -> Result<()> {
+        self.wait_for(None).map(drop)
+    }
+
+    /// Waits at most `timeout` for the interrupt: `true` if it is
+    /// triggered, `false` if the time ran out first. A zero timeout looks
+    /// once without blocking. The time left after a signal interrupts the
+    /// wait is measured on `CLOCK_MONOTONIC`, as in
+    /// [`TokenPipeEnd::token_read_timeout`](crate::TokenPipeEnd::token_read_timeout).
+    ///
+    /// # Errors
+    /// As [`wait`](Self::wait).
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.wait_for(Some(timeout))
+    }
+
+    fn wait_for(&self, timeout: Option<Duration>) -> Result<bool> {
+        if self.is_triggered() {
+            return Ok(true);
+        }
+        let fd = self.read_end()?;
+        let start = match timeout {
+            Some(t) if !t.is_zero() => sys::monotonic_now().map_err(Error::Os)?,
+            _ => Duration::ZERO,
+        };
+        let mut remaining = timeout;
+        loop {
+            // The flag, not the pipe, is the answer: readable with the flag
+            // clear means a reset took the token in between.
+            if self.is_triggered() {
+                return Ok(true);
+            }
+            let ms = remaining.map_or(-1, poll_timeout_ms);
+            match sys::poll_readable(fd, ms) {
+                Ok(Polled::Ready) | Err(Errno::EINTR) => {}
+                Ok(Polled::TimedOut) => {}
+                Ok(Polled::NotOpen) => return Err(Error::Os(Errno::EBADF)),
+                Err(e) => return Err(Error::Os(e)),
+            }
+            if let Some(total) = timeout {
+                if self.is_triggered() {
+                    return Ok(true);
+                }
+                let elapsed = if total.is_zero() {
+                    total
+                } else {
+                    sys::monotonic_now().map_err(Error::Os)? - start
+                };
+                match total.checked_sub(elapsed) {
+                    Some(left) if !left.is_zero() => remaining = Some(left),
+                    _ => return Ok(false),
+                }
+            }
+        }
+    }
+
+    /// Takes the token and clears the flag, so the interrupt can fire
+    /// again (Bitcoin Core's `reset()`). Does nothing if it is not
+    /// triggered. A trigger racing it is never lost (see
+    /// [A trigger racing a reset](Self#a-trigger-racing-a-reset-is-never-lost)).
+    ///
+    /// One non-blocking `read(2)` when triggered, none otherwise. It may
+    /// wait for a trigger in another thread to finish writing its token
+    /// (one system call), so it is not for signal handlers. Also resets
+    /// the count of signal deliveries that the second-signal option of
+    /// `install` keeps.
+    ///
+    /// # Errors
+    /// [`Error::Os`] if the read fails with anything but "no token"
+    /// (which a failed trigger leaves); the flag is cleared either way.
+    pub fn reset(&self) -> Result<()> {
+        loop {
+            let s = self.state.load(Ordering::Acquire);
+            if s & TRIGGERED == 0 {
+                self.deliveries.store(0, Ordering::Relaxed);
+                return Ok(());
+            }
+            if !ready_here(s) {
+                if busy_here(s) {
+                    pause(); // its maker will write the token: let it finish
+                    continue;
+                }
+                // No pipe of this process: the token is owed, not written
+                // (and a parent's pipe is never read). Clearing the flag
+                // clears the debt.
+                if self
+                    .state
+                    .compare_exchange(s, s & !TRIGGERED, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    self.deliveries.store(0, Ordering::Relaxed);
+                    return Ok(());
+                }
+                continue;
+            }
+            if s & (WRITING | TAKING) != 0 {
+                pause();
+                continue;
+            }
+            if self
+                .state
+                .compare_exchange(s, s | TAKING, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                continue;
+            }
+            let fd = self.read_fd.load(Ordering::Relaxed);
+            let mut token = [0u8; 1];
+            let taken = loop {
+                match sys::read(fd, &mut token) {
+                    Err(Errno::EINTR) => continue,
+                    other => break other,
+                }
+            };
+            self.deliveries.store(0, Ordering::Relaxed);
+            // A trigger between the read and here found the flag set and
+            // wrote nothing: it happened before this reset, which clears it.
+            self.state
+                .fetch_and(!(TRIGGERED | TAKING), Ordering::AcqRel);
+            return match taken {
+                Ok(_) | Err(Errno::EAGAIN) => Ok(()),
+                Err(e) => Err(Error::Os(e)),
+            };
+        }
+    }
+
+    /// The read end's fd, for a `poll`, `epoll`, kqueue or mio loop: it is
+    /// readable exactly while the interrupt is triggered. Makes the pipe if
+    /// this is the first use. Do not read from it, or close it: the token
+    /// belongs to [`reset`](Self::reset), and the fd to the interrupt (it
+    /// is closed when a non-`static` interrupt is dropped).
+    ///
+    /// (Readable a moment after [`is_triggered`](Self::is_triggered) turns
+    /// true: the trigger sets the flag, then writes.)
+    ///
+    /// # Errors
+    /// [`Error::Os`] if the pipe cannot be made.
+    pub fn as_raw_fd(&self) -> Result<c_int> {
+        self.read_end()
+    }
+
+    /// The read end, making the pipe if needed and waiting out another
+    /// thread that is making it. Not for signal handlers.
+    fn read_end(&self) -> Result<c_int> {
+        #[cfg(tokenpipe_sigaction)]
+        sys::watch_forks();
+        loop {
+            match self.ensure()? {
+                Pipe::Ready(fd) => return Ok(fd),
+                Pipe::Busy => pause(),
+            }
+        }
+    }
+
+    /// Makes sure this process has the pipe, making it if nobody here is
+    /// (first use, or first use after a fork). Async-signal-safe.
+    fn ensure(&self) -> Result<Pipe> {
+        loop {
+            let s = self.state.load(Ordering::Acquire);
+            if ready_here(s) {
+                return Ok(Pipe::Ready(self.read_fd.load(Ordering::Relaxed)));
+            }
+            if busy_here(s) {
+                return Ok(Pipe::Busy);
+            }
+            // Claim the making, keeping the flag and dropping whatever a
+            // fork's parent was doing (READY, BUSY, WRITING, TAKING).
+            let claimed = (s & TRIGGERED) | BUSY | here();
+            if self
+                .state
+                .compare_exchange(s, claimed, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                continue;
+            }
+            if s & READY != 0 {
+                // A pipe made before a fork: these fds are this process's
+                // copies of the parent's. Closing them leaves the parent's
+                // pipe alone and keeps this process from touching it.
+                sys::close(self.read_fd.load(Ordering::Relaxed));
+                sys::close(self.write_fd.load(Ordering::Relaxed));
+            }
+            let [read, write] = match sys::make_pipe_nonblocking() {
+                Ok(fds) => fds,
+                Err(e) => {
+                    // Give the making back. The flag stays: the token it
+                    // owes is written by whoever makes the pipe next.
+                    self.state.fetch_and(TRIGGERED, Ordering::AcqRel);
+                    return Err(Error::Os(e));
+                }
+            };
+            self.read_fd.store(read, Ordering::Relaxed);
+            self.write_fd.store(write, Ordering::Relaxed);
+            // Only this caller clears BUSY, so the update always applies;
+            // its Release publishes the fds with READY.
+            let before = self
+                .state
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                    let owed = s & TRIGGERED;
+                    let writing = if owed != 0 { WRITING } else { 0 };
+                    Some(owed | writing | READY | here())
+                })
+                .unwrap_or_else(|s| s);
+            if before & TRIGGERED != 0 {
+                // A trigger that came while the pipe was being made left
+                // its token to us. A fresh, empty pipe takes one byte.
+                let _ = sys::write_count(write, &[TOKEN]);
+                self.state.fetch_and(!WRITING, Ordering::Release);
+            }
+            return Ok(Pipe::Ready(read));
+        }
+    }
+}
+
+impl Default for SignalInterrupt {
+    fn default() -> Self {
+        SignalInterrupt::new()
+    }
+}
+
+impl Drop for SignalInterrupt {
+    /// Closes the pipe, if one was made (a `static` is never dropped).
+    fn drop(&mut self) {
+        if *self.state.get_mut() & READY != 0 {
+            sys::close(*self.read_fd.get_mut());
+            sys::close(*self.write_fd.get_mut());
+        }
+    }
+}
+
+impl fmt::Debug for SignalInterrupt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.state.load(Ordering::Acquire);
+        let mut d = f.debug_struct("SignalInterrupt");
+        d.field("triggered", &(s & TRIGGERED != 0));
+        if ready_here(s) {
+            d.field("read_fd", &self.read_fd.load(Ordering::Relaxed));
+        }
+        d.finish_non_exhaustive()
+    }
+}
