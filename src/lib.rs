@@ -10,8 +10,10 @@
 //!   dies first, every write end is closed and the launcher reads
 //!   [`Error::Eos`] instead of hanging.
 //! - **The self-pipe.** A signal handler (or any thread) writes one token;
-//!   a thread blocked in [`TokenPipeEnd::token_read`] wakes up and shuts the
-//!   program down cleanly.
+//!   the threads waiting on the pipe wake up and shut the program down
+//!   cleanly. [`SignalInterrupt`] is that job as a type (Bitcoin Core's
+//!   `util::SignalInterrupt`): a `static` with a safe signal handler and
+//!   any number of waiters.
 //!
 //! Every operation is one system call ([`TokenPipe::make`] one `pipe2` on
 //! Linux, [`token_write`](TokenPipeEnd::token_write) one `write`,
