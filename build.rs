@@ -39,6 +39,8 @@
 //!   work: the `daemon` module, `ChildExit` and the std launcher.
 //! - `tokenpipe_sigaction` (where `tokenpipe_fork` is): `sigaction`,
 //!   `raise` and `pthread_atfork`, for `SignalInterrupt::install`.
+//! - `tokenpipe_sa_restart`: the libc binding has `SA_RESTART` (all those
+//!   but QNX Neutrino).
 //! - `tokenpipe_exec`: programs can be executed, so an end can be handed to
 //!   one through the environment (`from_env`, `pass_to`).
 //! - `tokenpipe_unix_socket`: Unix-domain datagram sockets with
@@ -72,6 +74,7 @@ const FLAGS: &[&str] = &[
     "tokenpipe_pollnval",
     "tokenpipe_fork",
     "tokenpipe_sigaction",
+    "tokenpipe_sa_restart",
     "tokenpipe_exec",
     "tokenpipe_unix_socket",
     "tokenpipe_sock_cloexec",
@@ -371,6 +374,8 @@ fn main() {
         ("tokenpipe_fork", caps.fork),
         // Every system that can fork has POSIX signals and sigaction.
         ("tokenpipe_sigaction", caps.fork),
+        // The libc binding for QNX Neutrino has no SA_RESTART.
+        ("tokenpipe_sa_restart", caps.fork && os != "nto"),
         ("tokenpipe_exec", caps.exec),
         ("tokenpipe_unix_socket", caps.unix_socket),
         ("tokenpipe_sock_cloexec", caps.sock_cloexec),

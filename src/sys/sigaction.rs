@@ -43,7 +43,12 @@ impl Disposition {
 pub(crate) fn install_handler(sig: c_int, handler: extern "C" fn(c_int)) -> SysResult<Disposition> {
     let mut action = Disposition::empty().0;
     action.sa_sigaction = handler as libc::sighandler_t;
-    action.sa_flags = libc::SA_RESTART;
+    // Where the binding lacks SA_RESTART (QNX), an interrupted call fails
+    // with EINTR instead, which every wait in this crate retries.
+    #[cfg(tokenpipe_sa_restart)]
+    {
+        action.sa_flags = libc::SA_RESTART;
+    }
     // SAFETY: `action.sa_mask` is a valid set to empty.
     unsafe { libc::sigemptyset(&mut action.sa_mask) };
     let mut old = Disposition::empty();
