@@ -7,7 +7,6 @@
 //! one atomic read-modify-write and no two fields can disagree:
 //!
 //! - `TRIGGERED`: the flag (`operator bool`).
-//! - `WRITING`: the trigger that set the flag is writing its token.
 //! - `READY`: the pipe exists, with the fork generation in the high bits it
 //!   was made under. A pipe made under another generation is the parent's
 //!   (this process is a fork's child) and is never read or written.
@@ -16,7 +15,7 @@
 //! - `TAKING`: a `reset` is reading the token.
 //!
 //! Exactly one token is in the pipe while `TRIGGERED` is set on a `READY`
-//! pipe (once `WRITING` is clear), and none otherwise. Two rules keep that
+//! pipe (once the trigger that set it has written), and none otherwise. Two rules keep that
 //! true, each decided by the same atomic operation that sees the state:
 //!
 //! - whoever sets `TRIGGERED` on a `READY` word writes the token;
@@ -24,9 +23,9 @@
 //!   that moment (a trigger that came while the pipe was being made, maybe
 //!   from a handler that interrupted the making).
 //!
-//! Either sets `WRITING` in that same operation and clears it after the
-//! write, so a `reset` knows when the token is in the pipe without waiting
-//! on the pipe for a write that failed.
+//! A `reset` that finds the flag set and the pipe still empty (that write
+//! has not happened yet) waits on the read end for it; a trigger whose
+//! write fails clears the flag again, which ends that wait.
 
 #[cfg(tokenpipe_sigaction)]
 mod install;
@@ -46,10 +45,9 @@ pub use install::{InstallError, InstallOptions, Installed, MAX_SIGNALS};
 pub use libc::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 
 const TRIGGERED: u32 = 1;
-const WRITING: u32 = 1 << 1;
-const READY: u32 = 1 << 2;
-const BUSY: u32 = 1 << 3;
-const TAKING: u32 = 1 << 4;
+const READY: u32 = 1 << 1;
+const BUSY: u32 = 1 << 2;
+const TAKING: u32 = 1 << 3;
 /// The fork generation's bits (sys keeps the bits below its step zero).
 const GENERATION: u32 = !(sys::FORK_GENERATION_STEP - 1);
 const _: () = assert!(TAKING < sys::FORK_GENERATION_STEP);
@@ -228,10 +226,11 @@ impl SignalInterrupt {
     ///
     /// # Errors
     /// [`Error::Os`] if the pipe could not be made on first use (`EMFILE`,
-    /// `ENFILE`), or the write failed (its fd was closed behind this
-    /// interrupt's back: `EBADF`). The flag is set even so: the trigger is
-    /// seen by [`is_triggered`](Self::is_triggered) and `wait`, and only a
-    /// `poll` on the read end misses it.
+    /// `ENFILE`): the flag is set even so, [`is_triggered`](Self::is_triggered)
+    /// and `wait` see the trigger, and the token is written when a later
+    /// call makes the pipe. Or if the write failed (its fd was closed
+    /// behind this interrupt's back: `EBADF`): the flag is then clear
+    /// again, as in Bitcoin Core, so a later trigger tries again.
     ///
     /// # References
     /// - [POSIX `write`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/write.html)
@@ -240,15 +239,16 @@ impl SignalInterrupt {
     pub fn trigger(&self) -> Result<()> {
         let mut s = self.state.load(Ordering::Acquire);
         loop {
-            if s & TRIGGERED != 0 {
-                return Ok(());
-            }
-            if !ready_here(s) {
+            // Untriggered with a pipe of this process, in one compare.
+            if s & (TRIGGERED | READY | GENERATION) != READY | here() {
+                if s & TRIGGERED != 0 {
+                    return Ok(());
+                }
                 return self.trigger_without_pipe();
             }
             match self.state.compare_exchange_weak(
                 s,
-                s | TRIGGERED | WRITING,
+                s | TRIGGERED,
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
@@ -280,29 +280,31 @@ impl SignalInterrupt {
         made.map(drop)
     }
 
-    /// Writes the token this caller owes (it set `WRITING`), then clears
-    /// `WRITING`.
+    /// Writes the token this caller owes (it set the flag on a made pipe).
     #[inline]
     fn write_token(&self) -> Result<()> {
-        // Saved before the write: a failed write overwrites it.
+        // Saved before the write: a failed write overwrites it. (The C
+        // libraries leave errno alone when a call succeeds.)
         let saved = sys::errno_now();
         let fd = self.write_fd.load(Ordering::Relaxed);
-        let wrote = sys::write_count(fd, &[TOKEN]);
-        self.state.fetch_and(!WRITING, Ordering::Release);
-        if wrote == 1 {
+        if sys::write_count(fd, &[TOKEN]) == 1 {
             return Ok(());
         }
-        Self::write_failed(saved)
+        self.write_failed(saved)
     }
 
     #[cold]
-    fn write_failed(saved: Errno) -> Result<()> {
+    fn write_failed(&self, saved: Errno) -> Result<()> {
         let e = sys::errno();
         sys::set_errno(saved);
         if e == Errno::EAGAIN {
             // A full pipe is readable already: every waiter wakes.
             return Ok(());
         }
+        // No token will come for this flag: clear it (as Bitcoin Core
+        // does), so a reset waiting for the token stops and a later
+        // trigger tries again.
+        self.state.fetch_and(!TRIGGERED, Ordering::AcqRel);
         Err(Error::Os(e))
     }
 
@@ -423,8 +425,8 @@ impl SignalInterrupt {
                 }
                 continue;
             }
-            if s & (WRITING | TAKING) != 0 {
-                pause();
+            if s & TAKING != 0 {
+                pause(); // another reset is taking the token
                 continue;
             }
             if self
@@ -438,8 +440,21 @@ impl SignalInterrupt {
             let mut token = [0u8; 1];
             let taken = loop {
                 match sys::read(fd, &mut token) {
-                    Err(Errno::EINTR) => continue,
-                    other => break other,
+                    Ok(_) => break Ok(()),
+                    Err(Errno::EINTR) => {}
+                    Err(Errno::EAGAIN) => {
+                        // The trigger that set the flag has not written
+                        // yet, or its write failed and it cleared the flag.
+                        if self.state.load(Ordering::Acquire) & TRIGGERED == 0 {
+                            break Ok(());
+                        }
+                        if let Err(e) = sys::poll_readable(fd, 10)
+                            && e != Errno::EINTR
+                        {
+                            break Err(e);
+                        }
+                    }
+                    Err(e) => break Err(e),
                 }
             };
             self.deliveries.store(0, Ordering::Relaxed);
@@ -447,10 +462,7 @@ impl SignalInterrupt {
             // wrote nothing: it happened before this reset, which clears it.
             self.state
                 .fetch_and(!(TRIGGERED | TAKING), Ordering::AcqRel);
-            return match taken {
-                Ok(_) | Err(Errno::EAGAIN) => Ok(()),
-                Err(e) => Err(Error::Os(e)),
-            };
+            return taken.map_err(Error::Os);
         }
     }
 
@@ -494,7 +506,7 @@ impl SignalInterrupt {
                 return Ok(Pipe::Busy);
             }
             // Claim the making, keeping the flag and dropping whatever a
-            // fork's parent was doing (READY, BUSY, WRITING, TAKING).
+            // fork's parent was doing (READY, BUSY, TAKING).
             let claimed = (s & TRIGGERED) | BUSY | here();
             if self
                 .state
@@ -526,16 +538,13 @@ impl SignalInterrupt {
             let before = self
                 .state
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
-                    let owed = s & TRIGGERED;
-                    let writing = if owed != 0 { WRITING } else { 0 };
-                    Some(owed | writing | READY | here())
+                    Some((s & TRIGGERED) | READY | here())
                 })
                 .unwrap_or_else(|s| s);
             if before & TRIGGERED != 0 {
                 // A trigger that came while the pipe was being made left
                 // its token to us. A fresh, empty pipe takes one byte.
                 let _ = sys::write_count(write, &[TOKEN]);
-                self.state.fetch_and(!WRITING, Ordering::Release);
             }
             return Ok(Pipe::Ready(read));
         }
