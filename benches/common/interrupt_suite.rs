@@ -365,7 +365,9 @@ fn median_ns(dir: &std::path::Path, group: &str, row: &str, since: SystemTime) -
 }
 
 fn show_ns(ns: f64) -> String {
-    if ns >= 1000.0 {
+    if ns >= 1_000_000.0 {
+        format!("{:.2} ms", ns / 1_000_000.0)
+    } else if ns >= 1000.0 {
         format!("{:.2} µs", ns / 1000.0)
     } else {
         format!("{ns:.0} ns")
