@@ -8,6 +8,10 @@
 #     compiler sees the ends come from make (no black_box), as in most code;
 #     behind an opaque path each end's drop costs a compare and a branch
 #     more, which this figure does not measure (see the budgets below).
+# And, for SignalInterrupt, one trigger (the first on an untriggered
+# interrupt whose pipe exists) against a raw libc `write` of one byte to a
+# non-blocking pipe, with reset against the raw `read` beside it (see
+# TRIGGER_BUDGET below for the budget and why it is not the issue's goal).
 # These are instruction counts in this loop, not a proof of zero cost
 # everywhere: time in the kernel and the cache are not counted.
 #
@@ -39,6 +43,29 @@ start="$(now)"
 # and a branch.
 ROUNDTRIP_BUDGET=2
 MAKE_CLOSE_BUDGET=2
+# SignalInterrupt::trigger against a raw one-byte write. The issue's goal
+# is raw write + 5; the library as it is costs raw + 26, all of it on the
+# path every trigger takes (measured with glibc 2.36, rustc 1.95):
+#   +7  errno saved around the write: a call to __errno_location (3
+#       instructions inside it), the load, and a callee-saved register
+#       kept for it (push/pop);
+#   +8  the fork-generation check (`ready_here`): the static's address
+#       from the GOT, its load, a copy of the state, mask, or, compare,
+#       branch, and an alignment nop before the CAS loop;
+#   +7  the state word: its load, the TRIGGERED test and branch, and the
+#       compare-exchange that sets TRIGGERED|WRITING (copy, or, lock
+#       cmpxchg, retry branch);
+#   +1  the `lock and` that clears WRITING after the write;
+#   +1  the write end's fd loaded from the interrupt;
+#   +3  `self` kept across the calls (a move, push/pop rbx)
+#   -1  raw libc's store of its token byte to the stack (the crate's is a
+#       static).
+# So the check fails above the measured +26, to catch a regression, and
+# prints the distance to the goal: meeting +5 needs a change to the
+# library (docs/performance.md, "SignalInterrupt", lists the options),
+# not a looser test. Reset is reported beside it, not checked.
+TRIGGER_GOAL=5
+TRIGGER_BUDGET=26
 N=2000
 M=1000
 
@@ -56,12 +83,25 @@ log "cargo build --release (ci/instructions)"
 bin="$CARGO_TARGET_DIR/release/tokenpipe-instructions"
 [ -x "$bin" ] || die "no $bin after the build"
 
-# ir IMPL ITERATIONS OP: total instructions executed (callgrind's "Ir").
+# ir IMPL ITERATIONS OP [FUNCTION]: total instructions executed
+# (callgrind's "Ir"); with FUNCTION, only those inside its calls
+# (--toggle-collect: its own and its callees', its `ret` included, the
+# caller's `call` not).
 ir() {
-    local out="$work/$1.$2.$3.out"
-    valgrind --tool=callgrind --callgrind-out-file="$out" -q "$bin" "$1" "$2" "$3" >/dev/null \
-        || die "valgrind failed on: $bin $1 $2 $3"
+    local out="$work/$1.$2.$3${4:+.$4}.out" toggle=()
+    [ -n "${4:-}" ] && toggle=("--toggle-collect=tokenpipe_instructions::$4*")
+    valgrind --tool=callgrind --callgrind-out-file="$out" -q "${toggle[@]}" "$bin" "$1" "$2" "$3" >/dev/null \
+        || die "valgrind failed on: $bin $1 $2 $3 ${4:-}"
     awk '/^(summary|totals):/ { print $2; exit }' "$out"
+}
+
+# per_call IMPL OP [FUNCTION]: instructions per iteration,
+# (Ir_N - Ir_M) / (N - M), as `count` computes them.
+per_call() {
+    local ir_n ir_m
+    ir_n="$(ir "$1" "$N" "$2" "${3:-}")"
+    ir_m="$(ir "$1" "$M" "$2" "${3:-}")"
+    awk -v a="$ir_n" -v b="$ir_m" -v d="$((N - M))" 'BEGIN { print (a - b) / d }'
 }
 
 # count OP WHAT BUDGET: a table of instructions per OP for every pipe; the
@@ -93,10 +133,47 @@ count() {
     fi
 }
 
+# SignalInterrupt against a raw pipe: the loop is trigger + reset (crate)
+# or write + read (raw libc), each call in its own #[inline(never)]
+# function (ci/instructions/src/main.rs). Each function is counted alone
+# with --toggle-collect, so the trigger's figure holds the trigger and
+# nothing of the reset around it. The whole iteration is counted too, to
+# check that the parts add up (its loop is the same for both).
+interrupt_count() {
+    local trig_libc trig_crate take_libc take_crate all_libc all_crate diff
+    trig_libc="$(per_call libc interrupt trigger_libc)"
+    trig_crate="$(per_call crate interrupt trigger_crate)"
+    take_libc="$(per_call libc interrupt take_libc)"
+    take_crate="$(per_call crate interrupt take_crate)"
+    all_libc="$(per_call libc interrupt)"
+    all_crate="$(per_call crate interrupt)"
+    row() { awk -v w="$1" -v l="$2" -v c="$3" 'BEGIN { printf "| %s | %s | %s | %+g |\n", w, l, c, c - l }'; }
+    echo "| instructions per call | raw libc | SignalInterrupt | vs raw libc |"
+    echo "| --- | ---: | ---: | ---: |"
+    # Backquotes for markdown, not command substitution:
+    # shellcheck disable=SC2016
+    row '`trigger` / `write` 1 byte' "$trig_libc" "$trig_crate"
+    # shellcheck disable=SC2016
+    row '`reset` / `read` 1 byte' "$take_libc" "$take_crate"
+    row 'the iteration (both, and the loop)' "$all_libc" "$all_crate"
+    echo
+    diff="$(awk -v c="$trig_crate" -v l="$trig_libc" 'BEGIN { print c - l }')"
+    if awk -v o="$diff" -v b="$TRIGGER_BUDGET" 'BEGIN { exit !(o > b) }'; then
+        log "error: SignalInterrupt::trigger costs $trig_crate instructions, a raw write $trig_libc: +$diff, more than the +$TRIGGER_BUDGET budget"
+        over_budget=1
+    else
+        log "SignalInterrupt::trigger $trig_crate, raw write $trig_libc instructions: +$diff, within the +$TRIGGER_BUDGET budget"
+    fi
+    if awk -v o="$diff" -v g="$TRIGGER_GOAL" 'BEGIN { exit !(o > g) }'; then
+        log "note: the issue's goal for trigger, a raw write + $TRIGGER_GOAL, is not met: +$diff (TRIGGER_BUDGET in ci/instructions.sh says where they go)"
+    fi
+}
+
 # Not a pipeline into tee: `over_budget` must be set in this shell, not a subshell.
 report="$CARGO_TARGET_DIR/instructions.md"
 count roundtrip "round trip" "$ROUNDTRIP_BUDGET" >"$report"
 count make_close "make + close" "$MAKE_CLOSE_BUDGET" >>"$report"
+interrupt_count >>"$report"
 cat "$report"
 [ "$over_budget" -eq 0 ] || die "over budget (see above)"
-echo "instructions: the round trip is within raw libc + $ROUNDTRIP_BUDGET, make + close within raw libc + $MAKE_CLOSE_BUDGET ($(elapsed "$start")s)"
+echo "instructions: the round trip is within raw libc + $ROUNDTRIP_BUDGET, make + close within raw libc + $MAKE_CLOSE_BUDGET, SignalInterrupt::trigger within a raw write + $TRIGGER_BUDGET ($(elapsed "$start")s)"
