@@ -203,7 +203,7 @@ expect ready_daemon 0 "no readiness channel" -- --serve 0.1
 expect ready_daemon 0 "ready; serving for 100ms" -- --serve 0.1
 expect ready_daemon 1 "initialisation failed (EIO); exiting 1" -- --fail
 expect ready_daemon 3 "no readiness channel" -- --crash
-expect ready_daemon 64 "usage: ready_daemon [--fail | --crash] [--notify-fd N] [--init SECS] [--serve SECS]" -- --bogus
+expect ready_daemon 64 "usage: ready_daemon [--fail | --crash] [--notify-fd N] [--init SECS] [--serve SECS] [--pid-file PATH]" -- --bogus
 expect ready_daemon 64 "exclude each other" -- --crash --fail
 expect ready_daemon 64 "--serve takes seconds" -- --serve soon
 expect ready_daemon 64 "--init takes seconds" -- --init soon
