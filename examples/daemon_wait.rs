@@ -9,6 +9,7 @@
 //! cargo run --example daemon_wait -- --crash             # dies before ready:   exit 2
 //! cargo run --example daemon_wait -- --pid-file d.pid --serve 5 &
 //! cargo run --example daemon_wait -- --pid-file d.pid    # already running:     exit 4
+//! kill -TERM "$(cat d.pid)"                              # the daemon stops at once, removing d.pid
 //! ```
 //!
 //! The launcher forks. The daemon detaches (new session, optionally a

@@ -6,6 +6,8 @@
 //! ready_daemon [--fail | --crash] [--notify-fd N] [--init SECS] [--serve SECS] [--pid-file PATH]
 //!
 //! cargo run --example ready_daemon                       # no launcher: runs all the same
+//! cargo run --example ready_daemon -- --pid-file rd.pid --serve 30 &
+//! kill -TERM "$(cat rd.pid)"                              # stops at once: exit 0, rd.pid removed
 //! start-stop-daemon --start --notify-await --notify-timeout 5 --background \
 //!     --pidfile /tmp/rd.pid --make-pidfile --exec target/debug/examples/ready_daemon
 //!                                                        # systemd's socket: exit 0
