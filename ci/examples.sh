@@ -182,7 +182,11 @@ if [[ -s $tmp/hang.pid ]]; then kill -KILL "$(cat "$tmp/hang.pid")" 2>/dev/null 
 check "a daemon that never reports: exit $code (want 3): $(cat "$tmp/hang.out")" \
     grep -q "did not report within 30s; killed it (it was killed by signal 9); exiting 3" "$tmp/hang.out"
 check "exit 3 for a daemon that never reports" test "$code" -eq 3
-expect self_pipe 0 "got SIGTERM, drained" -- --self-test
+expect self_pipe 0 "got SIGINT or SIGTERM, shutting down cleanly" -- --self-test
+# The self-pipe is the crate's SignalInterrupt now: no unsafe left to copy.
+# (Outside comments: a line whose code, before any //, says unsafe.)
+check "examples/self_pipe.rs has no unsafe code" \
+    test "$(sed 's|//.*||' examples/self_pipe.rs | grep -c '\bunsafe\b')" -eq 0
 expect self_pipe 64 "usage:" -- --bogus
 expect supervise 0 "is ready" --
 expect supervise 0 "is ready" -- s6
@@ -199,7 +203,7 @@ expect ready_daemon 0 "no readiness channel" -- --serve 0.1
 expect ready_daemon 0 "ready; serving for 100ms" -- --serve 0.1
 expect ready_daemon 1 "initialisation failed (EIO); exiting 1" -- --fail
 expect ready_daemon 3 "no readiness channel" -- --crash
-expect ready_daemon 64 "usage: ready_daemon [--fail | --crash] [--notify-fd N] [--init SECS] [--serve SECS]" -- --bogus
+expect ready_daemon 64 "usage: ready_daemon [--fail | --crash] [--notify-fd N] [--init SECS] [--serve SECS] [--pid-file PATH]" -- --bogus
 expect ready_daemon 64 "exclude each other" -- --crash --fail
 expect ready_daemon 64 "--serve takes seconds" -- --serve soon
 expect ready_daemon 64 "--init takes seconds" -- --init soon
@@ -209,5 +213,132 @@ code=0
 NOTIFY_SOCKET=relative/path timeout 60 "$bin/ready_daemon" >"$tmp/rd.out" 2>&1 || code=$?
 check "ready_daemon with NOTIFY_SOCKET=relative/path -> exit $code (want 1): $(cat "$tmp/rd.out")" \
     test "$code" -eq 1
+
+
+# ---------------------------------------------------------------------------
+# Stopping by signal: SignalInterrupt in shutdown, ready_daemon and
+# daemon_wait. sigrun (python3, which tells a child killed by SIGINT,
+# returncode -2, from one that exited 130, which bash's $? cannot) starts
+# the command, waits for its cue, sends the signals 0.3 s apart, and prints
+# "rc=N after=SECS": N the exit status, or minus the signal that killed it;
+# SECS from the last signal to the end.
+#   sigrun CUE TARGET SIGNALS OUT -- CMD...
+#   CUE: line:TEXT (TEXT in its output) or file:PATH (PATH is not empty)
+#   TARGET: child (the command), or pidfile:PATH (the pid PATH names, once
+#   the command, a launcher, has exited; rc is then "gone" once that
+#   process has ended: no longer in /proc, or a zombie)
+#   SIGNALS: space-separated names, e.g. "INT INT"; OUT: its whole output.
+sigrun() {
+    local cue=$1 target=$2 signals=$3 out=$4
+    shift 5
+    timeout 60 python3 - "$cue" "$target" "$signals" "$out" "$@" <<'PY'
+import os, signal, subprocess, sys, time
+cue, target, signals, out, cmd = sys.argv[1], sys.argv[2], sys.argv[3].split(), sys.argv[4], sys.argv[5:]
+log = open(out, "w+b")
+child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+def cued():
+    if cue.startswith("line:"):
+        log.seek(0)
+        return cue[5:].encode() in log.read()
+    path = cue[5:]
+    return os.path.exists(path) and os.path.getsize(path) > 0
+deadline = time.monotonic() + 20
+while not cued():
+    if time.monotonic() > deadline or (target == "child" and child.poll() is not None):
+        print("rc=nocue after=0")
+        child.kill()
+        sys.exit(0)
+    time.sleep(0.005)
+def gone(pid):
+    # A zombie (state Z) has ended: only its reaper is missing.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+if target == "child":
+    pid = child.pid
+else:
+    child.wait()
+    pid = int(open(target[8:]).read().split()[0])
+for i, name in enumerate(signals):
+    if i:
+        time.sleep(0.3)
+    os.kill(pid, getattr(signal, "SIG" + name))
+sent = time.monotonic()
+if target == "child":
+    try:
+        rc = child.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        child.kill(); child.wait(); rc = "hung"
+else:
+    while not gone(pid) and time.monotonic() - sent < 30:
+        time.sleep(0.005)
+    rc = "gone" if gone(pid) else "hung"
+print(f"rc={rc} after={time.monotonic() - sent:.3f}")
+PY
+}
+# sigcheck WHAT WANT_RC MAX_SECS RESULT: RESULT is sigrun's line.
+sigcheck() {
+    local what=$1 want=$2 max=$3 result=$4 rc after
+    rc=$(sed -n 's/^rc=\([^ ]*\) .*/\1/p' <<<"$result")
+    after=$(sed -n 's/.* after=\(.*\)/\1/p' <<<"$result")
+    check "$what: $result (want rc=$want within ${max}s)" \
+        awk -v rc="$rc" -v want="$want" -v a="$after" -v m="$max" \
+        'BEGIN { exit !(rc == want && a + 0 <= m + 0) }'
+}
+# shellcheck disable=SC2317  # called through check
+workers_all_stopped() {
+    [[ $(grep -c "^shutdown: worker [0-9]* stopped after" "$1") -eq $2 ]] &&
+        grep -q "^shutdown: all $2 workers stopped in .*; exiting 0$" "$1"
+}
+
+expect shutdown 0 "all 2 workers stopped" -- --self-test --workers 2
+expect shutdown 64 "usage: shutdown [--workers N] [--drain SECS] [--self-test]" -- --bogus
+expect shutdown 64 "--workers takes 1 to 256" -- --workers 0
+expect shutdown 64 "--drain takes seconds" -- --drain soon
+check "examples/shutdown.rs has no unsafe code" \
+    test "$(sed 's|//.*||' examples/shutdown.rs | grep -c '\bunsafe\b')" -eq 0
+
+if ! need_cmd python3 python3; then
+    echo "FAIL the stop-by-signal checks: no python3 (apt-get install python3)"
+    fail=1
+else
+    # SIGTERM: a 0.5 s drain, then exit 0 within 1 s of the drain's end,
+    # every worker having said it stopped.
+    r=$(sigrun "line:serving with 3 workers" child TERM "$tmp/sd-term.out" \
+        -- "$bin/shutdown" --workers 3 --drain 0.5)
+    sigcheck "shutdown --workers 3 --drain 0.5, SIGTERM: a clean stop" 0 1.5 "$r"
+    check "shutdown, SIGTERM: 3 'worker I stopped' lines, then: $(tail -n 1 "$tmp/sd-term.out")" \
+        workers_all_stopped "$tmp/sd-term.out" 3
+    # Ctrl-C twice in a 10 s drain: killed by SIGINT at once (-2, not 130).
+    r=$(sigrun "line:serving with 4 workers" child "INT INT" "$tmp/sd-int2.out" \
+        -- "$bin/shutdown" --drain 10)
+    sigcheck "shutdown --drain 10, SIGINT twice: killed by SIGINT" -2 1 "$r"
+    check "shutdown, SIGINT twice: no worker got to the end of its drain" \
+        test "$(grep -c "stopped after" "$tmp/sd-int2.out")" -eq 0
+    # Ctrl-C once: the clean stop.
+    r=$(sigrun "line:serving with 4 workers" child INT "$tmp/sd-int1.out" \
+        -- "$bin/shutdown" --drain 0.3)
+    sigcheck "shutdown --drain 0.3, SIGINT once: a clean stop" 0 1.3 "$r"
+    check "shutdown, SIGINT once: 4 'worker I stopped' lines, then: $(tail -n 1 "$tmp/sd-int1.out")" \
+        workers_all_stopped "$tmp/sd-int1.out" 4
+
+    # ready_daemon: SIGTERM while it serves 30 s ends it at once, exit 0,
+    # its pid file removed.
+    r=$(sigrun "file:$tmp/rd.pid" child TERM "$tmp/rd-term.out" \
+        -- "$bin/ready_daemon" --pid-file "$tmp/rd.pid" --serve 30)
+    sigcheck "ready_daemon --pid-file --serve 30, SIGTERM: exit 0 at once" 0 1 "$r"
+    check "ready_daemon, SIGTERM: its pid file is removed" test ! -e "$tmp/rd.pid"
+    check "ready_daemon, SIGTERM: $(tail -n 1 "$tmp/rd-term.out")" \
+        grep -q "stopped cleanly; exiting 0" "$tmp/rd-term.out"
+
+    # daemon_wait: SIGTERM to the daemon (the pid its pid file names) while
+    # it serves 30 s ends it at once, its pid file removed.
+    r=$(sigrun "file:$tmp/dws.pid" "pidfile:$tmp/dws.pid" TERM "$tmp/dw-term.out" \
+        -- "$bin/daemon_wait" --pid-file "$tmp/dws.pid" --serve 30)
+    sigcheck "daemon_wait --pid-file --serve 30, SIGTERM to the daemon: gone at once" gone 1 "$r"
+    check "daemon_wait, SIGTERM: the daemon removed its pid file" test ! -e "$tmp/dws.pid"
+fi
 
 exit $fail

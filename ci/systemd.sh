@@ -6,12 +6,17 @@
 #   - ready_daemon as Type=notify: ready is active/running with the STATUS=
 #     text it sent after READY=1; --fail is failed with StatusErrno=5;
 #     --crash fails at once, not at the start timeout; a daemon that is
-#     ready and then exits 0 ends inactive with Result=success;
+#     ready and then exits 0 ends inactive with Result=success; stopped,
+#     it exits 0 on the SIGTERM (ExecMainCode=exited, not killed);
+#   - shutdown as Type=notify: active with its STATUS= text; systemctl stop
+#     returns in under 1 s, the workers stopped cleanly, Result=success,
+#     ExecMainStatus=0;
 #   - EXTEND_TIMEOUT_USEC=: ready_daemon --init 4 under TimeoutStartSec=2
 #     comes up, asking for more time as it goes; the control, a 4 s start
 #     that asks for nothing, is killed at 2 s with Result=timeout;
 #   - daemon_wait as Type=forking with PIDFile=: MainPID is the daemon named
-#     in the pid file, not the launcher; after stop, nothing is left.
+#     in the pid file, not the launcher; after stop, nothing is left, and
+#     the daemon removed its pid file itself.
 # One "ok   ..." or "FAIL ..." line per check; exits 1 if any failed.
 #
 # The host is protected from the systemd it starts: its units carry
@@ -70,8 +75,10 @@ built="$(cargo build --examples --message-format=json-render-diagnostics \
     || die "building the examples failed"
 rd_bin="$(grep '/ready_daemon$' <<<"$built" | tail -n 1)" || true
 dw_bin="$(grep '/daemon_wait$' <<<"$built" | tail -n 1)" || true
+sd_bin="$(grep '/shutdown$' <<<"$built" | tail -n 1)" || true
 [ -x "$rd_bin" ] || die "could not find the built ready_daemon example"
 [ -x "$dw_bin" ] || die "could not find the built daemon_wait example"
+[ -x "$sd_bin" ] || die "could not find the built shutdown example"
 
 # The work directory: what the namespace sees of the host besides the
 # read-only root. It must not be under a directory the namespace hides.
@@ -82,7 +89,7 @@ case "$work/" in
 esac
 rm -rf "$work"
 mkdir -p "$work/bin" "$work/units" "$work/log"
-cp "$rd_bin" "$dw_bin" "$work/bin/"
+cp "$rd_bin" "$dw_bin" "$sd_bin" "$work/bin/"
 : >"$work/log/systemd.log"
 
 cgparent="$cg2_root${cg2_self%/}"
@@ -198,6 +205,12 @@ unit rd-noextend notify NotifyAccess=main TimeoutStartSec=2 \
 unit dw-forking forking PIDFile=/run/dw.pid TimeoutStartSec=30 \
     "ExecStart=/bin/sh -c 'echo \$\$\$\$ >/run/ci/log/dw-launcher.pid; exec /run/ci/bin/daemon_wait --pid-file /run/dw.pid --serve 300'" \
     "ExecStopPost=/bin/sh -c 'if [ -e /run/dw.pid ]; then echo present; else echo absent; fi >/run/ci/log/dw-stoppost'"
+
+# shutdown: three workers that take 0.2 s to drain once asked to stop.
+# TimeoutStopSec=10: a stop that took that long would fail the 1 s check,
+# not end in a SIGKILL that hides why.
+unit sd-notify notify NotifyAccess=main TimeoutStartSec=30 TimeoutStopSec=10 \
+    "ExecStart=/run/ci/bin/shutdown --workers 3 --drain 0.2"
 
 write_start_target >"$work/units/tokenpipe-ci.target"
 
@@ -345,7 +358,29 @@ if [ "$start_code" -eq 0 ] && [ "$st" = active/running ] && [ "$text" = serving 
 else
     fail "Type=notify, ready: start exit $start_code after ${start_secs}s (want 0): $(one_line "$start_out"); $st (want active/running); StatusText='$text' (want serving); $(diag rd-ready)"
 fi
-ns systemctl stop rd-ready || true
+# stop_unit UNIT: systemctl stop; sets stop_code, stop_out, stop_secs.
+stop_unit() {
+    local t0
+    t0="$(now)"
+    stop_code=0
+    stop_out="$(ns systemctl stop "$1" 2>&1)" || stop_code=$?
+    stop_secs="$(elapsed "$t0")"
+}
+# ended_clean UNIT: "Result ExecMainCode ExecMainStatus" of UNIT; the
+# caller wants "success 1 0" (1 is CLD_EXITED: it exited, not killed).
+ended_clean() {
+    echo "$(prop "$1" Result) $(prop "$1" ExecMainCode) $(prop "$1" ExecMainStatus)"
+}
+# Stopped with SIGTERM while it serves: it stops at once and exits 0. (It
+# used to die of the SIGTERM: Result=success all the same, since systemd
+# counts SIGTERM as a clean end, but ExecMainCode=2 and status 15.)
+stop_unit rd-ready
+ended="$(ended_clean rd-ready)"
+if [ "$stop_code" -eq 0 ] && [ "$ended" = "success 1 0" ] && lt "$stop_secs" 1; then
+    pass "Type=notify, stop: exit 0 after ${stop_secs}s; Result ExecMainCode ExecMainStatus: $ended (exited 0 on SIGTERM)"
+else
+    fail "Type=notify, stop: exit $stop_code after ${stop_secs}s (want 0 within 1 s): $(one_line "$stop_out"); Result ExecMainCode ExecMainStatus: $ended (want success 1 0: exited 0, not killed); $(diag rd-ready)"
+fi
 
 # 2. --fail: ERRNO=5, then exit 1.
 start_unit rd-fail
@@ -430,15 +465,12 @@ else
     fail "Type=forking, PIDFile=: start exit $start_code after ${start_secs}s (want 0): $(one_line "$start_out"); $st (want active/running); MainPID '$main_pid', pid file '$file_pid' (want equal), its name '$main_comm' (want daemon_wait); launcher '$launcher_pid' (want another pid, gone: alive=$launcher_alive); $(diag dw-forking)"
 fi
 
-# Stop: SIGTERM to the daemon. The daemon has no SIGTERM handler, so it dies
-# without removing its pid file (ExecStopPost still finds it); systemd
-# removes a unit's PIDFile= once the unit is dead (systemd.service(5):
-# "it will remove the file after the service has shut down if it still
-# exists"). The check says who did, from what ExecStopPost found.
-t0="$(now)"
-stop_code=0
-stop_out="$(ns systemctl stop dw-forking 2>&1)" || stop_code=$?
-stop_secs="$(elapsed "$t0")"
+# Stop: SIGTERM to the daemon, which stops serving at once and removes its
+# pid file (ExecStopPost finds it gone). Before the daemon handled SIGTERM
+# it died leaving the file, and systemd removed it once the unit was dead
+# (systemd.service(5): "it will remove the file after the service has shut
+# down if it still exists"): the check says who did, and wants the daemon.
+stop_unit dw-forking
 st="$(prop dw-forking ActiveState)"
 result="$(prop dw-forking Result)"
 file_left=no
@@ -451,10 +483,36 @@ case $at_stoppost in
     absent) who="the daemon removed it (already gone when ExecStopPost ran)" ;;
     *) who="ExecStopPost did not record whether it was still there" ;;
 esac
-if [ "$stop_code" -eq 0 ] && [ "$st" = inactive ] && [ "$file_left" = no ] && [ "$daemon_alive" = no ]; then
+if [ "$stop_code" -eq 0 ] && [ "$st" = inactive ] && [ "$file_left" = no ] && [ "$daemon_alive" = no ] \
+        && [ "$at_stoppost" = absent ]; then
     pass "Type=forking, stop: exit 0 after ${stop_secs}s; $st, Result=$result; the daemon is gone and so is /run/dw.pid: $who"
 else
-    fail "Type=forking, stop: exit $stop_code after ${stop_secs}s (want 0): $(one_line "$stop_out"); $st (want inactive), Result=$result; pid file left: $file_left (want no), daemon alive: $daemon_alive (want no); at ExecStopPost the pid file was $at_stoppost; $(diag dw-forking)"
+    fail "Type=forking, stop: exit $stop_code after ${stop_secs}s (want 0): $(one_line "$stop_out"); $st (want inactive), Result=$result; pid file left: $file_left (want no), daemon alive: $daemon_alive (want no); at ExecStopPost the pid file was $at_stoppost (want absent: the daemon removes it); $(diag dw-forking)"
+fi
+
+# 7. shutdown as Type=notify: READY=1 once its workers run, then its
+# STATUS= text; systemctl stop (SIGTERM) drains them in 0.2 s and it exits
+# 0, so the stop returns in under 1 s with Result=success.
+start_unit sd-notify
+sd_status_is_serving() { [ "$(prop sd-notify StatusText)" = "serving with 3 workers" ]; }
+wait_until 5 sd_status_is_serving || true
+st="$(prop sd-notify ActiveState)/$(prop sd-notify SubState)"
+text="$(prop sd-notify StatusText)"
+if [ "$start_code" -eq 0 ] && [ "$st" = active/running ] && [ "$text" = "serving with 3 workers" ]; then
+    pass "Type=notify, shutdown: start exit 0 after ${start_secs}s; $st; StatusText=$text"
+else
+    fail "Type=notify, shutdown: start exit $start_code after ${start_secs}s (want 0): $(one_line "$start_out"); $st (want active/running); StatusText='$text' (want 'serving with 3 workers'); $(diag sd-notify)"
+fi
+stop_unit sd-notify
+ended="$(ended_clean sd-notify)"
+st="$(prop sd-notify ActiveState)"
+stopped="$(grep -c "^shutdown: worker [0-9]* stopped after" "$work/log/sd-notify.log" 2>/dev/null || true)"
+last="$(tail -n 1 "$work/log/sd-notify.log" 2>/dev/null)"
+if [ "$stop_code" -eq 0 ] && lt "$stop_secs" 1 && [ "$st" = inactive ] && [ "$ended" = "success 1 0" ] \
+        && [ "$stopped" = 3 ] && [[ $last == "shutdown: all 3 workers stopped in "*"; exiting 0" ]]; then
+    pass "Type=notify, shutdown, stop: exit 0 after ${stop_secs}s; $st; Result ExecMainCode ExecMainStatus: $ended; $stopped workers stopped; it said: $last"
+else
+    fail "Type=notify, shutdown, stop: exit $stop_code after ${stop_secs}s (want 0 within 1 s): $(one_line "$stop_out"); $st (want inactive); Result ExecMainCode ExecMainStatus: $ended (want success 1 0); workers stopped: $stopped (want 3); $(diag sd-notify)"
 fi
 
 # ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@
 //! cargo run --example daemon_wait -- --crash             # dies before ready:   exit 2
 //! cargo run --example daemon_wait -- --pid-file d.pid --serve 5 &
 //! cargo run --example daemon_wait -- --pid-file d.pid    # already running:     exit 4
+//! kill -TERM "$(cat d.pid)"                              # the daemon stops at once, removing d.pid
 //! ```
 //!
 //! The launcher forks. The daemon detaches (new session, optionally a
@@ -16,7 +17,11 @@
 //! `/dev/null`) and reports its set-up; only then does `fork_daemon`
 //! return in the launcher. The daemon "initialises" for about 200 ms and
 //! reports ready or failed, then serves `SECS` seconds (default 1) and
-//! exits, removing its pid file. The launcher prints one line and exits:
+//! exits, removing its pid file. SIGTERM (or SIGINT) while it serves stops
+//! it at once the same way, exit 0 with its pid file removed, through
+//! `bitcoin_tokenpipe::SignalInterrupt` (a signal that comes while it
+//! initialises takes effect once it has reported). The launcher prints one
+//! line and exits:
 //!
 //! | exit | meaning |
 //! |---|---|
@@ -211,6 +216,10 @@ impl Args {
     }
 }
 
+/// Triggered by SIGTERM or SIGINT in the daemon.
+#[cfg(unix)]
+static STOP: bitcoin_tokenpipe::SignalInterrupt = bitcoin_tokenpipe::SignalInterrupt::new();
+
 /// The daemon side, after `fork_daemon` (or `launch`) has detached it.
 /// Its stdout is `/dev/null` now, so it has nothing to print to. Never
 /// returns.
@@ -220,17 +229,28 @@ fn daemon_main(
     pid_file: Option<bitcoin_tokenpipe::daemon::PidFile<'_>>,
     args: &Args,
 ) -> ! {
+    use bitcoin_tokenpipe::interrupt::{SIGINT, SIGTERM};
     use std::process::exit;
     use std::time::Duration;
 
+    // First: a SIGTERM sent as soon as the pid file names us must not kill
+    // us with the file left behind.
+    if STOP.install(&[SIGTERM, SIGINT]).is_err() {
+        let _ = notifier.notify(false);
+        drop(pid_file);
+        exit(1);
+    }
     // "Initialisation": a real daemon loads its state here.
     std::thread::sleep(Duration::from_millis(200));
     match args.mode {
         Mode::ComeUp => {
             // An error here means the launcher is gone: nobody to tell.
             let _ = notifier.notify(true);
-            // A real daemon would serve here; this one rests, then ends.
-            std::thread::sleep(args.serve);
+            // A real daemon would serve here; this one rests, then ends,
+            // or ends at once when asked to stop.
+            if STOP.wait_timeout(args.serve).is_err() {
+                std::thread::sleep(args.serve);
+            }
             drop(pid_file); // removes the pid file; exit() would not
             exit(0)
         }

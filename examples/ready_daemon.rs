@@ -3,9 +3,11 @@
 //! `bitcoin_tokenpipe::ready::Notifier`:
 //!
 //! ```text
-//! ready_daemon [--fail | --crash] [--notify-fd N] [--init SECS] [--serve SECS]
+//! ready_daemon [--fail | --crash] [--notify-fd N] [--init SECS] [--serve SECS] [--pid-file PATH]
 //!
 //! cargo run --example ready_daemon                       # no launcher: runs all the same
+//! cargo run --example ready_daemon -- --pid-file rd.pid --serve 30 &
+//! kill -TERM "$(cat rd.pid)"                              # stops at once: exit 0, rd.pid removed
 //! start-stop-daemon --start --notify-await --notify-timeout 5 --background \
 //!     --pidfile /tmp/rd.pid --make-pidfile --exec target/debug/examples/ready_daemon
 //!                                                        # systemd's socket: exit 0
@@ -38,11 +40,23 @@
 //!
 //! | flag | what it does | exit |
 //! |---|---|---|
-//! | (none) | reports ready, serves `SECS` seconds (default 5) | 0 |
+//! | (none) | reports ready, serves `SECS` seconds (default 5), or until SIGTERM or SIGINT | 0 |
 //! | `--fail` | reports failure with `EIO` (errno 5) | 1 |
 //! | `--crash` | exits without a word (the launcher sees only the end of the channel, or nothing at all) | 3 |
 //! | | `--notify-fd` names an fd that is not an open pipe or socket, or the environment names an unusable channel | 1 |
+//! | | the SIGTERM and SIGINT handlers cannot be installed, or the `--pid-file` cannot be written | 1 |
 //! | | usage error (one `usage:` line on stderr) | 64 |
+//!
+//! While it serves, SIGTERM (what `systemctl stop`, `start-stop-daemon
+//! --stop` and `s6-svc -d` send) or SIGINT stops it at once, cleanly: it
+//! says so on stderr, removes its pid file and exits 0, through
+//! `bitcoin_tokenpipe::SignalInterrupt` (the handlers are installed just
+//! before it reports ready; during `--init` the signals still kill it).
+//!
+//! `--pid-file PATH`: once it has reported ready, it writes its pid (in
+//! decimal, with a newline) to `PATH`, and removes the file when it exits
+//! 0, whether its `--serve` time ran out or a signal stopped it. It is a
+//! plain file, not a lock: `daemon_wait` shows a locked one.
 //!
 //! A report that cannot be delivered (the launcher has gone) is said on
 //! stderr; the daemon goes on as it would have.
@@ -52,8 +66,13 @@
 //! and credit it to our pid. A failing daemon exits at once, and its exit
 //! alone tells the manager that it did not come up.
 
-#[cfg(unix)]
+/// Triggered by SIGTERM or SIGINT while the daemon serves.
+#[cfg(tokenpipe_sigaction)]
+static STOP: bitcoin_tokenpipe::SignalInterrupt = bitcoin_tokenpipe::SignalInterrupt::new();
+
+#[cfg(tokenpipe_sigaction)]
 fn main() {
+    use bitcoin_tokenpipe::interrupt::{SIGINT, SIGTERM};
     use bitcoin_tokenpipe::ready::Notifier;
     use std::process::exit;
     use std::time::Duration;
@@ -63,7 +82,7 @@ fn main() {
         Err(why) => {
             eprintln!(
                 "usage: ready_daemon [--fail | --crash] [--notify-fd N] [--init SECS] \
-                 [--serve SECS]  ({why})"
+                 [--serve SECS] [--pid-file PATH]  ({why})"
             );
             exit(64);
         }
@@ -122,6 +141,14 @@ fn main() {
 
     match args.mode {
         Mode::ComeUp => {
+            // Before the report: whoever learns that we are up (and reads
+            // the pid file) may send SIGTERM at once, and must get a clean stop.
+            if let Err(e) = STOP.install(&[SIGTERM, SIGINT]) {
+                eprintln!(
+                    "ready_daemon: cannot install the SIGTERM and SIGINT handlers: {e}; exiting 1"
+                );
+                exit(1);
+            }
             if let Some(n) = &notifier {
                 if let Err(e) = n.ready() {
                     eprintln!("ready_daemon: could not report ready: {e}; serving all the same");
@@ -130,9 +157,31 @@ fn main() {
                 // so this may well go nowhere: ignored.
                 let _ = n.status("serving");
             }
+            if let Some(path) = &args.pid_file
+                && let Err(e) = std::fs::write(path, format!("{}\n", std::process::id()))
+            {
+                eprintln!("ready_daemon: cannot write the pid file {path:?}: {e}; exiting 1");
+                exit(1);
+            }
             eprintln!("ready_daemon: ready; serving for {:?}", args.serve);
-            // A real daemon would serve here; this one rests, then ends.
-            std::thread::sleep(args.serve);
+            // A real daemon would serve here; this one rests, then ends,
+            // or ends as soon as it is asked to stop.
+            let stopped = match STOP.wait_timeout(args.serve) {
+                Ok(stopped) => stopped,
+                Err(e) => {
+                    eprintln!("ready_daemon: cannot wait for a signal ({e}); serving without");
+                    std::thread::sleep(args.serve);
+                    false
+                }
+            };
+            if let Some(path) = &args.pid_file
+                && let Err(e) = std::fs::remove_file(path)
+            {
+                eprintln!("ready_daemon: cannot remove the pid file {path:?}: {e}");
+            }
+            if stopped {
+                eprintln!("ready_daemon: got SIGTERM or SIGINT; stopped cleanly; exiting 0");
+            }
             exit(0)
         }
         Mode::Fail => {
@@ -154,15 +203,16 @@ fn main() {
 }
 
 /// What the command line asked for.
-#[cfg(unix)]
+#[cfg(tokenpipe_sigaction)]
 struct Args {
     mode: Mode,
     notify_fd: Option<std::ffi::c_int>,
     init: std::time::Duration,
     serve: std::time::Duration,
+    pid_file: Option<std::path::PathBuf>,
 }
 
-#[cfg(unix)]
+#[cfg(tokenpipe_sigaction)]
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
     ComeUp,
@@ -170,7 +220,7 @@ enum Mode {
     Crash,
 }
 
-#[cfg(unix)]
+#[cfg(tokenpipe_sigaction)]
 impl Args {
     fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         let mut parsed = Args {
@@ -178,6 +228,7 @@ impl Args {
             notify_fd: None,
             init: std::time::Duration::from_millis(200),
             serve: std::time::Duration::from_secs(5),
+            pid_file: None,
         };
         while let Some(arg) = args.next() {
             match arg.as_str() {
@@ -197,6 +248,10 @@ impl Args {
                 }
                 "--init" => parsed.init = seconds(&arg, args.next())?,
                 "--serve" => parsed.serve = seconds(&arg, args.next())?,
+                "--pid-file" => {
+                    let path = args.next().ok_or("--pid-file needs a PATH")?;
+                    parsed.pid_file = Some(path.into());
+                }
                 other => return Err(format!("unknown argument {other:?}")),
             }
         }
@@ -205,7 +260,7 @@ impl Args {
 }
 
 /// The SECS after `flag`, as a duration.
-#[cfg(unix)]
+#[cfg(tokenpipe_sigaction)]
 fn seconds(flag: &str, secs: Option<String>) -> Result<std::time::Duration, String> {
     let secs = secs.ok_or(format!("{flag} needs SECS"))?;
     secs.parse::<f64>()
@@ -214,8 +269,8 @@ fn seconds(flag: &str, secs: Option<String>) -> Result<std::time::Duration, Stri
         .ok_or(format!("{flag} takes seconds, not {secs:?}"))
 }
 
-#[cfg(not(unix))]
+#[cfg(not(tokenpipe_sigaction))]
 fn main() {
-    eprintln!("ready_daemon reports readiness over Unix pipes and sockets: it runs on Unix only");
+    eprintln!("ready_daemon needs POSIX signals (sigaction): it runs where processes do");
     std::process::exit(1);
 }

@@ -1,44 +1,47 @@
-//! The self-pipe: a signal handler wakes the main loop by writing one token.
+//! The self-pipe: a signal handler wakes the main loop by writing one token,
+//! here through `bitcoin_tokenpipe::SignalInterrupt`, with no `unsafe`.
 //!
 //! ```text
+//! self_pipe [--self-test]
+//!
 //! cargo run --example self_pipe                  # works until Ctrl-C (or SIGTERM)
 //! cargo run --example self_pipe -- --self-test   # sends itself SIGTERM after 300 ms
 //! ```
 //!
+//! | exit | meaning |
+//! |---|---|
+//! | 0 | a clean shutdown after SIGINT or SIGTERM |
+//! | 1 | the handlers could not be installed, or waiting failed (the message says why) |
+//! | 64 | usage error (one `usage:` line on stderr) |
+//!
 //! A signal handler may call only async-signal-safe functions, so it cannot
-//! take a lock, allocate or print. It writes one token (the signal number)
-//! to a pipe instead; the main loop waits on the read end, wakes up, and
-//! does the real work outside the handler. Exits 0 after a clean shutdown.
+//! take a lock, allocate or print. `SignalInterrupt::install` puts in a
+//! handler that sets a flag and writes one token to a pipe, which is all a
+//! handler should do; the main loop waits on the pipe, wakes up, and does
+//! the real work outside the handler. The `static` below is the whole
+//! set-up: no `sigaction` struct, no `OnceLock` for the write end, no
+//! `errno` to save and restore by hand.
+//!
+//! The main loop waits with `wait_timeout`, a 1 s tick that shows the
+//! program busy. A program with sockets to watch would instead put the
+//! interrupt's read end in its `poll` (or epoll, mio) set beside them:
+//! `STOP.try_as_fd()` (or `AsFd::as_fd`, or `as_raw_fd`) gives it, and it
+//! is readable exactly while the interrupt is triggered. With the `std`
+//! feature this example shows that too, by printing the fd it would poll.
 
-#[cfg(unix)]
-use bitcoin_tokenpipe::TokenPipeEnd;
-#[cfg(unix)]
-use std::sync::OnceLock;
+// The point of this example: signal handling with no unsafe code at all.
+#![forbid(unsafe_code)]
 
-/// The write end the handlers use. A `OnceLock` because it is set once,
-/// before the handlers are installed, and after that `get` is one atomic
-/// load: no lock, no allocation, so it is safe in a handler. (Only `set`
-/// can wait, and only `main` calls it, before any signal can arrive.)
-#[cfg(unix)]
-static WAKE: OnceLock<TokenPipeEnd> = OnceLock::new();
+#[cfg(tokenpipe_sigaction)]
+use bitcoin_tokenpipe::SignalInterrupt;
 
-#[cfg(unix)]
-extern "C" fn on_signal(sig: core::ffi::c_int) {
-    // The handler interrupts code that may be about to read errno, so it
-    // must leave errno as it found it. token_write changes errno only when
-    // the write fails, but it can fail (a full pipe), so save and restore.
-    let saved = bitcoin_tokenpipe::Errno::last();
-    if let Some(end) = WAKE.get() {
-        // A full pipe (WouldBlock) already guarantees a wake-up, and there
-        // is nothing else a handler could do about an error: ignore it.
-        let _ = end.token_write(sig as u8);
-    }
-    saved.set_last();
-}
+/// Triggered by the handlers `main` installs for SIGINT and SIGTERM.
+#[cfg(tokenpipe_sigaction)]
+static STOP: SignalInterrupt = SignalInterrupt::new();
 
-#[cfg(unix)]
+#[cfg(tokenpipe_sigaction)]
 fn main() {
-    use bitcoin_tokenpipe::{Error, TokenPipe};
+    use bitcoin_tokenpipe::interrupt::{SIGINT, SIGTERM};
     use std::process::exit;
     use std::time::Duration;
 
@@ -50,43 +53,39 @@ fn main() {
             exit(64);
         }
     };
-    let fail = |what: &str, e: Error| -> ! {
-        eprintln!("self_pipe: {what}: {e}");
-        exit(1)
-    };
 
-    let (reader, writer) = match TokenPipe::make() {
-        Ok(pipe) => pipe.split(),
-        Err(e) => fail("cannot make the pipe", e),
-    };
-    // Non-blocking on both sides: a handler must never block on a full pipe,
-    // and the reader's drain must stop when the pipe is empty.
-    if let Err(e) = writer
-        .set_nonblocking(true)
-        .and(reader.set_nonblocking(true))
-    {
-        fail("cannot make the pipe non-blocking", e);
+    // Safe: the handler runs only async-signal-safe code of the crate.
+    if let Err(e) = STOP.install(&[SIGINT, SIGTERM]) {
+        eprintln!("self_pipe: cannot install the SIGINT and SIGTERM handlers: {e}");
+        exit(1);
     }
-    let _ = WAKE.set(writer); // the first and only set: cannot fail
-
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: an all-zero sigaction is a valid value (no flags, empty
-        // mask, no handler) that we then fill in.
-        let mut action: libc::sigaction = unsafe { core::mem::zeroed() };
-        action.sa_sigaction = on_signal as extern "C" fn(core::ffi::c_int) as libc::sighandler_t;
-        // SAFETY: `action` is a valid, initialised sigaction; `on_signal`
-        // makes only async-signal-safe calls; a null old-action is allowed.
-        if unsafe { libc::sigaction(sig, &action, core::ptr::null_mut()) } != 0 {
-            eprintln!("self_pipe: sigaction: {}", std::io::Error::last_os_error());
+    // The self-pipe's read end, for a poll loop (see the module doc).
+    #[cfg(feature = "std")]
+    match STOP.try_as_fd() {
+        Ok(fd) => {
+            use std::os::fd::AsRawFd;
+            let fd = fd.as_raw_fd();
+            println!("self_pipe: a poll loop would watch fd {fd} (readable once a signal came)");
+        }
+        Err(e) => {
+            eprintln!("self_pipe: cannot get the interrupt's fd: {e}");
             exit(1);
         }
     }
 
     if self_test {
-        std::thread::spawn(|| {
+        // kill(1) rather than libc::kill: no unsafe in this example.
+        let pid = std::process::id().to_string();
+        std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(300));
-            // SAFETY: kill takes plain integers and touches no memory.
-            unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+            match std::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+            {
+                Ok(status) if status.success() => {}
+                Ok(status) => eprintln!("self_pipe: kill -TERM {pid} failed ({status})"),
+                Err(e) => eprintln!("self_pipe: cannot run kill -TERM {pid}: {e}"),
+            }
         });
         println!("self_pipe: --self-test: sending myself SIGTERM in 300 ms");
     } else {
@@ -94,35 +93,25 @@ fn main() {
     }
 
     loop {
-        // The tick only shows the program busy; a token ends the wait at once.
-        let first = match reader.token_read_timeout(Duration::from_secs(1)) {
-            Ok(token) => token,
-            Err(Error::TimedOut) => {
-                println!("self_pipe: working...");
-                continue;
+        // The tick only shows the program busy; a signal ends the wait at once.
+        match STOP.wait_timeout(Duration::from_secs(1)) {
+            Ok(true) => break,
+            Ok(false) => println!("self_pipe: working..."),
+            Err(e) => {
+                eprintln!("self_pipe: waiting for a signal: {e}");
+                exit(1);
             }
-            Err(e) => fail("waiting for a signal", e),
-        };
-        // Drain first, then act. A signal that arrives while we act writes a
-        // new token, which the next wake-up sees. Acting first and draining
-        // after would swallow that token, and with it the signal.
-        let more = reader.drain().unwrap_or_else(|e| fail("draining", e));
-        let name = match i32::from(first) {
-            libc::SIGINT => "SIGINT",
-            libc::SIGTERM => "SIGTERM",
-            _ => "an unknown signal",
-        };
-        println!(
-            "self_pipe: got {name}, drained {} token(s), shutting down cleanly",
-            1 + more
-        );
-        // A real program would stop its workers and flush its state here.
-        exit(0);
+        }
     }
+    // The interrupt says that a signal came, not which one: a program that
+    // must tell them apart installs one interrupt per signal.
+    println!("self_pipe: got SIGINT or SIGTERM, shutting down cleanly");
+    // A real program would stop its workers and flush its state here.
+    exit(0);
 }
 
-#[cfg(not(unix))]
+#[cfg(not(tokenpipe_sigaction))]
 fn main() {
-    eprintln!("self_pipe needs Unix signals and pipes: it runs on Unix only");
+    eprintln!("self_pipe needs POSIX signals (sigaction): it runs where processes do");
     std::process::exit(1);
 }
