@@ -10,7 +10,7 @@
 //!
 //! | exit | meaning |
 //! |---|---|
-//! | 0 | a clean shutdown after SIGINT or SIGTERM |
+//! | 0 | a clean shutdown after SIGINT or SIGTERM (it names the signal) |
 //! | 1 | the handlers could not be installed, or waiting failed (the message says why) |
 //! | 64 | usage error (one `usage:` line on stderr) |
 //!
@@ -103,9 +103,13 @@ fn main() {
             }
         }
     }
-    // The interrupt says that a signal came, not which one: a program that
-    // must tell them apart installs one interrupt per signal.
-    println!("self_pipe: got SIGINT or SIGTERM, shutting down cleanly");
+    // The interrupt keeps the first signal that triggered it.
+    let name = match STOP.signal() {
+        Some(SIGINT) => "SIGINT",
+        Some(SIGTERM) => "SIGTERM",
+        _ => "a trigger",
+    };
+    println!("self_pipe: got {name}, shutting down cleanly");
     // A real program would stop its workers and flush its state here.
     exit(0);
 }

@@ -31,7 +31,7 @@
 //!
 //! | outcome | what it prints | exit |
 //! |---|---|---|
-//! | a signal, then the drain | `shutdown: got SIGINT or SIGTERM; ...`, one `worker I stopped` line per worker, `shutdown: all N workers stopped; exiting 0` | 0 |
+//! | a signal, then the drain | `shutdown: got SIGINT; ...` (or `SIGTERM`), one `worker I stopped` line per worker, `shutdown: all N workers stopped; exiting 0` | 0 |
 //! | a second signal during the drain | nothing more | killed by that signal (shell: 130 or 143) |
 //! | the handlers cannot be installed, `NOTIFY_SOCKET` is unusable, or a worker panicked | one line saying which | 1 |
 //! | usage error | one `usage:` line on stderr | 64 |
@@ -138,8 +138,13 @@ fn main() {
         let _ = STOP.trigger();
     }
     let asked = Instant::now();
+    let name = match STOP.signal() {
+        Some(SIGINT) => "SIGINT",
+        Some(SIGTERM) => "SIGTERM",
+        _ => "a stop",
+    };
     println!(
-        "shutdown: got SIGINT or SIGTERM; draining {n} workers for {drain:?} \
+        "shutdown: got {name}; draining {n} workers for {drain:?} \
          (send it again to force)"
     );
     if let Some(notifier) = &notifier {

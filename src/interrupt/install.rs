@@ -46,6 +46,10 @@ extern "C" fn on_signal(sig: c_int) {
     // way: nothing is asked of us any more.
     if let Some(interrupt) = slot.interrupt.load() {
         let earlier = interrupt.deliveries.fetch_add(1, Ordering::AcqRel);
+        let _ =
+            interrupt
+                .first_signal
+                .compare_exchange(0, sig, Ordering::AcqRel, Ordering::Relaxed);
         if earlier > 0 && slot.terminates.load(Ordering::Relaxed) {
             sys::die_by_default_action(sig);
         }
@@ -251,6 +255,31 @@ fn refused(signal: c_int) -> bool {
 }
 
 impl SignalInterrupt {
+    /// Which installed signal triggered the interrupt: the first one
+    /// delivered since it was made or last [`reset`](Self::reset), or
+    /// `None` if none was (a plain [`trigger`](Self::trigger) records no
+    /// signal). One atomic load; async-signal-safe.
+    ///
+    /// ```no_run
+    /// use bitcoin_tokenpipe::SignalInterrupt;
+    /// use bitcoin_tokenpipe::interrupt::{SIGINT, SIGTERM};
+    ///
+    /// static STOP: SignalInterrupt = SignalInterrupt::new();
+    ///
+    /// STOP.install(&[SIGINT, SIGTERM])?;
+    /// STOP.wait()?;
+    /// let why = if STOP.signal() == Some(SIGINT) { "Ctrl-C" } else { "SIGTERM" };
+    /// println!("stopping on {why}");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn signal(&self) -> Option<c_int> {
+        match self.first_signal.load(Ordering::Acquire) {
+            0 => None,
+            sig => Some(sig),
+        }
+    }
+
     /// Makes each of `signals` trigger this interrupt: a `sigaction`
     /// handler (`SA_RESTART`, so the system calls it interrupts restart)
     /// that calls [`trigger`](Self::trigger). Returns what was installed,

@@ -197,6 +197,9 @@ pub struct SignalInterrupt {
     /// second-signal option of `install`).
     #[cfg_attr(not(tokenpipe_sigaction), allow(dead_code))]
     deliveries: AtomicU32,
+    /// The first installed signal delivered since the last reset, or 0.
+    #[cfg_attr(not(tokenpipe_sigaction), allow(dead_code))]
+    first_signal: AtomicI32,
 }
 
 impl SignalInterrupt {
@@ -209,6 +212,7 @@ impl SignalInterrupt {
             read_fd: AtomicI32::new(-1),
             write_fd: AtomicI32::new(-1),
             deliveries: AtomicU32::new(0),
+            first_signal: AtomicI32::new(0),
         }
     }
 
@@ -393,9 +397,9 @@ impl SignalInterrupt {
     ///
     /// One non-blocking `read(2)` when triggered, none otherwise. It may
     /// wait for a trigger in another thread to finish writing its token
-    /// (one system call), so it is not for signal handlers. Also resets
-    /// the count of signal deliveries that the second-signal option of
-    /// `install` keeps.
+    /// (one system call), so it is not for signal handlers. Also forgets
+    /// which signal came (`signal()`) and the count of deliveries that the
+    /// second-signal option of `install` keeps.
     ///
     /// # Errors
     /// [`Error::Os`] if the read fails with anything but "no token"
@@ -404,7 +408,7 @@ impl SignalInterrupt {
         loop {
             let s = self.state.load(Ordering::Acquire);
             if s & TRIGGERED == 0 {
-                self.deliveries.store(0, Ordering::Relaxed);
+                self.forget_signals();
                 return Ok(());
             }
             if !ready_here(s) {
@@ -420,7 +424,7 @@ impl SignalInterrupt {
                     .compare_exchange(s, s & !TRIGGERED, Ordering::AcqRel, Ordering::Acquire)
                     .is_ok()
                 {
-                    self.deliveries.store(0, Ordering::Relaxed);
+                    self.forget_signals();
                     return Ok(());
                 }
                 continue;
@@ -457,7 +461,7 @@ impl SignalInterrupt {
                     Err(e) => break Err(e),
                 }
             };
-            self.deliveries.store(0, Ordering::Relaxed);
+            self.forget_signals();
             // A trigger between the read and here found the flag set and
             // wrote nothing: it happened before this reset, which clears it.
             self.state
@@ -492,6 +496,13 @@ impl SignalInterrupt {
                 Pipe::Busy => pause(),
             }
         }
+    }
+
+    /// Clears what the handler keeps for [`signal`](Self::signal) and the
+    /// second-signal option.
+    fn forget_signals(&self) {
+        self.deliveries.store(0, Ordering::Relaxed);
+        self.first_signal.store(0, Ordering::Relaxed);
     }
 
     /// Makes sure this process has the pipe, making it if nobody here is
