@@ -69,6 +69,20 @@ struct SpinBarrier {
     arrived: AtomicUsize,
     generation: AtomicUsize,
     parties: usize,
+    /// Set when a party panics, so the others stop waiting for it.
+    broken: AtomicBool,
+}
+
+/// Breaks `barrier` if its holder's thread unwinds: a failed assertion
+/// fails the test instead of leaving the other threads spinning forever.
+struct BreakOnPanic<'a>(&'a SpinBarrier);
+
+impl Drop for BreakOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.broken.store(true, Ordering::SeqCst);
+        }
+    }
 }
 
 impl SpinBarrier {
@@ -77,6 +91,7 @@ impl SpinBarrier {
             arrived: AtomicUsize::new(0),
             generation: AtomicUsize::new(0),
             parties,
+            broken: AtomicBool::new(false),
         }
     }
 
@@ -89,6 +104,10 @@ impl SpinBarrier {
         }
         let mut spins = 0u32;
         while self.generation.load(Ordering::Acquire) == generation {
+            assert!(
+                !self.broken.load(Ordering::SeqCst),
+                "another thread of the test failed"
+            );
             spins += 1;
             if spins < 64 {
                 std::hint::spin_loop();
@@ -179,6 +198,7 @@ fn a_trigger_reset_race_over_a_million_rounds_loses_no_trigger() {
     let started = Instant::now();
     let tally = std::thread::scope(|s| {
         s.spawn(|| {
+            let _broken = BreakOnPanic(&barrier);
             for _ in 0..rounds {
                 barrier.wait(); // race
                 si.trigger().unwrap();
@@ -188,6 +208,7 @@ fn a_trigger_reset_race_over_a_million_rounds_loses_no_trigger() {
                 barrier.wait(); // checked again
             }
         });
+        let _broken = BreakOnPanic(&barrier);
         let mut tally = Tally::default();
         for round in 0..rounds {
             barrier.wait();
@@ -240,6 +261,7 @@ fn many_triggering_and_many_resetting_threads_never_hang_and_agree_when_quiet() 
     std::thread::scope(|s| {
         for _ in 0..triggerers {
             s.spawn(|| {
+                let _broken = BreakOnPanic(&barrier);
                 for _ in 0..batches {
                     barrier.wait();
                     for _ in 0..200 {
@@ -251,6 +273,7 @@ fn many_triggering_and_many_resetting_threads_never_hang_and_agree_when_quiet() 
         }
         for _ in 0..resetters {
             s.spawn(|| {
+                let _broken = BreakOnPanic(&barrier);
                 for _ in 0..batches {
                     barrier.wait();
                     for _ in 0..200 {
@@ -260,6 +283,7 @@ fn many_triggering_and_many_resetting_threads_never_hang_and_agree_when_quiet() 
                 }
             });
         }
+        let _broken = BreakOnPanic(&barrier);
         for batch in 0..batches {
             barrier.wait();
             barrier.wait();
