@@ -130,40 +130,44 @@ fn ten_thousand_signals_from_four_threads_leave_one_token_and_wake_all_eight_wai
     assert!(!STORM.is_triggered());
     assert_eq!(tokens(&STORM), 0);
 
-    let in_wait = AtomicUsize::new(0);
+    // Counters and threads outside a scope: a waiter that never wakes
+    // fails the test after a deadline instead of hanging it.
+    static IN_WAIT: AtomicUsize = AtomicUsize::new(0);
+    static WOKE_OK: AtomicUsize = AtomicUsize::new(0);
+    for _ in 0..8 {
+        std::thread::spawn(|| {
+            IN_WAIT.fetch_add(1, Ordering::SeqCst);
+            if STORM.wait() == Ok(()) {
+                WOKE_OK.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+    }
+    while IN_WAIT.load(Ordering::SeqCst) < 8 {
+        std::thread::yield_now();
+    }
+    // Let them reach poll.
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(!STORM.is_triggered(), "nothing has been sent yet");
     std::thread::scope(|s| {
-        let waiters: Vec<_> = (0..8)
-            .map(|_| {
-                s.spawn(|| {
-                    in_wait.fetch_add(1, Ordering::SeqCst);
-                    STORM.wait()
-                })
-            })
-            .collect();
-        while in_wait.load(Ordering::SeqCst) < 8 {
-            std::thread::yield_now();
-        }
-        // Let them reach poll.
-        std::thread::sleep(Duration::from_millis(50));
-        assert!(!STORM.is_triggered(), "nothing has been sent yet");
-        let senders: Vec<_> = (0..4)
-            .map(|_| {
-                s.spawn(move || {
-                    // SAFETY: getpid has no preconditions.
-                    let me = unsafe { libc::getpid() };
-                    for _ in 0..2_500 {
-                        common::kill(me, sig);
-                    }
-                })
-            })
-            .collect();
-        for sender in senders {
-            sender.join().unwrap();
-        }
-        for waiter in waiters {
-            assert_eq!(waiter.join().unwrap(), Ok(()), "every waiter wakes");
+        for _ in 0..4 {
+            s.spawn(move || {
+                // SAFETY: getpid has no preconditions.
+                let me = unsafe { libc::getpid() };
+                for _ in 0..2_500 {
+                    common::kill(me, sig);
+                }
+            });
         }
     });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while WOKE_OK.load(Ordering::SeqCst) < 8 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        WOKE_OK.load(Ordering::SeqCst),
+        8,
+        "every waiter wakes, with Ok, within 30 s"
+    );
     assert!(STORM.is_triggered());
     assert_eq!(tokens(&STORM), 1, "10,000 signals, one token");
     assert!(
