@@ -28,6 +28,7 @@ run=(
     nonblocking_and_drain
     model_based
     zero_allocations
+    signal_interrupt_state_word_holds_under_miri
 )
 not_run=(
     "handshake_across_fork: fork"
@@ -45,6 +46,10 @@ not_run=(
     "launch_from_tokio: exec (Command::spawn), pidfds, tokio's AsyncFd on them"
     "interrupted_reads_are_not_timeouts: symbol interposition (its own read), syscall(SYS_read)"
     "reports_never_reach_a_reused_fd: symbol interposition (its own sigpending), signals, signal masks"
+    "signal_interrupt_never_loses_or_doubles_a_token: signals, ioctl(FIONREAD), poll, fork"
+    "signal_interrupt_first_users_race_without_leaking: ioctl(FIONREAD), /proc/self/fd"
+    "signal_interrupt_install_refuses_bad_input_and_changes_nothing: signals"
+    "signal_interrupt_in_child_processes: exec, fork, signals"
 )
 echo "miri: running ${run[*]} and the library's unit tests"
 for n in "${not_run[@]}"; do echo "miri: not run (needs what Miri lacks): $n"; done

@@ -13,7 +13,12 @@
 # phases: finding NOTIFY_SOCKET (from_env_notify_socket) = none; `ready()`
 # over NOTIFY_SOCKET = socket, one sendmsg of READY=1, close; over the token
 # pipe = one write and one close, the write inside the SIGPIPE guard; a
-# second `ready()` = none. Any extra, missing or different call fails, with
+# second `ready()` = none. SignalInterrupt: the first trigger on a fresh
+# interrupt = pipe2(O_NONBLOCK|O_CLOEXEC) + one write of the token; a
+# second trigger = none; `wait()` on a triggered interrupt = none (it
+# returns on the flag); `reset()` = one read; an untriggered
+# `wait_timeout(ZERO)` = one poll with timeout 0; dropping it = two
+# closes. Any extra, missing or different call fails, with
 # a diff of expected against traced.
 #
 # Usage: ci/syscalls.sh            (Linux; installs strace when missing)
@@ -71,15 +76,18 @@ awk '
 fds() { sed -n "s/^$1: pipe2(\\[\\([0-9]*\\), \\([0-9]*\\)\\], O_CLOEXEC) = 0\$/\\1 \\2/p" "$work/traced.txt"; }
 read -r R W < <(fds make)
 read -r OR OW < <(fds orphan)
+# The interrupt's pipe, made by its first trigger.
+read -r SR SW < <(sed -n 's/^si_first_trigger: pipe2(\[\([0-9]*\), \([0-9]*\)\], O_NONBLOCK|O_CLOEXEC) = 0$/\1 \2/p' "$work/traced.txt")
 # The token pipe handed to the notifier was made before the first marker;
 # the probe noted its write end. The notify socket's sender is traced.
 RW="$(sed -n 's/^[0-9]* *write(-1, "@note ready_writer=\([0-9]*\)", [0-9]*) .*/\1/p' "$work/strace.log")"
 S="$(sed -n 's/^ready_notify_socket: socket(AF_UNIX, SOCK_DGRAM|SOCK_CLOEXEC, 0) = \([0-9]*\)$/\1/p' "$work/traced.txt")"
 R="${R:-R}" W="${W:-W}" OR="${OR:-OR}" OW="${OW:-OW}" RW="${RW:-RW}" S="${S:-S}"
+SR="${SR:-SR}" SW="${SW:-SW}"
 # sockaddr_un's length: the family (2 bytes), the path and its NUL.
 SOCKLEN=$((2 + ${#sock} + 1))
 sed -e "s/{R}/$R/g" -e "s/{W}/$W/g" -e "s/{OR}/$OR/g" -e "s/{OW}/$OW/g" \
-    -e "s/{RW}/$RW/g" -e "s/{S}/$S/g" -e "s|{SOCK}|$sock|g" -e "s/{SOCKLEN}/$SOCKLEN/g" \
+    -e "s/{RW}/$RW/g" -e "s/{SR}/$SR/g" -e "s/{SW}/$SW/g" -e "s/{S}/$S/g" -e "s|{SOCK}|$sock|g" -e "s/{SOCKLEN}/$SOCKLEN/g" \
     >"$work/expected.txt" <<'EOF'
 make: pipe2([{R}, {W}], O_CLOEXEC) = 0
 split: (none)
@@ -120,6 +128,14 @@ ready_token_pipe: write({RW}, "\1", 1) = 1
 ready_token_pipe: rt_sigprocmask(SIG_SETMASK, [], NULL, 8) = 0
 ready_token_pipe: close({RW}) = 0
 ready_token_pipe_again: (none)
+si_first_trigger: pipe2([{SR}, {SW}], O_NONBLOCK|O_CLOEXEC) = 0
+si_first_trigger: write({SW}, "x", 1) = 1
+si_second_trigger: (none)
+si_wait_triggered: (none)
+si_reset: read({SR}, "x", 1) = 1
+si_wait_timeout_zero: poll([{fd={SR}, events=POLLIN}], 1, 0) = 0 (Timeout)
+si_drop: close({SR}) = 0
+si_drop: close({SW}) = 0
 EOF
 
 if ! diff -u "$work/expected.txt" "$work/traced.txt" >"$work/diff.txt"; then

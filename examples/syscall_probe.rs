@@ -8,6 +8,10 @@
 //! `write` and one `close` (with the `SIGPIPE` guard of
 //! `token_write_nosignal`); finding `NOTIFY_SOCKET` makes no syscall.
 //!
+//! `SignalInterrupt` too: its first trigger is one `pipe2` and one
+//! `write`, a second none, `wait` on a triggered interrupt none, `reset`
+//! one `read`, an untriggered `wait_timeout(ZERO)` one `poll`.
+//!
 //! ```text
 //! cargo run --example syscall_probe [SOCKET_PATH]   # silent; exit 0 if every call returned what it should
 //! ci/syscalls.sh                                    # the same under strace, checking each call's syscalls
@@ -25,7 +29,7 @@
 #[cfg(unix)]
 fn main() {
     use bitcoin_tokenpipe::ready::Notifier;
-    use bitcoin_tokenpipe::{Error, TokenPipe, TokenPipeEnd};
+    use bitcoin_tokenpipe::{Error, SignalInterrupt, TokenPipe, TokenPipeEnd};
     use std::os::unix::net::UnixDatagram;
     use std::time::Duration;
 
@@ -75,6 +79,14 @@ fn main() {
     let piped = piped.expect("from_env").expect("the token pipe");
     // SAFETY: as above.
     unsafe { std::env::set_var("NOTIFY_SOCKET", &socket_path) };
+
+    // Made here, used after the readiness phases. The fork hook that the
+    // fd accessors and waits register (once per process; the C library
+    // may allocate for it) is registered now, on another interrupt.
+    let si = SignalInterrupt::new();
+    let warm_up = SignalInterrupt::new();
+    warm_up.as_raw_fd().expect("as_raw_fd");
+    drop(warm_up);
 
     phase("make");
     let pipe = TokenPipe::make().expect("make");
@@ -140,6 +152,23 @@ fn main() {
     piped.ready().expect("ready over the token pipe");
     phase("ready_token_pipe_again");
     assert_eq!(piped.ready(), Err(Error::Closed.into()));
+
+    // SignalInterrupt: the first trigger makes the pipe and writes the
+    // token; a second writes nothing; waiting on a triggered interrupt
+    // returns on its flag; reset is one read; an untriggered zero-timeout
+    // look is one poll.
+    phase("si_first_trigger");
+    si.trigger().expect("first trigger");
+    phase("si_second_trigger");
+    si.trigger().expect("second trigger");
+    phase("si_wait_triggered");
+    si.wait().expect("wait");
+    phase("si_reset");
+    si.reset().expect("reset");
+    phase("si_wait_timeout_zero");
+    assert_eq!(si.wait_timeout(Duration::ZERO), Ok(false));
+    phase("si_drop");
+    drop(si);
     phase("end");
 
     // What they sent, outside the trace.

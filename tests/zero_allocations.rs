@@ -227,3 +227,77 @@ fn readiness_reports_over_a_pipe_or_fd_never_allocate() {
     assert_eq!(fd_reader.token_read(), Ok(b'\n'));
     assert_eq!(n, 0, "readiness reports allocated {n} times");
 }
+
+/// `SignalInterrupt` allocates nothing: it lives in the `no_std` core and
+/// its trigger runs in signal handlers. The first use (which makes the
+/// pipe), triggers, looks, a wait that returns on the flag, and resets.
+#[test]
+fn signal_interrupt_new_trigger_wait_reset_and_fd_never_allocate() {
+    use bitcoin_tokenpipe::SignalInterrupt;
+    use std::time::Duration;
+
+    let n = count_allocations(|| {
+        for _ in 0..if cfg!(miri) { 2 } else { 100 } {
+            let si = SignalInterrupt::new();
+            assert!(!si.is_triggered());
+            si.trigger().unwrap();
+            si.trigger().unwrap();
+            assert!(si.is_triggered());
+            si.wait().unwrap();
+            assert_eq!(si.wait_timeout(Duration::from_secs(1)), Ok(true));
+            assert!(si.as_raw_fd().unwrap() >= 0);
+            si.reset().unwrap();
+            si.reset().unwrap();
+            assert!(!si.is_triggered());
+            let mut text = StackText {
+                buf: [0; 512],
+                len: 0,
+            };
+            write!(text, "{si:?}").unwrap();
+        }
+    });
+    assert_eq!(n, 0, "SignalInterrupt allocated {n} times");
+}
+
+/// The same for waiting that reaches `poll`, and for `install` and
+/// `restore` (and every `install` error and its message).
+#[test]
+#[cfg_attr(miri, ignore = "Miri has no poll and no signals")]
+fn signal_interrupt_polling_waits_install_and_restore_never_allocate() {
+    use bitcoin_tokenpipe::SignalInterrupt;
+    use bitcoin_tokenpipe::interrupt::InstallError;
+    use std::time::Duration;
+
+    static SI: SignalInterrupt = SignalInterrupt::new();
+    // No other test in this binary handles signals.
+    let sig = libc::SIGUSR2;
+    let n = count_allocations(|| {
+        for _ in 0..20 {
+            assert_eq!(SI.wait_timeout(Duration::ZERO), Ok(false));
+            assert_eq!(SI.wait_timeout(Duration::from_millis(1)), Ok(false));
+            let installed = SI.install(&[sig]).unwrap();
+            // SAFETY: raise has no memory preconditions; the handler is
+            // installed.
+            assert_eq!(unsafe { libc::raise(sig) }, 0);
+            assert!(SI.is_triggered());
+            let mut text = StackText {
+                buf: [0; 512],
+                len: 0,
+            };
+            write!(text, "{installed:?}").unwrap();
+            for bad in [
+                &[libc::SIGKILL][..],
+                &[0],
+                &[sig],
+                &[1, 2, 3, 4, 5, 6, 10, 12, 14],
+            ] {
+                let err: InstallError = SI.install(bad).unwrap_err();
+                text.len = 0;
+                write!(text, "{err} {err:?}").unwrap();
+            }
+            installed.restore().unwrap();
+            SI.reset().unwrap();
+        }
+    });
+    assert_eq!(n, 0, "SignalInterrupt allocated {n} times");
+}
