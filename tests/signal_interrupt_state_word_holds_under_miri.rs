@@ -97,7 +97,7 @@ fn a_trigger_racing_a_reset_leaves_flag_and_pipe_agreeing() {
         for round in 0..rounds {
             // Natively, half the rounds start triggered and half not. A
             // round that starts untriggered lets the reset find the
-            // trigger writing its token, and wait for it in a 1 ms poll,
+            // trigger writing its token, and wait for it in a poll,
             // which Miri does not have: there every round starts triggered
             // (the trigger finds the flag set, or comes after the reset and
             // writes; the reset never waits).
@@ -116,7 +116,9 @@ fn a_trigger_racing_a_reset_leaves_flag_and_pipe_agreeing() {
             );
             if flag {
                 // The check took the token: the reset that follows finds
-                // none (EAGAIN), which it takes in its stride.
+                // none and no write in flight, and ends instead of waiting
+                // for a token that will never come (a version that waited
+                // for as long as the flag was set hung here).
                 si.reset().unwrap();
             }
             assert!(!si.is_triggered());

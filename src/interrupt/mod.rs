@@ -13,6 +13,8 @@
 //! - `BUSY`: someone is making the pipe (the first use, or the first use
 //!   after a fork), tagged with the generation too.
 //! - `TAKING`: a `reset` is reading the token.
+//! - `WRITERS`: how many token writes are in flight (set in the operation
+//!   that decides to write, taken off after the `write`).
 //!
 //! Exactly one token is in the pipe while `TRIGGERED` is set on a `READY`
 //! pipe (once the trigger that set it has written), and none otherwise. Two rules keep that
@@ -23,9 +25,12 @@
 //!   that moment (a trigger that came while the pipe was being made, maybe
 //!   from a handler that interrupted the making).
 //!
-//! A `reset` that finds the flag set and the pipe still empty (that write
-//! has not happened yet) waits on the read end for it; a trigger whose
-//! write fails clears the flag again, which ends that wait.
+//! A `reset` that finds the flag set and the pipe still empty waits on the
+//! read end only while a write is in flight. With none in flight, the token
+//! is not coming: its write failed (that trigger clears the flag again), or
+//! someone read the read end against the docs. Either way the reset ends
+//! instead of hanging. A count, not a bit: the late "done" of one trigger
+//! must not erase the "writing" of the next.
 
 #[cfg(tokenpipe_sigaction)]
 mod install;
@@ -48,9 +53,14 @@ const TRIGGERED: u32 = 1;
 const READY: u32 = 1 << 1;
 const BUSY: u32 = 1 << 2;
 const TAKING: u32 = 1 << 3;
+/// One token write in flight; `WRITERS` holds up to 4095 of them at once
+/// (each is a thread or handler between deciding to write and returning
+/// from `write`).
+const WRITER: u32 = 1 << 4;
+const WRITERS: u32 = 0xfff << 4;
 /// The fork generation's bits (sys keeps the bits below its step zero).
 const GENERATION: u32 = !(sys::FORK_GENERATION_STEP - 1);
-const _: () = assert!(TAKING < sys::FORK_GENERATION_STEP);
+const _: () = assert!(WRITERS < sys::FORK_GENERATION_STEP);
 
 /// The byte in the pipe. Bitcoin Core writes `'x'`; nothing reads its value.
 const TOKEN: u8 = b'x';
@@ -252,7 +262,7 @@ impl SignalInterrupt {
             }
             match self.state.compare_exchange_weak(
                 s,
-                s | TRIGGERED,
+                (s | TRIGGERED) + WRITER,
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
@@ -291,7 +301,9 @@ impl SignalInterrupt {
         // libraries leave errno alone when a call succeeds.)
         let saved = sys::errno_now();
         let fd = self.write_fd.load(Ordering::Relaxed);
-        if sys::write_count(fd, &[TOKEN]) == 1 {
+        let wrote = sys::write_count(fd, &[TOKEN]);
+        self.state.fetch_sub(WRITER, Ordering::Release);
+        if wrote == 1 {
             return Ok(());
         }
         self.write_failed(saved)
@@ -402,8 +414,10 @@ impl SignalInterrupt {
     /// second-signal option of `install` keeps.
     ///
     /// # Errors
-    /// [`Error::Os`] if the read fails with anything but "no token"
-    /// (which a failed trigger leaves); the flag is cleared either way.
+    /// [`Error::Os`] if the read fails with anything but "no token"; the
+    /// flag is cleared either way. A token that is not coming (its write
+    /// failed, or someone read the read end against the docs of
+    /// [`as_raw_fd`](Self::as_raw_fd)) ends the reset, never hangs it.
     pub fn reset(&self) -> Result<()> {
         loop {
             let s = self.state.load(Ordering::Acquire);
@@ -442,17 +456,19 @@ impl SignalInterrupt {
             }
             let fd = self.read_fd.load(Ordering::Relaxed);
             let mut token = [0u8; 1];
+            // Empty pipe: wait on it while a write is in flight; once none
+            // is, one more read decides (a write may have landed just
+            // after the last one), and no token then means none is coming.
+            let mut last_look = false;
             let taken = loop {
                 match sys::read(fd, &mut token) {
                     Ok(_) => break Ok(()),
                     Err(Errno::EINTR) => {}
+                    Err(Errno::EAGAIN) if last_look => break Ok(()),
                     Err(Errno::EAGAIN) => {
-                        // The trigger that set the flag has not written
-                        // yet, or its write failed and it cleared the flag.
-                        if self.state.load(Ordering::Acquire) & TRIGGERED == 0 {
-                            break Ok(());
-                        }
-                        if let Err(e) = sys::poll_readable(fd, 10)
+                        if self.state.load(Ordering::Acquire) & WRITERS == 0 {
+                            last_look = true;
+                        } else if let Err(e) = sys::poll_readable(fd, 10)
                             && e != Errno::EINTR
                         {
                             break Err(e);
@@ -473,8 +489,10 @@ impl SignalInterrupt {
     /// The read end's fd, for a `poll`, `epoll`, kqueue or mio loop: it is
     /// readable exactly while the interrupt is triggered. Makes the pipe if
     /// this is the first use. Do not read from it, or close it: the token
-    /// belongs to [`reset`](Self::reset), and the fd to the interrupt (it
-    /// is closed when a non-`static` interrupt is dropped).
+    /// belongs to [`reset`](Self::reset) (a token read elsewhere leaves the
+    /// fd unreadable while the interrupt is still triggered), and the fd to
+    /// the interrupt (it is closed when a non-`static` interrupt is
+    /// dropped).
     ///
     /// (Readable a moment after [`is_triggered`](Self::is_triggered) turns
     /// true: the trigger sets the flag, then writes.)
@@ -517,7 +535,7 @@ impl SignalInterrupt {
                 return Ok(Pipe::Busy);
             }
             // Claim the making, keeping the flag and dropping whatever a
-            // fork's parent was doing (READY, BUSY, TAKING).
+            // fork's parent was doing (READY, BUSY, TAKING, WRITERS).
             let claimed = (s & TRIGGERED) | BUSY | here();
             if self
                 .state
@@ -549,13 +567,16 @@ impl SignalInterrupt {
             let before = self
                 .state
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
-                    Some((s & TRIGGERED) | READY | here())
+                    let owed = s & TRIGGERED;
+                    let writer = if owed != 0 { WRITER } else { 0 };
+                    Some(owed | READY | here() | writer)
                 })
                 .unwrap_or_else(|s| s);
             if before & TRIGGERED != 0 {
                 // A trigger that came while the pipe was being made left
                 // its token to us. A fresh, empty pipe takes one byte.
                 let _ = sys::write_count(write, &[TOKEN]);
+                self.state.fetch_sub(WRITER, Ordering::Release);
             }
             return Ok(Pipe::Ready(read));
         }

@@ -98,9 +98,10 @@ pub(crate) fn die_by_default_action(sig: c_int) {
     }
 }
 
-/// What [`note_forked_child`] adds to the fork generation: its low five
-/// bits stay zero, free for the flags a caller keeps beside it in one word.
-pub(crate) const FORK_GENERATION_STEP: u32 = 32;
+/// What [`note_forked_child`] adds to the fork generation: its low sixteen
+/// bits stay zero, free for the flags and counts a caller keeps beside it
+/// in one word (the generation then tells 65,536 generations apart).
+pub(crate) const FORK_GENERATION_STEP: u32 = 1 << 16;
 
 /// How many times this process has been a fork's child since it started,
 /// times [`FORK_GENERATION_STEP`]: bumped in the child by
