@@ -221,6 +221,18 @@ struct Raised<W: Wake> {
     signal: c_int,
 }
 
+/// Two wake-ups, each triggered by raising its signal (leaked: the
+/// waiter thread holds them for the rest of the run).
+fn raised_by<W: Wake>(
+    sig_a: c_int,
+    a: &'static W,
+    sig_b: c_int,
+    b: &'static W,
+) -> (&'static Raised<W>, &'static Raised<W>) {
+    let raised = |inner, signal| &*Box::leak(Box::new(Raised { inner, signal }));
+    (raised(a, sig_a), raised(b, sig_b))
+}
+
 impl<W: Wake> Wake for Raised<W> {
     fn trigger(&self) {
         // SAFETY: raise has no memory preconditions; the signal's handler is
@@ -303,28 +315,14 @@ fn by_signal(c: &mut Criterion) {
         a.0.install(&[SIGUSR1]).unwrap(),
         b.0.install(&[SIGUSR2]).unwrap(),
     ];
-    let a = Box::leak(Box::new(Raised {
-        inner: a,
-        signal: SIGUSR1,
-    }));
-    let b = Box::leak(Box::new(Raised {
-        inner: b,
-        signal: SIGUSR2,
-    }));
+    let (a, b) = raised_by(SIGUSR1, a, SIGUSR2, b);
     ping_pong(&mut g, SI_RAISED, a, b);
     for i in installed {
         i.restore().unwrap();
     }
 
     let ((a, id_a), (b, id_b)) = (signal_hook_pipe(SIGUSR1), signal_hook_pipe(SIGUSR2));
-    let a = Box::leak(Box::new(Raised {
-        inner: a,
-        signal: SIGUSR1,
-    }));
-    let b = Box::leak(Box::new(Raised {
-        inner: b,
-        signal: SIGUSR2,
-    }));
+    let (a, b) = raised_by(SIGUSR1, a, SIGUSR2, b);
     ping_pong(&mut g, HOOK_RAISED, a, b);
     signal_hook::low_level::unregister(id_a);
     signal_hook::low_level::unregister(id_b);
