@@ -2,7 +2,9 @@
 # The tools the cargo tests start, installed if missing: the launch tests
 # run systemd-notify (Debian package systemd) as a real sender, setpriv
 # (util-linux) to send as an unprivileged user, and strace to inject the
-# faults real launchers meet (a refused kill, a slow recvmsg). A missing
+# faults real launchers meet (a refused kill, a slow recvmsg); kill(1)
+# (procps), which the README's self-pipe recipe and the self_pipe and
+# shutdown examples' --self-test use to send their process SIGTERM. A missing
 # tool is an error that names it, never a test quietly skipped.
 #
 # Usage: ci/test-tools.sh
@@ -14,5 +16,6 @@ missing=0
 need_cmd systemd-notify systemd || missing=1
 need_cmd setpriv util-linux || missing=1
 need_cmd strace strace || missing=1
+need_cmd kill procps || missing=1
 [ "$missing" = 0 ] || die "the tests above need these tools"
-log "systemd-notify, setpriv and strace are here"
+log "systemd-notify, setpriv, strace and kill are here"
