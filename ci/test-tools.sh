@@ -16,6 +16,11 @@ missing=0
 need_cmd systemd-notify systemd || missing=1
 need_cmd setpriv util-linux || missing=1
 need_cmd strace strace || missing=1
-need_cmd kill procps || missing=1
+# `type -P`, not need_cmd's `command -v`: the shell's own kill builtin
+# would answer for a program the tests start that is not there.
+if ! type -P kill >/dev/null; then
+    apt_ensure procps || true
+    type -P kill >/dev/null || { log "missing tool: kill (Debian package procps)"; missing=1; }
+fi
 [ "$missing" = 0 ] || die "the tests above need these tools"
 log "systemd-notify, setpriv, strace and kill are here"
