@@ -166,25 +166,20 @@ use libc::_errnop as errno_location;
 #[cold]
 #[inline(never)]
 pub(crate) fn errno() -> Errno {
+    errno_now()
+}
+
+/// Reads the calling thread's `errno` where the read is on a hot path (a
+/// signal-safe call saving it to restore later): [`errno()`] without the
+/// `#[cold]`.
+#[inline]
+pub(crate) fn errno_now() -> Errno {
     #[cfg(not(tokenpipe_errno = "errnoGet"))]
     // SAFETY: the errno location function has no preconditions and returns a
     // pointer to the calling thread's errno, valid for the thread's lifetime.
     let e = unsafe { *errno_location() };
     #[cfg(tokenpipe_errno = "errnoGet")]
     // SAFETY: errnoGet has no preconditions; it reads this task's errno.
-    let e = unsafe { libc::errnoGet() };
-    Errno::from_raw(e)
-}
-
-/// Reads the calling thread's `errno` on a hot path, to restore it later:
-/// [`errno()`] without the `#[cold]`.
-#[inline]
-pub(crate) fn errno_now() -> Errno {
-    #[cfg(not(tokenpipe_errno = "errnoGet"))]
-    // SAFETY: as in `errno`.
-    let e = unsafe { *errno_location() };
-    #[cfg(tokenpipe_errno = "errnoGet")]
-    // SAFETY: as in `errno`.
     let e = unsafe { libc::errnoGet() };
     Errno::from_raw(e)
 }
