@@ -364,7 +364,7 @@ impl SignalInterrupt {
             let Some(slot) = SLOTS.get(signal as usize) else {
                 continue;
             };
-            if slot.interrupt.claim(self).is_err() {
+            if !slot.interrupt.claim(self) {
                 let _ = done.restore();
                 return Err(InstallError::Taken { signal });
             }

@@ -75,10 +75,9 @@ impl PidfdLine {
         };
         #[allow(unsafe_code)]
         // SAFETY: the closure runs in the forked child before exec and makes
-        // only system calls (fstat, getpid, pidfd_open, sendmsg, close) and
-        // one atomic add,
-        // each async-signal-safe; it captures two plain values and
-        // allocates nothing.
+        // only system calls (fstat, getpid, pidfd_open, sendmsg, close), each
+        // async-signal-safe, and one atomic add; it captures two plain values
+        // and allocates nothing.
         unsafe {
             cmd.pre_exec(send_own_pidfd);
         }

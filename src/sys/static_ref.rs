@@ -25,18 +25,13 @@ impl<T: 'static> StaticRef<T> {
         unsafe { p.as_ref() }
     }
 
-    /// Puts `value` in the slot if it is empty; otherwise returns what it
-    /// holds.
-    pub(crate) fn claim(&self, value: &'static T) -> Result<(), &'static T> {
+    /// Puts `value` in the slot if it is empty; `false` if the slot was
+    /// taken.
+    pub(crate) fn claim(&self, value: &'static T) -> bool {
         let p = ptr::from_ref(value).cast_mut();
-        match self
-            .0
+        self.0
             .compare_exchange(ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) => Ok(()),
-            // SAFETY: as in `load`: a non-null value came from a &'static T.
-            Err(held) => Err(unsafe { &*held }),
-        }
+            .is_ok()
     }
 
     /// Empties the slot.
