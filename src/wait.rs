@@ -16,6 +16,41 @@ pub(crate) fn poll_timeout_ms(remaining: Duration) -> c_int {
     c_int::try_from(ms).unwrap_or(c_int::MAX)
 }
 
+/// A wait's deadline on `CLOCK_MONOTONIC`, which the wall clock cannot
+/// step: what a wait that a signal interrupts measures the time left
+/// against, instead of starting the whole timeout again. Shared by
+/// [`TokenPipeEnd::token_read_timeout`] and `SignalInterrupt::wait_timeout`.
+pub(crate) struct Deadline {
+    timeout: Duration,
+    start: Duration,
+}
+
+impl Deadline {
+    /// Starts the clock (a zero timeout needs none: there is no remaining
+    /// time to track).
+    pub(crate) fn start(timeout: Duration) -> Result<Deadline> {
+        let start = if timeout.is_zero() {
+            Duration::ZERO
+        } else {
+            sys::monotonic_now().map_err(Error::Os)?
+        };
+        Ok(Deadline { timeout, start })
+    }
+
+    /// The time left, or `None` once it has run out (at once for a zero
+    /// timeout: one look).
+    pub(crate) fn left(&self) -> Result<Option<Duration>> {
+        if self.timeout.is_zero() {
+            return Ok(None);
+        }
+        let elapsed = sys::monotonic_now()
+            .map_err(Error::Os)?
+            .saturating_sub(self.start);
+        let left = self.timeout.saturating_sub(elapsed);
+        Ok((!left.is_zero()).then_some(left))
+    }
+}
+
 impl TokenPipeEnd {
     /// Reads one token, waiting at most `timeout` for it: `poll(2)` for
     /// readability, then one `read(2)`.
@@ -64,12 +99,7 @@ impl TokenPipeEnd {
     #[doc(alias = "poll")]
     pub fn token_read_timeout(&self, timeout: Duration) -> Result<u8> {
         let fd = self.open_fd()?;
-        // A zero timeout needs no clock: there is no remaining time to track.
-        let start = if timeout.is_zero() {
-            Duration::ZERO
-        } else {
-            sys::monotonic_now().map_err(Error::Os)?
-        };
+        let deadline = Deadline::start(timeout)?;
         let mut remaining = timeout;
         loop {
             match sys::poll_readable(fd, poll_timeout_ms(remaining)) {
@@ -100,16 +130,7 @@ impl TokenPipeEnd {
                 Err(Errno::EINTR) => {}
                 Err(e) => return Err(Error::Os(e)),
             }
-            if timeout.is_zero() {
-                return Err(Error::TimedOut);
-            }
-            let elapsed = sys::monotonic_now()
-                .map_err(Error::Os)?
-                .saturating_sub(start);
-            remaining = timeout.saturating_sub(elapsed);
-            if remaining.is_zero() {
-                return Err(Error::TimedOut);
-            }
+            remaining = deadline.left()?.ok_or(Error::TimedOut)?;
         }
     }
 

@@ -42,7 +42,7 @@ use core::time::Duration;
 
 use crate::error::{Errno, Error, Result};
 use crate::sys::{self, Polled};
-use crate::wait::poll_timeout_ms;
+use crate::wait::{Deadline, poll_timeout_ms};
 
 #[cfg(tokenpipe_sigaction)]
 pub use install::{InstallError, InstallOptions, Installed, MAX_SIGNALS};
@@ -367,10 +367,7 @@ impl SignalInterrupt {
             return Ok(true);
         }
         let fd = self.read_end()?;
-        let start = match timeout {
-            Some(t) if !t.is_zero() => sys::monotonic_now().map_err(Error::Os)?,
-            _ => Duration::ZERO,
-        };
+        let deadline = timeout.map(Deadline::start).transpose()?;
         let mut remaining = timeout;
         loop {
             // The flag, not the pipe, is the answer: readable with the flag
@@ -378,25 +375,16 @@ impl SignalInterrupt {
             if self.is_triggered() {
                 return Ok(true);
             }
-            let ms = remaining.map_or(-1, poll_timeout_ms);
-            match sys::poll_readable(fd, ms) {
-                Ok(Polled::Ready) | Err(Errno::EINTR) => {}
-                Ok(Polled::TimedOut) => {}
+            match sys::poll_readable(fd, remaining.map_or(-1, poll_timeout_ms)) {
+                Ok(Polled::Ready | Polled::TimedOut) | Err(Errno::EINTR) => {}
                 Ok(Polled::NotOpen) => return Err(Error::Os(Errno::EBADF)),
                 Err(e) => return Err(Error::Os(e)),
             }
-            if let Some(total) = timeout {
-                if self.is_triggered() {
-                    return Ok(true);
-                }
-                let elapsed = if total.is_zero() {
-                    total
-                } else {
-                    sys::monotonic_now().map_err(Error::Os)? - start
-                };
-                match total.checked_sub(elapsed) {
-                    Some(left) if !left.is_zero() => remaining = Some(left),
-                    _ => return Ok(false),
+            if let Some(deadline) = &deadline {
+                match deadline.left()? {
+                    Some(left) => remaining = Some(left),
+                    // The last look, after the poll that used up the time.
+                    None => return Ok(self.is_triggered()),
                 }
             }
         }
