@@ -107,14 +107,12 @@ per_call() {
 # instructions, so the division is exact; awk prints a fraction if not.
 over_budget=0
 count() {
-    local op="$1" what="$2" budget="$3" table libc_cost="" crate_cost="" impl name ir_n ir_m cost delta over
+    local op="$1" what="$2" budget="$3" table libc_cost="" crate_cost="" impl name cost delta
     table="| pipe | instructions per $what | vs raw libc |
 | --- | ---: | ---: |"
     for impl in libc crate rustix nix std os_pipe; do
         name="$("$bin" "$impl" 0 "$op")"
-        ir_n="$(ir "$impl" "$N" "$op")"
-        ir_m="$(ir "$impl" "$M" "$op")"
-        cost="$(awk -v a="$ir_n" -v b="$ir_m" -v d="$((N - M))" 'BEGIN { print (a - b) / d }')"
+        cost="$(per_call "$impl" "$op")"
         [ "$impl" = libc ] && libc_cost="$cost"
         [ "$impl" = crate ] && crate_cost="$cost"
         delta="$(awk -v c="$cost" -v l="$libc_cost" 'BEGIN { printf "%+g", c - l }')"
@@ -122,12 +120,20 @@ count() {
     done
     echo "$table"
     echo
-    over="$(awk -v c="$crate_cost" -v l="$libc_cost" 'BEGIN { print c - l }')"
-    if awk -v o="$over" -v b="$budget" 'BEGIN { exit !(o > b) }'; then
-        log "error: bitcoin-tokenpipe costs $crate_cost instructions per $what, raw libc $libc_cost: $over over, more than the $budget allowed"
+    within_budget "bitcoin-tokenpipe's $what" "$crate_cost" "raw libc's" "$libc_cost" "$budget"
+}
+
+# within_budget WHAT COST BASE_NAME BASE BUDGET: logs COST against BASE (on
+# stderr: callers' stdout is the report) and sets over_budget when it is
+# more than BUDGET over. Sets `over` to the difference. Not to be called in
+# $(...): over_budget must be set in this shell.
+within_budget() {
+    over="$(awk -v c="$2" -v l="$4" 'BEGIN { print c - l }')"
+    if awk -v o="$over" -v b="$5" 'BEGIN { exit !(o > b) }'; then
+        log "error: $1 costs $2 instructions, $3 $4: +$over, more than the +$5 allowed"
         over_budget=1
     else
-        log "bitcoin-tokenpipe $crate_cost, raw libc $libc_cost instructions per $what: within +$budget"
+        log "$1 costs $2 instructions, $3 $4: +$over, within +$5"
     fi
 }
 
@@ -155,13 +161,8 @@ interrupt_count() {
     row '`reset` / `read` 1 byte' "$take_libc" "$take_crate"
     row 'the iteration (both, and the loop)' "$all_libc" "$all_crate"
     echo
-    diff="$(awk -v c="$trig_crate" -v l="$trig_libc" 'BEGIN { print c - l }')"
-    if awk -v o="$diff" -v b="$TRIGGER_BUDGET" 'BEGIN { exit !(o > b) }'; then
-        log "error: SignalInterrupt::trigger costs $trig_crate instructions, a raw write $trig_libc: +$diff, more than the +$TRIGGER_BUDGET budget"
-        over_budget=1
-    else
-        log "SignalInterrupt::trigger $trig_crate, raw write $trig_libc instructions: +$diff, within the +$TRIGGER_BUDGET budget"
-    fi
+    within_budget "SignalInterrupt::trigger" "$trig_crate" "a raw write" "$trig_libc" "$TRIGGER_BUDGET"
+    diff="$over"
     if awk -v o="$diff" -v g="$TRIGGER_GOAL" 'BEGIN { exit !(o > g) }'; then
         log "note: the issue's goal for trigger, a raw write + $TRIGGER_GOAL, is not met: +$diff (TRIGGER_BUDGET in ci/instructions.sh says where they go)"
     fi
