@@ -296,14 +296,19 @@ diag() {
         "$(one_line "$(cat "$work/log/$1.log" 2>/dev/null)")" \
         "$(one_line "$(grep -F "$1" "$work/log/systemd.log" | tail -n 6)")"
 }
-# start_unit UNIT: systemctl start; sets start_code, start_out, start_secs.
-start_unit() {
-    local t0
+# timed VERB UNIT: systemctl VERB UNIT, timed; sets VERB_code, VERB_out and
+# VERB_secs (start_code, stop_secs, ...).
+timed() {
+    local t0 code=0 out
     t0="$(now)"
-    start_code=0
-    start_out="$(ns systemctl start "$1" 2>&1)" || start_code=$?
-    start_secs="$(elapsed "$t0")"
+    out="$(ns systemctl "$1" "$2" 2>&1)" || code=$?
+    printf -v "$1_code" '%s' "$code"
+    printf -v "$1_out" '%s' "$out"
+    printf -v "$1_secs" '%s' "$(elapsed "$t0")"
 }
+start_code=0 start_out="" start_secs=0 stop_code=0 stop_out="" stop_secs=0
+start_unit() { timed start "$1"; }
+stop_unit() { timed stop "$1"; }
 # lt A B / ge A B: compare two decimals.
 lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
 ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a >= b) }'; }
@@ -358,14 +363,6 @@ if [ "$start_code" -eq 0 ] && [ "$st" = active/running ] && [ "$text" = serving 
 else
     fail "Type=notify, ready: start exit $start_code after ${start_secs}s (want 0): $(one_line "$start_out"); $st (want active/running); StatusText='$text' (want serving); $(diag rd-ready)"
 fi
-# stop_unit UNIT: systemctl stop; sets stop_code, stop_out, stop_secs.
-stop_unit() {
-    local t0
-    t0="$(now)"
-    stop_code=0
-    stop_out="$(ns systemctl stop "$1" 2>&1)" || stop_code=$?
-    stop_secs="$(elapsed "$t0")"
-}
 # ended_clean UNIT: "Result ExecMainCode ExecMainStatus" of UNIT; the
 # caller wants "success 1 0" (1 is CLD_EXITED: it exited, not killed).
 ended_clean() {
