@@ -415,8 +415,9 @@ impl crate::SignalInterrupt {
         // SAFETY: a made pipe's read end is open and not -1, and stays open
         // while `self` is borrowed: only Drop closes it, and, in a fork's
         // child, the first use there, which swaps the parent's pipe for the
-        // child's (a borrow held across fork names the child's new read end
-        // or a closed number; the type's docs say so).
+        // child's (a borrow held across a fork then names a closed number or
+        // the child's new read end: the type's "fork" section says so and
+        // asks a child to borrow again).
         Ok(unsafe { BorrowedFd::borrow_raw(fd) })
     }
 }

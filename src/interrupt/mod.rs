@@ -168,7 +168,10 @@ enum Pipe {
 /// [`wait`](Self::wait), [`wait_timeout`](Self::wait_timeout) or
 /// [`as_raw_fd`](Self::as_raw_fd): they register a `pthread_atfork` hook
 /// (a trigger cannot, since that registration is not async-signal-safe). A
-/// raw `clone` or `vfork` system call is not seen.
+/// raw `clone` or `vfork` system call is not seen. An fd borrowed before
+/// the fork ([`as_raw_fd`](Self::as_raw_fd), `try_as_fd`, `AsFd`) is the
+/// parent's pipe in the child and is closed by the child's first use of
+/// the interrupt: in a child, borrow it again after that use.
 ///
 /// # Signal safety
 /// Async-signal-safe: [`trigger`](Self::trigger) and [`is_triggered`]. Not
