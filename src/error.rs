@@ -111,6 +111,11 @@ pub enum Error {
         "the daemon is not this process's child (double fork): its exit status goes to its own parent"
     )]
     NotAChild,
+    /// An async call (feature `tokio`) was made outside a tokio runtime:
+    /// there is no reactor to register the fd with. Nothing was done.
+    #[cfg(feature = "tokio")]
+    #[error("called outside a tokio runtime: there is no reactor to wait with")]
+    NoRuntime,
 }
 
 impl Error {

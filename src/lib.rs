@@ -116,6 +116,8 @@ pub mod ready;
 mod std_impls;
 #[cfg(tokenpipe_sys)]
 mod sys;
+#[cfg(all(tokenpipe_sys, feature = "tokio"))]
+mod tokio_impls;
 #[cfg(tokenpipe_sys)]
 mod wait;
 
@@ -133,6 +135,8 @@ pub use interrupt::SignalInterrupt;
 pub use pipe::TokenPipe;
 #[cfg(tokenpipe_fork)]
 pub use process::ChildExit;
+#[cfg(all(tokenpipe_sys, feature = "tokio"))]
+pub use tokio_impls::{AsyncTokenPipeEnd, IntoAsyncError};
 
 // The README's recipes are compiled and run as doc tests, so the first code
 // a newcomer copies is known to work. They need std, fork and exec (one of

@@ -37,6 +37,8 @@ impl From<Error> for io::Error {
             Error::NotAChild => io::ErrorKind::Unsupported,
             Error::TimedOut => io::ErrorKind::TimedOut,
             Error::Closed => io::ErrorKind::NotConnected,
+            #[cfg(feature = "tokio")]
+            Error::NoRuntime => io::ErrorKind::Unsupported,
             // Os, BrokenPipe and WouldBlock carry an errno and returned
             // above; a variant added later lands here until it is mapped.
             _ => io::ErrorKind::Other,

@@ -42,6 +42,8 @@ mod socket;
 mod launch;
 
 pub use error::{ReadyError, ValuePrefix};
+#[cfg(all(tokenpipe_launch, feature = "tokio"))]
+pub use launch::launch_async;
 #[cfg(tokenpipe_launch)]
 pub use launch::{AfterTimeout, BARRIER_LINGER, LaunchError, LaunchOptions, ReadyChild, launch};
 #[cfg(tokenpipe_unix_socket)]

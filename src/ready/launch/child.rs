@@ -125,6 +125,35 @@ impl ReadyChild {
         }
     }
 
+    /// Waits, without blocking the runtime, until it ends; reaps it and
+    /// says how (feature `tokio`): the async [`wait`](Self::wait).
+    ///
+    /// It waits on the pidfd where there is one (Linux 5.3+), so the end
+    /// is seen at once; elsewhere (other systems, or a kernel that gave no
+    /// pidfd) it looks with `waitpid(WNOHANG)` every 10 ms, so the answer
+    /// comes up to 10 ms late. It installs no `SIGCHLD` handler (tokio's
+    /// process module does): a library's handler would change how the
+    /// whole program's children are reaped. Cancel-safe: dropped, it
+    /// leaves the program as it was.
+    ///
+    /// # Errors
+    /// As for [`wait`](Self::wait); [`Error::NoRuntime`] outside a tokio
+    /// runtime.
+    #[cfg(feature = "tokio")]
+    pub async fn exited(&mut self) -> Result<ChildExit, Error> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::NoRuntime);
+        }
+        loop {
+            if let Some(exit) = self.try_wait()? {
+                return Ok(exit);
+            }
+            let watched = self.main.as_mut().unwrap_or(&mut self.launched);
+            super::waiter_async::ended_within(watched, std::time::Duration::from_secs(3600))
+                .await?;
+        }
+    }
+
     /// Its pidfd (Linux 5.3+), readable once it has ended: for tokio's
     /// `AsyncFd`, mio or `poll`. `None` where the system gave none.
     #[must_use]

@@ -5,6 +5,8 @@
 mod child;
 mod socket;
 mod waiter;
+#[cfg(feature = "tokio")]
+mod waiter_async;
 
 pub use child::ReadyChild;
 pub use waiter::BARRIER_LINGER;
@@ -376,6 +378,64 @@ impl std::error::Error for LaunchError {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn launch(cmd: &mut Command, options: LaunchOptions) -> Result<ReadyChild, LaunchError> {
+    start(cmd, options)?.run()
+}
+
+/// [`launch`] for tokio (feature `tokio`): the same start, the same
+/// verdicts from the same decision, awaited instead of blocking a thread.
+///
+/// The program is started as `launch` starts it, with `Command::spawn`
+/// (as `tokio::process::Command::spawn` does: the fork and the `exec`
+/// happen on the calling thread, a millisecond or so); the wait for its
+/// report, its end and the deadline is on the runtime's reactor and timer
+/// (its token pipe, its notify socket and its pidfd; without a pidfd, a
+/// look for its end every 10 ms), on a current-thread runtime as on a
+/// multi-thread one.
+///
+/// **Cancellation**: dropping the future before it gives a verdict kills
+/// the program with `SIGKILL`, hands it to this crate's reaper thread
+/// (which reaps it as soon as it ends, so it is never left a zombie, as
+/// with tokio's `kill_on_drop`) and removes the notify socket and its
+/// directory before the drop returns. With
+/// [`detach`](LaunchOptions::detach) its whole process group is killed
+/// too: a launch given up on has no handle to give back, so nothing it
+/// started may be left running unowned. After a verdict the future has
+/// finished and the caller owns the outcome, as with `launch`.
+///
+/// # Errors
+/// As for [`launch`]; also [`LaunchError::Setup`] with
+/// [`Error::NoRuntime`] outside a tokio runtime, before anything is
+/// started. A runtime without IO or time enabled makes tokio panic, as
+/// its own types do: build it with `enable_all`.
+///
+/// ```
+/// use bitcoin_tokenpipe::ready::{LaunchOptions, launch_async};
+/// use std::process::Command;
+///
+/// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+/// rt.block_on(async {
+///     let mut cmd = Command::new("/bin/sh");
+///     cmd.args(["-c", r#"printf '\001' >"/dev/fd/$TOKENPIPE_READY_FD"; exit 3"#]);
+///     let mut child = launch_async(&mut cmd, LaunchOptions::new()).await?;
+///     assert_eq!(child.exited().await?.code(), Some(3));
+///     Ok::<(), Box<dyn std::error::Error>>(())
+/// })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(feature = "tokio")]
+pub async fn launch_async(
+    cmd: &mut Command,
+    options: LaunchOptions,
+) -> Result<ReadyChild, LaunchError> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(LaunchError::Setup(Error::NoRuntime));
+    }
+    start(cmd, options)?.run_async().await
+}
+
+/// Everything up to the wait: the pipe, the socket, the hand-off and the
+/// program started.
+fn start(cmd: &mut Command, options: LaunchOptions) -> Result<Waiter, LaunchError> {
     let (reader, writer) = TokenPipe::make().map_err(LaunchError::Setup)?.split();
     reader.set_nonblocking(true).map_err(LaunchError::Setup)?;
     writer
@@ -433,5 +493,5 @@ pub fn launch(cmd: &mut Command, options: LaunchOptions) -> Result<ReadyChild, L
     // Our copy of the write end must go, or a dead program would look like
     // a silent one.
     drop(writer);
-    Waiter::new(child, reader, socket, options).run()
+    Ok(Waiter::new(child, reader, socket, options))
 }

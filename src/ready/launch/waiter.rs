@@ -104,20 +104,34 @@ impl Waiter {
         }
     }
 
+    /// The blocking wait: `poll` for news until there is a verdict.
     pub(super) fn run(mut self) -> Result<ReadyChild, LaunchError> {
         loop {
-            self.gather();
-            match decide(self.facts) {
+            match self.step() {
                 Next::Wait => self.wait_for_news(),
-                Next::Report(verdict) => return self.conclude(verdict),
-                Next::Exited(exit) => {
-                    return Err(LaunchError::Exited {
-                        exit,
-                        status: self.child.status.take(),
-                    });
+                Next::Report(verdict) => {
+                    if self.heard_on_socket {
+                        self.serve_barrier();
+                    }
+                    return self.conclude(verdict);
                 }
-                Next::TimedOut => return Err(self.timed_out()),
+                Next::Exited(exit) => return Err(self.exited(exit)),
+                Next::TimedOut => return Err(self.timed_out(KILL_BOUND)),
             }
+        }
+    }
+
+    /// Everything there is to know now, and what it means: the one step
+    /// both waits ([`run`](Self::run) and, with tokio, `run_async`) take.
+    pub(super) fn step(&mut self) -> Next {
+        self.gather();
+        decide(self.facts)
+    }
+
+    pub(super) fn exited(&mut self, exit: ChildExit) -> LaunchError {
+        LaunchError::Exited {
+            exit,
+            status: self.child.status.take(),
         }
     }
 
@@ -137,7 +151,7 @@ impl Waiter {
 
     /// The process whose end is the program's end: the one named by
     /// `MAINPID=` if there is one, else the one we started.
-    fn watched(&self) -> &Process {
+    pub(super) fn watched(&self) -> &Process {
         self.child.main.as_ref().unwrap_or(&self.child.launched)
     }
 
@@ -167,10 +181,7 @@ impl Waiter {
             None => self.watched().pidfd(),
             Some(_) => None,
         };
-        let mut limit = self.deadline.saturating_duration_since(Instant::now());
-        if pidfd.is_none() && self.facts.ended.is_none() {
-            limit = limit.min(DEATH_CADENCE);
-        }
+        let limit = self.news_limit(pidfd.is_some() || self.facts.ended.is_some());
         let mut fds = [
             pollin(if self.facts.pipe_closed {
                 -1
@@ -182,6 +193,18 @@ impl Waiter {
         ];
         // EINTR or a failure: the loop looks again and re-checks the time.
         let _ = sys::poll_many(&mut fds, poll_timeout_ms(limit));
+    }
+
+    /// How long to wait for news: until the deadline, or, where the
+    /// program's end cannot be watched (`end_watched` false: no pidfd),
+    /// until the next look for it.
+    pub(super) fn news_limit(&self, end_watched: bool) -> Duration {
+        let limit = self.deadline.saturating_duration_since(Instant::now());
+        if end_watched {
+            limit
+        } else {
+            limit.min(DEATH_CADENCE)
+        }
     }
 
     /// Every datagram waiting, in order; the first verdict is kept.
@@ -313,13 +336,7 @@ impl Waiter {
         let Some(socket) = &self.socket else { return };
         let fd = socket.fd.as_raw_fd();
         let until = Instant::now() + BARRIER_LINGER;
-        let mut buf = [0u8; 4096];
-        loop {
-            while let Ok(got) = sys::recv_datagram(fd, &mut buf) {
-                if got.carried_fds {
-                    return;
-                }
-            }
+        while !self.barrier_served() {
             let now = Instant::now();
             if now >= until {
                 return;
@@ -328,10 +345,25 @@ impl Waiter {
         }
     }
 
-    fn conclude(mut self, verdict: Verdict) -> Result<ReadyChild, LaunchError> {
-        if self.heard_on_socket {
-            self.serve_barrier();
+    /// Receives what waits on the socket: whether a barrier (a datagram
+    /// carrying an fd, which completes it for the sender) was among it.
+    pub(super) fn barrier_served(&self) -> bool {
+        let Some(socket) = &self.socket else {
+            return true;
+        };
+        let fd = socket.fd.as_raw_fd();
+        let mut buf = [0u8; 4096];
+        while let Ok(got) = sys::recv_datagram(fd, &mut buf) {
+            if got.carried_fds {
+                return true;
+            }
         }
+        false
+    }
+
+    /// The verdict, with the program handed over (ready) or held in the
+    /// error (failed). The barrier has been served, or given up on.
+    pub(super) fn conclude(self, verdict: Verdict) -> Result<ReadyChild, LaunchError> {
         let mut child = self.child;
         match verdict {
             Verdict::Ready => {
@@ -346,7 +378,10 @@ impl Waiter {
         }
     }
 
-    fn timed_out(self) -> LaunchError {
+    /// The timeout's error, after killing the program (unless it was not
+    /// to be) and waiting at most `kill_wait` for it to end: the blocking
+    /// wait gives [`KILL_BOUND`]; the async one has waited already.
+    pub(super) fn timed_out(self, kill_wait: Duration) -> LaunchError {
         let waited = self.deadline.saturating_duration_since(self.start);
         let mut child = self.child;
         let status = child.status.clone();
@@ -367,7 +402,7 @@ impl Waiter {
                 }
                 None => {
                     let watched = child.main.as_mut().unwrap_or(&mut child.launched);
-                    match watched.kill_within(libc::SIGKILL, KILL_BOUND) {
+                    match watched.kill_within(libc::SIGKILL, kill_wait) {
                         Killed::Ended(exit) => {
                             // With MAINPID= the one we started is another
                             // process: it goes too (reaped when `child`

@@ -1,0 +1,166 @@
+//! The launch's wait on tokio (feature `tokio`): the same [`Waiter`], the
+//! same [`step`](Waiter::step) and so the same `decide`, with the one
+//! blocking `poll` replaced by the runtime's reactor and timer. Nothing
+//! here decides anything; it only waits differently.
+
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
+
+use tokio::io::unix::AsyncFd;
+
+use super::waiter::{BARRIER_LINGER, Next, Waiter};
+use super::{LaunchError, ReadyChild};
+use crate::process::{KILL_BOUND, Process};
+use crate::tokio_impls::{any_readable, watch};
+
+/// The registrations the wait holds: duplicates of the pipe, the socket
+/// and the watched process's pidfd, so that nothing the [`Waiter`] closes
+/// or replaces (a `MAINPID=` swaps the pidfd) is ever registered.
+#[derive(Default)]
+struct Watches {
+    pipe: Option<AsyncFd<OwnedFd>>,
+    socket: Option<AsyncFd<OwnedFd>>,
+    /// The pidfd, with the pid it was made for.
+    pidfd: Option<(libc::pid_t, AsyncFd<OwnedFd>)>,
+}
+
+impl Watches {
+    /// Brings the registrations in line with what the wait still needs.
+    /// Returns whether every source that must be watched is: where one
+    /// cannot be (no pidfd on this system, or the reactor refused), the
+    /// caller looks again on the 10 ms cadence instead, as the blocking
+    /// wait does without a pidfd; never an error, never a lost report.
+    fn update(&mut self, waiter: &Waiter) -> bool {
+        let mut complete = true;
+        if waiter.facts.pipe_closed {
+            self.pipe = None;
+        } else if self.pipe.is_none() {
+            self.pipe = waiter.reader.try_as_fd().ok().and_then(|fd| watch(fd).ok());
+            complete &= self.pipe.is_some();
+        }
+        if self.socket.is_none()
+            && let Some(socket) = &waiter.socket
+        {
+            self.socket = socket.fd.try_as_fd().ok().and_then(|fd| watch(fd).ok());
+            complete &= self.socket.is_some();
+        }
+        if waiter.facts.ended.is_some() {
+            self.pidfd = None;
+        } else {
+            let watched = waiter.watched();
+            if self.pidfd.as_ref().map(|(pid, _)| *pid) != Some(watched.pid()) {
+                self.pidfd = watched
+                    .borrowed_pidfd()
+                    .and_then(|fd| watch(fd).ok())
+                    .map(|fd| (watched.pid(), fd));
+            }
+            complete &= self.pidfd.is_some();
+        }
+        complete
+    }
+
+    fn all(&self) -> impl Iterator<Item = &AsyncFd<OwnedFd>> {
+        let pidfd = self.pidfd.as_ref().map(|(_, fd)| fd);
+        self.pipe.iter().chain(&self.socket).chain(pidfd)
+    }
+}
+
+impl Waiter {
+    /// The async wait: the runtime's reactor for news, its timer for the
+    /// deadline; the thread is never blocked. Dropped before it ends, the
+    /// `Waiter` it owns drops with it, which kills and reaps the program
+    /// and removes the socket, as every other way out without a verdict
+    /// does.
+    pub(super) async fn run_async(mut self) -> Result<ReadyChild, LaunchError> {
+        let mut watches = Watches::default();
+        loop {
+            match self.step() {
+                Next::Wait => {
+                    let complete = watches.update(&self);
+                    let fds: Vec<_> = watches.all().collect();
+                    // A reactor failure is one more reason to look again:
+                    // the loop re-reads every source and the clock.
+                    if any_readable(&fds, self.news_limit(complete)).await.is_err() {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+                Next::Report(verdict) => {
+                    drop(watches);
+                    if self.heard_on_socket {
+                        self.serve_barrier_async().await;
+                    }
+                    return self.conclude(verdict);
+                }
+                Next::Exited(exit) => return Err(self.exited(exit)),
+                Next::TimedOut => {
+                    drop(watches);
+                    if self.options.kill_on_timeout && self.facts.ended.is_none() {
+                        self.kill_watched_async().await;
+                    }
+                    // The program has ended (or not, within the bound):
+                    // timed_out need not wait any more.
+                    return Err(self.timed_out(Duration::ZERO));
+                }
+            }
+        }
+    }
+
+    /// [`serve_barrier`](Waiter::serve_barrier) on the reactor.
+    async fn serve_barrier_async(&mut self) {
+        let Some(socket) = &self.socket else { return };
+        let Ok(fd) = socket
+            .fd
+            .try_as_fd()
+            .map_err(drop)
+            .and_then(|fd| watch(fd).map_err(drop))
+        else {
+            return;
+        };
+        let until = Instant::now() + BARRIER_LINGER;
+        while !self.barrier_served() {
+            let now = Instant::now();
+            if now >= until || any_readable(&[&fd], until - now).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Sends `SIGKILL` to the watched process and waits, on the reactor,
+    /// at most [`KILL_BOUND`] for it to end, so that
+    /// [`timed_out`](Waiter::timed_out) finds it ended (or lingering)
+    /// without blocking.
+    async fn kill_watched_async(&mut self) {
+        let watched = self.child.main.as_mut().unwrap_or(&mut self.child.launched);
+        if watched.kill(libc::SIGKILL).is_ok() {
+            let _ = ended_within(watched, KILL_BOUND).await;
+        }
+    }
+}
+
+/// Whether `process` ends within `limit`, waiting on the reactor: its
+/// pidfd where there is one, else (our child only) a look every 10 ms,
+/// which reaps it once it has ended. The async
+/// [`Process::ended_within`].
+pub(crate) async fn ended_within(
+    process: &mut Process,
+    limit: Duration,
+) -> crate::error::Result<bool> {
+    let until = Instant::now() + limit;
+    let pidfd = match process.borrowed_pidfd() {
+        Some(pidfd) => Some(watch(pidfd)?),
+        None => None,
+    };
+    if let Some(fd) = pidfd {
+        return any_readable(&[&fd], limit).await;
+    }
+    loop {
+        if process.try_wait()?.is_some() {
+            return Ok(true);
+        }
+        let now = Instant::now();
+        if now >= until {
+            return Ok(false);
+        }
+        tokio::time::sleep((until - now).min(Duration::from_millis(10))).await;
+    }
+}
