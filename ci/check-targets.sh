@@ -18,7 +18,9 @@
 # * BUILD_STD_TARGETS (no standard library from rustup here: tier 3, or
 #   tier 2 without host tools): `cargo +nightly check -Zbuild-std=core --lib
 #   --no-default-features`, and where the target's own std builds (listed in
-#   STD_BUILDS) also `-Zbuild-std=std,panic_abort --lib --all-features`.
+#   STD_BUILDS) also `-Zbuild-std=std,panic_abort --lib --features std`:
+#   the `tokio` feature is checked on the RUSTUP_TARGETS only, the
+#   platforms tokio supports (docs/platforms.md).
 #   Needs the nightly's rust-src component (installed when missing).
 # * BARE_TARGETS (no OS; the libc crate is empty there): `cargo build --lib
 #   --no-default-features`, the empty library.
@@ -202,8 +204,8 @@ for t in "${TARGETS[@]}"; do
             if [ "$result" = n/a ]; then
                 :
             elif in_list "$t" "${STD_BUILDS[@]}"; then
-                how="type-checked with nightly -Zbuild-std: core (no_std) and std (all features)"
-                run_check "$t" cargo +nightly check -Zbuild-std=std,panic_abort --lib --all-features --target "$t" || result=fail
+                how="type-checked with nightly -Zbuild-std: core (no_std) and std (feature std)"
+                run_check "$t" cargo +nightly check -Zbuild-std=std,panic_abort --lib --features std --target "$t" || result=fail
             else
                 how="type-checked with nightly -Zbuild-std: core (no_std) only; the target's own std does not build"
             fi

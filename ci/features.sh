@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# What each feature set of the crate pulls in, from `cargo tree` (no build):
+# tokio (and its reactor, mio) only with the `tokio` feature, never with the
+# defaults nor in the no_std core, so a user who does not ask for async
+# compiles nothing of it; and with the feature, tokio is there.
+#
+#   bash ci/features.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=ci/lib.sh
+source ci/lib.sh
+
+need_cmd cargo cargo || die "cargo is required (install Rust with rustup)"
+
+# The crate's normal dependencies (not its tests' or examples'), one name
+# per line, for every target (tokio is a Unix-only dependency).
+deps() {
+    cargo tree -p bitcoin-tokenpipe -e normal --target all --prefix none "$@" |
+        awk '{print $1}' | sort -u
+}
+
+fail=0
+check() { # LABEL WANT(yes|no) CRATE -- cargo tree args
+    local label=$1 want=$2 crate=$3; shift 4
+    local list; list=$(deps "$@") || die "cargo tree $* failed"
+    if grep -qx "$crate" <<<"$list"; then got=yes; else got=no; fi
+    if [ "$got" = "$want" ]; then
+        log "ok: $label: $crate $( [ "$want" = yes ] && echo present || echo absent ) ($(wc -l <<<"$list") crates)"
+    else
+        log "FAIL: $label: $crate should be $( [ "$want" = yes ] && echo present || echo absent ), the tree is:"
+        printf '%s\n' "$list" >&2
+        fail=1
+    fi
+}
+
+check "default features" no tokio --
+check "default features" no mio --
+check "--no-default-features" no tokio -- --no-default-features
+check "--features tokio" yes tokio -- --features tokio
+check "--features tokio" yes mio -- --features tokio
+check "--all-features" yes tokio -- --all-features
+
+[ "$fail" = 0 ] || die "a feature set pulls in what it should not (or misses what it should)"
+log "every feature set pulls in what it should"
