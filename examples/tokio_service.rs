@@ -47,9 +47,10 @@
 //! | the handlers cannot be installed, `NOTIFY_SOCKET` is unusable, or the runtime cannot be built | one line saying which | 1 |
 //! | usage error | one `usage:` line on stderr | 64 |
 //!
-//! Before those, it prints `tokio_service: helper PID reported ready after
-//! T; the ticker ticked N times meanwhile` and `tokio_service: ready (helper
-//! PID)`.
+//! Before those, it prints `tokio_service: launching the helper (200ms to
+//! start)`, and once the helper is ready `tokio_service: helper PID
+//! reported ready after T; the ticker ticked N times meanwhile` and
+//! `tokio_service: ready (helper PID)`.
 //!
 //! Readiness: when `NOTIFY_SOCKET` is set (systemd `Type=notify`,
 //! `start-stop-daemon --notify-await`), it reports `READY=1` once its
@@ -172,6 +173,10 @@ async fn serve(args: &Args, notifier: Option<&bitcoin_tokenpipe::ready::Notifier
         // Ctrl-C at a terminal goes to the foreground process group: not
         // to the helper, which this service stops itself.
         .process_group(0);
+    println!(
+        "tokio_service: launching the helper ({:?} to start)",
+        args.helper_delay
+    );
     let asked = Instant::now();
     // The launch, unless a stop comes first: dropping the unfinished launch
     // kills the helper (a program not yet ready is killed when the wait
