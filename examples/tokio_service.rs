@@ -62,9 +62,12 @@
 //!
 //! Under systemd, use `KillMode=mixed`: `systemctl stop` then sends SIGTERM
 //! to `tokio_service` alone, which stops its helper, and only what is left
-//! at the end gets SIGKILL. (With the default `KillMode=control-group` the
-//! helper is sent SIGTERM by systemd too, at the same moment; it still
-//! exits 0, and `tokio_service` still stops cleanly.)
+//! at the end gets SIGKILL. (With the default `KillMode=control-group`
+//! systemd sends the helper SIGTERM too, just after the main process.
+//! `tokio_service` looks at its own stop before the helper's end, so that
+//! is still a clean stop; but a helper that somehow ended before
+//! `tokio_service` had its own SIGTERM would count as a helper dying: exit
+//! 1.)
 //!
 //! ```ini
 //! [Service]
