@@ -21,8 +21,10 @@ expect() { expect_into /dev/null "$@"; }
 expect_into() {
     local save=$1 name=$2 want=$3 needle=$4
     shift 5
-    local out code=0
-    out=$(timeout 60 cargo run -q --example "$name" -- "$@" 2>&1) || code=$?
+    local out code=0 features=()
+    # tokio_service needs the crate's tokio feature (required-features).
+    [[ $name == tokio_service ]] && features=(--features tokio)
+    out=$(timeout 60 cargo run -q "${features[@]}" --example "$name" -- "$@" 2>&1) || code=$?
     printf '%s\n' "$out" >"$save"
     if [[ $code -ne $want ]] || ! grep -qF -- "$needle" <<<"$out"; then
         echo "FAIL example $name $*: exit $code (want $want), output:"
@@ -35,6 +37,8 @@ expect_into() {
 }
 
 cargo build -q --examples
+# Skipped above for want of the tokio feature; built with it, as it runs.
+cargo build -q --features tokio --example tokio_service
 bin="${CARGO_TARGET_DIR:-target}/debug/examples"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -339,6 +343,89 @@ else
         -- "$bin/daemon_wait" --pid-file "$tmp/dws.pid" --serve 30)
     sigcheck "daemon_wait --pid-file --serve 30, SIGTERM to the daemon: gone at once" gone 1 "$r"
     check "daemon_wait, SIGTERM: the daemon removed its pid file" test ! -e "$tmp/dws.pid"
+fi
+
+# ---------------------------------------------------------------------------
+# tokio_service: launch_async, ReadyChild::exited and
+# SignalInterrupt::triggered on a current-thread runtime. Contract:
+#   tokio_service [--helper-delay SECS] [--self-test]
+# ready: "tokio_service: ready (helper PID)"; SIGTERM or SIGINT: "got
+# SIGTERM; stopping", the helper stopped with SIGTERM, "helper exited 0;
+# exiting 0", exit 0 well under 1 s; usage errors 64.
+# shellcheck disable=SC2317  # called through check
+ts_clean_stop() {
+    grep -q "^tokio_service: helper [0-9]* reported ready after .*; the ticker ticked [1-9][0-9]* times meanwhile$" "$1" &&
+        grep -q "^tokio_service: ready (helper [0-9]*)$" "$1" &&
+        grep -q "^tokio_service: got $2; stopping$" "$1" &&
+        [[ $(tail -n 1 "$1") == "tokio_service: helper exited 0; exiting 0" ]]
+}
+# ts_helper OUT: the helper's pid from the ready line.
+ts_helper() { sed -n 's/^tokio_service: ready (helper \([0-9]*\))$/\1/p' "$1" | head -n 1; }
+# shellcheck disable=SC2317  # called through check
+pid_gone() {
+    [[ $1 =~ ^[0-9]+$ ]] || { echo "    no helper pid: '$1'"; return 1; }
+    [[ ! -e /proc/$1 ]] || [[ $(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) == Z ]] ||
+        { echo "    helper $1 still runs: $(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null)"; return 1; }
+}
+expect_saving "$tmp/ts-self.out" tokio_service 0 "tokio_service: helper exited 0; exiting 0" -- --self-test
+check "tokio_service --self-test: ticker ticked while the helper started, ready, got SIGTERM, helper exited 0" \
+    ts_clean_stop "$tmp/ts-self.out" SIGTERM
+ts_self_helper=$(ts_helper "$tmp/ts-self.out")
+check "tokio_service --self-test: the helper (${ts_self_helper:-?}) is gone" pid_gone "$ts_self_helper"
+expect tokio_service 64 "usage: tokio_service [--helper-delay SECS] [--self-test]" -- --bogus
+expect tokio_service 64 "--helper-delay takes seconds" -- --helper-delay soon
+expect tokio_service 64 "--helper-delay needs SECS" -- --helper-delay
+# --helper is hidden and only first: anywhere else it is a usage error.
+expect tokio_service 64 "unknown argument \"--helper\"" -- --self-test --helper
+check "examples/tokio_service.rs has no unsafe code" \
+    test "$(sed 's|//.*||' examples/tokio_service.rs | grep -c '\bunsafe\b')" -eq 0
+
+if ! need_cmd python3 python3; then
+    echo "FAIL the tokio_service stop-by-signal checks: no python3 (apt-get install python3)"
+    fail=1
+else
+    # SIGTERM once ready: exit 0 within 1 s, the helper stopped and reaped.
+    r=$(sigrun "line:tokio_service: ready (helper" child TERM "$tmp/ts-term.out" \
+        -- "$bin/tokio_service")
+    sigcheck "tokio_service, SIGTERM: a clean stop" 0 1 "$r"
+    check "tokio_service, SIGTERM: the lines, then: $(tail -n 1 "$tmp/ts-term.out")" \
+        ts_clean_stop "$tmp/ts-term.out" SIGTERM
+    ts_term_helper=$(ts_helper "$tmp/ts-term.out")
+    check "tokio_service, SIGTERM: the helper (${ts_term_helper:-?}) is gone" pid_gone "$ts_term_helper"
+    # Ctrl-C once: the same clean stop.
+    r=$(sigrun "line:tokio_service: ready (helper" child INT "$tmp/ts-int.out" \
+        -- "$bin/tokio_service" --helper-delay 0.05)
+    sigcheck "tokio_service --helper-delay 0.05, SIGINT: a clean stop" 0 1 "$r"
+    check "tokio_service, SIGINT: the lines, then: $(tail -n 1 "$tmp/ts-int.out")" \
+        ts_clean_stop "$tmp/ts-int.out" SIGINT
+    ts_int_helper=$(ts_helper "$tmp/ts-int.out")
+    check "tokio_service, SIGINT: the helper (${ts_int_helper:-?}) is gone" pid_gone "$ts_int_helper"
+    # SIGTERM while the helper takes 30 s to start: the launch is given up
+    # at once (not after the helper's 30 s, nor launch_async's 30 s
+    # timeout), and the helper killed with it.
+    r=$(sigrun "line:tokio_service: launching the helper" child TERM "$tmp/ts-early.out" \
+        -- "$bin/tokio_service" --helper-delay 30)
+    sigcheck "tokio_service --helper-delay 30, SIGTERM while it starts: exit 0 at once" 0 1 "$r"
+    check "tokio_service, SIGTERM while it starts: $(tail -n 1 "$tmp/ts-early.out")" \
+        grep -q "^tokio_service: got SIGTERM while the helper was starting; killed it; exiting 0$" "$tmp/ts-early.out"
+    # shellcheck disable=SC2317  # called through check
+    no_slow_helper() { ! pgrep -f -- "tokio_service --helper --helper-delay 30\$" >/dev/null; }
+    check "tokio_service, SIGTERM while it starts: no helper left running" no_slow_helper
+    # A helper that dies while serving: one line, exit 1.
+    "$bin/tokio_service" >"$tmp/ts-die.out" 2>&1 &
+    ts=$!
+    for _ in $(seq 1000); do [[ -n $(ts_helper "$tmp/ts-die.out") ]] && break; sleep 0.01; done
+    ts_die_helper=$(ts_helper "$tmp/ts-die.out")
+    if [[ -n $ts_die_helper ]]; then
+        kill -KILL "$ts_die_helper"
+    else
+        kill -KILL "$ts" # never ready: do not wait for it forever
+    fi
+    code=0
+    wait "$ts" || code=$?
+    check "tokio_service, its helper killed: exit $code (want 1): $(tail -n 1 "$tmp/ts-die.out")" \
+        grep -q "^tokio_service: helper ${ts_die_helper:-?} was killed by signal 9 while serving; exiting 1$" "$tmp/ts-die.out"
+    check "exit 1 for a helper that dies while serving" test "$code" -eq 1
 fi
 
 exit $fail

@@ -11,6 +11,10 @@
 #   - shutdown as Type=notify: active with its STATUS= text; systemctl stop
 #     returns in under 1 s, the workers stopped cleanly, Result=success,
 #     ExecMainStatus=0;
+#   - tokio_service as Type=notify (KillMode=mixed): active with StatusText
+#     "serving; helper PID N ready" once the helper it launched with
+#     launch_async is; systemctl stop returns in under 1 s, Result=success,
+#     ExecMainStatus=0, and the helper it stopped is gone;
 #   - EXTEND_TIMEOUT_USEC=: ready_daemon --init 4 under TimeoutStartSec=2
 #     comes up, asking for more time as it goes; the control, a 4 s start
 #     that asks for nothing, is killed at 2 s with Result=timeout;
@@ -79,6 +83,13 @@ sd_bin="$(grep '/shutdown$' <<<"$built" | tail -n 1)" || true
 [ -x "$rd_bin" ] || die "could not find the built ready_daemon example"
 [ -x "$dw_bin" ] || die "could not find the built daemon_wait example"
 [ -x "$sd_bin" ] || die "could not find the built shutdown example"
+# tokio_service needs the tokio feature (required-features), so the build
+# above skips it.
+log "cargo build --features tokio --example tokio_service"
+ts_bin="$(cargo build --features tokio --example tokio_service --message-format=json-render-diagnostics \
+    | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | grep '/tokio_service$' | tail -n 1)" \
+    || die "building the tokio_service example failed"
+[ -x "$ts_bin" ] || die "could not find the built tokio_service example"
 
 # The work directory: what the namespace sees of the host besides the
 # read-only root. It must not be under a directory the namespace hides.
@@ -89,7 +100,7 @@ case "$work/" in
 esac
 rm -rf "$work"
 mkdir -p "$work/bin" "$work/units" "$work/log"
-cp "$rd_bin" "$dw_bin" "$sd_bin" "$work/bin/"
+cp "$rd_bin" "$dw_bin" "$sd_bin" "$ts_bin" "$work/bin/"
 : >"$work/log/systemd.log"
 
 cgparent="$cg2_root${cg2_self%/}"
@@ -211,6 +222,14 @@ unit dw-forking forking PIDFile=/run/dw.pid TimeoutStartSec=30 \
 # not end in a SIGKILL that hides why.
 unit sd-notify notify NotifyAccess=main TimeoutStartSec=30 TimeoutStopSec=10 \
     "ExecStart=/run/ci/bin/shutdown --workers 3 --drain 0.2"
+
+# tokio_service: launches itself as a helper (launch_async), reports
+# READY=1 once the helper is ready, and on SIGTERM stops the helper and
+# exits 0. KillMode=mixed, as its docs say: the SIGTERM goes to the main
+# process alone, which stops its helper itself (the default, control-group,
+# would signal the helper too, and hide whether tokio_service stops it).
+unit ts-notify notify NotifyAccess=main KillMode=mixed TimeoutStartSec=30 TimeoutStopSec=10 \
+    "ExecStart=/run/ci/bin/tokio_service"
 
 write_start_target >"$work/units/tokenpipe-ci.target"
 
@@ -510,6 +529,43 @@ if [ "$stop_code" -eq 0 ] && lt "$stop_secs" 1 && [ "$st" = inactive ] && [ "$en
     pass "Type=notify, shutdown, stop: exit 0 after ${stop_secs}s; $st; Result ExecMainCode ExecMainStatus: $ended; $stopped workers stopped; it said: $last"
 else
     fail "Type=notify, shutdown, stop: exit $stop_code after ${stop_secs}s (want 0 within 1 s): $(one_line "$stop_out"); $st (want inactive); Result ExecMainCode ExecMainStatus: $ended (want success 1 0); workers stopped: $stopped (want 3); $(diag sd-notify)"
+fi
+
+# 8. tokio_service as Type=notify: READY=1 once its helper (launched with
+# launch_async, reporting on a socket of the launch's own) is ready, then
+# STATUS=serving; helper PID N ready. systemctl stop (SIGTERM to it alone,
+# KillMode=mixed): it sends the helper SIGTERM, awaits its end and exits
+# 0, all in under 1 s.
+start_unit ts-notify
+ts_status_is_serving() { [[ $(prop ts-notify StatusText) == "serving; helper PID "*" ready" ]]; }
+wait_until 5 ts_status_is_serving || true
+st="$(prop ts-notify ActiveState)/$(prop ts-notify SubState)"
+text="$(prop ts-notify StatusText)"
+ts_main="$(prop ts-notify MainPID)"
+ts_helper="$(sed -n 's/^serving; helper PID \([0-9]*\) ready$/\1/p' <<<"$text")"
+# The helper, inside the namespace: its name, its parent and whether it runs.
+ts_helper_comm="$(ns cat "/proc/${ts_helper:-0}/comm" 2>/dev/null)" || ts_helper_comm="(none)"
+# shellcheck disable=SC2016  # awk's $2
+ts_helper_ppid="$(ns awk '/^PPid:/ { print $2 }' "/proc/${ts_helper:-0}/status" 2>/dev/null)" || ts_helper_ppid="?"
+if [ "$start_code" -eq 0 ] && [ "$st" = active/running ] && [ -n "$ts_helper" ] \
+        && [ "$ts_helper_comm" = tokio_service ] && [ "$ts_helper_ppid" = "$ts_main" ]; then
+    pass "Type=notify, tokio_service: start exit 0 after ${start_secs}s; $st; StatusText=$text; the helper $ts_helper runs, a child of MainPID $ts_main"
+else
+    fail "Type=notify, tokio_service: start exit $start_code after ${start_secs}s (want 0): $(one_line "$start_out"); $st (want active/running); StatusText='$text' (want 'serving; helper PID N ready'); helper '$ts_helper' named '$ts_helper_comm' (want tokio_service), its parent '$ts_helper_ppid' (want MainPID $ts_main); $(diag ts-notify)"
+fi
+stop_unit ts-notify
+ended="$(ended_clean ts-notify)"
+st="$(prop ts-notify ActiveState)"
+last="$(tail -n 1 "$work/log/ts-notify.log" 2>/dev/null)"
+ts_helper_alive=no
+if [ -n "$ts_helper" ] && ns kill -0 "$ts_helper" 2>/dev/null; then ts_helper_alive=yes; fi
+if [ "$stop_code" -eq 0 ] && lt "$stop_secs" 1 && [ "$st" = inactive ] && [ "$ended" = "success 1 0" ] \
+        && grep -qx "tokio_service: got SIGTERM; stopping" "$work/log/ts-notify.log" \
+        && [ "$last" = "tokio_service: helper exited 0; exiting 0" ] && [ -n "$ts_helper" ] \
+        && [ "$ts_helper_alive" = no ]; then
+    pass "Type=notify, tokio_service, stop: exit 0 after ${stop_secs}s; $st; Result ExecMainCode ExecMainStatus: $ended; the helper $ts_helper is gone; it said: $last"
+else
+    fail "Type=notify, tokio_service, stop: exit $stop_code after ${stop_secs}s (want 0 within 1 s): $(one_line "$stop_out"); $st (want inactive); Result ExecMainCode ExecMainStatus: $ended (want success 1 0); last line '$last' (want 'tokio_service: helper exited 0; exiting 0', after 'got SIGTERM; stopping'); helper '$ts_helper' alive: $ts_helper_alive (want no); $(diag ts-notify)"
 fi
 
 # ---------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 //! The examples that stop on signals through `SignalInterrupt`, run as a
 //! user runs them: `shutdown` stops its workers cleanly on SIGTERM and is
 //! killed by a second SIGINT; `ready_daemon` and `daemon_wait`'s daemon
-//! end at once on SIGTERM, exit 0 and remove their pid files.
+//! end at once on SIGTERM, exit 0 and remove their pid files;
+//! `tokio_service` (with the `tokio` feature) stops the helper it launched
+//! and exits 0 on SIGTERM.
 //!
 //! The examples must be built first (`cargo build --all-features
 //! --examples`): `cargo test` builds them only when it runs every target,
@@ -273,4 +275,52 @@ fn daemon_wait_daemon_ends_on_sigterm_and_removes_its_pid_file() {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// tokio_service exists only with the tokio feature (required-features),
+/// and `cargo test --all-features` builds it.
+#[cfg(feature = "tokio")]
+#[test]
+fn tokio_service_stops_its_helper_and_exits_0_on_sigterm() {
+    let mut cmd = example("tokio_service");
+    cmd.env_remove("NOTIFY_SOCKET")
+        .env_remove("TOKENPIPE_READY_FD");
+    let mut run = Running::start(cmd);
+    run.expect_line("tokio_service: ready (helper ");
+    let helper: libc::pid_t = run
+        .seen
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix("tokio_service: ready (helper ")?
+                .strip_suffix(')')
+        })
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no helper pid in the ready line; it said {:?}", run.seen));
+    // Killed when this case ends, however it ends.
+    let _guard = common::Guard::new(helper, |pid: &mut libc::pid_t| {
+        if !ended(*pid) {
+            common::kill(*pid, libc::SIGKILL);
+        }
+    });
+    common::kill(run.pid(), libc::SIGTERM);
+    let status = run.ends();
+    assert_eq!(status.code(), Some(0), "{status}; it said {:?}", run.seen);
+    assert!(
+        run.seen
+            .iter()
+            .any(|l| l == "tokio_service: got SIGTERM; stopping"),
+        "it said {:?}",
+        run.seen
+    );
+    assert_eq!(
+        run.seen.last().map(String::as_str),
+        Some("tokio_service: helper exited 0; exiting 0"),
+        "it said {:?}",
+        run.seen
+    );
+    assert!(
+        ended(helper),
+        "helper {helper} still runs; it said {:?}",
+        run.seen
+    );
 }
