@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::socket::NotifySocket;
 use super::{AfterTimeout, LaunchError, LaunchOptions, ReadyChild};
 use crate::end::TokenPipeEnd;
-use crate::error::Error;
+use crate::error::{Errno, Error};
 use crate::process::{ChildExit, KILL_BOUND, Killed, Process};
 use crate::ready::{TOKEN_EXTEND, TOKEN_FAILED, TOKEN_READY, TOKEN_STATUS};
 use crate::sys;
@@ -213,7 +213,14 @@ impl Waiter {
         let fd = socket.fd.as_raw_fd();
         let mut buf = [0u8; 4096];
         let me = sys::getuid();
-        while let Ok(got) = sys::recv_datagram(fd, &mut buf) {
+        loop {
+            let got = match sys::recv_datagram(fd, &mut buf) {
+                Ok(got) => got,
+                // Drained to EAGAIN, never stopped short by a signal: the
+                // async wait is told of new datagrams only as an edge.
+                Err(Errno::EINTR) => continue,
+                Err(_) => break,
+            };
             if got.sender_uid.is_some_and(|uid| uid != me && uid != 0) {
                 continue; // another user's process: not ours to hear
             }

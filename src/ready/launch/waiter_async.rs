@@ -11,7 +11,12 @@ use tokio::io::unix::AsyncFd;
 use super::waiter::{BARRIER_LINGER, Next, Waiter};
 use super::{LaunchError, ReadyChild};
 use crate::process::{KILL_BOUND, Process};
+use crate::sys;
 use crate::tokio_impls::{any_readable, watch};
+
+/// How soon to look again for an end the pidfd has announced but
+/// `waitpid` has not yet given.
+const END_PENDING_CADENCE: Duration = Duration::from_millis(1);
 
 /// The registrations the wait holds: duplicates of the pipe, the socket
 /// and the watched process's pidfd, so that nothing the [`Waiter`] closes
@@ -78,9 +83,14 @@ impl Waiter {
                 Next::Wait => {
                     let complete = watches.update(&self);
                     let fds: Vec<_> = watches.all().collect();
+                    let limit = if self.end_pending() {
+                        END_PENDING_CADENCE
+                    } else {
+                        self.news_limit(complete)
+                    };
                     // A reactor failure is one more reason to look again:
                     // the loop re-reads every source and the clock.
-                    if any_readable(&fds, self.news_limit(complete)).await.is_err() {
+                    if any_readable(&fds, limit).await.is_err() {
                         tokio::time::sleep(Duration::from_millis(10)).await;
                     }
                 }
@@ -103,6 +113,20 @@ impl Waiter {
                 }
             }
         }
+    }
+
+    /// Whether the watched process's pidfd says it has ended while
+    /// `waitpid` could not collect it yet. The reactor reports the pidfd
+    /// once, as an edge, and its readiness was cleared before the look;
+    /// so while this holds the wait looks again on a short cadence rather
+    /// than wait for an edge that will not come (the blocking wait's
+    /// `poll` sees the level and needs no such care).
+    fn end_pending(&self) -> bool {
+        self.facts.ended.is_none()
+            && self
+                .watched()
+                .pidfd()
+                .is_some_and(|fd| sys::poll_readable(fd, 0) == Ok(sys::Polled::Ready))
     }
 
     /// [`serve_barrier`](Waiter::serve_barrier) on the reactor.
