@@ -98,6 +98,9 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// A name, the program, the options and the start of the expected verdict.
+type Case = (&'static str, fn() -> Command, LaunchOptions, &'static str);
+
 #[test]
 fn launch_async_reaches_the_same_verdict_with_the_same_fields_as_blocking_launch() {
     require_tool("systemd-notify");
@@ -108,7 +111,7 @@ fn launch_async_reaches_the_same_verdict_with_the_same_fields_as_blocking_launch
     let exit_7 = || sh("exit 7");
     let killed = || sh("kill -9 $$");
     let silent = || sh("systemd-notify --no-block --status=stuck; exec sleep 30");
-    let cases: [(&str, fn() -> Command, LaunchOptions, &str); 8] = [
+    let cases: [Case; 8] = [
         ("ready on the pipe", ready_pipe, long(), "Ready status=None"),
         (
             "ready on the socket",
