@@ -201,6 +201,32 @@ async fn a_detached_launch_dropped_takes_the_grandchild_in_its_process_group_wit
     assert_dead(grandchild, "the detached program's grandchild").await;
 }
 
+#[tokio::test]
+async fn control_without_detach_the_grandchild_outlives_the_dropped_launch() {
+    // Shows the check above can fail: only detach(true) kills the group.
+    let scratch = Scratch::new("not-detached");
+    let grandchild = scratch.file("grandchild");
+    let mut cmd = recording(
+        &scratch,
+        &format!(
+            "sleep 60 </dev/null >/dev/null 2>&1 & echo $! >{}; exec sleep 60",
+            grandchild.display()
+        ),
+    );
+    let mut launch = Box::pin(launch_async(&mut cmd, long()));
+    let pid = until_started(launch.as_mut(), &scratch).await;
+    let grandchild = pid_in(&grandchild).await;
+    drop(launch);
+    assert_cleaned_up(pid, &scratch).await;
+    let survived = running(grandchild);
+    // SAFETY: kill takes plain integers; the grandchild is ours to stop.
+    unsafe { libc::kill(grandchild, libc::SIGKILL) };
+    assert!(
+        survived,
+        "the grandchild of a launch without detach died with it"
+    );
+}
+
 #[test]
 fn launches_dropped_on_a_multi_thread_runtime_leave_nothing_behind() {
     let rt = tokio::runtime::Builder::new_multi_thread()
