@@ -39,8 +39,9 @@ async fn shape(verdict: Result<ReadyChild, LaunchError>) -> String {
     match verdict {
         Ok(child) => {
             let status = child.status_text().map(str::to_owned);
+            let main_named = child.pid() != child.launched_pid();
             let exit = end(child).await;
-            format!("Ready status={status:?}, then killed: {exit:?}")
+            format!("Ready status={status:?} MAINPID={main_named}, then killed: {exit:?}")
         }
         Err(LaunchError::Failed {
             child,
@@ -106,18 +107,31 @@ fn launch_async_reaches_the_same_verdict_with_the_same_fields_as_blocking_launch
     require_tool("systemd-notify");
     let ready_pipe = || sh(&format!("{PIPE_READY}; exec sleep 30"));
     let ready_socket = || sh("systemd-notify --ready --status=serving; exec sleep 30");
+    // The shell waits for its background job, so it reaps it once killed.
+    let ready_main_pid = || sh("sleep 30 & systemd-notify --ready --pid=$!; wait");
     let failed_pipe = || sh(&format!("{}; exec sleep 30", pipe_failed(libc::ENOENT)));
     let failed_socket = || sh("systemd-notify STATUS=no-wallet ERRNO=5; exec sleep 30");
     let exit_7 = || sh("exit 7");
     let killed = || sh("kill -9 $$");
     let silent = || sh("systemd-notify --no-block --status=stuck; exec sleep 30");
-    let cases: [Case; 8] = [
-        ("ready on the pipe", ready_pipe, long(), "Ready status=None"),
+    let cases: [Case; 9] = [
+        (
+            "ready on the pipe",
+            ready_pipe,
+            long(),
+            "Ready status=None MAINPID=false, then killed: Signaled(9)",
+        ),
         (
             "ready on the socket",
             ready_socket,
             long(),
-            "Ready status=Some(\"serving\")",
+            "Ready status=Some(\"serving\") MAINPID=false",
+        ),
+        (
+            "ready on the socket, naming another MAINPID",
+            ready_main_pid,
+            long(),
+            "Ready status=None MAINPID=true, then killed: Unknown",
         ),
         (
             "failed on the pipe",
@@ -193,7 +207,11 @@ fn launch_async_futures_spawned_on_a_multi_thread_runtime_reach_their_verdicts()
         for task in ready {
             let child = bounded("a spawned launch", task).await.unwrap();
             let child = child.expect("the program reported ready");
-            assert!(shape(Ok(child)).await.starts_with("Ready status=None"));
+            assert!(
+                shape(Ok(child))
+                    .await
+                    .starts_with("Ready status=None MAINPID=false")
+            );
         }
         match bounded("the exiting launch", exits).await.unwrap() {
             Err(LaunchError::Exited { exit, .. }) => assert_eq!(exit, ChildExit::Exited(4)),
