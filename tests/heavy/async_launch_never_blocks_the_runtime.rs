@@ -1,0 +1,143 @@
+//! `launch_async` and `SignalInterrupt::triggered` never block the runtime's
+//! thread: on a current-thread runtime, a 10 ms ticker keeps ticking while
+//! five launches wait (ready after ~300 ms, exited, timed out) and three
+//! tasks await an interrupt. A blocking wait would stop the ticker for
+//! ~300 ms (20 ms is allowed natively, 200 ms under an emulator).
+//!
+//! Alone in its binary: other tests loading the CPU would blur the gaps.
+#![cfg(feature = "tokio")]
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bitcoin_tokenpipe::ready::{AfterTimeout, LaunchError, LaunchOptions, launch_async};
+use bitcoin_tokenpipe::{ChildExit, SignalInterrupt};
+use support::{PATIENCE, PIPE_READY, bounded, sh, under_emulator};
+use tokio::time::MissedTickBehavior;
+
+#[test]
+fn launches_and_interrupt_waits_leave_a_10ms_ticker_ticking_on_a_current_thread_runtime() {
+    let bound = match under_emulator() {
+        Some(runner) => {
+            // Each launch starts its program synchronously (fork and exec),
+            // and join! starts all five in one poll: under qemu-user a fork
+            // copies the emulator, so that poll alone took 50-100 ms in
+            // runs on a 2-core machine. Still well below the ~300 ms one
+            // blocking wait would cause (1.5 s for five).
+            let bound = Duration::from_millis(200);
+            println!("under {runner}: allowing tick gaps up to {bound:?}");
+            bound
+        }
+        None => Duration::from_millis(20),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let max_gap = rt.block_on(async {
+        let done = Arc::new(AtomicBool::new(false));
+        let ticks = Arc::new(AtomicUsize::new(0));
+        let ticker = tokio::spawn({
+            let done = Arc::clone(&done);
+            let ticks = Arc::clone(&ticks);
+            async move {
+                let mut interval = tokio::time::interval(Duration::from_millis(10));
+                interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                interval.tick().await;
+                let mut last = Instant::now();
+                let mut max_gap = Duration::ZERO;
+                while !done.load(Ordering::Relaxed) {
+                    interval.tick().await;
+                    ticks.fetch_add(1, Ordering::Relaxed);
+                    let now = Instant::now();
+                    max_gap = max_gap.max(now - last);
+                    last = now;
+                }
+                max_gap
+            }
+        });
+        // The ticker must be ticking before anything else runs (a
+        // yield_now in block_on's own future need not let it start).
+        bounded("the ticker's first ticks", async {
+            while ticks.load(Ordering::Relaxed) < 2 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await;
+
+        let long = LaunchOptions::new().timeout(PATIENCE);
+        let ready_after_sleep = format!("sleep 0.3; {PIPE_READY}; exec sleep 30");
+        let mut ready1 = sh(&ready_after_sleep);
+        let mut ready2 = sh(&ready_after_sleep);
+        let mut ready3 = sh(&ready_after_sleep);
+        let mut exits = sh("sleep 0.3; exit 4");
+        let mut hangs = sh("exec sleep 30");
+
+        let stop = Arc::new(SignalInterrupt::new());
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let stop = Arc::clone(&stop);
+                tokio::spawn(async move { stop.triggered().await })
+            })
+            .collect();
+        let trigger = tokio::spawn({
+            let stop = Arc::clone(&stop);
+            async move {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                stop.trigger()
+            }
+        });
+
+        let (r1, r2, r3, exited, timed_out) = bounded("the five launches", async {
+            tokio::join!(
+                launch_async(&mut ready1, long),
+                launch_async(&mut ready2, long),
+                launch_async(&mut ready3, long),
+                launch_async(&mut exits, long),
+                launch_async(
+                    &mut hangs,
+                    LaunchOptions::new().timeout(Duration::from_millis(300))
+                ),
+            )
+        })
+        .await;
+        for ready in [r1, r2, r3] {
+            let mut child = ready.expect("the program reported ready after its sleep");
+            child.kill(libc::SIGKILL).unwrap();
+            let exit = bounded("a killed ready program", child.exited()).await;
+            assert_eq!(exit, Ok(ChildExit::Signaled(libc::SIGKILL)));
+        }
+        match exited {
+            Err(LaunchError::Exited { exit, .. }) => assert_eq!(exit, ChildExit::Exited(4)),
+            other => panic!("expected Exited(4), got {other:?}"),
+        }
+        match timed_out {
+            Err(LaunchError::TimedOut {
+                after: AfterTimeout::Killed(exit),
+                ..
+            }) => assert_eq!(exit, ChildExit::Signaled(libc::SIGKILL)),
+            other => panic!("expected TimedOut after Killed, got {other:?}"),
+        }
+        bounded("the trigger task", trigger)
+            .await
+            .unwrap()
+            .expect("trigger");
+        for waiter in waiters {
+            bounded("a task awaiting triggered()", waiter)
+                .await
+                .unwrap()
+                .expect("triggered() failed");
+        }
+        done.store(true, Ordering::Relaxed);
+        bounded("the ticker", ticker).await.unwrap()
+    });
+    println!("largest gap between 10 ms ticks: {max_gap:?} (bound {bound:?})");
+    assert!(
+        max_gap <= bound,
+        "the runtime's thread was blocked: a 10 ms ticker waited {max_gap:?} \
+         between ticks (bound {bound:?})"
+    );
+}
