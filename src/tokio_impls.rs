@@ -89,6 +89,10 @@ fn os_error(e: &io::Error) -> Error {
     Error::Os(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
 }
 
+/// How often [`SignalInterrupt::triggered`](crate::SignalInterrupt::triggered)
+/// looks at the flag where it cannot wait on the pipe.
+const FLAG_CADENCE: Duration = Duration::from_millis(10);
+
 /// A [`TokenPipeEnd`] for tokio: non-blocking, registered with the runtime,
 /// and awaited instead of blocking a thread. Made by
 /// [`TokenPipeEnd::into_async`]; [`into_end`](Self::into_end) gives the
@@ -311,13 +315,16 @@ impl crate::SignalInterrupt {
     /// changes nothing.
     ///
     /// Each call registers a duplicate of the read end with the reactor
-    /// (`fcntl(F_DUPFD_CLOEXEC)`, `epoll_ctl` or `kevent`) for as long as
-    /// it waits, so any number of tasks can wait on one interrupt; one that
-    /// is triggered already makes no syscall.
+    /// (`fcntl(F_DUPFD_CLOEXEC)`, then `epoll_ctl` or `kevent`) for as long
+    /// as it waits, so any number of tasks can wait on one interrupt; one
+    /// that is triggered already makes no syscall. Where the pipe cannot be
+    /// made or the fd registered (the process is out of fds), it looks at
+    /// the flag every 10 ms instead: a stop is never missed, nor reported
+    /// as an error.
     ///
     /// # Errors
-    /// [`Error::Os`] if the pipe cannot be made, the fd duplicated or the
-    /// reactor fails; [`Error::NoRuntime`] outside a tokio runtime.
+    /// Only [`Error::NoRuntime`], outside a tokio runtime (unless the
+    /// interrupt is triggered already).
     ///
     /// ```
     /// use bitcoin_tokenpipe::SignalInterrupt;
@@ -345,21 +352,33 @@ impl crate::SignalInterrupt {
         if self.is_triggered() {
             return Ok(());
         }
-        let fd = watch(self.try_as_fd()?)?;
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::NoRuntime);
+        }
+        let mut fd = self.try_as_fd().ok().and_then(|fd| watch(fd).ok());
         loop {
             // After registering: a trigger since the look above is either
             // seen here or is an edge the reactor reports.
             if self.is_triggered() {
                 return Ok(());
             }
-            let mut guard = fd.readable().await.map_err(|e| os_error(&e))?;
-            // The flag is set before the token is written, so a readable
-            // pipe with the flag clear is a token a reset took (or someone
-            // read): wait again, dropping only that readiness.
-            if self.is_triggered() {
-                return Ok(());
+            let Some(registered) = &fd else {
+                tokio::time::sleep(FLAG_CADENCE).await;
+                continue;
+            };
+            match registered.readable().await {
+                Ok(mut guard) => {
+                    // The flag is set before the token is written, so a
+                    // readable pipe with the flag clear is a token a reset
+                    // took (or someone read): wait again, dropping only that
+                    // readiness.
+                    if self.is_triggered() {
+                        return Ok(());
+                    }
+                    guard.clear_ready();
+                }
+                Err(_) => fd = None,
             }
-            guard.clear_ready();
         }
     }
 }

@@ -18,6 +18,10 @@ use crate::tokio_impls::{any_readable, watch};
 /// `waitpid` has not yet given.
 const END_PENDING_CADENCE: Duration = Duration::from_millis(1);
 
+/// How often to look for an end that cannot be awaited on the reactor (no
+/// pidfd), as the blocking wait does.
+const LOOK_CADENCE: Duration = Duration::from_millis(10);
+
 /// The registrations the wait holds: duplicates of the pipe, the socket
 /// and the watched process's pidfd, so that nothing the [`Waiter`] closes
 /// or replaces (a `MAINPID=` swaps the pidfd) is ever registered.
@@ -91,7 +95,7 @@ impl Waiter {
                     // A reactor failure is one more reason to look again:
                     // the loop re-reads every source and the clock.
                     if any_readable(&fds, limit).await.is_err() {
-                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        tokio::time::sleep(LOOK_CADENCE).await;
                     }
                 }
                 Next::Report(verdict) => {
@@ -162,29 +166,30 @@ impl Waiter {
 }
 
 /// Whether `process` ends within `limit`, waiting on the reactor: its
-/// pidfd where there is one, else (our child only) a look every 10 ms,
-/// which reaps it once it has ended. The async
-/// [`Process::ended_within`].
+/// pidfd where there is one, else a look every 10 ms (which reaps our
+/// child once it has ended). The async [`Process::ended_within`]. Where the
+/// pidfd cannot be registered (out of fds) or the reactor fails, it falls
+/// back to the looks rather than fail: a caller waiting for a program's end
+/// is not to be told "error" while the program runs.
 pub(crate) async fn ended_within(
     process: &mut Process,
     limit: Duration,
 ) -> crate::error::Result<bool> {
     let until = Instant::now() + limit;
-    let pidfd = match process.borrowed_pidfd() {
-        Some(pidfd) => Some(watch(pidfd)?),
-        None => None,
-    };
-    if let Some(fd) = pidfd {
-        return any_readable(&[&fd], limit).await;
+    let registered = process.borrowed_pidfd().and_then(|fd| watch(fd).ok());
+    if let Some(fd) = registered
+        && let Ok(ended) = any_readable(&[&fd], limit).await
+    {
+        return Ok(ended);
     }
     loop {
-        if process.try_wait()?.is_some() {
+        if process.ended_within(Duration::ZERO)? {
             return Ok(true);
         }
         let now = Instant::now();
         if now >= until {
             return Ok(false);
         }
-        tokio::time::sleep((until - now).min(Duration::from_millis(10))).await;
+        tokio::time::sleep((until - now).min(LOOK_CADENCE)).await;
     }
 }
