@@ -60,6 +60,12 @@
 //!   `Write` for ends, and the `std::os::fd` traits (`AsFd`, `AsRawFd`,
 //!   `FromRawFd`, `IntoRawFd`, `OwnedFd` conversions). Without it the crate
 //!   is `#![no_std]` and uses no allocator.
+//! - `tokio` (implies `std`): the waits as futures on tokio's reactor, with
+//!   the crate's fds registered soundly so that callers write no `unsafe`:
+//!   `ready::launch_async` (cancellation kills and reaps the program),
+//!   `ReadyChild::exited`, `SignalInterrupt::triggered` and
+//!   `TokenPipeEnd::into_async` (`AsyncTokenPipeEnd`). Without it nothing
+//!   of tokio is built.
 //!
 //! # Platforms
 //! Every Unix Rust knows builds the crate; what each offers is decided once,
