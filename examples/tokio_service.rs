@@ -160,8 +160,8 @@ async fn serve(args: &Args, notifier: Option<&bitcoin_tokenpipe::ready::Notifier
         }
     });
 
-    let exe = match std::env::current_exe() {
-        Ok(exe) => exe,
+    let mut cmd = match this_program_again() {
+        Ok(cmd) => cmd,
         Err(e) => {
             println!(
                 "tokio_service: cannot find my own program to run as the helper: {e}; exiting 1"
@@ -169,7 +169,6 @@ async fn serve(args: &Args, notifier: Option<&bitcoin_tokenpipe::ready::Notifier
             return 1;
         }
     };
-    let mut cmd = std::process::Command::new(exe);
     cmd.arg("--helper")
         .arg("--helper-delay")
         .arg(args.helper_delay.as_secs_f64().to_string())
@@ -316,6 +315,26 @@ async fn serve(args: &Args, notifier: Option<&bitcoin_tokenpipe::ready::Notifier
         println!("tokio_service: helper {exit} after SIGTERM; exiting 1");
         1
     }
+}
+
+/// This program, as a command that starts it again. Where it runs under an
+/// emulator the kernel does not know of (qemu-user without binfmt_misc, as
+/// in this crate's cross-target tests, which say so in
+/// `TOKENPIPE_TEST_RUNNER`), the helper must be started through that
+/// emulator too: the kernel cannot run it by itself.
+#[cfg(tokenpipe_launch)]
+fn this_program_again() -> std::io::Result<std::process::Command> {
+    let exe = std::env::current_exe()?;
+    let runner = std::env::var("TOKENPIPE_TEST_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    Ok(match words.next() {
+        Some(emulator) => {
+            let mut cmd = std::process::Command::new(emulator);
+            cmd.args(words).arg(exe);
+            cmd
+        }
+        None => std::process::Command::new(exe),
+    })
 }
 
 /// The signal that triggered [`STOP`], for messages.
