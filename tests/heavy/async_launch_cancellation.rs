@@ -229,11 +229,7 @@ async fn control_without_detach_the_grandchild_outlives_the_dropped_launch() {
 
 #[test]
 fn launches_dropped_on_a_multi_thread_runtime_leave_nothing_behind() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = support::multi_thread_runtime();
     rt.block_on(async {
         // Aborted while running on a worker thread.
         let scratch = Scratch::new("mt-aborted");

@@ -77,12 +77,7 @@ fn launches_and_interrupt_waits_leave_a_10ms_ticker_ticking_on_a_current_thread_
         let mut hangs = sh("exec sleep 30");
 
         let stop = Arc::new(SignalInterrupt::new());
-        let waiters: Vec<_> = (0..3)
-            .map(|_| {
-                let stop = Arc::clone(&stop);
-                tokio::spawn(async move { stop.triggered().await })
-            })
-            .collect();
+        let waiters = support::tasks_awaiting(&stop, 3);
         let trigger = tokio::spawn({
             let stop = Arc::clone(&stop);
             async move {

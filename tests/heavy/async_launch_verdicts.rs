@@ -179,11 +179,7 @@ fn launch_async_reaches_the_same_verdict_with_the_same_fields_as_blocking_launch
 
 #[test]
 fn launch_async_futures_spawned_on_a_multi_thread_runtime_reach_their_verdicts() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = support::multi_thread_runtime();
     rt.block_on(async {
         // tokio::spawn needs the launch future to be Send.
         let launch_in_task = |script: String, options: LaunchOptions| {
@@ -195,12 +191,7 @@ fn launch_async_futures_spawned_on_a_multi_thread_runtime_reach_their_verdicts()
         let exits = launch_in_task("sleep 0.3; exit 4".into(), long());
         let hangs = launch_in_task("exec sleep 30".into(), short());
         let stop = Arc::new(SignalInterrupt::new());
-        let waiters: Vec<_> = (0..3)
-            .map(|_| {
-                let stop = Arc::clone(&stop);
-                tokio::spawn(async move { stop.triggered().await })
-            })
-            .collect();
+        let waiters = support::tasks_awaiting(&stop, 3);
         tokio::time::sleep(Duration::from_millis(100)).await;
         stop.trigger().unwrap();
 

@@ -193,3 +193,26 @@ pub async fn assert_socket_removed(recorded: &Path) {
         dir.display()
     );
 }
+
+/// A multi-thread runtime with two workers (this machine's core count,
+/// and enough for tasks to move between threads).
+pub fn multi_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// `n` tasks, each awaiting `stop.triggered()`.
+pub fn tasks_awaiting(
+    stop: &std::sync::Arc<bitcoin_tokenpipe::SignalInterrupt>,
+    n: usize,
+) -> Vec<tokio::task::JoinHandle<Result<(), bitcoin_tokenpipe::Error>>> {
+    (0..n)
+        .map(|_| {
+            let stop = std::sync::Arc::clone(stop);
+            tokio::spawn(async move { stop.triggered().await })
+        })
+        .collect()
+}
