@@ -14,6 +14,12 @@
 //! x86_64 Linux only: tokio, the peers and criterion are dependencies of
 //! this package there only (benches/Cargo.toml).
 
+// The raw libc pipe of the baseline is the one the other benches time
+// (`common::Libc`); the rest of the module serves them.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[allow(dead_code)]
+mod common;
+
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 include!("common/async_suite.rs");
 

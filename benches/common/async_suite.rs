@@ -52,7 +52,6 @@
 // No assertion on timings: a slow row on a shared machine is a finding,
 // not a failure.
 
-use std::ffi::c_void;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::pin;
@@ -61,6 +60,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime};
 
 use bitcoin_tokenpipe::{AsyncTokenPipeEnd, SignalInterrupt, TokenPipe};
+use common::{Libc, Pipe};
 use criterion::Criterion;
 use criterion::measurement::WallTime;
 use tokio::net::unix::pipe;
@@ -85,39 +85,16 @@ fn runtime() -> Runtime {
         .unwrap()
 }
 
-/// A blocking pipe, close-on-exec: `(read, write)`.
-fn raw_pipe() -> (libc::c_int, libc::c_int) {
-    let mut fds = [-1; 2];
-    // SAFETY: `fds` has room for the two fds pipe2 writes.
-    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
-    assert!(rc == 0, "pipe2 failed");
-    (fds[0], fds[1])
-}
-
-fn raw_write(fd: libc::c_int, token: u8) {
-    // SAFETY: `token` is valid for reads of one byte.
-    let n = unsafe { libc::write(fd, (&raw const token).cast::<c_void>(), 1) };
-    assert!(n == 1, "write failed");
-}
-
-fn raw_read(fd: libc::c_int) -> u8 {
-    let mut token = 0u8;
-    // SAFETY: `token` is valid for writes of one byte.
-    let n = unsafe { libc::read(fd, (&raw mut token).cast::<c_void>(), 1) };
-    assert!(n == 1, "read failed");
-    token
-}
-
 /// The baseline: an echo thread blocked in `read` on pipe 1 writes each
 /// token back on pipe 2; each iteration writes on 1 and reads from 2. The
 /// token 0 tells the echo thread to stop (after echoing it).
 fn raw_libc(g: &mut Group) {
-    let (r1, w1) = raw_pipe();
-    let (r2, w2) = raw_pipe();
+    let (r1, w1) = Libc::make();
+    let (r2, w2) = Libc::make();
     let echo = std::thread::spawn(move || {
         loop {
-            let t = raw_read(r1);
-            raw_write(w2, t);
+            let t = Libc::read(&r1);
+            Libc::write(&w2, t);
             if t == 0 {
                 break;
             }
@@ -125,17 +102,13 @@ fn raw_libc(g: &mut Group) {
     });
     g.bench_function(FLOOR, |b| {
         b.iter(|| {
-            raw_write(w1, 1);
-            assert_eq!(raw_read(r2), 1);
+            Libc::write(&w1, 1);
+            assert_eq!(Libc::read(&r2), 1);
         })
     });
-    raw_write(w1, 0);
-    assert_eq!(raw_read(r2), 0);
+    Libc::write(&w1, 0);
+    assert_eq!(Libc::read(&r2), 0);
     echo.join().unwrap();
-    for fd in [r1, w1, r2, w2] {
-        // SAFETY: these fds are ours and not used again.
-        unsafe { libc::close(fd) };
-    }
 }
 
 /// One way to move a token between two tasks.
