@@ -15,7 +15,8 @@ use crate::sys;
 use crate::tokio_impls::{any_readable, watch};
 
 /// How soon to look again for an end the pidfd has announced but
-/// `waitpid` has not yet given.
+/// `waitpid` has not yet given, or for a barrier on a socket the reactor
+/// could not take.
 const END_PENDING_CADENCE: Duration = Duration::from_millis(1);
 
 /// How often to look for an end that cannot be awaited on the reactor (no
@@ -133,22 +134,27 @@ impl Waiter {
                 .is_some_and(|fd| sys::poll_readable(fd, 0) == Ok(sys::Polled::Ready))
     }
 
-    /// [`serve_barrier`](Waiter::serve_barrier) on the reactor.
+    /// [`serve_barrier`](Waiter::serve_barrier) on the reactor; where the
+    /// socket cannot be registered, on a 1 ms look instead, so the sender
+    /// still gets its barrier within [`BARRIER_LINGER`].
     async fn serve_barrier_async(&mut self) {
-        let Some(socket) = &self.socket else { return };
-        let Ok(fd) = socket
-            .fd
-            .try_as_fd()
-            .map_err(drop)
-            .and_then(|fd| watch(fd).map_err(drop))
-        else {
-            return;
-        };
+        let fd = self
+            .socket
+            .as_ref()
+            .and_then(|socket| socket.fd.try_as_fd().ok())
+            .and_then(|fd| watch(fd).ok());
         let until = Instant::now() + BARRIER_LINGER;
         while !self.barrier_served() {
-            let now = Instant::now();
-            if now >= until || any_readable(&[&fd], until - now).await.is_err() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
                 return;
+            }
+            let waited = match &fd {
+                Some(fd) => any_readable(&[fd], left).await.is_ok(),
+                None => false,
+            };
+            if !waited {
+                tokio::time::sleep(left.min(END_PENDING_CADENCE)).await;
             }
         }
     }
