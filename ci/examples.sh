@@ -384,22 +384,21 @@ if ! need_cmd python3 python3; then
     echo "FAIL the tokio_service stop-by-signal checks: no python3 (apt-get install python3)"
     fail=1
 else
-    # SIGTERM once ready: exit 0 within 1 s, the helper stopped and reaped.
-    r=$(sigrun "line:tokio_service: ready (helper" child TERM "$tmp/ts-term.out" \
-        -- "$bin/tokio_service")
-    sigcheck "tokio_service, SIGTERM: a clean stop" 0 1 "$r"
-    check "tokio_service, SIGTERM: the lines, then: $(tail -n 1 "$tmp/ts-term.out")" \
-        ts_clean_stop "$tmp/ts-term.out" SIGTERM
-    ts_term_helper=$(ts_helper "$tmp/ts-term.out")
-    check "tokio_service, SIGTERM: the helper (${ts_term_helper:-?}) is gone" pid_gone "$ts_term_helper"
-    # Ctrl-C once: the same clean stop.
-    r=$(sigrun "line:tokio_service: ready (helper" child INT "$tmp/ts-int.out" \
-        -- "$bin/tokio_service" --helper-delay 0.05)
-    sigcheck "tokio_service --helper-delay 0.05, SIGINT: a clean stop" 0 1 "$r"
-    check "tokio_service, SIGINT: the lines, then: $(tail -n 1 "$tmp/ts-int.out")" \
-        ts_clean_stop "$tmp/ts-int.out" SIGINT
-    ts_int_helper=$(ts_helper "$tmp/ts-int.out")
-    check "tokio_service, SIGINT: the helper (${ts_int_helper:-?}) is gone" pid_gone "$ts_int_helper"
+    # One signal once ready (SIGTERM, then Ctrl-C's SIGINT): exit 0 within
+    # 1 s, the lines of a clean stop, the helper stopped and reaped.
+    # shellcheck disable=SC2317  # called below
+    ts_stops_on() { # SIG (TERM or INT), then tokio_service's arguments
+        local sig=$1 out="$tmp/ts-$1.out" r helper; shift
+        r=$(sigrun "line:tokio_service: ready (helper" child "$sig" "$out" \
+            -- "$bin/tokio_service" "$@")
+        sigcheck "tokio_service${*:+ $*}, SIG$sig: a clean stop" 0 1 "$r"
+        check "tokio_service, SIG$sig: the lines, then: $(tail -n 1 "$out")" \
+            ts_clean_stop "$out" "SIG$sig"
+        helper=$(ts_helper "$out")
+        check "tokio_service, SIG$sig: the helper (${helper:-?}) is gone" pid_gone "$helper"
+    }
+    ts_stops_on TERM
+    ts_stops_on INT --helper-delay 0.05
     # SIGTERM while the helper takes 30 s to start: the launch is given up
     # at once (not after the helper's 30 s, nor launch_async's 30 s
     # timeout), and the helper killed with it.
