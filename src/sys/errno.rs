@@ -56,6 +56,9 @@ impl Errno {
     pub const EOPNOTSUPP: Errno = Errno(libc::EOPNOTSUPP);
     /// Address family not supported (vsock where the system has none).
     pub const EAFNOSUPPORT: Errno = Errno(libc::EAFNOSUPPORT);
+    /// Too many levels of symbolic links (`O_NOFOLLOW` met a symbolic link:
+    /// a pid file path that names one).
+    pub const ELOOP: Errno = Errno(libc::ELOOP);
 
     /// Wraps a raw errno value.
     ///

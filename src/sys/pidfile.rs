@@ -1,9 +1,10 @@
-//! The pid file: opening it relative to a held directory, its `fcntl`
-//! record lock, and reading, truncating and removing it. Only where the
-//! platform can fork. Where it has no record locks (build.rs leaves
-//! `tokenpipe_record_locks` unset: Redox, whose libc binding has no
-//! `F_SETLK`), the lock fails with `EOPNOTSUPP`, so a daemon asking for a
-//! pid file there gets a clear error instead of an unlocked file.
+//! The pid file: opening it relative to a held directory (never through a
+//! symbolic link), its `fcntl` record lock, and reading, truncating and
+//! removing it. Only where the platform can fork. Where it has no record
+//! locks (build.rs leaves `tokenpipe_record_locks` unset: Redox, whose libc
+//! binding has no `F_SETLK`), the lock fails with `EOPNOTSUPP`, so a daemon
+//! asking for a pid file there gets a clear error instead of an unlocked
+//! file.
 //!
 //! Plain system calls, safe between `fork` and the daemon's set-up report
 //! (POSIX's async-signal-safe list omits `pread`, a plain system call all
@@ -31,14 +32,31 @@ pub(crate) fn open_cwd() -> SysResult<c_int> {
     })
 }
 
-/// `openat(dir, path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644)`—Opens
-/// (or creates) a pid file *without* truncating it: a running daemon's
-/// file must survive a second instance that fails to lock it.
+/// `openat(dir, path, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC
+/// | O_NOCTTY, 0644)`—Opens (or creates) a pid file *without* truncating
+/// it: a running daemon's file must survive a second instance that fails
+/// to lock it.
+///
+/// `O_NOFOLLOW`: a symbolic link at `path` (dangling or not) fails with
+/// `ELOOP` (`EMLINK` on FreeBSD and DragonFly, `EFTYPE` on NetBSD) instead
+/// of the link's target being created or truncated; links in the
+/// directories above it are still followed. `O_NONBLOCK`: an `open` of a
+/// FIFO or a device (a terminal waiting for carrier) returns at once, so
+/// the caller can look at what it opened and refuse it. It is left set on
+/// the regular file the daemon keeps: there it could only matter to a
+/// `write` blocked by another process's mandatory lock, and the daemon
+/// writes only while it holds the whole-file write lock itself.
 ///
 /// # References
 /// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/open.html)
+/// - [Linux](https://man7.org/linux/man-pages/man2/open.2.html)
 pub(crate) fn open_pid_file(dir: c_int, path: &CStr) -> SysResult<c_int> {
-    let flags = libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOCTTY;
+    let flags = libc::O_RDWR
+        | libc::O_CREAT
+        | libc::O_NOFOLLOW
+        | libc::O_NONBLOCK
+        | libc::O_CLOEXEC
+        | libc::O_NOCTTY;
     // SAFETY: `path` is NUL-terminated; O_CREAT takes the mode as a
     // variadic unsigned int, which we pass.
     ret_c_int(unsafe { libc::openat(dir, path.as_ptr(), flags, 0o644 as libc::c_uint) })
