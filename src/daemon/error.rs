@@ -161,8 +161,11 @@ pub enum SetupStep {
     Setsid = 1,
     /// The second `fork()` of a double fork.
     Fork = 2,
-    /// Opening, locking, truncating or writing the pid file (`EAGAIN`:
-    /// the file at its path kept being replaced while it was locked).
+    /// Opening, checking, locking, truncating or writing the pid file
+    /// (`EAGAIN`: the file at its path kept being replaced while it was
+    /// locked; `ELOOP`, `EISDIR`, `EINVAL`, `EPERM`, `EMLINK`: it is not
+    /// safe to write, see
+    /// [`DaemonOptions::pid_file`](super::DaemonOptions::pid_file)).
     PidFile = 3,
     /// `chdir("/")`.
     Chdir = 4,

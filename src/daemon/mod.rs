@@ -106,7 +106,8 @@ pub type ReadyNotifier = crate::ready::Notifier;
 /// intermediate child reports the daemon's pid and waits, keeping it
 /// unreaped, until the launcher has the daemon's set-up report, then
 /// exits); `umask`; the [`pid_file`](DaemonOptions::pid_file) (open
-/// without truncating, lock, check that the path still names it, truncate,
+/// without truncating or following a symbolic link, refuse a file that is
+/// not safe to write, lock, check that the path still names it, truncate,
 /// write); `chdir("/")`; stdio onto
 /// `/dev/null`; then the set-up report (the daemon's pid, or the step that
 /// failed and its errno). Only async-signal-safe calls are made until the

@@ -101,7 +101,8 @@ impl<'a> DaemonOptions<'a> {
     /// does.
     ///
     /// The daemon itself (after the second fork, if any) opens the file
-    /// without truncating it, takes an `fcntl` write lock on it, checks
+    /// without truncating it or following a symbolic link, checks that it
+    /// is safe to write (below), takes an `fcntl` write lock on it, checks
     /// that `path` still names the file it locked, and only then truncates
     /// it and writes its pid and a newline, all before its set-up report.
     /// So a second instance fails at once, with
@@ -118,6 +119,38 @@ impl<'a> DaemonOptions<'a> {
     /// [`DaemonError::SetupFailed`](super::DaemonError::SetupFailed) with
     /// [`SetupStep::PidFile`](super::SetupStep::PidFile) and `EAGAIN`: the
     /// path keeps changing).
+    ///
+    /// The daemon writes only into a file that is safe to write, as
+    /// systemd requires of a `PIDFile=`, and refuses anything else with
+    /// [`DaemonError::SetupFailed`](super::DaemonError::SetupFailed) and
+    /// [`SetupStep::PidFile`](super::SetupStep::PidFile), before locking
+    /// it and leaving it exactly as it was:
+    /// - a symbolic link at `path` (opened with `O_NOFOLLOW`): `ELOOP`
+    ///   (`EMLINK` on FreeBSD and DragonFly, `EFTYPE` on NetBSD). Followed, `d.pid -> victim` would truncate `victim`, and a dangling
+    ///   link would create its target. Links in the directories above the
+    ///   file are followed: keep the pid file in a directory only trusted
+    ///   users can write, such as `/run`;
+    /// - a directory: `EISDIR`; a FIFO or a device: `EINVAL` (a socket:
+    ///   `ENXIO` on Linux, `EOPNOTSUPP` elsewhere, from `open`). It is
+    ///   opened with `O_NONBLOCK`, so a FIFO or a terminal cannot make the
+    ///   set-up hang;
+    /// - a file owned by a user other than the daemon's effective user and
+    ///   other than root: `EPERM`. Its owner could rewrite the pid, and
+    ///   whoever signals that pid (a root launcher, an init script) would
+    ///   signal the process it names;
+    /// - a file writable by its group or by others (`mode & 0o022`):
+    ///   `EPERM`. It is refused, not `chmod`ed, because an fd opened while
+    ///   it was writable stays writable; the daemon creates its file `0644`
+    ///   less the umask, so such a file is someone else's doing. Fix it by
+    ///   hand (`chmod 644`, or remove it);
+    /// - a file with a second name (a hard link): `EMLINK`, because the link
+    ///   could name any file of root's on the same file system.
+    ///
+    /// A file this daemon created passes, and so does a stale one a
+    /// previous run left (the daemon's user's or root's, `0644` or
+    /// stricter, one name). A file system that does not keep
+    /// owners and modes (NFS squashing root to `nobody`, FAT) can make even
+    /// a new file fail these checks: keep the pid file on a local one.
     ///
     /// `fcntl` locks belong to a process and end when it closes *any* fd of
     /// the file: the daemon must not open its own pid file again. They are

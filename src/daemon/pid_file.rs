@@ -43,11 +43,12 @@ impl From<Errno> for PidFileError {
 }
 
 impl<'a> PidFile<'a> {
-    /// Opens without truncating, locks, checks that the path still names
-    /// the file it locked (else starts over), then truncates and writes our
-    /// pid. `before_lock` runs between each open and its lock (the unit
-    /// tests' fault hook). Async-signal-safe: runs in the freshly forked
-    /// daemon.
+    /// Opens without truncating and without following a symbolic link,
+    /// refuses a file that is not safe to write ([`safe_to_write`]), locks,
+    /// checks that the path still names the file it locked (else starts
+    /// over), then truncates and writes our pid. `before_lock` runs between
+    /// each open and its lock (the unit tests' fault hook).
+    /// Async-signal-safe: runs in the freshly forked daemon.
     pub(super) fn lock_and_write(
         path: &'a CStr,
         before_lock: impl Fn(),
@@ -68,6 +69,9 @@ impl<'a> PidFile<'a> {
         let mut tries = 0;
         loop {
             file.fd = sys::above_stdio(sys::open_pid_file(dir, path)?)?;
+            // Before the lock, so a refused file is not even locked; on
+            // refusal `file`'s drop closes it, and nothing was written.
+            safe_to_write(sys::file_status(file.fd)?, sys::geteuid())?;
             before_lock();
             lock_or_name_holder(file.fd)?;
             // The lock is on the file we opened, which may no longer be the
@@ -103,16 +107,28 @@ impl<'a> PidFile<'a> {
     /// a forked daemon: for a daemon that did not fork (one a launcher
     /// started, or that re-executed itself with
     /// [`ready::launch`](crate::ready)). Open without
-    /// truncating, lock, check that the path still names the locked file
-    /// (else open it again), then truncate and write this process's pid.
-    /// Async-signal-safe and allocation-free.
+    /// truncating and without following a symbolic link, refuse a file
+    /// that is not safe to write, lock, check that the path still names the
+    /// locked file (else open it again), then truncate and write this
+    /// process's pid. Async-signal-safe and allocation-free.
     ///
     /// # Errors
     /// [`DaemonError::AlreadyRunning`] with the pid that holds the lock (the
     /// file is left as it is); [`DaemonError::SetupFailed`] with
     /// [`SetupStep::PidFile`] and the errno if it cannot be opened, locked
     /// or written, `EAGAIN` if the file at the path was replaced at every
-    /// try.
+    /// try. A file that is not safe to write is refused with one of these
+    /// errnos, before it is locked, and left exactly as it was (see
+    /// [`DaemonOptions::pid_file`](super::DaemonOptions::pid_file) for
+    /// why):
+    ///
+    /// | errno | the path names |
+    /// |---|---|
+    /// | `ELOOP` (`EMLINK` on FreeBSD and DragonFly, `EFTYPE` on NetBSD) | a symbolic link, dangling or not |
+    /// | `EISDIR` | a directory (`open` says so) |
+    /// | `EINVAL` | something else that is not a regular file: a FIFO, a device (a socket: `ENXIO` on Linux, `EOPNOTSUPP` elsewhere, from `open`) |
+    /// | `EPERM` | a file owned by another user than this process's effective one and not by root, or writable by its group or by others |
+    /// | `EMLINK` | a file with more than one name (a hard link) |
     ///
     /// ```
     /// use bitcoin_tokenpipe::daemon::PidFile;
@@ -187,6 +203,40 @@ impl Drop for PidFile<'_> {
 /// microseconds; a path replaced that often is being fought over, and the
 /// daemon gives up with `EAGAIN` rather than spin.
 pub(super) const PID_FILE_TRIES: u32 = 5;
+
+/// Whether the daemon, running as `euid`, may lock, truncate and write the
+/// pid file `file` describes: systemd's rule for an unsafe `PIDFile=`,
+/// checked on the open file. `Err` with the errno to report when not:
+/// - not a regular file: `EINVAL`, what `ftruncate` says of one (a FIFO,
+///   a device; a directory never gets here: `open` fails with `EISDIR`);
+/// - owned by neither `euid` nor root: `EPERM`. Its owner could rewrite
+///   the pid at will, and a root daemon's launcher would then signal
+///   whatever process it names;
+/// - writable by group or others (`mode & 0o022`): `EPERM`, refused rather
+///   than repaired, because `fchmod` cannot take back an fd someone opened
+///   for writing while it was writable. The daemon creates its file `0644`
+///   less the umask, so such a file was made or changed by someone else;
+/// - more than one name: `EMLINK`. A hard link can make the path name any
+///   file of root's on the same file system (where `protected_hardlinks`
+///   is off), which passes every other check; no pid file needs two names.
+///   (No names at all means it was removed since the open: the caller's
+///   path check then opens the path again.)
+pub(super) fn safe_to_write(
+    file: sys::FileStatus,
+    euid: libc::uid_t,
+) -> core::result::Result<(), Errno> {
+    let someone_elses = file.uid != euid && file.uid != 0;
+    let others_can_write = file.mode & 0o022 != 0;
+    if !file.is_regular {
+        Err(Errno::EINVAL)
+    } else if someone_elses || others_can_write {
+        Err(Errno::EPERM)
+    } else if file.links > 1 {
+        Err(Errno::EMLINK)
+    } else {
+        Ok(())
+    }
+}
 
 /// Takes the write lock on the open pid file `fd`, or names the process
 /// that holds it.

@@ -7,7 +7,7 @@ extern crate std;
 
 use super::child::Stage;
 use super::parent::READY;
-use super::pid_file::{PID_FILE_TRIES, PidFileError, decimal_line};
+use super::pid_file::{PID_FILE_TRIES, PidFileError, decimal_line, safe_to_write};
 use super::report::{Report, TAG_DONE, TAG_STEP_FAILED};
 use super::*;
 use crate::error::Errno;
@@ -470,4 +470,78 @@ fn a_pid_file_removed_at_every_try_is_given_up_with_eagain_after_a_few_tries() {
     );
     assert_eq!(tries.get(), PID_FILE_TRIES);
     assert!(!file.exists(), "a failed try left a file behind");
+}
+
+#[test]
+fn only_a_regular_file_of_ours_or_roots_that_no_one_else_can_write_is_safe() {
+    let ours = sys::FileStatus {
+        is_regular: true,
+        mode: 0o644,
+        uid: 1000,
+        links: 1,
+    };
+    let with = |change: fn(&mut sys::FileStatus)| {
+        let mut file = ours;
+        change(&mut file);
+        file
+    };
+    let cases: [(&str, sys::FileStatus, Result<(), Errno>); 13] = [
+        ("ours, 0644", ours, Ok(())),
+        ("ours, 0600", with(|f| f.mode = 0o600), Ok(())),
+        ("ours, 0444", with(|f| f.mode = 0o444), Ok(())),
+        ("root's", with(|f| f.uid = 0), Ok(())),
+        ("removed since the open", with(|f| f.links = 0), Ok(())),
+        (
+            "not a regular file",
+            with(|f| f.is_regular = false),
+            Err(Errno::EINVAL),
+        ),
+        ("another user's", with(|f| f.uid = 65534), Err(Errno::EPERM)),
+        (
+            "another user's, 0600",
+            with(|f| {
+                f.uid = 65534;
+                f.mode = 0o600
+            }),
+            Err(Errno::EPERM),
+        ),
+        (
+            "group-writable",
+            with(|f| f.mode = 0o664),
+            Err(Errno::EPERM),
+        ),
+        (
+            "world-writable",
+            with(|f| f.mode = 0o646),
+            Err(Errno::EPERM),
+        ),
+        (
+            "root's, world-writable",
+            with(|f| {
+                f.uid = 0;
+                f.mode = 0o666
+            }),
+            Err(Errno::EPERM),
+        ),
+        ("a second name", with(|f| f.links = 2), Err(Errno::EMLINK)),
+        // The first rule that fails names it.
+        (
+            "another user's FIFO",
+            with(|f| {
+                f.uid = 65534;
+                f.is_regular = false
+            }),
+            Err(Errno::EINVAL),
+        ),
+    ];
+    for (what, file, expected) in cases {
+        assert_eq!(safe_to_write(file, 1000), expected, "{what}");
+    }
+    // Root, the usual daemon: its own files are root's.
+    assert_eq!(safe_to_write(with(|f| f.uid = 0), 0), Ok(()));
+    assert_eq!(
+        safe_to_write(ours, 0),
+        Err(Errno::EPERM),
+        "a user's file, to root"
+    );
 }

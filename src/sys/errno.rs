@@ -56,9 +56,14 @@ impl Errno {
     pub const EOPNOTSUPP: Errno = Errno(libc::EOPNOTSUPP);
     /// Address family not supported (vsock where the system has none).
     pub const EAFNOSUPPORT: Errno = Errno(libc::EAFNOSUPPORT);
+    /// Operation not permitted (a pid file owned by another user, or
+    /// writable by group or others).
+    pub const EPERM: Errno = Errno(libc::EPERM);
     /// Too many levels of symbolic links (`O_NOFOLLOW` met a symbolic link:
     /// a pid file path that names one).
     pub const ELOOP: Errno = Errno(libc::ELOOP);
+    /// Too many links (a pid file with a second name, a hard link).
+    pub const EMLINK: Errno = Errno(libc::EMLINK);
 
     /// Wraps a raw errno value.
     ///

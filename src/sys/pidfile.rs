@@ -1,10 +1,10 @@
 //! The pid file: opening it relative to a held directory (never through a
-//! symbolic link), its `fcntl` record lock, and reading, truncating and
-//! removing it. Only where the platform can fork. Where it has no record
-//! locks (build.rs leaves `tokenpipe_record_locks` unset: Redox, whose libc
-//! binding has no `F_SETLK`), the lock fails with `EOPNOTSUPP`, so a daemon
-//! asking for a pid file there gets a clear error instead of an unlocked
-//! file.
+//! symbolic link), what `fstat` says about the opened file, its `fcntl`
+//! record lock, and reading, truncating and removing it. Only where the
+//! platform can fork. Where it has no record locks (build.rs leaves
+//! `tokenpipe_record_locks` unset: Redox, whose libc binding has no
+//! `F_SETLK`), the lock fails with `EOPNOTSUPP`, so a daemon asking for a
+//! pid file there gets a clear error instead of an unlocked file.
 //!
 //! Plain system calls, safe between `fork` and the daemon's set-up report
 //! (POSIX's async-signal-safe list omits `pread`, a plain system call all
@@ -60,6 +60,56 @@ pub(crate) fn open_pid_file(dir: c_int, path: &CStr) -> SysResult<c_int> {
     // SAFETY: `path` is NUL-terminated; O_CREAT takes the mode as a
     // variadic unsigned int, which we pass.
     ret_c_int(unsafe { libc::openat(dir, path.as_ptr(), flags, 0o644 as libc::c_uint) })
+}
+
+/// What `fstat` says about an open pid file that decides whether the
+/// daemon may write into it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileStatus {
+    /// `S_ISREG(st_mode)`: a regular file (not a FIFO, device, directory or
+    /// socket).
+    pub(crate) is_regular: bool,
+    /// The permission bits, `st_mode & 0o7777`.
+    pub(crate) mode: libc::mode_t,
+    /// `st_uid`: the owner.
+    pub(crate) uid: libc::uid_t,
+    /// `st_nlink`: how many names the file has (0 once it is removed).
+    pub(crate) links: u64,
+}
+
+/// `fstat(fd)`—The kind, permissions, owner and link count of the file
+/// open as `fd`: looked at on the open file, not on the path, so what is
+/// checked is what will be written. Async-signal-safe.
+///
+/// # References
+/// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fstat.html)
+/// - [Linux](https://man7.org/linux/man-pages/man2/fstat.2.html)
+pub(crate) fn file_status(fd: c_int) -> SysResult<FileStatus> {
+    let mut st = MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `st` is valid for writes of one `stat`.
+    ret(unsafe { libc::fstat(fd, st.as_mut_ptr()) })?;
+    // SAFETY: fstat returned 0, so it filled in `st` completely.
+    let st = unsafe { st.assume_init() };
+    // st_mode is wider than mode_t on 32-bit Android; the bits fit.
+    // nlink_t is 16 to 64 bits, depending on the system.
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+    Ok(FileStatus {
+        is_regular: st.st_mode as libc::mode_t & libc::S_IFMT == libc::S_IFREG,
+        mode: st.st_mode as libc::mode_t & 0o7777,
+        uid: st.st_uid,
+        links: st.st_nlink as u64,
+    })
+}
+
+/// `geteuid()`—This process's effective user id, the owner of the files
+/// it creates. Cannot fail; async-signal-safe.
+///
+/// # References
+/// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/geteuid.html)
+/// - [Linux](https://man7.org/linux/man-pages/man2/geteuid.2.html)
+pub(crate) fn geteuid() -> libc::uid_t {
+    // SAFETY: geteuid takes nothing and touches no memory of ours.
+    unsafe { libc::geteuid() }
 }
 
 /// A whole-file `flock` record of type `kind` (`F_WRLCK`, ...).
