@@ -34,6 +34,7 @@ not_run=(
     "handshake_across_fork: fork"
     "daemon_module_handshake: fork"
     "daemon_process_control: fork, signals, file locks"
+    "pid_file_refuses_unsafe_files: fork, file locks, chown, mkfifo, mknod"
     "daemon_fault_injection: fork, rlimits, /proc/self/fd"
     "launch_waits_for_ready_or_death: exec, sockets, poll"
     "sigpipe_free_writes: fork, signal masks"
