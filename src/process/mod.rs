@@ -41,10 +41,11 @@ pub enum ChildExit {
     Exited(i32),
     /// A signal with this number ended it.
     Signaled(i32),
-    /// It ended, but how is not this process's to know: its exit status
-    /// was collected elsewhere. This process ignores `SIGCHLD` (the
-    /// kernel then reaps children itself), a `SIGCHLD` handler reaped it,
-    /// or it was not this process's child (a daemon named by `MAINPID=`).
+    /// It ended, but how is not this process's to know: it was not this
+    /// process's child (a daemon named by `MAINPID=`, whose status goes
+    /// to its own parent), or its exit status was collected elsewhere
+    /// (this process ignores `SIGCHLD`, so the kernel reaps children
+    /// itself; or a handler or another thread reaped it first).
     Unknown,
 }
 
@@ -52,6 +53,8 @@ impl ChildExit {
     /// Decodes a wait status from `waitpid`. Stopped and continued
     /// statuses are never asked for (no `WUNTRACED`), so anything that is
     /// not an exit is a death by signal.
+    // On Linux the crate waits with `waitid`, which says this in fields.
+    #[cfg_attr(tokenpipe_linux_like, allow(dead_code))]
     pub(crate) fn from_wait_status(status: c_int) -> ChildExit {
         if libc::WIFEXITED(status) {
             ChildExit::Exited(libc::WEXITSTATUS(status))
@@ -92,7 +95,8 @@ impl fmt::Display for ChildExit {
             ChildExit::Signaled(sig) => write!(f, "was killed by signal {sig}"),
             ChildExit::Unknown => write!(
                 f,
-                "ended (its exit status was collected elsewhere: SIGCHLD ignored or reaped by a handler)"
+                "ended (how is not known here: it was not this process's child, or its exit status \
+                 was collected elsewhere)"
             ),
         }
     }
@@ -193,6 +197,17 @@ impl Process {
         }
     }
 
+    /// Someone else's process, held by a pidfd the caller owns and gives
+    /// over (opened while the caller knew the pid named it).
+    #[cfg(tokenpipe_launch)]
+    pub(crate) fn stranger_from_pidfd(pid: libc::pid_t, pidfd: c_int) -> Process {
+        Process {
+            pid,
+            pidfd,
+            relation: Relation::Stranger,
+        }
+    }
+
     pub(crate) fn pid(&self) -> libc::pid_t {
         self.pid
     }
@@ -220,24 +235,34 @@ impl Process {
         sys::kill(self.pid, signal).map_err(Error::Os)
     }
 
-    /// How it ended, if it has, without blocking.
+    /// How it ended, if it has, without blocking; reaps it.
     pub(crate) fn try_wait(&mut self) -> Result<Option<ChildExit>> {
         match self.relation {
             Relation::Reaped(exit) => Ok(Some(exit)),
-            Relation::Child => match sys::waitpid(self.pid, libc::WNOHANG) {
-                Ok(None) => Ok(None),
-                Ok(Some(status)) => Ok(Some(self.reaped(status))),
-                // Our unreaped child, yet no child to wait for: something
-                // else collected it (see the module docs).
-                Err(Errno::ECHILD) => Ok(Some(self.gone())),
-                Err(e) => Err(Error::Os(e)),
-            },
+            Relation::Child => self.wait_child(libc::WNOHANG),
             Relation::Stranger => {
-                if self.pidfd == NO_PIDFD || self.ended_within(Duration::ZERO)? {
-                    Err(Error::NotAChild)
-                } else {
-                    Ok(None)
+                if self.pidfd == NO_PIDFD {
+                    return Err(Error::NotAChild);
                 }
+                if !self.ended_within(Duration::ZERO)? {
+                    return Ok(None);
+                }
+                // Ended. Its parent may have died first, making it ours
+                // (this process may be a child subreaper): then it is ours
+                // to reap, through the pidfd, which names only it.
+                #[cfg(tokenpipe_linux_like)]
+                if let Ok(Some(info)) = sys::waitid(
+                    sys::WaitTarget::Pidfd(self.pidfd),
+                    libc::WNOHANG,
+                ) {
+                    let exit = match info {
+                        sys::WaitInfo::Exited(code) => ChildExit::Exited(code),
+                        sys::WaitInfo::Killed(sig) => ChildExit::Signaled(sig),
+                    };
+                    self.relation = Relation::Reaped(exit);
+                    return Ok(Some(exit));
+                }
+                Err(Error::NotAChild)
             }
         }
     }
@@ -246,14 +271,9 @@ impl Process {
     pub(crate) fn wait(&mut self) -> Result<ChildExit> {
         match self.relation {
             Relation::Reaped(exit) => Ok(exit),
-            Relation::Child => match sys::waitpid(self.pid, 0) {
-                Ok(Some(status)) => Ok(self.reaped(status)),
-                // As in try_wait: collected elsewhere. (With SIGCHLD
-                // ignored, waitpid blocks until the child ends, then says
-                // this.)
-                Ok(None) | Err(Errno::ECHILD) => Ok(self.gone()),
-                Err(e) => Err(Error::Os(e)),
-            },
+            // With SIGCHLD ignored, the wait blocks until the child ends,
+            // then finds nothing to collect: `gone`.
+            Relation::Child => Ok(self.wait_child(0)?.unwrap_or_else(|| self.gone())),
             Relation::Stranger => {
                 if self.pidfd != NO_PIDFD {
                     while !self.ended_within(Duration::from_secs(3600))? {}
@@ -263,10 +283,103 @@ impl Process {
         }
     }
 
-    fn reaped(&mut self, status: c_int) -> ChildExit {
-        let exit = ChildExit::from_wait_status(status);
-        self.relation = Relation::Reaped(exit);
-        exit
+    /// How it ended, if it has, without blocking and *without* reaping
+    /// it where the system can look without reaping (Linux: `WNOWAIT`):
+    /// an ended child stays a zombie, so its pid, and the process group
+    /// and session it leads, stay its own until [`try_wait`] reaps it.
+    /// Elsewhere it is reaped, as `try_wait` would.
+    ///
+    /// [`try_wait`]: Self::try_wait
+    pub(crate) fn peek(&mut self) -> Result<Option<ChildExit>> {
+        match self.relation {
+            Relation::Reaped(exit) => Ok(Some(exit)),
+            #[cfg(tokenpipe_linux_like)]
+            Relation::Child => self.wait_child(libc::WNOHANG | libc::WNOWAIT),
+            #[cfg(not(tokenpipe_linux_like))]
+            Relation::Child => self.wait_child(libc::WNOHANG),
+            Relation::Stranger => self.try_wait(),
+        }
+    }
+
+    /// Waits for our child with `flags` through its pidfd where there is
+    /// one (`waitid(P_PIDFD)`, Linux 5.4): once someone else has reaped
+    /// it, that says `ECHILD` and never collects a stranger that was
+    /// given its pid, as `waitpid(pid)` would if the stranger were also
+    /// our child. `ECHILD` means ended and collected elsewhere (see the
+    /// module docs). Without a pidfd, by pid.
+    #[cfg(tokenpipe_linux_like)]
+    fn wait_child(&mut self, flags: c_int) -> Result<Option<ChildExit>> {
+        use sys::{WaitInfo, WaitTarget};
+        let mut waited = if self.pidfd == NO_PIDFD {
+            sys::waitid(WaitTarget::Pid(self.pid), flags)
+        } else {
+            sys::waitid(WaitTarget::Pidfd(self.pidfd), flags)
+        };
+        if waited == Err(Errno::EINVAL) && self.pidfd != NO_PIDFD {
+            // Linux 5.3: pidfds, but no P_PIDFD yet.
+            waited = sys::waitid(WaitTarget::Pid(self.pid), flags);
+        }
+        match waited {
+            Ok(None) => Ok(None),
+            Ok(Some(info)) => {
+                let exit = match info {
+                    WaitInfo::Exited(code) => ChildExit::Exited(code),
+                    WaitInfo::Killed(sig) => ChildExit::Signaled(sig),
+                };
+                if flags & libc::WNOWAIT == 0 {
+                    self.relation = Relation::Reaped(exit);
+                }
+                Ok(Some(exit))
+            }
+            Err(Errno::ECHILD) => Ok(Some(self.gone())),
+            Err(e) => Err(Error::Os(e)),
+        }
+    }
+
+    /// As above, by pid with `waitpid` (no `waitid` with `WNOWAIT` is
+    /// relied on beyond Linux).
+    #[cfg(not(tokenpipe_linux_like))]
+    fn wait_child(&mut self, flags: c_int) -> Result<Option<ChildExit>> {
+        match sys::waitpid(self.pid, flags) {
+            Ok(None) => Ok(None),
+            Ok(Some(status)) => {
+                let exit = ChildExit::from_wait_status(status);
+                self.relation = Relation::Reaped(exit);
+                Ok(Some(exit))
+            }
+            Err(Errno::ECHILD) => Ok(Some(self.gone())),
+            Err(e) => Err(Error::Os(e)),
+        }
+    }
+
+    /// Sends `signal` to the process group this child leads (it was
+    /// started in a session or group of its own), only while that group is
+    /// provably still its own: through the pidfd where the kernel can
+    /// address the group by it (Linux 6.9), else by `-pid` only while the
+    /// child is unreaped, so that no stranger can hold its number as a
+    /// group id. `ESRCH` once it has been reaped.
+    pub(crate) fn kill_group(&mut self, signal: c_int) -> Result<()> {
+        if self.relation != Relation::Child {
+            return Err(Error::Os(Errno::ESRCH));
+        }
+        #[cfg(tokenpipe_linux_like)]
+        if self.pidfd != NO_PIDFD {
+            match sys::pidfd_send_signal_group(self.pidfd, signal) {
+                // Before Linux 6.9: by number, below.
+                Err(Errno::EINVAL) => {}
+                other => return other.map_err(Error::Os),
+            }
+        }
+        // Unreaped by us; make sure nobody else reaped it either (Linux:
+        // a look that leaves a zombie in place).
+        #[cfg(tokenpipe_linux_like)]
+        {
+            self.peek()?;
+            if self.relation != Relation::Child {
+                return Err(Error::Os(Errno::ESRCH));
+            }
+        }
+        sys::kill(-self.pid, signal).map_err(Error::Os)
     }
 
     /// Ended, and reaped by someone else: the pid is no longer ours.
@@ -295,33 +408,36 @@ impl Process {
         matches!(self.relation, Relation::Reaped(_))
     }
 
-    /// Whether it ends within `limit`: the pidfd's readability where there
-    /// is one; otherwise (our child only) `waitpid(WNOHANG)` every
-    /// millisecond, which reaps it if it has ended.
+    /// Whether it ends within `limit`, measured on one monotonic deadline
+    /// that a signal (`EINTR`) never restarts: the pidfd's readability
+    /// where there is one; otherwise (our child only) a look every
+    /// millisecond, which leaves it unreaped where [`peek`](Self::peek)
+    /// can.
     pub(crate) fn ended_within(&mut self, limit: Duration) -> Result<bool> {
-        if self.pidfd != NO_PIDFD {
-            let ms = crate::wait::poll_timeout_ms(limit);
-            return loop {
-                match sys::poll_readable(self.pidfd, ms) {
-                    Ok(polled) => break Ok(polled != sys::Polled::TimedOut),
-                    Err(Errno::EINTR) => {}
-                    Err(e) => break Err(Error::Os(e)),
-                }
-            };
-        }
-        if self.relation == Relation::Stranger {
+        if self.pidfd == NO_PIDFD && self.relation == Relation::Stranger {
             return Err(Error::NotAChild);
         }
-        let mut waited = 0u128;
+        let deadline = crate::wait::Deadline::start(limit)?;
         loop {
-            if self.try_wait()?.is_some() {
-                return Ok(true);
+            let left = deadline.left()?.unwrap_or(Duration::ZERO);
+            if self.pidfd != NO_PIDFD {
+                match sys::poll_readable(self.pidfd, crate::wait::poll_timeout_ms(left)) {
+                    Ok(sys::Polled::TimedOut) => {}
+                    Ok(_) => return Ok(true),
+                    Err(Errno::EINTR) => {}
+                    Err(e) => return Err(Error::Os(e)),
+                }
+            } else {
+                if self.peek()?.is_some() {
+                    return Ok(true);
+                }
+                if !left.is_zero() {
+                    sys::sleep_ms(1);
+                }
             }
-            if waited >= limit.as_millis() {
+            if left.is_zero() {
                 return Ok(false);
             }
-            sys::sleep_ms(1);
-            waited += 1;
         }
     }
 

@@ -126,6 +126,8 @@ pub(crate) fn exit_now(code: c_int) -> ! {
 /// # References
 /// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/waitpid.html)
 /// - [Linux](https://man7.org/linux/man-pages/man2/waitpid.2.html)
+// On Linux `waitid` (by pidfd) replaces it, but for the unit tests.
+#[cfg_attr(tokenpipe_linux_like, allow(dead_code))]
 pub(crate) fn waitpid(pid: libc::pid_t, flags: c_int) -> SysResult<Option<c_int>> {
     let mut status: c_int = 0;
     loop {
@@ -185,16 +187,117 @@ pub(crate) fn pidfd_open(pid: libc::pid_t) -> SysResult<c_int> {
 /// - [Linux](https://man7.org/linux/man-pages/man2/pidfd_send_signal.2.html)
 #[cfg(tokenpipe_linux_like)]
 pub(crate) fn pidfd_send_signal(pidfd: c_int, sig: c_int) -> SysResult<()> {
+    pidfd_send_signal_flags(pidfd, sig, 0)
+}
+
+/// `PIDFD_SIGNAL_PROCESS_GROUP` from `<linux/pidfd.h>` (Linux 6.9), which
+/// the libc crate does not name.
+#[cfg(tokenpipe_linux_like)]
+const PIDFD_SIGNAL_PROCESS_GROUP: libc::c_uint = 1 << 2;
+
+/// `pidfd_send_signal(pidfd, sig, NULL, PIDFD_SIGNAL_PROCESS_GROUP)`—Sends a
+/// signal to the process group that the pidfd's process leads: the group
+/// of that very process, held by the kernel's `struct pid`, never a group
+/// that a stranger formed under the same number after the leader was
+/// reaped. Linux 6.9 and later; `EINVAL` before. `ESRCH` when the group
+/// has no member left.
+///
+/// # References
+/// - [Linux](https://man7.org/linux/man-pages/man2/pidfd_send_signal.2.html)
+#[cfg(tokenpipe_linux_like)]
+pub(crate) fn pidfd_send_signal_group(pidfd: c_int, sig: c_int) -> SysResult<()> {
+    pidfd_send_signal_flags(pidfd, sig, PIDFD_SIGNAL_PROCESS_GROUP)
+}
+
+#[cfg(tokenpipe_linux_like)]
+fn pidfd_send_signal_flags(pidfd: c_int, sig: c_int, flags: libc::c_uint) -> SysResult<()> {
     // SAFETY: a null siginfo is allowed (the kernel fills in one as kill
-    // would) and flags must be 0; no memory of ours is touched.
+    // would); the flags are 0 or a documented scope flag; no memory of ours
+    // is touched.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_pidfd_send_signal,
             pidfd,
             sig,
             core::ptr::null::<libc::siginfo_t>(),
-            0 as libc::c_uint,
+            flags,
         )
     };
     ret(rc as c_int)
+}
+
+/// How a child ended, as `waitid` reports it.
+#[cfg(tokenpipe_linux_like)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WaitInfo {
+    /// It called `exit` with this status.
+    Exited(c_int),
+    /// This signal ended it.
+    Killed(c_int),
+}
+
+/// Which child `waitid` asks about.
+#[cfg(tokenpipe_linux_like)]
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum WaitTarget {
+    /// The child a pidfd names (`P_PIDFD`, Linux 5.4): never another
+    /// process, whatever became of its pid. `EINVAL` before 5.4.
+    Pidfd(c_int),
+    /// The child with this pid (`P_PID`): only while it is provably ours.
+    Pid(libc::pid_t),
+}
+
+/// `waitid(P_PIDFD or P_PID, id, &info, WEXITED | flags)`—Asks whether a
+/// child has ended, retrying on `EINTR`: `Ok(None)` if it runs on (with
+/// `WNOHANG`), else how it ended. With `WNOWAIT` the child is left
+/// unreaped, so its pid (and the process group and session it leads) stay
+/// its own; without, it is reaped. `ECHILD` when it is not (or no longer)
+/// this process's child to wait for: reaped by someone else, or never ours.
+///
+/// # References
+/// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/waitid.html)
+/// - [Linux](https://man7.org/linux/man-pages/man2/waitid.2.html)
+#[cfg(tokenpipe_linux_like)]
+pub(crate) fn waitid(target: WaitTarget, flags: c_int) -> SysResult<Option<WaitInfo>> {
+    let (idtype, id) = match target {
+        WaitTarget::Pidfd(fd) => (libc::P_PIDFD, fd as libc::id_t),
+        WaitTarget::Pid(pid) => (libc::P_PID, pid as libc::id_t),
+    };
+    loop {
+        // SAFETY: siginfo_t is plain data for which all-zero is valid; the
+        // kernel zeroes si_pid when WNOHANG finds nothing, which is how
+        // "still running" is told apart below.
+        let mut info: libc::siginfo_t = unsafe { core::mem::zeroed() };
+        // SAFETY: `info` is a valid out-pointer for one siginfo_t.
+        match ret(unsafe { libc::waitid(idtype, id, &mut info, libc::WEXITED | flags) }) {
+            Ok(()) => {
+                // SAFETY: waitid filled in the SIGCHLD fields of `info` (or
+                // left it zeroed under WNOHANG); both accessors read them.
+                let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+                if pid == 0 {
+                    return Ok(None);
+                }
+                return Ok(Some(if info.si_code == libc::CLD_EXITED {
+                    WaitInfo::Exited(status)
+                } else {
+                    WaitInfo::Killed(status)
+                }));
+            }
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `prctl(PR_SET_CHILD_SUBREAPER, 1)`—Makes this process a child
+/// subreaper: an orphan among its descendants (a daemon whose parent
+/// exited) becomes its child instead of init's. Process-wide, inherited by
+/// no child, kept across `exec`.
+///
+/// # References
+/// - [Linux](https://man7.org/linux/man-pages/man2/PR_SET_CHILD_SUBREAPER.2const.html)
+#[cfg(tokenpipe_linux_like)]
+pub(crate) fn become_child_subreaper() -> SysResult<()> {
+    // SAFETY: this prctl takes plain integers and touches no memory of ours.
+    ret(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) })
 }
