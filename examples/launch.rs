@@ -22,16 +22,26 @@
 //! | 64 | usage error; 71 PROGRAM could not be started |
 //!
 //! `--timeout 0` means no timeout, as `TimeoutStartSec=0` does in a systemd
-//! unit. `--detach` starts PROGRAM in a new session with stdio on
-//! `/dev/null`; on timeout its whole process group is killed, even if
-//! PROGRAM itself has exited and left a daemon running.
+//! unit. `--detach` starts PROGRAM with stdio on `/dev/null`.
+//!
+//! It contains what it launches (`LaunchOptions::contain`, Linux): it
+//! makes itself a child subreaper, so a daemon PROGRAM forks, even one
+//! that forks twice and calls `setsid`, stays its descendant. On timeout
+//! it kills all of it, not only PROGRAM; `MAINPID=` is believed only for
+//! such a process, never for `launch` itself or its ancestors. Elsewhere
+//! than Linux it runs without (and says so on stderr).
+//!
+//! Before it exits after "ready" or "failed", it waits until every process
+//! that spoke on the notify socket has ended or had its `BARRIER=1`
+//! served (`systemd-notify --ready` sends one and fails if the socket is
+//! gone), for at most what is left of the timeout.
 
 #[cfg(unix)]
 fn main() {
     use bitcoin_tokenpipe::Errno;
     use bitcoin_tokenpipe::ready::{LaunchError, LaunchOptions, launch};
     use std::process::exit;
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     let usage = |why: &str| -> ! {
         eprintln!("usage: launch [--timeout SECS] [--detach] -- PROGRAM [ARGS...]  ({why})");
@@ -67,22 +77,37 @@ fn main() {
     let name = program.to_string_lossy().into_owned();
     let mut cmd = std::process::Command::new(&program);
     cmd.args(args);
+    options = options.contain(cfg!(any(target_os = "linux", target_os = "android")));
+    if !options.contain {
+        eprintln!("launch: containment needs Linux; what {name} forks may escape");
+    }
+    let started = Instant::now();
+    // What is left of the timeout, for the speakers on the socket.
+    let left = || {
+        started
+            .checked_add(options.timeout)
+            .map_or(Duration::MAX, |end| end.saturating_duration_since(Instant::now()))
+    };
 
     let status_suffix = |status: &Option<String>| match status {
         Some(text) => format!(" (status: {text:?})"),
         None => String::new(),
     };
     match launch(&mut cmd, options) {
-        Ok(child) => {
+        Ok(mut child) => {
             println!(
                 "launch: {name} (pid {}) is ready{}; exiting 0 and leaving it running",
                 child.pid(),
                 status_suffix(&child.status_text().map(str::to_owned))
             );
+            child.settle(left());
+            // `exit` runs no destructors: the handle goes first, and the
+            // socket and its directory with it.
+            drop(child);
             exit(0);
         }
         Err(LaunchError::Failed {
-            child,
+            mut child,
             errno,
             status,
         }) => {
@@ -95,6 +120,11 @@ fn main() {
                 child.pid(),
                 status_suffix(&status)
             );
+            child.settle(left());
+            // Failed but running: it runs on (a launcher's exit kills
+            // nothing); the socket goes, as above.
+            child.kill_on_drop(false);
+            drop(child);
             exit(1);
         }
         Err(LaunchError::Exited { exit: how, status }) => {

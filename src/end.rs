@@ -114,6 +114,26 @@ impl TokenPipeEnd {
         TokenPipeEnd { fd }
     }
 
+    /// This end with its fd at 3 or above. A process started with stdin
+    /// or stdout closed gets a new pipe on 0 or 1, where a child it starts
+    /// would take it for its stdio (its first `echo` a report). Moved with
+    /// `F_DUPFD_CLOEXEC`; an end already above stdio is returned as it is.
+    #[cfg(tokenpipe_launch)]
+    pub(crate) fn above_stdio(self) -> Result<TokenPipeEnd> {
+        let fd = self.as_raw_fd();
+        if !(0..=2).contains(&fd) {
+            return Ok(self);
+        }
+        #[cfg(tokenpipe_nosigpipe)]
+        let tagged = self.fd < CLOSED;
+        let moved = crate::sys::above_stdio(self.into_raw_fd()).map_err(crate::error::Error::Os)?;
+        #[cfg(tokenpipe_nosigpipe)]
+        if tagged {
+            return Ok(TokenPipeEnd { fd: tag(moved) });
+        }
+        Ok(TokenPipeEnd::from_owned(moved))
+    }
+
     /// Wraps an fd that the crate owns alone and has just set
     /// `F_SETNOSIGPIPE` on, remembering that it did (Apple, NetBSD).
     #[cfg(tokenpipe_nosigpipe)]

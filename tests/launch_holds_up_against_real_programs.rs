@@ -231,7 +231,8 @@ fn a_detached_program_that_exits_leaving_a_daemon_has_its_group_killed_on_timeou
 }
 
 #[test]
-fn a_program_that_exits_leaving_a_daemon_undetached_is_not_said_to_be_killed() {
+fn a_program_that_exits_leaving_a_daemon_undetached_has_the_daemon_killed_by_the_containing_example()
+{
     let _turn = serial();
     let s = Scratch::new("undetached");
     let script = format!(
@@ -243,8 +244,27 @@ fn a_program_that_exits_leaving_a_daemon_undetached_is_not_said_to_be_killed() {
         &s,
     );
     assert_eq!(code, 3, "{out}");
-    assert!(!out.contains("killed it"), "{out}");
-    assert!(out.contains("was left running"), "{out}");
+    // Never "killed" for the program, which had exited by itself.
+    assert!(!out.contains("killed it ("), "{out}");
+    assert!(out.contains("killed what it left running"), "{out}");
+    assert!(becomes_gone(s.pid("daemon.pid")), "the daemon runs on: {out}");
+}
+
+#[test]
+fn without_containment_a_daemon_left_undetached_is_said_to_run_on_and_does() {
+    let _turn = serial();
+    let s = Scratch::new("uncontained");
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c").arg(format!(
+        "sleep 30 & echo $! >{}; exit 0",
+        s.path("daemon.pid").display()
+    ));
+    let options = LaunchOptions::new().timeout(Duration::from_millis(500));
+    let e = launch(&mut cmd, options).expect_err("nothing reports");
+    let text = e.to_string();
+    assert!(text.contains("was left running"), "{text}");
+    assert!(!text.contains("killed"), "{text}");
+    assert!(alive(s.pid("daemon.pid")), "{text}");
 }
 
 #[test]
@@ -336,7 +356,7 @@ fn a_launcher_that_ignores_sigchld_says_so_on_timeout_too() {
     let (code, out) = run(cmd, &s);
     assert_eq!(code, 3, "{out}");
     assert!(
-        out.contains("killed it (it ended (its exit status was collected elsewhere"),
+        out.contains("killed it (it ended (how is not known here"),
         "{out}"
     );
 }

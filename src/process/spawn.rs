@@ -51,9 +51,11 @@ impl PidfdLine {
     /// if no pair can be made (the launch goes on without).
     fn offer(cmd: &mut Command) -> Option<PidfdLine> {
         let [ours, theirs] = sys::socketpair_dgram().ok()?;
+        // Above stdio, as every fd a launch makes: on a launcher's closed
+        // 0 or 1, the child would take the pair for its stdio.
         let line = PidfdLine {
-            ours: TokenPipeEnd::from_owned(ours),
-            theirs: TokenPipeEnd::from_owned(theirs),
+            ours: TokenPipeEnd::from_owned(ours).above_stdio().ok()?,
+            theirs: TokenPipeEnd::from_owned(theirs).above_stdio().ok()?,
         };
         let fd = line.theirs.as_raw_fd();
         let made = sys::file_id(fd).ok()?;

@@ -222,6 +222,8 @@ pub(crate) struct Received {
     pub(crate) carried_fds: bool,
     /// The sender's uid, where the kernel says (Linux, with `SO_PASSCRED`).
     pub(crate) sender_uid: Option<libc::uid_t>,
+    /// The sender's pid, likewise (as it was when it sent).
+    pub(crate) sender_pid: Option<libc::pid_t>,
     /// The first fd it carried, left open, when the caller asked to keep it.
     pub(crate) kept_fd: Option<c_int>,
 }
@@ -328,6 +330,7 @@ fn receive(fd: c_int, buf: &mut [u8], keep_first: bool) -> SysResult<Received> {
                     .cast::<libc::ucred>()
                     .read_unaligned();
                 got.sender_uid = Some(cred.uid);
+                got.sender_pid = Some(cred.pid);
             }
             header = libc::CMSG_NXTHDR(&msg, header);
         }

@@ -6,10 +6,11 @@ use std::ffi::c_int;
 use std::os::fd::BorrowedFd;
 use std::process::{ChildStderr, ChildStdin, ChildStdout};
 
+use super::contain::Containment;
+use super::kept::Kept;
 use crate::error::Error;
 use crate::process::spawn::reap_in_background;
 use crate::process::{ChildExit, Process};
-use crate::sys;
 
 /// A program [`launch`](super::launch) started: its pid, control over it,
 /// the last `STATUS=` text it sent, and the stdio handles the caller asked
@@ -34,6 +35,11 @@ pub struct ReadyChild {
     pub(super) stderr: Option<ChildStderr>,
     /// Started in a session of its own: its process group dies with it.
     pub(super) detached: bool,
+    /// With [`contain`](super::LaunchOptions::contain): every process the
+    /// launch holds beyond the program.
+    pub(super) contain: Option<Containment>,
+    /// The notify socket, kept while its processes may still speak.
+    pub(super) notify: Option<Kept>,
     pub(super) kill_on_drop: bool,
 }
 
@@ -101,9 +107,13 @@ impl ReadyChild {
             Some(main) => {
                 // The program as started may have ended long ago: reap it.
                 let _ = self.launched.try_wait();
-                Ok(main
-                    .ended_within(std::time::Duration::ZERO)?
-                    .then_some(ChildExit::Unknown))
+                match main.try_wait() {
+                    // Ours to reap (containment made it our child): how.
+                    Ok(exit) => Ok(exit),
+                    // Ended, its status its parent's.
+                    Err(Error::NotAChild) => Ok(Some(ChildExit::Unknown)),
+                    Err(e) => Err(e),
+                }
             }
             None => self.launched.try_wait(),
         }
@@ -118,8 +128,7 @@ impl ReadyChild {
         match &mut self.main {
             Some(main) => {
                 while !main.ended_within(std::time::Duration::from_secs(3600))? {}
-                let _ = self.launched.try_wait();
-                Ok(ChildExit::Unknown)
+                self.try_wait().map(|exit| exit.unwrap_or(ChildExit::Unknown))
             }
             None => self.launched.wait(),
         }
@@ -154,6 +163,18 @@ impl ReadyChild {
         }
     }
 
+    /// Serves the program's notify socket until every process that spoke
+    /// on it has ended or had its `BARRIER=1` served, or `within` has
+    /// passed; whether they all had. For a launcher about to exit after
+    /// the verdict (the socket goes with it): `systemd-notify --ready`
+    /// sends `BARRIER=1` after `READY=1` and fails if the socket is gone
+    /// before it is served. While this handle lives, the socket is kept
+    /// and served by a thread of this process anyway; this only waits.
+    /// `true` at once where nothing was heard on the socket.
+    pub fn settle(&mut self, within: std::time::Duration) -> bool {
+        self.notify.as_ref().is_none_or(|kept| kept.settle(within))
+    }
+
     /// Its pidfd (Linux 5.3+), readable once it has ended: for tokio's
     /// `AsyncFd`, mio or `poll`. `None` where the system gave none.
     #[must_use]
@@ -164,20 +185,34 @@ impl ReadyChild {
             .borrowed_pidfd()
     }
 
-    /// Kills what this handle stands for: the `MAINPID=` process, and the
-    /// program as started with (if detached) its process group.
+    /// Kills what this handle stands for: the `MAINPID=` process, what
+    /// the program left ([`kill_rest`](Self::kill_rest)) and the program.
     pub(super) fn kill_all(&mut self) {
         if let Some(main) = &self.main {
             let _ = main.kill(libc::SIGKILL);
         }
-        if self.detached {
-            // It leads its own process group; the group's id cannot be
-            // given to another process while any member lives.
-            let _ = sys::kill(-self.launched.pid(), libc::SIGKILL);
-        }
+        self.kill_rest();
         if !self.launched.is_reaped() {
             let _ = self.launched.kill(libc::SIGKILL);
         }
+    }
+
+    /// Kills what the program started, as far as the launch reaches it:
+    /// with containment, every process it holds (each through its pidfd);
+    /// detached or contained, the process group the program leads, only
+    /// while the program is unreaped (its group's id is then its own; once
+    /// it is reaped, no group is signalled: the number may be anyone's).
+    /// Whether anything was there to signal.
+    pub(super) fn kill_rest(&mut self) -> bool {
+        let mut any = false;
+        if let Some(contained) = &mut self.contain {
+            contained.refresh(&mut self.launched);
+            any |= contained.signal_all(libc::SIGKILL);
+        }
+        if self.detached || self.contain.is_some() {
+            any |= self.launched.kill_group(libc::SIGKILL).is_ok();
+        }
+        any
     }
 }
 
@@ -186,8 +221,21 @@ impl Drop for ReadyChild {
         if self.kill_on_drop {
             self.kill_all();
         }
+        // The socket goes now (its path with it), releasing any barrier
+        // still queued there.
+        self.notify = None;
         if !self.launched.is_reaped() {
             reap_in_background(self.launched.take());
+        }
+        // What containment holds that is this process's child (an orphan
+        // it adopted) is reaped as it ends; the rest belongs to others.
+        if let Some(contained) = &mut self.contain {
+            for member in contained.take_members() {
+                reap_in_background(member);
+            }
+        }
+        if let Some(main) = self.main.take() {
+            reap_in_background(main);
         }
     }
 }

@@ -3,13 +3,49 @@
 //! timeout.
 
 mod child;
+#[cfg(tokenpipe_linux_like)]
+mod contain;
+mod kept;
+#[cfg(tokenpipe_linux_like)]
+mod procfs;
 mod socket;
 mod waiter;
 #[cfg(feature = "tokio")]
 mod waiter_async;
 
 pub use child::ReadyChild;
-pub use waiter::BARRIER_LINGER;
+
+/// Containment needs what only Linux offers here (a child subreaper and
+/// pidfds, and `/proc` to find what a launch started): elsewhere a launch
+/// that asks for it is refused, never run without it.
+#[cfg(not(tokenpipe_linux_like))]
+mod contain {
+    use crate::error::Errno;
+    use crate::process::Process;
+
+    #[derive(Debug)]
+    pub(super) enum Containment {}
+
+    impl Containment {
+        pub(super) fn start() -> Result<Containment, Errno> {
+            Err(Errno::from_raw(libc::ENOSYS))
+        }
+        pub(super) fn holds(&self, _: &Process, _: libc::pid_t) -> bool {
+            match *self {}
+        }
+        pub(super) fn refresh(&mut self, _: &mut Process) {
+            match *self {}
+        }
+        pub(super) fn signal_all(&self, _: libc::c_int) -> bool {
+            match *self {}
+        }
+        pub(super) fn take_members(&mut self) -> Vec<Process> {
+            match *self {}
+        }
+    }
+
+    pub(super) fn note_launched(_: libc::pid_t) {}
+}
 
 use std::ffi::OsString;
 use std::fmt;
@@ -33,7 +69,7 @@ use waiter::Waiter;
 /// use std::time::Duration;
 ///
 /// let o = LaunchOptions::new().timeout(Duration::from_secs(5)).detach(true);
-/// assert!(o.kill_on_timeout && o.detach);
+/// assert!(o.kill_on_timeout && o.detach && !o.contain);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -48,12 +84,49 @@ pub struct LaunchOptions {
     pub timeout: Duration,
     /// Start the program in a new session (`setsid` between `fork` and
     /// `exec`) with stdin, stdout and stderr on `/dev/null`, as a daemon
-    /// (default off). On timeout its whole process group is killed, even
-    /// when the program itself has exited and left a daemon it forked.
+    /// (default off). When the launch kills it (timeout, a failure
+    /// dropped, a cancelled `launch_async`), the process group it leads is
+    /// killed too, even when the program itself has exited and left a
+    /// daemon it forked, but only while the program is unreaped (its
+    /// group's id is then provably its own), so never a group that a
+    /// stranger formed under a reused number. What leaves the group
+    /// escapes: a daemon that calls `setsid` (every classic daemon does)
+    /// is in a group of its own. To reach it too, turn on
+    /// [`contain`](Self::contain).
     pub detach: bool,
     /// Kill (and reap) the program if it has not reported in time (default
     /// on). Off, the timeout hands the running program back to the caller.
     pub kill_on_timeout: bool,
+    /// Contain everything the program starts (default off; Linux only,
+    /// elsewhere the launch is refused with [`LaunchError::Contain`]).
+    ///
+    /// This process becomes a **child subreaper**
+    /// (`PR_SET_CHILD_SUBREAPER`): an orphan among the program's
+    /// descendants, such as a daemon that forked twice and called
+    /// `setsid`, becomes this process's child instead of init's. That is
+    /// process-wide and for good: every orphan of every descendant of this
+    /// process comes to it from then on. The library reaps only the ones
+    /// it holds for a launch (through their pidfds, so never a child that
+    /// the host program started itself); the others stay zombies until
+    /// this process reaps them or exits. The program is started in a
+    /// session of its own, as with `detach` (but keeping its stdio).
+    ///
+    /// What the launch holds, each by a pidfd from the moment it is found
+    /// (looks happen at every event of the wait and before every kill):
+    /// the processes in the program's session while the program is
+    /// unreaped; the children of the program and of every process held;
+    /// and the orphans this process adopted from outside its own session
+    /// that no launch started, while this is the only contained launch
+    /// alive in the process (with two or more, such an orphan cannot be
+    /// told apart and is left alone). A timeout, a failure dropped or a
+    /// cancelled `launch_async` kills them all; `MAINPID=` is honoured
+    /// only for one of them. What no look saw escapes: a process that
+    /// forked and lost its parent between two looks while another
+    /// contained launch was alive, or one that a host's own child
+    /// started. Without containment, only the program (and, detached, its
+    /// process group) is reached, and `MAINPID=` only for a descendant of
+    /// the program still linked to it by `/proc`.
+    pub contain: bool,
 }
 
 impl LaunchOptions {
@@ -64,6 +137,7 @@ impl LaunchOptions {
             timeout: Duration::from_secs(30),
             detach: false,
             kill_on_timeout: true,
+            contain: false,
         }
     }
 
@@ -91,6 +165,14 @@ impl LaunchOptions {
     #[must_use]
     pub const fn kill_on_timeout(mut self, on: bool) -> LaunchOptions {
         self.kill_on_timeout = on;
+        self
+    }
+
+    /// Whether to contain everything it starts (see
+    /// [`contain`](Self::contain)).
+    #[must_use]
+    pub const fn contain(mut self, on: bool) -> LaunchOptions {
+        self.contain = on;
         self
     }
 }
@@ -126,6 +208,10 @@ pub enum LaunchError {
     },
     /// The token pipe offered to the program could not be made.
     Setup(Error),
+    /// [`contain`](LaunchOptions::contain) was asked for and cannot be had:
+    /// `ENOSYS` off Linux, or the error of `PR_SET_CHILD_SUBREAPER`. Nothing
+    /// was started.
+    Contain(Errno),
     /// The program reported that it failed (token 0 or `ERRNO=`). It may
     /// still be running.
     Failed {
@@ -166,12 +252,13 @@ pub enum AfterTimeout {
     Killed(ChildExit),
     /// It had already exited, leaving the token pipe held by something it
     /// started (it daemonized itself). Detached, its process group was
-    /// killed (`group_killed`: something was left in it); otherwise what
-    /// it left runs on.
+    /// killed; contained, everything the launch holds; otherwise what it
+    /// left runs on.
     AlreadyExited {
         /// How it had ended.
         exit: ChildExit,
-        /// Whether a process group was there to kill.
+        /// Whether anything was there to kill (its process group, or a
+        /// process the launch held).
         group_killed: bool,
     },
     /// [`kill_on_timeout`](LaunchOptions::kill_on_timeout) was off: it
@@ -233,6 +320,14 @@ impl fmt::Display for LaunchError {
                 program.to_string_lossy()
             )?,
             LaunchError::Setup(e) => write!(f, "could not make the readiness pipe: {e}")?,
+            LaunchError::Contain(e) if e.raw() == libc::ENOSYS => write!(
+                f,
+                "containment needs Linux (a child subreaper and pidfds); launch without it"
+            )?,
+            LaunchError::Contain(e) => write!(
+                f,
+                "could not contain the launch (PR_SET_CHILD_SUBREAPER failed: {e})"
+            )?,
             LaunchError::Failed { child, errno, .. } => {
                 write!(f, "program {} reported that it failed", child.pid())?;
                 if let Some(errno) = errno {
@@ -249,10 +344,7 @@ impl fmt::Display for LaunchError {
                     AfterTimeout::AlreadyExited {
                         exit,
                         group_killed: true,
-                    } => write!(
-                        f,
-                        "the program had {exit}; killed what it left running in its process group"
-                    )?,
+                    } => write!(f, "the program had {exit}; killed what it left running")?,
                     AfterTimeout::AlreadyExited {
                         exit,
                         group_killed: false,
@@ -436,7 +528,16 @@ pub async fn launch_async(
 /// Everything up to the wait: the pipe, the socket, the hand-off and the
 /// program started.
 fn start(cmd: &mut Command, options: LaunchOptions) -> Result<Waiter, LaunchError> {
+    let contain = if options.contain {
+        Some(contain::Containment::start().map_err(LaunchError::Contain)?)
+    } else {
+        None
+    };
     let (reader, writer) = TokenPipe::make().map_err(LaunchError::Setup)?.split();
+    // A launcher whose stdin or stdout is closed gets the pipe on 0 or 1:
+    // the program would take the write end for its stdout.
+    let reader = reader.above_stdio().map_err(LaunchError::Setup)?;
+    let writer = writer.above_stdio().map_err(LaunchError::Setup)?;
     reader.set_nonblocking(true).map_err(LaunchError::Setup)?;
     writer
         .pass_to(cmd, READY_FD_ENV)
@@ -451,6 +552,8 @@ fn start(cmd: &mut Command, options: LaunchOptions) -> Result<Waiter, LaunchErro
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
+    }
+    if options.detach || options.contain {
         let new_session = || sys::setsid().map_err(|e| io::Error::from_raw_os_error(e.raw()));
         #[allow(unsafe_code)]
         // SAFETY: the closure runs between fork and exec and makes one
@@ -477,6 +580,7 @@ fn start(cmd: &mut Command, options: LaunchOptions) -> Result<Waiter, LaunchErro
     };
     // Until a verdict hands it over, the program is killed if the wait
     // ends any other way.
+    contain::note_launched(launched.pid());
     let child = ReadyChild {
         launched,
         main: None,
@@ -485,6 +589,8 @@ fn start(cmd: &mut Command, options: LaunchOptions) -> Result<Waiter, LaunchErro
         stdout: spawned.stdout.take(),
         stderr: spawned.stderr.take(),
         detached: options.detach,
+        contain,
+        notify: None,
         kill_on_drop: true,
     };
     // std's Child neither kills nor waits when dropped; `child` has taken

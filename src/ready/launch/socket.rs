@@ -1,5 +1,5 @@
-//! The launch's private notify socket: a path in a fresh directory that
-//! only this user may enter, removed with it.
+//! The launch's private notify socket: a path in a fresh directory whose
+//! name only the program is told, removed with it.
 
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -14,6 +14,7 @@ use crate::sys::{self, UnixAddr};
 
 /// This launch's private notify socket; removed with its directory when
 /// dropped.
+#[derive(Debug)]
 pub(super) struct NotifySocket {
     pub(super) fd: TokenPipeEnd,
     pub(super) addr: NotifyAddr,
@@ -63,16 +64,26 @@ impl NotifySocket {
         // Check the length before making anything that would need removing.
         let unix = UnixAddr::new(path.as_os_str().as_bytes(), false)
             .ok_or(Error::Os(Errno::from_raw(libc::ENAMETOOLONG)))?;
-        let fd = TokenPipeEnd::from_owned(sys::unix_datagram_socket().map_err(Error::Os)?);
-        // Belt and braces on Linux: the kernel names each sender, and only
-        // this user's (or root's) processes are heard.
+        let fd = TokenPipeEnd::from_owned(sys::unix_datagram_socket().map_err(Error::Os)?)
+            .above_stdio()?;
+        // On Linux the kernel names each sender (its pid and uid), and the
+        // launch hears only this user's processes and the ones it
+        // contains, whatever their user: a program started with
+        // `Command::uid` speaks as another. So the directory can be entered
+        // (not listed) by anyone, and the socket written by anyone: who is
+        // heard is decided by who sent, not by who could reach the path.
+        // Elsewhere no sender is named: the directory is this user's alone.
         #[cfg(tokenpipe_linux_like)]
         sys::pass_credentials(fd.as_raw_fd()).map_err(Error::Os)?;
-        // A path in a directory only this user may enter, rather than a
-        // Linux abstract name: abstract names have no permissions, and some
-        // senders (the sd-notify crate 0.5) connect to paths only.
+        #[cfg(tokenpipe_linux_like)]
+        const DIR_MODE: u32 = 0o711;
+        #[cfg(not(tokenpipe_linux_like))]
+        const DIR_MODE: u32 = 0o700;
+        // A path rather than a Linux abstract name: an abstract name can be
+        // found in /proc/net/unix by anyone, and some senders (the
+        // sd-notify crate 0.5) connect to paths only.
         std::fs::DirBuilder::new()
-            .mode(0o700)
+            .mode(DIR_MODE)
             .create(&dir)
             .map_err(os_error)?;
         // From here dropping `socket` removes the directory.
@@ -82,6 +93,12 @@ impl NotifySocket {
             dir,
         };
         sys::bind(socket.fd.as_raw_fd(), &unix).map_err(Error::Os)?;
+        #[cfg(tokenpipe_linux_like)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))
+                .map_err(os_error)?;
+        }
         Ok(socket)
     }
 }
@@ -91,7 +108,12 @@ fn os_error(e: io::Error) -> Error {
 }
 
 impl Drop for NotifySocket {
+    /// Removes the socket's path and its directory with `unlink` and
+    /// `rmdir`, which need no fd: with the fd table full, a walk of the
+    /// directory (`remove_dir_all`) could not even start, and left both
+    /// behind. The directory holds nothing else.
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_file(self.dir.join("notify"));
+        let _ = std::fs::remove_dir(&self.dir);
     }
 }

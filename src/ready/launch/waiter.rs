@@ -2,16 +2,24 @@
 //! pipe, the notify socket, the program's end, the clock) is read into
 //! [`Facts`] first, and [`decide`] alone turns them into a verdict. The
 //! orderings that matter ("a report that came before the program exited
-//! wins", "a closed pipe is not a failure while the socket is on offer")
-//! are rows of the table its tests go through, not paths through a loop.
+//! wins", "a closed pipe is not a failure while the socket is on offer",
+//! "the named main process's end is the service's end") are rows of the
+//! table its tests go through, not paths through a loop.
+//!
+//! The program is never reaped while the wait runs: its end is looked at
+//! with `WNOWAIT` (Linux), so its pid, and the process group and session
+//! it leads, stay its own until the launch has killed what it must.
 
 use std::time::{Duration, Instant};
 
+use super::kept::{Kept, Speakers};
+#[cfg(tokenpipe_linux_like)]
+use super::procfs;
 use super::socket::NotifySocket;
 use super::{AfterTimeout, LaunchError, LaunchOptions, ReadyChild};
 use crate::end::TokenPipeEnd;
 use crate::error::{Errno, Error};
-use crate::process::{ChildExit, KILL_BOUND, Killed, Process};
+use crate::process::{ChildExit, Killed, Process};
 use crate::ready::{TOKEN_EXTEND, TOKEN_FAILED, TOKEN_READY, TOKEN_STATUS};
 use crate::sys;
 use crate::wait::poll_timeout_ms;
@@ -33,6 +41,9 @@ pub(super) struct Facts {
     pub(super) pipe_closed: bool,
     /// The program (or the process it named with `MAINPID=`) has ended.
     pub(super) ended: Option<ChildExit>,
+    /// The process watched is one the program named with `MAINPID=`: its
+    /// end is the service's end, whoever still holds the pipe.
+    pub(super) main_named: bool,
     /// The deadline has passed.
     pub(super) timed_out: bool,
 }
@@ -54,8 +65,10 @@ pub(super) fn decide(facts: Facts) -> Next {
         return Next::Report(verdict);
     }
     match facts.ended {
-        // Ended, and nothing it started holds the pipe: it died first.
-        Some(exit) if facts.pipe_closed => Next::Exited(exit),
+        // Ended, and nothing it started holds the pipe: it died first. Or
+        // the main process it named ended: as systemd has it, the service
+        // ended with it.
+        Some(exit) if facts.pipe_closed || facts.main_named => Next::Exited(exit),
         // Ended with the pipe still held by a process it started (it
         // daemonized itself), or still running with the pipe closed (it
         // may report on the socket yet): neither is a verdict.
@@ -64,12 +77,24 @@ pub(super) fn decide(facts: Facts) -> Next {
     }
 }
 
-/// How long a verdict heard on the socket waits for the `BARRIER=1` that a
-/// systemd-style sender sends right after it (see [`launch`](super::launch)).
-pub const BARRIER_LINGER: Duration = Duration::from_millis(25);
+/// Two reports heard at the same look, one on each channel: which was
+/// sent first cannot be known, and a failure is never hidden behind a
+/// ready. Within one channel, the first report counts.
+pub(super) fn first_report(pipe: Option<Verdict>, socket: Option<Verdict>) -> Option<Verdict> {
+    match (pipe, socket) {
+        (Some(failed @ Verdict::Failed(_)), _) | (_, Some(failed @ Verdict::Failed(_))) => {
+            Some(failed)
+        }
+        (pipe, socket) => pipe.or(socket),
+    }
+}
 
 /// How often to look for the program's end where there is no pidfd.
 const DEATH_CADENCE: Duration = Duration::from_millis(10);
+
+/// How many datagrams one look receives at most: a flood of them cannot
+/// keep a look from ending, or the wait from seeing its deadline.
+const DRAIN_BATCH: usize = 64;
 
 /// One launch's wait.
 pub(super) struct Waiter {
@@ -77,11 +102,15 @@ pub(super) struct Waiter {
     pub(super) child: ReadyChild,
     pub(super) reader: TokenPipeEnd,
     pub(super) socket: Option<NotifySocket>,
+    pub(super) speakers: Speakers,
     pub(super) options: LaunchOptions,
     pub(super) start: Instant,
     pub(super) deadline: Instant,
     pub(super) facts: Facts,
-    pub(super) heard_on_socket: bool,
+    /// The last look stopped at [`DRAIN_BATCH`] with datagrams left.
+    pub(super) backlog: bool,
+    /// What the kill on timeout did to the watched process.
+    pub(super) killed: Option<Killed>,
 }
 
 impl Waiter {
@@ -96,11 +125,13 @@ impl Waiter {
             child,
             reader,
             socket,
+            speakers: Speakers::default(),
             options,
             start,
             deadline: deadline_after(start, options.timeout),
             facts: Facts::default(),
-            heard_on_socket: false,
+            backlog: false,
+            killed: None,
         }
     }
 
@@ -109,14 +140,14 @@ impl Waiter {
         loop {
             match self.step() {
                 Next::Wait => self.wait_for_news(),
-                Next::Report(verdict) => {
-                    if self.heard_on_socket {
-                        self.serve_barrier();
-                    }
-                    return self.conclude(verdict);
-                }
+                Next::Report(verdict) => return self.conclude(verdict),
                 Next::Exited(exit) => return Err(self.exited(exit)),
-                Next::TimedOut => return Err(self.timed_out(KILL_BOUND)),
+                Next::TimedOut => {
+                    if self.options.kill_on_timeout && self.facts.ended.is_none() {
+                        self.kill_all_within();
+                    }
+                    return Err(self.timed_out());
+                }
             }
         }
     }
@@ -128,7 +159,12 @@ impl Waiter {
         decide(self.facts)
     }
 
+    /// The program ended first (or its named main process did): whatever
+    /// it left goes with it, as nothing of the launch is handed back. The
+    /// program itself is reaped here or, killed, by the reaper thread.
     pub(super) fn exited(&mut self, exit: ChildExit) -> LaunchError {
+        self.child.kill_all();
+        let _ = self.child.launched.try_wait();
         LaunchError::Exited {
             exit,
             status: self.child.status.take(),
@@ -143,8 +179,15 @@ impl Waiter {
         if self.facts.ended.is_none() {
             self.facts.ended = self.look_for_end();
         }
-        self.drain_socket();
-        self.drain_pipe();
+        self.facts.main_named = self.child.main.is_some();
+        if let Some(contained) = &mut self.child.contain {
+            contained.refresh(&mut self.child.launched);
+        }
+        let socket = self.drain_socket();
+        let pipe = self.drain_pipe();
+        if self.facts.report.is_none() {
+            self.facts.report = first_report(pipe, socket);
+        }
         // After draining: a request for more time may have moved it.
         self.facts.timed_out = now >= self.deadline;
     }
@@ -155,22 +198,22 @@ impl Waiter {
         self.child.main.as_ref().unwrap_or(&self.child.launched)
     }
 
-    /// Whether the program has ended, and how: `ECHILD` or a readable
-    /// pidfd means ended, its status unknown, never "still running".
+    /// Whether the program has ended, and how, leaving it unreaped:
+    /// `ECHILD` or a readable pidfd means ended, its status unknown, never
+    /// "still running".
     fn look_for_end(&mut self) -> Option<ChildExit> {
-        // The one we started is reaped as soon as it ends, whoever is
-        // watched: its status is the answer, or it would linger a zombie.
-        let launched = self
-            .child
-            .launched
-            .try_wait()
-            .unwrap_or(Some(ChildExit::Unknown));
         match &mut self.child.main {
-            Some(main) => main
-                .ended_within(Duration::ZERO)
-                .unwrap_or(true)
-                .then_some(ChildExit::Unknown),
-            None => launched,
+            Some(main) => match main.try_wait() {
+                Ok(None) => None,
+                Ok(Some(exit)) => Some(exit),
+                // Ended, not ours to reap: its parent has its status.
+                Err(_) => Some(ChildExit::Unknown),
+            },
+            None => self
+                .child
+                .launched
+                .peek()
+                .unwrap_or(Some(ChildExit::Unknown)),
         }
     }
 
@@ -197,8 +240,12 @@ impl Waiter {
 
     /// How long to wait for news: until the deadline, or, where the
     /// program's end cannot be watched (`end_watched` false: no pidfd),
-    /// until the next look for it.
+    /// until the next look for it; not at all while datagrams are left
+    /// from the last look.
     pub(super) fn news_limit(&self, end_watched: bool) -> Duration {
+        if self.backlog {
+            return Duration::ZERO;
+        }
         let limit = self.deadline.saturating_duration_since(Instant::now());
         if end_watched {
             limit
@@ -207,41 +254,86 @@ impl Waiter {
         }
     }
 
-    /// Every datagram waiting, in order; the first verdict is kept.
-    fn drain_socket(&mut self) {
-        let Some(socket) = &self.socket else { return };
-        let fd = socket.fd.as_raw_fd();
+    /// The datagrams waiting, in order, at most [`DRAIN_BATCH`]; the first
+    /// report among them.
+    fn drain_socket(&mut self) -> Option<Verdict> {
+        let fd = self.socket.as_ref()?.fd.as_raw_fd();
         let mut buf = [0u8; 4096];
-        let me = sys::getuid();
-        loop {
+        let mut first = None;
+        self.backlog = true;
+        for _ in 0..DRAIN_BATCH {
             let got = match sys::recv_datagram(fd, &mut buf) {
                 Ok(got) => got,
                 // Drained to EAGAIN, never stopped short by a signal: the
                 // async wait is told of new datagrams only as an edge.
                 Err(Errno::EINTR) => continue,
-                Err(_) => break,
+                Err(_) => {
+                    self.backlog = false;
+                    break;
+                }
             };
-            if got.sender_uid.is_some_and(|uid| uid != me && uid != 0) {
-                continue; // another user's process: not ours to hear
+            if !self.may_speak(got.sender_uid, got.sender_pid) {
+                continue;
             }
-            self.heard_on_socket = true;
-            self.datagram(&buf[..got.len], got.sender_uid);
+            self.speakers.heard(got.sender_pid, got.carried_fds);
+            let report = self.datagram(&buf[..got.len]);
+            first = first.or(report);
+        }
+        first
+    }
+
+    /// Who is heard on the socket: a process of this user, or one the
+    /// launch contains (the program, its descendants, what containment
+    /// holds), whatever its user: a program started with `Command::uid`
+    /// speaks as another user. Where the kernel names no sender (no
+    /// credentials), the socket's directory is this user's alone.
+    fn may_speak(&mut self, uid: Option<libc::uid_t>, pid: Option<libc::pid_t>) -> bool {
+        match uid {
+            None => true,
+            Some(uid) if uid == sys::getuid() => true,
+            Some(_) => pid.is_some_and(|pid| self.contains(pid)),
         }
     }
 
-    /// Every message waiting on the token pipe, in order.
-    fn drain_pipe(&mut self) {
+    /// Whether `pid` is the program, or a process the launch contains.
+    #[cfg(tokenpipe_linux_like)]
+    fn contains(&mut self, pid: libc::pid_t) -> bool {
+        let launched = self.child.launched.pid();
+        if pid == launched {
+            return true;
+        }
+        match &mut self.child.contain {
+            Some(contained) => {
+                if !contained.holds(&self.child.launched, pid) {
+                    contained.refresh(&mut self.child.launched);
+                }
+                contained.holds(&self.child.launched, pid)
+            }
+            None => !self.child.launched.is_reaped() && procfs::descends_from(pid, launched),
+        }
+    }
+
+    #[cfg(not(tokenpipe_linux_like))]
+    fn contains(&mut self, pid: libc::pid_t) -> bool {
+        pid == self.child.launched.pid()
+    }
+
+    /// Every message waiting on the token pipe, in order; the first report
+    /// among them.
+    fn drain_pipe(&mut self) -> Option<Verdict> {
+        let mut first = None;
         while !self.facts.pipe_closed {
-            match self.reader.token_read() {
-                Ok(TOKEN_READY | b'\n') => self.report(Verdict::Ready),
+            let report = match self.reader.token_read() {
+                Ok(TOKEN_READY | b'\n') => Some(Verdict::Ready),
                 Ok(TOKEN_FAILED) => {
                     let errno = self.read_exact::<4>().map(i32::from_ne_bytes);
-                    self.report(Verdict::Failed(errno));
+                    Some(Verdict::Failed(errno))
                 }
                 Ok(TOKEN_EXTEND) => {
                     if let Some(usec) = self.read_exact::<8>() {
                         self.extend(u64::from_ne_bytes(usec));
                     }
+                    None
                 }
                 Ok(TOKEN_STATUS) => {
                     if let Some(len) = self.read_exact::<2>() {
@@ -250,17 +342,19 @@ impl Waiter {
                             self.child.status = Some(String::from_utf8_lossy(&text).into_owned());
                         }
                     }
+                    None
                 }
                 // Anything else is not ours to understand; skip it.
-                Ok(_) => {}
-                Err(Error::Eos) => self.facts.pipe_closed = true,
+                Ok(_) => None,
+                Err(Error::Eos) => {
+                    self.facts.pipe_closed = true;
+                    None
+                }
                 Err(_) => break, // WouldBlock: nothing more now
-            }
+            };
+            first = first.or(report);
         }
-    }
-
-    fn report(&mut self, verdict: Verdict) {
-        self.facts.report = self.facts.report.or(Some(verdict));
+        first
     }
 
     /// The bytes after a token; they were written in the same `write`.
@@ -279,13 +373,14 @@ impl Waiter {
         }
     }
 
-    /// One notify datagram: `KEY=VALUE` lines.
-    fn datagram(&mut self, text: &[u8], sender_uid: Option<libc::uid_t>) {
+    /// One notify datagram: `KEY=VALUE` lines; the first report in it.
+    fn datagram(&mut self, text: &[u8]) -> Option<Verdict> {
+        let mut first = None;
         for line in text.split(|&b| b == b'\n') {
             if line == b"READY=1" {
-                self.report(Verdict::Ready);
+                first = first.or(Some(Verdict::Ready));
             } else if let Some(errno) = line.strip_prefix(b"ERRNO=") {
-                self.report(Verdict::Failed(parse(errno)));
+                first = first.or(Some(Verdict::Failed(parse(errno))));
             } else if let Some(text) = line.strip_prefix(b"STATUS=") {
                 self.child.status = Some(String::from_utf8_lossy(text).into_owned());
             } else if let Some(usec) = line.strip_prefix(b"EXTEND_TIMEOUT_USEC=")
@@ -295,9 +390,10 @@ impl Waiter {
             } else if let Some(pid) = line.strip_prefix(b"MAINPID=")
                 && let Some(pid) = parse(pid)
             {
-                self.main_pid(pid, sender_uid);
+                self.main_pid(pid);
             }
         }
+        first
     }
 
     /// `EXTEND_TIMEOUT_USEC`: the deadline becomes at least now + `usec`.
@@ -309,69 +405,55 @@ impl Waiter {
     }
 
     /// `MAINPID=`: the program names another process as its main one (it
-    /// forked its daemon). Honoured as systemd honours it: from a
-    /// privileged sender, or for a process of the launched program's own
-    /// tree (systemd asks "is it in the service's cgroup"; we have no
-    /// cgroup, and ask whether the program we started is among its
-    /// ancestors). Only where a pidfd can hold the new process (Linux):
-    /// anywhere else its pid could be reused under us.
-    fn main_pid(&mut self, pid: libc::pid_t, sender_uid: Option<libc::uid_t>) {
+    /// forked its daemon). Honoured as systemd honours it, whoever sent
+    /// it: never for pid 0 or 1, never for this process or any of its
+    /// ancestors, and only for a process the launch contains (with
+    /// containment, one it holds; without, a descendant of the program,
+    /// by `/proc`). The process is held by a pidfd from then on, so it is
+    /// Linux only: anywhere else its pid could be reused under us.
+    fn main_pid(&mut self, pid: libc::pid_t) {
         #[cfg(tokenpipe_linux_like)]
         {
             let launched = self.child.launched.pid();
-            if pid <= 1 || pid == launched {
+            if pid <= 1 || procfs::is_self_or_ancestor(pid) {
                 return;
             }
-            let ours = |pid| sender_uid == Some(0) || descends_from(pid, launched);
-            if !ours(pid) {
+            if pid == launched {
+                // The program names itself: it is the main process again.
+                self.child.main = None;
+                self.facts.ended = None;
                 return;
             }
-            let main = Process::stranger(pid);
-            // Still the same process now that a pidfd holds it?
-            if main.pidfd().is_some() && ours(pid) {
+            let main = match &mut self.child.contain {
+                Some(contained) => {
+                    contained.refresh(&mut self.child.launched);
+                    contained.member(pid)
+                }
+                None => {
+                    let ours = |pid| {
+                        !self.child.launched.is_reaped() && procfs::descends_from(pid, launched)
+                    };
+                    // Still the same process now that a pidfd holds it?
+                    let main = Process::stranger(pid);
+                    (ours(pid) && main.pidfd().is_some() && ours(pid)).then_some(main)
+                }
+            };
+            if let Some(main) = main {
                 self.child.main = Some(main);
                 self.facts.ended = None;
             }
         }
         #[cfg(not(tokenpipe_linux_like))]
-        let _ = (pid, sender_uid);
-    }
-
-    /// After a verdict from the socket: receive (and so complete) a
-    /// barrier that follows it, for at most [`BARRIER_LINGER`].
-    fn serve_barrier(&mut self) {
-        let Some(socket) = &self.socket else { return };
-        let fd = socket.fd.as_raw_fd();
-        let until = Instant::now() + BARRIER_LINGER;
-        while !self.barrier_served() {
-            let now = Instant::now();
-            if now >= until {
-                return;
-            }
-            let _ = sys::poll_readable(fd, poll_timeout_ms(until - now));
-        }
-    }
-
-    /// Receives what waits on the socket: whether a barrier (a datagram
-    /// carrying an fd, which completes it for the sender) was among it.
-    pub(super) fn barrier_served(&self) -> bool {
-        let Some(socket) = &self.socket else {
-            return true;
-        };
-        let fd = socket.fd.as_raw_fd();
-        let mut buf = [0u8; 4096];
-        while let Ok(got) = sys::recv_datagram(fd, &mut buf) {
-            if got.carried_fds {
-                return true;
-            }
-        }
-        false
+        let _ = pid;
     }
 
     /// The verdict, with the program handed over (ready) or held in the
-    /// error (failed). The barrier has been served, or given up on.
-    pub(super) fn conclude(self, verdict: Verdict) -> Result<ReadyChild, LaunchError> {
+    /// error (failed), and the socket kept with it: its processes may
+    /// still speak (a `BARRIER=1` after `READY=1`).
+    pub(super) fn conclude(mut self, verdict: Verdict) -> Result<ReadyChild, LaunchError> {
+        let speakers = std::mem::take(&mut self.speakers);
         let mut child = self.child;
+        child.notify = self.socket.take().map(|socket| Kept::new(socket, speakers));
         match verdict {
             Verdict::Ready => {
                 child.kill_on_drop = false;
@@ -385,47 +467,49 @@ impl Waiter {
         }
     }
 
-    /// The timeout's error, after killing the program (unless it was not
-    /// to be) and waiting at most `kill_wait` for it to end: the blocking
-    /// wait gives [`KILL_BOUND`]; the async one has waited already.
-    pub(super) fn timed_out(self, kill_wait: Duration) -> LaunchError {
+    /// Kills everything the launch reaches and waits, up to the kill
+    /// bound on one monotonic deadline, for the watched process to end.
+    pub(super) fn kill_all_within(&mut self) {
+        self.child.kill_rest();
+        let watched = self.child.main.as_mut().unwrap_or(&mut self.child.launched);
+        self.killed = Some(watched.kill_within(libc::SIGKILL, crate::process::KILL_BOUND));
+    }
+
+    /// The timeout's error. Unless the program was not to be killed,
+    /// everything the launch reaches was killed first
+    /// ([`kill_all_within`](Self::kill_all_within), or its async twin).
+    pub(super) fn timed_out(mut self) -> LaunchError {
         let waited = self.deadline.saturating_duration_since(self.start);
+        let killed = self.killed.take();
         let mut child = self.child;
         let status = child.status.clone();
         let after = if !self.options.kill_on_timeout {
             child.kill_on_drop = false;
             AfterTimeout::Running(child)
         } else {
-            // Detached, it leads its own process group: whatever it left
-            // running there (a daemon it forked) goes too, even when the
-            // program itself has exited.
-            let group_killed =
-                child.detached && sys::kill(-child.launched.pid(), libc::SIGKILL).is_ok();
             match self.facts.ended {
                 Some(exit) => {
-                    // Never "killed" for what had already exited.
+                    // Whatever it left running (its group, detached; all
+                    // it contains, contained) goes, while the program is
+                    // still unreaped; never "killed" for what had ended.
+                    let group_killed = child.kill_rest();
+                    let _ = child.launched.try_wait();
                     child.kill_on_drop = false;
                     AfterTimeout::AlreadyExited { exit, group_killed }
                 }
-                None => {
-                    let watched = child.main.as_mut().unwrap_or(&mut child.launched);
-                    match watched.kill_within(libc::SIGKILL, kill_wait) {
-                        Killed::Ended(exit) => {
-                            // With MAINPID= the one we started is another
-                            // process: it goes too (reaped when `child`
-                            // drops). The group was killed above.
-                            if !child.launched.is_reaped() {
-                                let _ = child.launched.kill(libc::SIGKILL);
-                            }
-                            AfterTimeout::Killed(exit)
-                        }
-                        Killed::Refused(errno) => AfterTimeout::KillFailed {
-                            child,
-                            errno: Some(errno),
-                        },
-                        Killed::Lingering => AfterTimeout::KillFailed { child, errno: None },
+                None => match killed {
+                    Some(Killed::Ended(exit)) => {
+                        // With MAINPID= the one we started is another
+                        // process: it goes too (reaped when `child` drops).
+                        child.kill_all();
+                        AfterTimeout::Killed(exit)
                     }
-                }
+                    Some(Killed::Refused(errno)) => AfterTimeout::KillFailed {
+                        child,
+                        errno: Some(errno),
+                    },
+                    Some(Killed::Lingering) | None => AfterTimeout::KillFailed { child, errno: None },
+                },
             }
         };
         LaunchError::TimedOut {
@@ -458,39 +542,6 @@ fn parse<T: std::str::FromStr>(digits: &[u8]) -> Option<T> {
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
-/// Whether `ancestor` is among `pid`'s ancestors, from `/proc/PID/stat`'s
-/// parent pids (a short walk: a daemon's tree is shallow).
-#[cfg(tokenpipe_linux_like)]
-fn descends_from(pid: libc::pid_t, ancestor: libc::pid_t) -> bool {
-    let mut pid = pid;
-    for _ in 0..64 {
-        let Some(parent) = parent_of(pid) else {
-            return false;
-        };
-        if parent == ancestor {
-            return true;
-        }
-        if parent <= 1 {
-            return false;
-        }
-        pid = parent;
-    }
-    false
-}
-
-/// The parent pid, field 4 of `/proc/PID/stat` (after the command name,
-/// which is in parentheses and may hold anything, spaces and `)` too).
-#[cfg(tokenpipe_linux_like)]
-fn parent_of(pid: libc::pid_t) -> Option<libc::pid_t> {
-    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
-    let after_name = &stat[stat.iter().rposition(|&b| b == b')')? + 1..];
-    let mut fields = after_name
-        .split(|&b| b == b' ')
-        .filter(|field| !field.is_empty());
-    let _state = fields.next()?;
-    parse(fields.next()?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -510,7 +561,15 @@ mod tests {
             report,
             pipe_closed,
             ended,
+            main_named: false,
             timed_out,
+        }
+    }
+
+    fn main_named(facts: Facts) -> Facts {
+        Facts {
+            main_named: true,
+            ..facts
         }
     }
 
@@ -554,6 +613,21 @@ mod tests {
             (facts(None, true, None, true), Next::TimedOut),
             // Out of time with nothing heard.
             (facts(None, false, None, true), Next::TimedOut),
+            // The main process named by MAINPID= ended while the program
+            // runs on and holds the pipe: the service has ended.
+            (
+                main_named(facts(None, false, UNKNOWN, false)),
+                Next::Exited(ChildExit::Unknown),
+            ),
+            (
+                main_named(facts(None, false, EXIT, true)),
+                Next::Exited(ChildExit::Exited(3)),
+            ),
+            (main_named(facts(None, false, None, false)), Next::Wait),
+            (
+                main_named(facts(READY, false, UNKNOWN, false)),
+                Next::Report(Verdict::Ready),
+            ),
         ];
         for (given, want) in table {
             assert_eq!(decide(given), want, "{given:?}");
@@ -570,13 +644,23 @@ mod tests {
     }
 
     #[test]
-    #[cfg(tokenpipe_linux_like)]
-    #[cfg_attr(miri, ignore = "Miri has no getppid and no /proc")]
-    fn the_parent_pid_is_read_past_a_command_name_with_spaces_and_parentheses() {
-        // Our own stat line: whatever our name, the parent is getppid's.
-        let parent = sys::getppid();
-        assert_eq!(parent_of(std::process::id() as libc::pid_t), Some(parent));
-        assert!(descends_from(std::process::id() as libc::pid_t, parent));
-        assert!(!descends_from(std::process::id() as libc::pid_t, i32::MAX));
+    fn a_failure_heard_at_the_same_look_as_a_ready_on_the_other_channel_wins() {
+        const F: Option<Verdict> = Some(Verdict::Failed(None));
+        let table = [
+            (None, None, None),
+            (READY, None, READY),
+            (None, READY, READY),
+            (F, None, F),
+            (None, FAILED, FAILED),
+            // The pipe's failure token and the socket's READY=1 came
+            // between the same two looks: their order is unknowable.
+            (F, READY, F),
+            (READY, FAILED, FAILED),
+            (F, FAILED, F),
+            (READY, READY, READY),
+        ];
+        for (pipe, socket, want) in table {
+            assert_eq!(first_report(pipe, socket), want, "{pipe:?} {socket:?}");
+        }
     }
 }

@@ -6,9 +6,11 @@
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
+use crate::process::Killed;
+
 use tokio::io::unix::AsyncFd;
 
-use super::waiter::{BARRIER_LINGER, Next, Waiter};
+use super::waiter::{Next, Waiter};
 use super::{LaunchError, ReadyChild};
 use crate::process::{KILL_BOUND, Process};
 use crate::sys;
@@ -99,22 +101,14 @@ impl Waiter {
                         tokio::time::sleep(LOOK_CADENCE).await;
                     }
                 }
-                Next::Report(verdict) => {
-                    drop(watches);
-                    if self.heard_on_socket {
-                        self.serve_barrier_async().await;
-                    }
-                    return self.conclude(verdict);
-                }
+                Next::Report(verdict) => return self.conclude(verdict),
                 Next::Exited(exit) => return Err(self.exited(exit)),
                 Next::TimedOut => {
                     drop(watches);
                     if self.options.kill_on_timeout && self.facts.ended.is_none() {
-                        self.kill_watched_async().await;
+                        self.kill_all_async().await;
                     }
-                    // The program has ended (or not, within the bound):
-                    // timed_out need not wait any more.
-                    return Err(self.timed_out(Duration::ZERO));
+                    return Err(self.timed_out());
                 }
             }
         }
@@ -134,40 +128,23 @@ impl Waiter {
                 .is_some_and(|fd| sys::poll_readable(fd, 0) == Ok(sys::Polled::Ready))
     }
 
-    /// [`serve_barrier`](Waiter::serve_barrier) on the reactor; where the
-    /// socket cannot be registered, on a 1 ms look instead, so the sender
-    /// still gets its barrier within [`BARRIER_LINGER`].
-    async fn serve_barrier_async(&mut self) {
-        let fd = self
-            .socket
-            .as_ref()
-            .and_then(|socket| socket.fd.try_as_fd().ok())
-            .and_then(|fd| watch(fd).ok());
-        let until = Instant::now() + BARRIER_LINGER;
-        while !self.barrier_served() {
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            let waited = match &fd {
-                Some(fd) => any_readable(&[fd], left).await.is_ok(),
-                None => false,
-            };
-            if !waited {
-                tokio::time::sleep(left.min(END_PENDING_CADENCE)).await;
-            }
-        }
-    }
-
-    /// Sends `SIGKILL` to the watched process and waits, on the reactor,
-    /// at most [`KILL_BOUND`] for it to end, so that
-    /// [`timed_out`](Waiter::timed_out) finds it ended (or lingering)
-    /// without blocking.
-    async fn kill_watched_async(&mut self) {
+    /// [`kill_all_within`](Waiter::kill_all_within) on the reactor: kills
+    /// everything the launch reaches, then waits at most [`KILL_BOUND`]
+    /// for the watched process to end and reaps it if it is ours.
+    async fn kill_all_async(&mut self) {
+        self.child.kill_rest();
         let watched = self.child.main.as_mut().unwrap_or(&mut self.child.launched);
-        if watched.kill(libc::SIGKILL).is_ok() {
-            let _ = ended_within(watched, KILL_BOUND).await;
-        }
+        self.killed = Some(match watched.kill(libc::SIGKILL) {
+            Ok(()) | Err(crate::error::Error::Os(crate::error::Errno::ESRCH)) => {
+                match ended_within(watched, KILL_BOUND).await {
+                    // What the blocking kill says of an ended process.
+                    Ok(true) => watched.kill_within(libc::SIGKILL, Duration::ZERO),
+                    _ => Killed::Lingering,
+                }
+            }
+            Err(crate::error::Error::Os(errno)) => Killed::Refused(errno),
+            Err(_) => Killed::Refused(crate::error::Errno::from_raw(libc::ESRCH)),
+        });
     }
 }
 

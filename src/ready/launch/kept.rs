@@ -1,0 +1,275 @@
+//! A launch's notify socket after the verdict: kept open for as long as the
+//! [`ReadyChild`](super::ReadyChild) lives, because its processes may
+//! still speak on it (`BARRIER=1` right after `READY=1`, as
+//! `systemd-notify` sends it; later `STATUS=`). While it is kept, this
+//! process's notify thread receives what arrives, so a barrier is
+//! completed at once whatever the caller is doing; and the socket knows
+//! who has spoken, so a launcher about to exit can wait until each of them
+//! has ended or had its barrier served ([`Kept::settle`]).
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::socket::NotifySocket;
+use crate::end::TokenPipeEnd;
+use crate::error::Errno;
+use crate::process::Process;
+use crate::sys;
+use crate::wait::poll_timeout_ms;
+
+/// Who has spoken on a launch's socket, and whether each is done with it.
+#[derive(Debug, Default)]
+pub(super) struct Speakers {
+    list: Vec<Speaker>,
+    /// A datagram came whose sender the kernel did not name (no
+    /// credentials on this system), and no barrier has come since.
+    unnamed: bool,
+}
+
+#[derive(Debug)]
+struct Speaker {
+    pid: libc::pid_t,
+    /// Held from its first datagram; `None` if it had ended by then (or
+    /// the system has no pidfds: then its pid is looked up instead).
+    process: Option<Process>,
+    barrier_served: bool,
+}
+
+impl Speakers {
+    /// Notes a datagram from `pid` (`None`: not named by the kernel), and
+    /// whether it was a barrier (it carried an fd, now closed: served).
+    pub(super) fn heard(&mut self, pid: Option<libc::pid_t>, barrier: bool) {
+        let Some(pid) = pid else {
+            self.unnamed = !barrier;
+            return;
+        };
+        match self.list.iter_mut().find(|s| s.pid == pid) {
+            Some(speaker) => speaker.barrier_served |= barrier,
+            None => {
+                let process = Process::stranger(pid);
+                self.list.push(Speaker {
+                    pid,
+                    process: process.pidfd().is_some().then_some(process),
+                    barrier_served: barrier,
+                });
+            }
+        }
+    }
+
+    /// Whether every speaker has ended or had its barrier served.
+    pub(super) fn settled(&mut self) -> bool {
+        !self.unnamed
+            && self.list.iter_mut().all(|s| {
+                s.barrier_served
+                    || match &mut s.process {
+                        Some(process) => process.ended_within(Duration::ZERO).unwrap_or(true),
+                        // No pidfd: gone when no process has its pid.
+                        None => sys::kill(s.pid, 0) == Err(Errno::ESRCH),
+                    }
+            })
+    }
+
+    /// The pidfds of the speakers still waited for.
+    fn pidfds(&self) -> Vec<libc::c_int> {
+        self.list
+            .iter()
+            .filter(|s| !s.barrier_served)
+            .filter_map(|s| s.process.as_ref()?.pidfd())
+            .collect()
+    }
+}
+
+/// What the socket's owner and the notify thread share.
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    /// `None` once the owner let go: the notify thread forgets it.
+    socket: Option<NotifySocket>,
+    speakers: Speakers,
+}
+
+impl State {
+    /// Receives every datagram waiting (at most a batch: a flood cannot
+    /// hold the lock), closing the fds they carry, which is what completes
+    /// a sender's barrier.
+    fn serve(&mut self) {
+        let Some(socket) = &self.socket else { return };
+        let fd = socket.fd.as_raw_fd();
+        let me = sys::getuid();
+        let mut buf = [0u8; 64];
+        for _ in 0..256 {
+            match sys::recv_datagram(fd, &mut buf) {
+                Ok(got) => {
+                    // Another user's datagrams are not waited for.
+                    if got.sender_uid.is_none_or(|uid| uid == me) {
+                        self.speakers.heard(got.sender_pid, got.carried_fds);
+                    }
+                }
+                Err(Errno::EINTR) => {}
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+/// A launch's socket kept after the verdict.
+#[derive(Debug)]
+pub(super) struct Kept {
+    shared: Arc<Shared>,
+}
+
+impl Kept {
+    /// Keeps `socket`, with the speakers heard before the verdict, and
+    /// hands it to the notify thread.
+    pub(super) fn new(socket: NotifySocket, speakers: Speakers) -> Kept {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                socket: Some(socket),
+                speakers,
+            }),
+        });
+        // Without the thread, barriers are served when the owner settles
+        // (or drops the socket, which releases every barrier waiting in it).
+        let _ = serve_in_background(&shared);
+        Kept { shared }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Serves the socket until every process that spoke on it has ended
+    /// or had its `BARRIER=1` served, or `within` has passed. Whether they
+    /// all had.
+    pub(super) fn settle(&self, within: Duration) -> bool {
+        let until = Instant::now().checked_add(within);
+        let mut state = self.lock();
+        loop {
+            state.serve();
+            if state.speakers.settled() {
+                return true;
+            }
+            let left = until.map_or(Duration::MAX, |u| u.saturating_duration_since(Instant::now()));
+            if left.is_zero() {
+                return false;
+            }
+            // Wait on the socket and the pidfds of the speakers not yet
+            // settled (the notify thread may take the socket's news first:
+            // hence the short bound).
+            let pidfds = state.speakers.pidfds();
+            let socket = state.socket.as_ref().map(|s| s.fd.as_raw_fd());
+            drop(state);
+            let mut fds: Vec<libc::pollfd> = pidfds
+                .into_iter()
+                .chain(socket)
+                .map(|fd| libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                })
+                .collect();
+            // Bounded looks: a speaker without a pidfd is looked up again.
+            let _ = sys::poll_many(&mut fds, poll_timeout_ms(left.min(Duration::from_millis(10))));
+            state = self.lock();
+        }
+    }
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        // Closing the socket here (not on the notify thread) removes its
+        // path before the drop returns and releases every barrier still
+        // queued in it. The thread may poll the closed number once more: it
+        // reads only through the state, under the lock, and finds `None`.
+        let socket = self.lock().socket.take();
+        drop(socket);
+        wake_server();
+    }
+}
+
+/// The notify thread's inbox and its wake-up pipe.
+struct Server {
+    inbox: mpsc::Sender<Arc<Shared>>,
+    wake: TokenPipeEnd,
+}
+
+static SERVER: Mutex<Option<Server>> = Mutex::new(None);
+
+/// Hands `shared` to the notify thread, starting it if it is not running
+/// (again, if it could not be started before). `false` if it cannot be.
+fn serve_in_background(shared: &Arc<Shared>) -> bool {
+    let mut server = SERVER.lock().unwrap_or_else(|e| e.into_inner());
+    if server.is_none() {
+        *server = start_server();
+    }
+    match &*server {
+        Some(s) => {
+            let sent = s.inbox.send(Arc::clone(shared)).is_ok();
+            let _ = s.wake.token_write(0);
+            sent
+        }
+        None => false,
+    }
+}
+
+fn wake_server() {
+    let server = SERVER.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(s) = &*server {
+        let _ = s.wake.token_write(0);
+    }
+}
+
+fn start_server() -> Option<Server> {
+    let (wake_reader, wake) = crate::pipe::TokenPipe::make().ok()?.split();
+    wake_reader.set_nonblocking(true).ok()?;
+    wake.set_nonblocking(true).ok()?;
+    let (inbox, kept) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("tokenpipe-notify".into())
+        .spawn(move || serve(&kept, &wake_reader))
+        .ok()?;
+    Some(Server { inbox, wake })
+}
+
+/// The notify thread: waits on every kept socket and its wake-up pipe,
+/// serves whichever has news, and forgets the sockets let go of.
+fn serve(kept: &mpsc::Receiver<Arc<Shared>>, wake: &TokenPipeEnd) {
+    let mut sockets: Vec<Arc<Shared>> = Vec::new();
+    loop {
+        while wake.token_read().is_ok() {}
+        sockets.extend(kept.try_iter());
+        let mut fds = vec![libc::pollfd {
+            fd: wake.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        sockets.retain(|shared| {
+            let state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            match &state.socket {
+                Some(socket) => {
+                    fds.push(libc::pollfd {
+                        fd: socket.fd.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    });
+                    true
+                }
+                None => false,
+            }
+        });
+        if sys::poll_many(&mut fds, -1).is_err() {
+            continue;
+        }
+        for (shared, polled) in sockets.iter().zip(&fds[1..]) {
+            if polled.revents != 0 {
+                let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+                state.serve();
+            }
+        }
+    }
+}
