@@ -108,13 +108,10 @@ $table
   one for the whole system. The rows take turns, launch by launch, after 5
   launches each to warm up. Spawn and exec are not in the first four rows:
   the child's clock starts after them.
-- The plain socket row includes \`BARRIER_LINGER\`: after a verdict heard on the
-  socket, \`launch\` waits up to 25 ms for a \`BARRIER=1\` (systemd-notify and
-  \`sd_notify_barrier\` send one after \`READY=1\`) so that the sender's barrier
-  completes. A sender that sends none gets its answer 25 ms late, by design.
-  When \`launch\` saw \`READY=1\` cannot be seen from outside; the token-pipe row
-  (no linger) and the \`BARRIER=1\` row (the barrier ends the linger) are the
-  figures without it.
+- Neither socket row waits for anything after the verdict: \`launch\` returns
+  at once and keeps the socket open in the \`ReadyChild\`, where a thread of
+  the launcher completes a \`BARRIER=1\` whenever it comes. The \`BARRIER=1\`
+  row shows what a sender that asks for one costs the launcher: nothing.
 - Targets: death seen in under 10 ms; readiness within 1 ms of the child's
   message (\`sendmsg\` on the socket, \`write\` on the pipe).
 

@@ -86,7 +86,9 @@ fn main() {
     let left = || {
         started
             .checked_add(options.timeout)
-            .map_or(Duration::MAX, |end| end.saturating_duration_since(Instant::now()))
+            .map_or(Duration::MAX, |end| {
+                end.saturating_duration_since(Instant::now())
+            })
     };
 
     let status_suffix = |status: &Option<String>| match status {

@@ -232,7 +232,7 @@ fn a_detached_program_that_exits_leaving_a_daemon_has_its_group_killed_on_timeou
 
 #[test]
 fn a_program_that_exits_leaving_a_daemon_undetached_has_the_daemon_killed_by_the_containing_example()
-{
+ {
     let _turn = serial();
     let s = Scratch::new("undetached");
     let script = format!(
@@ -247,7 +247,10 @@ fn a_program_that_exits_leaving_a_daemon_undetached_has_the_daemon_killed_by_the
     // Never "killed" for the program, which had exited by itself.
     assert!(!out.contains("killed it ("), "{out}");
     assert!(out.contains("killed what it left running"), "{out}");
-    assert!(becomes_gone(s.pid("daemon.pid")), "the daemon runs on: {out}");
+    assert!(
+        becomes_gone(s.pid("daemon.pid")),
+        "the daemon runs on: {out}"
+    );
 }
 
 #[test]

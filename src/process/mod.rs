@@ -251,10 +251,9 @@ impl Process {
                 // (this process may be a child subreaper): then it is ours
                 // to reap, through the pidfd, which names only it.
                 #[cfg(tokenpipe_linux_like)]
-                if let Ok(Some(info)) = sys::waitid(
-                    sys::WaitTarget::Pidfd(self.pidfd),
-                    libc::WNOHANG,
-                ) {
+                if let Ok(Some(info)) =
+                    sys::waitid(sys::WaitTarget::Pidfd(self.pidfd), libc::WNOHANG)
+                {
                     let exit = match info {
                         sys::WaitInfo::Exited(code) => ChildExit::Exited(code),
                         sys::WaitInfo::Killed(sig) => ChildExit::Signaled(sig),
@@ -358,6 +357,7 @@ impl Process {
     /// address the group by it (Linux 6.9), else by `-pid` only while the
     /// child is unreaped, so that no stranger can hold its number as a
     /// group id. `ESRCH` once it has been reaped.
+    #[cfg(tokenpipe_launch)]
     pub(crate) fn kill_group(&mut self, signal: c_int) -> Result<()> {
         if self.relation != Relation::Child {
             return Err(Error::Os(Errno::ESRCH));

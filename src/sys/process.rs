@@ -192,7 +192,7 @@ pub(crate) fn pidfd_send_signal(pidfd: c_int, sig: c_int) -> SysResult<()> {
 
 /// `PIDFD_SIGNAL_PROCESS_GROUP` from `<linux/pidfd.h>` (Linux 6.9), which
 /// the libc crate does not name.
-#[cfg(tokenpipe_linux_like)]
+#[cfg(all(tokenpipe_linux_like, tokenpipe_launch))]
 const PIDFD_SIGNAL_PROCESS_GROUP: libc::c_uint = 1 << 2;
 
 /// `pidfd_send_signal(pidfd, sig, NULL, PIDFD_SIGNAL_PROCESS_GROUP)`—Sends a
@@ -204,7 +204,7 @@ const PIDFD_SIGNAL_PROCESS_GROUP: libc::c_uint = 1 << 2;
 ///
 /// # References
 /// - [Linux](https://man7.org/linux/man-pages/man2/pidfd_send_signal.2.html)
-#[cfg(tokenpipe_linux_like)]
+#[cfg(all(tokenpipe_linux_like, tokenpipe_launch))]
 pub(crate) fn pidfd_send_signal_group(pidfd: c_int, sig: c_int) -> SysResult<()> {
     pidfd_send_signal_flags(pidfd, sig, PIDFD_SIGNAL_PROCESS_GROUP)
 }
@@ -296,7 +296,7 @@ pub(crate) fn waitid(target: WaitTarget, flags: c_int) -> SysResult<Option<WaitI
 ///
 /// # References
 /// - [Linux](https://man7.org/linux/man-pages/man2/PR_SET_CHILD_SUBREAPER.2const.html)
-#[cfg(tokenpipe_linux_like)]
+#[cfg(all(tokenpipe_linux_like, tokenpipe_launch))]
 pub(crate) fn become_child_subreaper() -> SysResult<()> {
     // SAFETY: this prctl takes plain integers and touches no memory of ours.
     ret(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) })

@@ -81,8 +81,7 @@ impl Mode {
                 "ready, token pipe: child's `write` of token 1 → `launch` returns `Ok`"
             }
             Mode::SocketReady => {
-                "ready, notify socket: child's `sendmsg` of `READY=1` → `launch` returns `Ok` \
-                 (includes the 25 ms `BARRIER_LINGER`)"
+                "ready, notify socket: child's `sendmsg` of `READY=1` → `launch` returns `Ok`"
             }
             Mode::SocketReadyBarrier => {
                 "ready, notify socket, sender follows with `BARRIER=1`: child's `sendmsg` of \

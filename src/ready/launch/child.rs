@@ -28,8 +28,8 @@ pub struct ReadyChild {
     /// The program we started: our child, ours to reap.
     pub(super) launched: Process,
     /// The process it named with `MAINPID=`, if any: not our child.
-    pub(super) main: Option<Process>,
-    pub(super) status: Option<String>,
+    pub(super) main: Option<Box<Process>>,
+    pub(super) status: Option<Box<str>>,
     pub(super) stdin: Option<ChildStdin>,
     pub(super) stdout: Option<ChildStdout>,
     pub(super) stderr: Option<ChildStderr>,
@@ -37,7 +37,7 @@ pub struct ReadyChild {
     pub(super) detached: bool,
     /// With [`contain`](super::LaunchOptions::contain): every process the
     /// launch holds beyond the program.
-    pub(super) contain: Option<Containment>,
+    pub(super) contain: Option<Box<Containment>>,
     /// The notify socket, kept while its processes may still speak.
     pub(super) notify: Option<Kept>,
     pub(super) kill_on_drop: bool,
@@ -49,7 +49,7 @@ impl ReadyChild {
     /// `Type=notify` daemons may), else the one that was started.
     #[must_use]
     pub fn pid(&self) -> libc::pid_t {
-        self.main.as_ref().unwrap_or(&self.launched).pid()
+        self.main.as_deref().unwrap_or(&self.launched).pid()
     }
 
     /// The process id of the program as started, whatever `MAINPID=` said.
@@ -93,7 +93,7 @@ impl ReadyChild {
     /// # Errors
     /// As for [`DaemonParent::kill`](crate::daemon::DaemonParent::kill).
     pub fn kill(&self, signal: c_int) -> Result<(), Error> {
-        self.main.as_ref().unwrap_or(&self.launched).kill(signal)
+        self.main.as_deref().unwrap_or(&self.launched).kill(signal)
     }
 
     /// How it ended, without blocking: `Ok(None)` while it runs. For a
@@ -128,7 +128,8 @@ impl ReadyChild {
         match &mut self.main {
             Some(main) => {
                 while !main.ended_within(std::time::Duration::from_secs(3600))? {}
-                self.try_wait().map(|exit| exit.unwrap_or(ChildExit::Unknown))
+                self.try_wait()
+                    .map(|exit| exit.unwrap_or(ChildExit::Unknown))
             }
             None => self.launched.wait(),
         }
@@ -157,7 +158,7 @@ impl ReadyChild {
             if let Some(exit) = self.try_wait()? {
                 return Ok(exit);
             }
-            let watched = self.main.as_mut().unwrap_or(&mut self.launched);
+            let watched = self.main.as_deref_mut().unwrap_or(&mut self.launched);
             super::waiter_async::ended_within(watched, std::time::Duration::from_secs(3600))
                 .await?;
         }
@@ -180,7 +181,7 @@ impl ReadyChild {
     #[must_use]
     pub fn pidfd(&self) -> Option<BorrowedFd<'_>> {
         self.main
-            .as_ref()
+            .as_deref()
             .unwrap_or(&self.launched)
             .borrowed_pidfd()
     }
@@ -235,7 +236,7 @@ impl Drop for ReadyChild {
             }
         }
         if let Some(main) = self.main.take() {
-            reap_in_background(main);
+            reap_in_background(*main);
         }
     }
 }

@@ -50,10 +50,8 @@ pub(super) fn note_launched(pid: libc::pid_t) {
 /// reaps nothing). A number reused by another child of ours also says yes,
 /// which only ever leaves a process alone.
 fn still_our_child(pid: libc::pid_t) -> bool {
-    sys::waitid(
-        sys::WaitTarget::Pid(pid),
-        libc::WNOHANG | libc::WNOWAIT,
-    ) != Err(crate::error::Errno::ECHILD)
+    sys::waitid(sys::WaitTarget::Pid(pid), libc::WNOHANG | libc::WNOWAIT)
+        != Err(crate::error::Errno::ECHILD)
 }
 
 fn launched_by_us(pid: libc::pid_t) -> bool {
@@ -94,7 +92,8 @@ impl Containment {
     /// Looks for new members, and lets go of the ones that ended (reaping
     /// those that are this process's children).
     pub(super) fn refresh(&mut self, launched: &mut Process) {
-        self.members.retain_mut(|m| matches!(m.try_wait(), Ok(None)));
+        self.members
+            .retain_mut(|m| matches!(m.try_wait(), Ok(None)));
         let me = sys::getpid();
         let Some(own_session) = procfs::stat(me).map(|s| s.session) else {
             return;
@@ -113,7 +112,15 @@ impl Containment {
                 if s.pid == launched.pid() || s.pid == me || self.holds(launched, s.pid) {
                     continue;
                 }
-                if self.claims(s, launched.pid(), pinned, program_alive, me, own_session, sole) {
+                if self.claims(
+                    s,
+                    launched.pid(),
+                    pinned,
+                    program_alive,
+                    me,
+                    own_session,
+                    sole,
+                ) {
                     found |= self.take(s, launched, pinned, program_alive, me, own_session, sole);
                 }
             }
@@ -163,7 +170,15 @@ impl Containment {
         let Some(again) = procfs::stat(s.pid) else {
             return false;
         };
-        if !self.claims(&again, launched.pid(), pinned, program_alive, me, own_session, sole) {
+        if !self.claims(
+            &again,
+            launched.pid(),
+            pinned,
+            program_alive,
+            me,
+            own_session,
+            sole,
+        ) {
             return false;
         }
         // A parent-rule match counts only if that parent is alive now: it

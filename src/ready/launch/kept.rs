@@ -154,7 +154,9 @@ impl Kept {
             if state.speakers.settled() {
                 return true;
             }
-            let left = until.map_or(Duration::MAX, |u| u.saturating_duration_since(Instant::now()));
+            let left = until.map_or(Duration::MAX, |u| {
+                u.saturating_duration_since(Instant::now())
+            });
             if left.is_zero() {
                 return false;
             }
@@ -174,7 +176,10 @@ impl Kept {
                 })
                 .collect();
             // Bounded looks: a speaker without a pidfd is looked up again.
-            let _ = sys::poll_many(&mut fds, poll_timeout_ms(left.min(Duration::from_millis(10))));
+            let _ = sys::poll_many(
+                &mut fds,
+                poll_timeout_ms(left.min(Duration::from_millis(10))),
+            );
             state = self.lock();
         }
     }

@@ -390,9 +390,9 @@ impl std::error::Error for LaunchError {
 /// [`Notifier::from_env`](super::Notifier::from_env) takes it; an
 /// s6-style program can be told the number, and its newline counts as
 /// ready), and a private systemd notify socket in `NOTIFY_SOCKET`: a path
-/// in a fresh directory only this user may enter, removed afterwards (not
-/// a Linux abstract name, which any local user could send to and which
-/// some senders, such as the `sd-notify` crate 0.5, cannot reach). The
+/// in a fresh directory whose name only the program is told (not a Linux
+/// abstract name, which any local user can find and which some senders,
+/// such as the `sd-notify` crate 0.5, cannot reach). The
 /// directory is made under `TMPDIR`, else `XDG_RUNTIME_DIR`, else `/tmp`;
 /// where none will take a socket (a `TMPDIR` too long for a socket
 /// address), the program is offered the pipe alone and `NOTIFY_SOCKET` is
@@ -419,9 +419,17 @@ impl std::error::Error for LaunchError {
 ///   errors.
 /// - `MAINPID=` names the program's main process from then on
 ///   ([`ReadyChild::pid`], `kill`, `wait`, and whose end counts), as systemd
-///   honours it: sent by root, or naming a process that the launched
-///   program started (its ancestor by `/proc`). Linux only, where a pidfd
-///   holds the new process; ignored elsewhere.
+///   honours it, whoever sent it: never pid 0 or 1, never this process or
+///   one of its ancestors, and only a process the launch contains (with
+///   [`contain`](LaunchOptions::contain), one it holds; without, a
+///   descendant of the program by `/proc`). Its end is the service's end:
+///   [`LaunchError::Exited`] at once, and the rest is killed. Linux only,
+///   where a pidfd holds the new process; ignored elsewhere.
+/// - The first report heard wins; a failure and a ready heard at the same
+///   look, one on each channel, count as the failure (which of the two was
+///   sent first cannot be known then).
+/// - Who is heard on the socket: this user's processes, and the ones the
+///   launch contains, whatever their user (a `Command::uid` program).
 /// - A launcher that ignores `SIGCHLD`, or reaps every child in a handler,
 ///   still gets its verdict: the end is seen, its status is
 ///   [`ChildExit::Unknown`].
@@ -429,18 +437,26 @@ impl std::error::Error for LaunchError {
 /// After a verdict the caller owns the program: `Ok(ReadyChild)` when it
 /// is ready, [`LaunchError::Failed`] holds it when it reported failure.
 /// Neither leaves a zombie (see [`ReadyChild`]). The program's piped stdio
-/// (`Stdio::piped()` on `cmd`) stays open, in the `ReadyChild`. The socket
-/// is closed then, as systemd's is not but Debian's `start-stop-daemon`'s
-/// is; so that a sender following `READY=1` with `BARRIER=1`
-/// (`systemd-notify` does) still gets its confirmation, a verdict reached
-/// once anything has been heard on the socket waits up to
-/// [`BARRIER_LINGER`] for that barrier, and ends the wait as soon as it
-/// has been completed.
+/// (`Stdio::piped()` on `cmd`) stays open, in the `ReadyChild`, and so does
+/// the notify socket, as systemd's does: a thread of this process receives
+/// what arrives on it, so a sender following `READY=1` with `BARRIER=1`
+/// (`systemd-notify` does) gets its confirmation whenever it sends it. The
+/// socket and its directory go when the `ReadyChild` is dropped; a
+/// launcher about to exit calls [`ReadyChild::settle`] first (and drops
+/// the handle: `std::process::exit` runs no destructors).
+///
+/// The program is never reaped while the wait runs (Linux: its end is
+/// looked at with `WNOWAIT`), so its pid, and the process group and
+/// session it leads, stay its own until the launch has killed what it
+/// must; each fd the launch makes is above 2, so a launcher with closed
+/// stdio never hands the program its own stdout as the pipe.
 ///
 /// On timeout the program is killed (unless
-/// [`kill_on_timeout`](LaunchOptions::kill_on_timeout) is off) and reaped,
-/// within a bound: one that cannot be killed is handed back in the error
-/// ([`AfterTimeout::KillFailed`]) rather than waited for.
+/// [`kill_on_timeout`](LaunchOptions::kill_on_timeout) is off) with what
+/// the launch reaches of what it started, and reaped, within a bound on one
+/// monotonic deadline that signals never restart: one that cannot be
+/// killed is handed back in the error ([`AfterTimeout::KillFailed`])
+/// rather than waited for.
 ///
 /// `launch` adds its hand-off (environment and a `pre_exec` check) to
 /// `cmd`: use a fresh `Command` for each launch; a spent one gives
@@ -529,7 +545,9 @@ pub async fn launch_async(
 /// program started.
 fn start(cmd: &mut Command, options: LaunchOptions) -> Result<Waiter, LaunchError> {
     let contain = if options.contain {
-        Some(contain::Containment::start().map_err(LaunchError::Contain)?)
+        Some(Box::new(
+            contain::Containment::start().map_err(LaunchError::Contain)?,
+        ))
     } else {
         None
     };

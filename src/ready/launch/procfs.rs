@@ -27,7 +27,8 @@ fn parse_stat(pid: libc::pid_t, line: &[u8]) -> Option<Stat> {
         .split(|&b| b == b' ')
         .filter(|field| !field.is_empty());
     let _state = fields.next()?;
-    let mut next = || -> Option<libc::pid_t> { std::str::from_utf8(fields.next()?).ok()?.parse().ok() };
+    let mut next =
+        || -> Option<libc::pid_t> { std::str::from_utf8(fields.next()?).ok()?.parse().ok() };
     Some(Stat {
         pid,
         ppid: next()?,
@@ -104,7 +105,10 @@ mod tests {
         assert!(is_self_or_ancestor(sys::getppid()));
         assert!(descends_from(me, sys::getppid()));
         assert!(!descends_from(me, i32::MAX));
-        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
         assert!(!is_self_or_ancestor(child.id() as libc::pid_t));
         child.kill().unwrap();
         child.wait().unwrap();

@@ -167,7 +167,7 @@ impl Waiter {
         let _ = self.child.launched.try_wait();
         LaunchError::Exited {
             exit,
-            status: self.child.status.take(),
+            status: self.child.status.take().map(String::from),
         }
     }
 
@@ -195,7 +195,7 @@ impl Waiter {
     /// The process whose end is the program's end: the one named by
     /// `MAINPID=` if there is one, else the one we started.
     pub(super) fn watched(&self) -> &Process {
-        self.child.main.as_ref().unwrap_or(&self.child.launched)
+        self.child.main.as_deref().unwrap_or(&self.child.launched)
     }
 
     /// Whether the program has ended, and how, leaving it unreaped:
@@ -339,7 +339,7 @@ impl Waiter {
                     if let Some(len) = self.read_exact::<2>() {
                         let mut text = vec![0u8; usize::from(u16::from_ne_bytes(len))];
                         if self.read_into(&mut text) {
-                            self.child.status = Some(String::from_utf8_lossy(&text).into_owned());
+                            self.child.status = Some(String::from_utf8_lossy(&text).into());
                         }
                     }
                     None
@@ -382,7 +382,7 @@ impl Waiter {
             } else if let Some(errno) = line.strip_prefix(b"ERRNO=") {
                 first = first.or(Some(Verdict::Failed(parse(errno))));
             } else if let Some(text) = line.strip_prefix(b"STATUS=") {
-                self.child.status = Some(String::from_utf8_lossy(text).into_owned());
+                self.child.status = Some(String::from_utf8_lossy(text).into());
             } else if let Some(usec) = line.strip_prefix(b"EXTEND_TIMEOUT_USEC=")
                 && let Some(usec) = parse(usec)
             {
@@ -439,7 +439,7 @@ impl Waiter {
                 }
             };
             if let Some(main) = main {
-                self.child.main = Some(main);
+                self.child.main = Some(Box::new(main));
                 self.facts.ended = None;
             }
         }
@@ -460,7 +460,7 @@ impl Waiter {
                 Ok(child)
             }
             Verdict::Failed(errno) => Err(LaunchError::Failed {
-                status: child.status.clone(),
+                status: child.status.as_deref().map(String::from),
                 child,
                 errno,
             }),
@@ -471,7 +471,11 @@ impl Waiter {
     /// bound on one monotonic deadline, for the watched process to end.
     pub(super) fn kill_all_within(&mut self) {
         self.child.kill_rest();
-        let watched = self.child.main.as_mut().unwrap_or(&mut self.child.launched);
+        let watched = self
+            .child
+            .main
+            .as_deref_mut()
+            .unwrap_or(&mut self.child.launched);
         self.killed = Some(watched.kill_within(libc::SIGKILL, crate::process::KILL_BOUND));
     }
 
@@ -482,7 +486,7 @@ impl Waiter {
         let waited = self.deadline.saturating_duration_since(self.start);
         let killed = self.killed.take();
         let mut child = self.child;
-        let status = child.status.clone();
+        let status = child.status.as_deref().map(String::from);
         let after = if !self.options.kill_on_timeout {
             child.kill_on_drop = false;
             AfterTimeout::Running(child)
@@ -508,7 +512,9 @@ impl Waiter {
                         child,
                         errno: Some(errno),
                     },
-                    Some(Killed::Lingering) | None => AfterTimeout::KillFailed { child, errno: None },
+                    Some(Killed::Lingering) | None => {
+                        AfterTimeout::KillFailed { child, errno: None }
+                    }
                 },
             }
         };

@@ -133,7 +133,11 @@ impl Waiter {
     /// for the watched process to end and reaps it if it is ours.
     async fn kill_all_async(&mut self) {
         self.child.kill_rest();
-        let watched = self.child.main.as_mut().unwrap_or(&mut self.child.launched);
+        let watched = self
+            .child
+            .main
+            .as_deref_mut()
+            .unwrap_or(&mut self.child.launched);
         self.killed = Some(match watched.kill(libc::SIGKILL) {
             Ok(()) | Err(crate::error::Error::Os(crate::error::Errno::ESRCH)) => {
                 match ended_within(watched, KILL_BOUND).await {
