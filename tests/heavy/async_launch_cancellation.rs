@@ -11,6 +11,7 @@
 mod support;
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::Command;
 use std::task::Poll;
@@ -164,6 +165,11 @@ async fn drop_after_a_socket_report(name: &str, polls_after: usize) {
             child.kill(libc::SIGKILL).unwrap();
             let exit = bounded("the ready program's end", child.exited()).await;
             assert_eq!(exit, Ok(ChildExit::Signaled(libc::SIGKILL)));
+            // The socket lives as long as the handle (its processes may
+            // still speak on it), and goes with it.
+            let socket = PathBuf::from(line_in(&scratch.file("sock")).await);
+            assert!(socket.exists(), "{name}: the socket went before the handle");
+            drop(child);
             assert_socket_removed(&scratch.file("sock")).await;
         }
         Some(Err(e)) => panic!("{name}: {e:?}"),
