@@ -484,7 +484,7 @@ fn a_program_that_closes_its_inherited_fds_and_reports_on_the_socket_is_ready() 
             "--",
             "/bin/sh",
             "-c",
-            r#"eval "exec $TOKENPIPE_READY_FD>&-"; systemd-notify --ready; sleep 1"#,
+            r#"eval "exec $TOKENPIPE_READY_FD>&-" || exit 99; systemd-notify --ready; sleep 1"#,
         ]),
         &s,
     );

@@ -38,6 +38,15 @@ fn sh(script: &str) -> Command {
     cmd
 }
 
+/// `bash -c script`: a shell that closes an fd numbered 10 or more (dash
+/// reads `exec 12>&-` as a command named `12`), which the launcher's fds
+/// may be given when it holds several launches' sockets.
+fn bash(script: &str) -> Command {
+    let mut cmd = Command::new("bash");
+    cmd.args(["-c", script]);
+    cmd
+}
+
 fn quick() -> LaunchOptions {
     LaunchOptions::new().timeout(Duration::from_secs(20))
 }
@@ -158,13 +167,13 @@ fn a_pipe_closed_without_a_report_is_no_verdict_while_the_socket_is_on_offer() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // It closes every fd it inherited, then reports on the socket: ready,
     // not "failed" for the closed pipe.
-    let mut cmd = sh(
-        r#"eval "exec $TOKENPIPE_READY_FD>&-"; sleep 0.2; systemd-notify --ready; exec sleep 1"#,
+    let mut cmd = bash(
+        r#"eval "exec $TOKENPIPE_READY_FD>&-" || exit 99; sleep 0.2; systemd-notify --ready; exec sleep 1"#,
     );
     let mut child = launch(&mut cmd, quick()).unwrap();
     assert!(child.wait().unwrap().success());
     // Closed, and then it ends without a word: it ended first.
-    let mut cmd = sh(r#"eval "exec $TOKENPIPE_READY_FD>&-"; sleep 0.2; exit 4"#);
+    let mut cmd = bash(r#"eval "exec $TOKENPIPE_READY_FD>&-" || exit 99; sleep 0.2; exit 4"#);
     match launch(&mut cmd, quick()) {
         Err(LaunchError::Exited { exit, .. }) => assert_eq!(exit, ChildExit::Exited(4)),
         other => panic!("{other:?}"),
