@@ -14,11 +14,11 @@
 # over NOTIFY_SOCKET = socket, one sendmsg of READY=1, close; over the token
 # pipe = one write and one close, the write inside the SIGPIPE guard; a
 # second `ready()` = none. SignalInterrupt: the first trigger on a fresh
-# interrupt = pipe2(O_NONBLOCK|O_CLOEXEC) + one write of the token; a
-# second trigger = none; `wait()` on a triggered interrupt = none (it
-# returns on the flag); `reset()` = one read; an untriggered
-# `wait_timeout(ZERO)` = one poll with timeout 0; dropping it = two
-# closes. Any extra, missing or different call fails, with
+# interrupt = getpid (whose pipe: this process's or a fork parent's) +
+# pipe2(O_NONBLOCK|O_CLOEXEC) + one write of the token; a second trigger =
+# none; `wait()` on a triggered interrupt = none (it returns on the flag);
+# `reset()` = getpid + one read; an untriggered `wait_timeout(ZERO)` =
+# getpid + one poll with timeout 0; dropping it = getpid + two closes. Any extra, missing or different call fails, with
 # a diff of expected against traced.
 #
 # Usage: ci/syscalls.sh            (Linux; installs strace when missing)
@@ -84,10 +84,13 @@ RW="$(sed -n 's/^[0-9]* *write(-1, "@note ready_writer=\([0-9]*\)", [0-9]*) .*/\
 S="$(sed -n 's/^ready_notify_socket: socket(AF_UNIX, SOCK_DGRAM|SOCK_CLOEXEC, 0) = \([0-9]*\)$/\1/p' "$work/traced.txt")"
 R="${R:-R}" W="${W:-W}" OR="${OR:-OR}" OW="${OW:-OW}" RW="${RW:-RW}" S="${S:-S}"
 SR="${SR:-SR}" SW="${SW:-SW}"
+# This process's id, as the interrupt's getpid saw it.
+P="$(sed -n 's/^si_first_trigger: getpid() = \([0-9]*\)$/\1/p' "$work/traced.txt")"
+P="${P:-P}"
 # sockaddr_un's length: the family (2 bytes), the path and its NUL.
 SOCKLEN=$((2 + ${#sock} + 1))
 sed -e "s/{R}/$R/g" -e "s/{W}/$W/g" -e "s/{OR}/$OR/g" -e "s/{OW}/$OW/g" \
-    -e "s/{RW}/$RW/g" -e "s/{SR}/$SR/g" -e "s/{SW}/$SW/g" -e "s/{S}/$S/g" -e "s|{SOCK}|$sock|g" -e "s/{SOCKLEN}/$SOCKLEN/g" \
+    -e "s/{RW}/$RW/g" -e "s/{SR}/$SR/g" -e "s/{SW}/$SW/g" -e "s/{P}/$P/g" -e "s/{S}/$S/g" -e "s|{SOCK}|$sock|g" -e "s/{SOCKLEN}/$SOCKLEN/g" \
     >"$work/expected.txt" <<'EOF'
 make: pipe2([{R}, {W}], O_CLOEXEC) = 0
 split: (none)
@@ -128,12 +131,16 @@ ready_token_pipe: write({RW}, "\1", 1) = 1
 ready_token_pipe: rt_sigprocmask(SIG_SETMASK, [], NULL, 8) = 0
 ready_token_pipe: close({RW}) = 0
 ready_token_pipe_again: (none)
+si_first_trigger: getpid() = {P}
 si_first_trigger: pipe2([{SR}, {SW}], O_NONBLOCK|O_CLOEXEC) = 0
 si_first_trigger: write({SW}, "x", 1) = 1
 si_second_trigger: (none)
 si_wait_triggered: (none)
+si_reset: getpid() = {P}
 si_reset: read({SR}, "x", 1) = 1
+si_wait_timeout_zero: getpid() = {P}
 si_wait_timeout_zero: poll([{fd={SR}, events=POLLIN}], 1, 0) = 0 (Timeout)
+si_drop: getpid() = {P}
 si_drop: close({SR}) = 0
 si_drop: close({SW}) = 0
 EOF

@@ -198,7 +198,8 @@ fn a_signal_another_interrupt_has_is_taken_and_the_rest_are_put_back() {
 }
 
 #[test]
-fn restore_puts_the_previous_handler_back_and_the_signal_can_be_installed_again() {
+fn restore_puts_the_previous_handler_back_which_ran_all_along_and_the_signal_can_be_installed_again()
+ {
     static SI: SignalInterrupt = SignalInterrupt::new();
     let sig = rt(15);
     common::install_handler(sig, previous_handler);
@@ -210,14 +211,14 @@ fn restore_puts_the_previous_handler_back_and_the_signal_can_be_installed_again(
         let calls = HANDLED_BEFORE.load(Ordering::SeqCst);
         raise(sig);
         assert!(SI.is_triggered(), "the interrupt handles it now");
-        assert_eq!(
-            HANDLED_BEFORE.load(Ordering::SeqCst),
-            calls,
-            "the previous handler is not called while installed"
+        assert!(
+            HANDLED_BEFORE.load(Ordering::SeqCst) > calls,
+            "the previous handler is passed each delivery while installed"
         );
         installed.restore().unwrap();
         assert_eq!(disposition(sig), before, "the previous handler is back");
         SI.reset().unwrap();
+        let calls = HANDLED_BEFORE.load(Ordering::SeqCst);
         raise(sig);
         assert!(
             HANDLED_BEFORE.load(Ordering::SeqCst) > calls,

@@ -1,6 +1,17 @@
 //! Signals that trigger a [`SignalInterrupt`]: a `sigaction` handler per
-//! signal, the table it looks the interrupt up in, and putting back what
-//! was there.
+//! signal, the table it looks the interrupt up in, the handler it passes
+//! each delivery on to, and putting back what was there.
+//!
+//! Coexisting with other signal libraries (tokio, signal-hook, a C
+//! library's own): `install` chains, as signal-hook does. The handler that
+//! was there before (a function, not `SIG_DFL` or `SIG_IGN`) still runs on
+//! every delivery, after the interrupt is triggered, with the delivery's
+//! `siginfo` and context. `restore` puts back the previous disposition
+//! only while the handler installed is still ours; a library that
+//! installed its own since keeps it (and, if it chains, still reaches
+//! ours, which then only passes the delivery on). A signal the program
+//! inherited as ignored (`nohup`, `trap '' INT`) is left ignored, as GNU
+//! programs do: the one who started the program asked for that.
 
 use core::ffi::c_int;
 use core::fmt;
@@ -9,7 +20,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use super::SignalInterrupt;
 use crate::error::{Errno, Error};
 use crate::sys::static_ref::StaticRef;
-use crate::sys::{self, Disposition};
+use crate::sys::{self, Action, Disposition, PreviousHandler};
 
 /// The most signals one [`install`](SignalInterrupt::install) call takes:
 /// what [`Installed`] keeps is a fixed array, since the core does not
@@ -25,38 +36,40 @@ struct Slot {
     interrupt: StaticRef<SignalInterrupt>,
     /// Whether a second delivery ends the process.
     terminates: AtomicBool,
+    /// The handler that was there before ours, which every delivery is
+    /// passed on to. Written before our handler is installed.
+    chain: PreviousHandler,
+    /// Restored while another handler had taken over: ours may still be in
+    /// that one's chain, so it is not installed again (it would chain to
+    /// the handler that chains to it).
+    lingering: AtomicBool,
 }
 
 static SLOTS: [Slot; TABLE_LEN] = [const {
     Slot {
         interrupt: StaticRef::new(),
         terminates: AtomicBool::new(false),
+        chain: PreviousHandler::new(),
+        lingering: AtomicBool::new(false),
     }
 }; TABLE_LEN];
 
 /// The handler of every installed signal. Only async-signal-safe calls:
-/// atomics, `trigger` (one `write`), and for a forced stop `sigaction`,
-/// `pthread_sigmask` and `raise`. It leaves `errno` as it found it.
-extern "C" fn on_signal(sig: c_int) {
+/// atomics, the trigger (`getpid`, one `write`), for a forced stop
+/// `sigaction`, `pthread_sigmask` and `raise`, and the handler that was
+/// there before. It leaves `errno` as it found it.
+extern "C" fn on_signal(sig: c_int, info: *mut libc::siginfo_t, context: *mut core::ffi::c_void) {
     let saved = sys::errno_now();
     let Some(slot) = usize::try_from(sig).ok().and_then(|i| SLOTS.get(i)) else {
         return;
     };
-    // Empty only if the signal was restored while this delivery was on its
-    // way: nothing is asked of us any more.
+    // Empty once the signal was restored: nothing is asked of us any more
+    // but to pass the delivery on.
     if let Some(interrupt) = slot.interrupt.load() {
-        let earlier = interrupt.deliveries.fetch_add(1, Ordering::AcqRel);
-        let _ =
-            interrupt
-                .first_signal
-                .compare_exchange(0, sig, Ordering::AcqRel, Ordering::Relaxed);
-        if earlier > 0 && slot.terminates.load(Ordering::Relaxed) {
-            sys::die_by_default_action(sig);
-        }
-        // Nothing a handler could do about an error: the flag is set anyway.
-        let _ = interrupt.trigger();
+        interrupt.deliver(sig, slot.terminates.load(Ordering::Relaxed));
     }
     sys::set_errno(saved);
+    slot.chain.pass_on(sig, info, context);
 }
 
 /// Options for [`SignalInterrupt::install_with`].
@@ -82,9 +95,13 @@ impl InstallOptions {
     /// stop; the second kills the process by the signal (its parent sees
     /// `SIGINT`, not an exit status). Done inside the handler with
     /// async-signal-safe calls (`sigaction(SIG_DFL)`, `pthread_sigmask`,
-    /// `raise`). For a signal whose default action is to do nothing
-    /// (`SIGCHLD`, `SIGWINCH`, `SIGURG`), that is what the second delivery
-    /// does, and the signal is no longer handled.
+    /// `raise`): the second delivery gets the signal's *default action*,
+    /// whatever that is. For most signals it ends the process; for a stop
+    /// signal (`SIGTSTP`, `SIGTTIN`, `SIGTTOU`) it stops the process
+    /// instead, and from then on the signal stops it each time; for a
+    /// signal whose default action is to do nothing (`SIGCHLD`,
+    /// `SIGWINCH`, `SIGURG`), that is what the second delivery does. In
+    /// every case the signal is no longer handled after it.
     #[must_use]
     pub const fn second_signal_terminates(mut self, on: bool) -> Self {
         self.second_terminates = on;
@@ -191,6 +208,8 @@ pub struct Installed {
     count: usize,
     signals: [c_int; MAX_SIGNALS],
     previous: [Disposition; MAX_SIGNALS],
+    ignored_count: usize,
+    ignored: [c_int; MAX_SIGNALS],
 }
 
 impl Installed {
@@ -200,14 +219,26 @@ impl Installed {
         &self.signals[..self.count]
     }
 
-    /// Puts back each signal's previous disposition and stops handling it,
-    /// last installed first. A delivery already on its way may still
+    /// The signals it left alone because the program was started with
+    /// them ignored (`nohup` ignores `SIGHUP`; a shell's `trap '' INT`
+    /// ignores `SIGINT` for what it starts), in the order given.
+    #[must_use]
+    pub fn left_ignored(&self) -> &[c_int] {
+        &self.ignored[..self.ignored_count]
+    }
+
+    /// Stops handling each signal, last installed first, and puts back its
+    /// previous disposition where the handler installed now is still
+    /// ours. Where another library has installed its own handler since, it
+    /// is left in place: only ours stops triggering the interrupt (and, if
+    /// that library passes deliveries on to ours, ours passes them on to
+    /// what was there before it). A delivery already on its way may still
     /// trigger the interrupt.
     ///
     /// # Errors
     /// [`InstallError::Os`] for the first signal whose disposition could
-    /// not be put back (in practice never: the kernel gave it to us); the
-    /// other signals are still restored.
+    /// not be read or put back (in practice never: the kernel gave it to
+    /// us); the other signals are still restored.
     pub fn restore(self) -> Result<(), InstallError> {
         let mut first_error = Ok(());
         for i in (0..self.count).rev() {
@@ -228,13 +259,27 @@ impl fmt::Debug for Installed {
     }
 }
 
-/// Puts back one disposition, then empties the signal's slot (in that
-/// order: a delivery in between still finds its interrupt).
+/// Puts back one disposition if the handler there is still ours, then
+/// empties the signal's slot (in that order: a delivery in between still
+/// finds its interrupt). A handler that is not ours is left alone.
 fn restore_one(signal: c_int, previous: &Disposition) -> Result<(), InstallError> {
-    let result = sys::restore(signal, previous).map_err(|errno| InstallError::Os { signal, errno });
-    if let Some(slot) = usize::try_from(signal).ok().and_then(|i| SLOTS.get(i)) {
-        slot.interrupt.clear();
-        slot.terminates.store(false, Ordering::Relaxed);
+    let Some(slot) = usize::try_from(signal).ok().and_then(|i| SLOTS.get(i)) else {
+        return Ok(());
+    };
+    let os = |errno| InstallError::Os { signal, errno };
+    let result = match sys::current_disposition(signal) {
+        Ok(current) if current.runs(on_signal) => sys::restore(signal, previous).map_err(os),
+        Ok(_) => {
+            // Another handler took over; ours may be in its chain.
+            slot.lingering.store(true, Ordering::Relaxed);
+            Ok(())
+        }
+        Err(errno) => Err(os(errno)),
+    };
+    slot.interrupt.clear();
+    slot.terminates.store(false, Ordering::Relaxed);
+    if !slot.lingering.load(Ordering::Relaxed) {
+        slot.chain.clear();
     }
     result
 }
@@ -274,21 +319,23 @@ impl SignalInterrupt {
     /// ```
     #[must_use]
     pub fn signal(&self) -> Option<c_int> {
-        match self.first_signal.load(Ordering::Acquire) {
-            0 => None,
-            sig => Some(sig),
-        }
+        self.delivered_signal()
     }
 
     /// Makes each of `signals` trigger this interrupt: a `sigaction`
-    /// handler (`SA_RESTART`, so the system calls it interrupts restart)
-    /// that calls [`trigger`](Self::trigger). Returns what was installed,
-    /// with the previous dispositions, to [`restore`](Installed::restore).
+    /// handler (`SA_RESTART`, so the system calls it interrupts restart;
+    /// `SA_ONSTACK`, so it runs on an alternate signal stack where a thread
+    /// has one; `SA_SIGINFO`, to pass each delivery on whole) that calls
+    /// [`trigger`](Self::trigger), then the handler that was there before,
+    /// if there was one (it chains: another library's handler keeps
+    /// working). Returns what was installed, with the previous
+    /// dispositions, to [`restore`](Installed::restore). A signal the
+    /// program was started with ignored is left ignored
+    /// ([`Installed::left_ignored`]).
     ///
-    /// Safe: the handler runs only this crate's async-signal-safe code
-    /// and leaves `errno` as it found it. It also makes the pipe now, so
-    /// the first signal does not have to, and registers the fork hook (see
-    /// [fork](Self#fork)).
+    /// Safe: the handler runs only this crate's async-signal-safe code and
+    /// the handler it replaced, and leaves `errno` as it found it. It also
+    /// makes the pipe now, so the first signal does not have to.
     ///
     /// ```no_run
     /// use bitcoin_tokenpipe::SignalInterrupt;
@@ -358,20 +405,47 @@ impl SignalInterrupt {
             count: 0,
             signals: [0; MAX_SIGNALS],
             previous: [Disposition::empty(); MAX_SIGNALS],
+            ignored_count: 0,
+            ignored: [0; MAX_SIGNALS],
         };
         for &signal in signals {
             // In range: checked above.
             let Some(slot) = SLOTS.get(signal as usize) else {
                 continue;
             };
-            if !slot.interrupt.claim(self) {
+            let fail = |done: Installed, e| {
                 let _ = done.restore();
-                return Err(InstallError::Taken { signal });
+                Err(e)
+            };
+            let current = match sys::current_disposition(signal) {
+                Ok(current) => current,
+                Err(errno) => return fail(done, InstallError::Os { signal, errno }),
+            };
+            if current.action() == Action::Ignore {
+                done.ignored[done.ignored_count] = signal;
+                done.ignored_count += 1;
+                continue;
+            }
+            if slot.lingering.load(Ordering::Relaxed) || !slot.interrupt.claim(self) {
+                return fail(done, InstallError::Taken { signal });
             }
             slot.terminates
                 .store(options.second_terminates, Ordering::Relaxed);
+            // Before ours is installed: its first delivery passes on.
+            slot.chain.set(&current);
             match sys::install_handler(signal, on_signal) {
+                Ok(previous) if previous.action() == Action::Ignore => {
+                    // Ignored since it was read: leave it so, as above.
+                    let _ = sys::restore(signal, &previous);
+                    slot.interrupt.clear();
+                    slot.terminates.store(false, Ordering::Relaxed);
+                    slot.chain.clear();
+                    done.ignored[done.ignored_count] = signal;
+                    done.ignored_count += 1;
+                }
                 Ok(previous) => {
+                    // Changed since it was read: chain to what it was.
+                    slot.chain.set(&previous);
                     done.signals[done.count] = signal;
                     done.previous[done.count] = previous;
                     done.count += 1;
@@ -379,11 +453,40 @@ impl SignalInterrupt {
                 Err(errno) => {
                     slot.interrupt.clear();
                     slot.terminates.store(false, Ordering::Relaxed);
-                    let _ = done.restore();
-                    return Err(InstallError::Os { signal, errno });
+                    slot.chain.clear();
+                    return fail(done, InstallError::Os { signal, errno });
                 }
             }
         }
         Ok(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static URGENT: SignalInterrupt = SignalInterrupt::new();
+
+    #[test]
+    #[cfg_attr(miri, ignore = "Miri does not model signal dispositions")]
+    fn the_handler_runs_on_an_alternate_stack_restarts_calls_and_takes_the_signals_information() {
+        // SIGURG: nothing else in this test binary touches it.
+        let installed = URGENT.install(&[libc::SIGURG]).unwrap();
+        let now = sys::current_disposition(libc::SIGURG).unwrap();
+        assert!(now.runs(on_signal));
+        for (flag, name) in [
+            (libc::SA_ONSTACK, "SA_ONSTACK"),
+            (libc::SA_SIGINFO, "SA_SIGINFO"),
+            #[cfg(tokenpipe_sa_restart)]
+            (libc::SA_RESTART, "SA_RESTART"),
+        ] {
+            assert_ne!(now.flags() & flag, 0, "{name} is not set");
+        }
+        installed.restore().unwrap();
+        assert_eq!(
+            sys::current_disposition(libc::SIGURG).unwrap().action(),
+            Action::Default
+        );
     }
 }

@@ -7,14 +7,23 @@
 //! one atomic read-modify-write and no two fields can disagree:
 //!
 //! - `TRIGGERED`: the flag (`operator bool`).
-//! - `READY`: the pipe exists, with the fork generation in the high bits it
-//!   was made under. A pipe made under another generation is the parent's
-//!   (this process is a fork's child) and is never read or written.
+//! - `SIGNAL` and `DELIVERED`: the first installed signal delivered since
+//!   the last reset, and whether one was: set by the handler in the same
+//!   update that sets the flag, cleared by `reset` in the same update that
+//!   clears it, so `is_triggered` and `signal` never disagree.
+//! - `READY`: the pipe exists. Whose: `maker`, the id of the process that
+//!   made it, stored before `READY` is published. A pipe whose maker is
+//!   not this process (`getpid`) is a parent's, inherited through `fork`
+//!   of any kind (the C library's, a raw `clone`, `vfork`, a fork before
+//!   any call of ours), and is never read, written or closed here.
 //! - `BUSY`: someone is making the pipe (the first use, or the first use
-//!   after a fork), tagged with the generation too.
+//!   in a fork's child); `busy_by` names the process, stored before the
+//!   claim.
 //! - `TAKING`: a `reset` is reading the token.
 //! - `WRITERS`: how many token writes are in flight (set in the operation
-//!   that decides to write, taken off after the `write`).
+//!   that decides to write, taken off after the `write`). Like `BUSY` and
+//!   `TAKING`, it speaks only for the process that made the pipe: a fork's
+//!   child never waits on a writer that was a thread of its parent.
 //!
 //! Exactly one token is in the pipe while `TRIGGERED` is set on a `READY`
 //! pipe (once the trigger that set it has written), and none otherwise. Two rules keep that
@@ -27,10 +36,13 @@
 //!
 //! A `reset` that finds the flag set and the pipe still empty waits on the
 //! read end only while a write is in flight. With none in flight, the token
-//! is not coming: its write failed (that trigger clears the flag again), or
-//! someone read the read end against the docs. Either way the reset ends
-//! instead of hanging. A count, not a bit: the late "done" of one trigger
-//! must not erase the "writing" of the next.
+//! is not coming: its write failed, or someone read the read end against
+//! the docs. Either way the reset ends instead of hanging. A count, not a
+//! bit: the late "done" of one trigger must not erase the "writing" of the
+//! next. A write that fails takes its writer off and clears the flag in
+//! one update (while a reset is taking, it leaves the flag to that reset):
+//! in between, no reset could finish and no later trigger set the flag,
+//! which the failure would then clear under that trigger's token.
 
 #[cfg(tokenpipe_sigaction)]
 mod install;
@@ -38,6 +50,7 @@ mod install;
 use core::ffi::c_int;
 use core::fmt;
 use core::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+
 use core::time::Duration;
 
 use crate::error::{Errno, Error, Result};
@@ -58,31 +71,29 @@ const TAKING: u32 = 1 << 3;
 /// from `write`).
 const WRITER: u32 = 1 << 4;
 const WRITERS: u32 = 0xfff << 4;
-/// The fork generation's bits (sys keeps the bits below its step zero).
-const GENERATION: u32 = !(sys::FORK_GENERATION_STEP - 1);
-const _: () = assert!(WRITERS < sys::FORK_GENERATION_STEP);
+/// Where the first delivered signal's number is kept (1 to 128; 0: none).
+const SIGNAL_SHIFT: u32 = 16;
+const SIGNAL: u32 = 0xff << SIGNAL_SHIFT;
+/// An installed signal was delivered since the last reset.
+const DELIVERED: u32 = 1 << 24;
+/// What a trigger sets and a reset clears, all in one update.
+const TRIGGER_STATE: u32 = TRIGGERED | SIGNAL | DELIVERED;
 
 /// The byte in the pipe. Bitcoin Core writes `'x'`; nothing reads its value.
 const TOKEN: u8 = b'x';
 
-/// The generation bits of a word made in this process (not a fork's
-/// parent).
-#[inline(always)]
-fn here() -> u32 {
-    sys::fork_generation()
-}
+/// This process's id, asked once per decision that needs it.
+struct Me(Option<i32>);
 
-/// Whether `s` has a pipe made in this process.
-#[inline(always)]
-fn ready_here(s: u32) -> bool {
-    s & (READY | GENERATION) == READY | here()
-}
+impl Me {
+    const fn new() -> Me {
+        Me(None)
+    }
 
-/// Whether `s` says a thread of this process is making the pipe (a `BUSY`
-/// copied from a fork's parent names a thread that is not here).
-#[inline]
-fn busy_here(s: u32) -> bool {
-    s & (BUSY | GENERATION) == BUSY | here()
+    #[inline]
+    fn pid(&mut self) -> i32 {
+        *self.0.get_or_insert_with(sys::process_id)
+    }
 }
 
 /// Lets another thread finish a step measured in system calls (making the
@@ -158,20 +169,30 @@ enum Pipe {
 /// # fork
 /// A child of `fork` gets a copy of the interrupt and of its fds, so it
 /// would share the pipe with its parent: a `SIGTERM` to a daemon would
-/// wake the process that launched it. Instead each interrupt notes which
-/// fork generation its pipe was made in, and a child that uses it closes
-/// its copies of the parent's fds and makes its own pipe, keeping the flag
-/// it inherited. The parent's pipe is never read or written by the child.
-/// A child is known to be one when it was forked by this crate
-/// ([`daemon::fork_daemon`](crate::daemon), the launcher), or by the C
-/// library's `fork` once this process has called `install`,
-/// [`wait`](Self::wait), [`wait_timeout`](Self::wait_timeout) or
-/// [`as_raw_fd`](Self::as_raw_fd): they register a `pthread_atfork` hook
-/// (a trigger cannot, since that registration is not async-signal-safe). A
-/// raw `clone` or `vfork` system call is not seen. An fd borrowed before
-/// the fork ([`as_raw_fd`](Self::as_raw_fd), `try_as_fd`, `AsFd`) is the
-/// parent's pipe in the child and is closed by the child's first use of
-/// the interrupt: in a child, borrow it again after that use.
+/// wake the process that launched it. Instead the interrupt notes which
+/// process made its pipe, and every call that would touch the pipe asks
+/// `getpid()` first: in any other process (a child of the C library's
+/// `fork`, of a raw `clone` or `vfork` system call, of a fork made before
+/// any call of this crate, or a handler that runs in the child before the
+/// C library's own fork hooks), the pipe is not its own, is never read or
+/// written, and the first call that needs one makes a fresh pipe, keeping
+/// the flag (and signal) it inherited. There is no window: the question is
+/// asked of the kernel, not of bookkeeping that a fork, a signal or
+/// another library can get between. It costs one `getpid` on a first
+/// trigger and on a wait, none on a trigger that finds the flag set.
+///
+/// The child never closes the copies of the parent's fds it inherited: by
+/// the time it uses the interrupt, their numbers may name its own files (a
+/// daemon closes every fd it inherited and opens sockets and logs). They
+/// stay open, close-on-exec (they are gone at the child's next `exec`),
+/// two per interrupt used in the child; a child that cares closes them
+/// itself, as a daemon does, before it uses the interrupt. Nor is the
+/// parent's pipe closed when a child drops a non-`static` interrupt. An fd
+/// borrowed before the fork ([`as_raw_fd`](Self::as_raw_fd), `try_as_fd`,
+/// `AsFd`) is the parent's pipe in the child: in a child, borrow it again.
+/// (A process whose pid happens to equal that of a dead ancestor that made
+/// the pipe, and which inherited the interrupt through forks without using
+/// it in between, cannot be told from that maker.)
 ///
 /// # Signal safety
 /// Async-signal-safe: [`trigger`](Self::trigger) and [`is_triggered`]. Not
@@ -206,13 +227,10 @@ pub struct SignalInterrupt {
     state: AtomicU32,
     read_fd: AtomicI32,
     write_fd: AtomicI32,
-    /// Deliveries of installed signals since the last reset (for the
-    /// second-signal option of `install`).
-    #[cfg_attr(not(tokenpipe_sigaction), allow(dead_code))]
-    deliveries: AtomicU32,
-    /// The first installed signal delivered since the last reset, or 0.
-    #[cfg_attr(not(tokenpipe_sigaction), allow(dead_code))]
-    first_signal: AtomicI32,
+    /// The process that made the pipe `READY` names (0: none yet).
+    maker: AtomicI32,
+    /// The process whose thread is making the pipe while `BUSY` is set.
+    busy_by: AtomicI32,
 }
 
 impl SignalInterrupt {
@@ -224,9 +242,22 @@ impl SignalInterrupt {
             state: AtomicU32::new(0),
             read_fd: AtomicI32::new(-1),
             write_fd: AtomicI32::new(-1),
-            deliveries: AtomicU32::new(0),
-            first_signal: AtomicI32::new(0),
+            maker: AtomicI32::new(0),
+            busy_by: AtomicI32::new(0),
         }
+    }
+
+    /// Whether `s` (just loaded) has a pipe this process made.
+    #[inline]
+    fn ready_here(&self, s: u32, me: &mut Me) -> bool {
+        s & READY != 0 && self.maker.load(Ordering::Relaxed) == me.pid()
+    }
+
+    /// Whether `s` says a thread of this process is making the pipe (a
+    /// `BUSY` copied from a fork's parent names a thread that is not here).
+    #[inline]
+    fn busy_here(&self, s: u32, me: &mut Me) -> bool {
+        s & BUSY != 0 && self.busy_by.load(Ordering::Relaxed) == me.pid()
     }
 
     /// Sets the flag and, if it was not set yet, writes one token
@@ -254,45 +285,83 @@ impl SignalInterrupt {
     /// - [POSIX, async-signal-safe functions](https://pubs.opengroup.org/onlinepubs/9799919799/functions/V2_chap02.html#tag_16_04_03_03)
     #[inline]
     pub fn trigger(&self) -> Result<()> {
+        // Set already: nothing to write, no system call.
+        if self.state.load(Ordering::Acquire) & TRIGGERED != 0 {
+            return Ok(());
+        }
+        self.raise(0, 0).1
+    }
+
+    /// A delivery of the installed signal `sig`: records it and triggers,
+    /// in one update; with `terminates`, a delivery after an earlier one
+    /// (since the last reset) gets the signal's default action instead.
+    #[cfg(tokenpipe_sigaction)]
+    pub(crate) fn deliver(&self, sig: c_int, terminates: bool) {
+        let marks = DELIVERED | ((sig as u32 & 0xff) << SIGNAL_SHIFT);
+        // Nothing a handler could do about an error: the flag is set anyway.
+        let _ = self.raise(marks, if terminates { sig } else { 0 });
+    }
+
+    /// The first installed signal delivered since the last reset.
+    #[cfg(tokenpipe_sigaction)]
+    pub(crate) fn delivered_signal(&self) -> Option<c_int> {
+        match (self.state.load(Ordering::Acquire) & SIGNAL) >> SIGNAL_SHIFT {
+            0 => None,
+            sig => Some(sig as c_int),
+        }
+    }
+
+    /// Sets the flag and, with `marks` (a handler's `DELIVERED` and
+    /// signal), records the delivery in the same update; then writes the
+    /// token this caller owes, if it owes one. With `die_on_second` (a
+    /// signal), a delivery that finds an earlier one recorded gets that
+    /// signal's default action first. Returns the state before the update.
+    /// Async-signal-safe.
+    #[cold]
+    fn raise(&self, marks: u32, die_on_second: c_int) -> (u32, Result<()>) {
+        let mut me = Me::new();
         let mut s = self.state.load(Ordering::Acquire);
         loop {
-            // Untriggered with a pipe of this process, in one compare.
-            if s & (TRIGGERED | READY | GENERATION) != READY | here() {
-                if s & TRIGGERED != 0 {
-                    return Ok(());
-                }
-                return self.trigger_without_pipe();
+            let untriggered = s & TRIGGERED == 0;
+            if !untriggered && marks == 0 {
+                return (s, Ok(()));
             }
+            // Only the first delivery's number is kept.
+            let marks = if s & SIGNAL == 0 {
+                marks
+            } else {
+                marks & !SIGNAL
+            };
+            let here = untriggered && self.ready_here(s, &mut me);
+            let writer = if here { WRITER } else { 0 };
             match self.state.compare_exchange_weak(
                 s,
-                (s | TRIGGERED) + WRITER,
+                (s | TRIGGERED | marks) + writer,
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => return self.write_token(),
+                #[cfg(tokenpipe_sigaction)]
+                Ok(_) if die_on_second != 0 && s & DELIVERED != 0 => {
+                    sys::die_by_default_action(die_on_second);
+                    // Returned: the default action does not end the
+                    // process (SIGCHLD, SIGCONT...). Go on as a trigger.
+                    return (s, if here { self.write_token() } else { Ok(()) });
+                }
+                Ok(_) if here => return (s, self.write_token()),
+                Ok(_) if untriggered => return (s, self.owe_token(&mut me)),
+                Ok(_) => return (s, Ok(())),
                 Err(now) => s = now,
             }
         }
     }
 
-    /// A first trigger that found no pipe of this process: set the flag,
-    /// then make the pipe (whoever publishes it writes the token this
-    /// trigger owes) or leave the token to the thread making it.
+    /// The flag is set, and this process has no pipe: make it (whoever
+    /// publishes it writes the token the flag owes), or leave the token to
+    /// the thread of this process making it.
     #[cold]
-    fn trigger_without_pipe(&self) -> Result<()> {
-        let set = self
-            .state
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
-                (s & TRIGGERED == 0 && !ready_here(s)).then_some(s | TRIGGERED)
-            });
-        match set {
-            Ok(_) => {}
-            Err(s) if s & TRIGGERED != 0 => return Ok(()),
-            // The pipe appeared meanwhile: the usual path writes.
-            Err(_) => return self.trigger(),
-        }
+    fn owe_token(&self, me: &mut Me) -> Result<()> {
         let saved = sys::errno_now();
-        let made = self.ensure();
+        let made = self.ensure(me);
         sys::set_errno(saved);
         made.map(drop)
     }
@@ -304,9 +373,8 @@ impl SignalInterrupt {
         // libraries leave errno alone when a call succeeds.)
         let saved = sys::errno_now();
         let fd = self.write_fd.load(Ordering::Relaxed);
-        let wrote = sys::write_count(fd, &[TOKEN]);
-        self.state.fetch_sub(WRITER, Ordering::Release);
-        if wrote == 1 {
+        if sys::write_count(fd, &[TOKEN]) == 1 {
+            self.state.fetch_sub(WRITER, Ordering::Release);
             return Ok(());
         }
         self.write_failed(saved)
@@ -318,12 +386,23 @@ impl SignalInterrupt {
         sys::set_errno(saved);
         if e == Errno::EAGAIN {
             // A full pipe is readable already: every waiter wakes.
+            self.state.fetch_sub(WRITER, Ordering::Release);
             return Ok(());
         }
         // No token will come for this flag: clear it (as Bitcoin Core
-        // does), so a reset waiting for the token stops and a later
-        // trigger tries again.
-        self.state.fetch_and(!TRIGGERED, Ordering::AcqRel);
+        // does), so a later trigger tries again, in the same update that
+        // takes this writer off. While a reset is taking, the flag is left
+        // to it: it sees no writer and no token, and clears the flag itself.
+        let _ = self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                let s = s - WRITER;
+                Some(if s & TAKING != 0 {
+                    s
+                } else {
+                    s & !TRIGGER_STATE
+                })
+            });
         Err(Error::Os(e))
     }
 
@@ -410,14 +489,16 @@ impl SignalInterrupt {
     /// failed, or someone read the read end against the docs of
     /// [`as_raw_fd`](Self::as_raw_fd)) ends the reset, never hangs it.
     pub fn reset(&self) -> Result<()> {
+        let mut me = Me::new();
         loop {
             let s = self.state.load(Ordering::Acquire);
+            // The signal bits are set only with the flag, and cleared with
+            // it: nothing to forget when it is clear.
             if s & TRIGGERED == 0 {
-                self.forget_signals();
                 return Ok(());
             }
-            if !ready_here(s) {
-                if busy_here(s) {
+            if !self.ready_here(s, &mut me) {
+                if self.busy_here(s, &mut me) {
                     pause(); // its maker will write the token: let it finish
                     continue;
                 }
@@ -426,10 +507,9 @@ impl SignalInterrupt {
                 // clears the debt.
                 if self
                     .state
-                    .compare_exchange(s, s & !TRIGGERED, Ordering::AcqRel, Ordering::Acquire)
+                    .compare_exchange(s, s & !TRIGGER_STATE, Ordering::AcqRel, Ordering::Acquire)
                     .is_ok()
                 {
-                    self.forget_signals();
                     return Ok(());
                 }
                 continue;
@@ -450,6 +530,7 @@ impl SignalInterrupt {
             // Empty pipe: wait on it while a write is in flight; once none
             // is, one more read decides (a write may have landed just
             // after the last one), and no token then means none is coming.
+            // (While this reset takes, a failed write leaves the flag set.)
             let mut last_look = false;
             let taken = loop {
                 match sys::read(fd, &mut token) {
@@ -468,11 +549,11 @@ impl SignalInterrupt {
                     Err(e) => break Err(e),
                 }
             };
-            self.forget_signals();
             // A trigger between the read and here found the flag set and
-            // wrote nothing: it happened before this reset, which clears it.
+            // wrote nothing: it happened before this reset, which clears it
+            // with the signal it recorded, in one update.
             self.state
-                .fetch_and(!(TRIGGERED | TAKING), Ordering::AcqRel);
+                .fetch_and(!(TRIGGER_STATE | TAKING), Ordering::AcqRel);
             return taken.map_err(Error::Os);
         }
     }
@@ -497,37 +578,33 @@ impl SignalInterrupt {
     /// The read end, making the pipe if needed and waiting out another
     /// thread that is making it. Not for signal handlers.
     fn read_end(&self) -> Result<c_int> {
-        #[cfg(tokenpipe_sigaction)]
-        sys::watch_forks();
+        let mut me = Me::new();
         loop {
-            match self.ensure()? {
+            match self.ensure(&mut me)? {
                 Pipe::Ready(fd) => return Ok(fd),
                 Pipe::Busy => pause(),
             }
         }
     }
 
-    /// Clears what the handler keeps for [`signal`](Self::signal) and the
-    /// second-signal option.
-    fn forget_signals(&self) {
-        self.deliveries.store(0, Ordering::Relaxed);
-        self.first_signal.store(0, Ordering::Relaxed);
-    }
-
     /// Makes sure this process has the pipe, making it if nobody here is
-    /// (first use, or first use after a fork). Async-signal-safe.
-    fn ensure(&self) -> Result<Pipe> {
+    /// (first use, or first use in a fork's child). Async-signal-safe.
+    fn ensure(&self, me: &mut Me) -> Result<Pipe> {
         loop {
             let s = self.state.load(Ordering::Acquire);
-            if ready_here(s) {
+            if self.ready_here(s, me) {
                 return Ok(Pipe::Ready(self.read_fd.load(Ordering::Relaxed)));
             }
-            if busy_here(s) {
+            if self.busy_here(s, me) {
                 return Ok(Pipe::Busy);
             }
-            // Claim the making, keeping the flag and dropping whatever a
-            // fork's parent was doing (READY, BUSY, TAKING, WRITERS).
-            let claimed = (s & TRIGGERED) | BUSY | here();
+            // Before the claim, so that whoever sees this claim's BUSY sees
+            // whose it is. Every thread here stores the same value.
+            self.busy_by.store(me.pid(), Ordering::Relaxed);
+            // Claim the making, keeping the flag and its signal, and
+            // dropping whatever a fork's parent was doing (READY, BUSY,
+            // TAKING, WRITERS).
+            let claimed = (s & TRIGGER_STATE) | BUSY;
             if self
                 .state
                 .compare_exchange(s, claimed, Ordering::AcqRel, Ordering::Acquire)
@@ -535,32 +612,30 @@ impl SignalInterrupt {
             {
                 continue;
             }
-            if s & READY != 0 {
-                // A pipe made before a fork: these fds are this process's
-                // copies of the parent's. Closing them leaves the parent's
-                // pipe alone and keeps this process from touching it.
-                sys::close(self.read_fd.load(Ordering::Relaxed));
-                sys::close(self.write_fd.load(Ordering::Relaxed));
-            }
+            // A pipe made by a fork's parent is not closed: its fds are
+            // copies this process inherited, but their numbers may name
+            // other files by now (a daemon closes every fd it inherited and
+            // opens its own). They stay open, close-on-exec, forgotten.
             let [read, write] = match sys::make_pipe_nonblocking() {
                 Ok(fds) => fds,
                 Err(e) => {
                     // Give the making back. The flag stays: the token it
                     // owes is written by whoever makes the pipe next.
-                    self.state.fetch_and(TRIGGERED, Ordering::AcqRel);
+                    self.state.fetch_and(TRIGGER_STATE, Ordering::AcqRel);
                     return Err(Error::Os(e));
                 }
             };
             self.read_fd.store(read, Ordering::Relaxed);
             self.write_fd.store(write, Ordering::Relaxed);
+            self.maker.store(me.pid(), Ordering::Relaxed);
             // Only this caller clears BUSY, so the update always applies;
-            // its Release publishes the fds with READY.
+            // its Release publishes the fds and the maker with READY.
             let before = self
                 .state
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
                     let owed = s & TRIGGERED;
                     let writer = if owed != 0 { WRITER } else { 0 };
-                    Some(owed | READY | here() | writer)
+                    Some((s & TRIGGER_STATE) | READY | writer)
                 })
                 .unwrap_or_else(|s| s);
             if before & TRIGGERED != 0 {
@@ -581,9 +656,10 @@ impl Default for SignalInterrupt {
 }
 
 impl Drop for SignalInterrupt {
-    /// Closes the pipe, if one was made (a `static` is never dropped).
+    /// Closes the pipe, if this process made one (a `static` is never
+    /// dropped; a fork's child never closes the copies it inherited).
     fn drop(&mut self) {
-        if *self.state.get_mut() & READY != 0 {
+        if *self.state.get_mut() & READY != 0 && *self.maker.get_mut() == sys::process_id() {
             sys::close(*self.read_fd.get_mut());
             sys::close(*self.write_fd.get_mut());
         }
@@ -595,7 +671,7 @@ impl fmt::Debug for SignalInterrupt {
         let s = self.state.load(Ordering::Acquire);
         let mut d = f.debug_struct("SignalInterrupt");
         d.field("triggered", &(s & TRIGGERED != 0));
-        if ready_here(s) {
+        if self.ready_here(s, &mut Me::new()) {
             d.field("read_fd", &self.read_fd.load(Ordering::Relaxed));
         }
         d.finish_non_exhaustive()

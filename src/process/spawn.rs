@@ -60,10 +60,6 @@ impl PidfdLine {
         let fd = line.theirs.as_raw_fd();
         let made = sys::file_id(fd).ok()?;
         let send_own_pidfd = move || {
-            // A handler that runs from here to exec must not wake an
-            // interrupt of the parent's (C libraries call no atfork hook
-            // when std spawns with clone or vfork).
-            sys::note_forked_child();
             // A `Command` spawned again runs this again, long after the
             // pair is gone: send only on the very socket made for it.
             if sys::file_id(fd).ok() == Some(made)
@@ -78,7 +74,7 @@ impl PidfdLine {
         #[allow(unsafe_code)]
         // SAFETY: the closure runs in the forked child before exec and makes
         // only system calls (fstat, getpid, pidfd_open, sendmsg, close), each
-        // async-signal-safe, and one atomic add; it captures two plain values
+        // async-signal-safe; it captures two plain values
         // and allocates nothing.
         unsafe {
             cmd.pre_exec(send_own_pidfd);

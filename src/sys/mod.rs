@@ -23,8 +23,6 @@
 //! `token_write_nosignal` reaches only on `EPIPE`; and `nanosleep` and
 //! `pread` (reaping without a pidfd; reading a held pid file's pid). The
 //! last four are not on POSIX's list, though each is one plain system call.
-//! `pthread_atfork` (a `SignalInterrupt`'s fork hook) allocates in the C
-//! library; only calls a handler never makes register it.
 //!
 //! The functions are safe to call but not all are safe to *misuse*: `close`
 //! on an fd that something else owns breaks that owner. They are

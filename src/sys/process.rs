@@ -25,13 +25,7 @@ use super::{SysResult, close};
 /// - [Linux](https://man7.org/linux/man-pages/man2/fork.2.html)
 pub(crate) unsafe fn fork() -> SysResult<libc::pid_t> {
     // SAFETY: the caller upholds the threads contract above.
-    let pid = ret_c_int(unsafe { libc::fork() })?;
-    if pid == 0 {
-        // Before anything else in the child, so a signal handler that
-        // runs from here on no longer writes into the parent's interrupt.
-        super::note_forked_child();
-    }
-    Ok(pid)
+    ret_c_int(unsafe { libc::fork() })
 }
 
 /// `getpid()`—The calling process's id. Cannot fail.
