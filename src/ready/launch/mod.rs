@@ -328,8 +328,9 @@ impl std::error::Error for LaunchError {
 /// - `MAINPID=` names the program's main process from then on
 ///   ([`ReadyChild::pid`], `kill`, `wait`, and whose end counts), as systemd
 ///   honours it: sent by root, or naming a process that the launched
-///   program started (its ancestor by `/proc`). Linux only, where a pidfd
-///   holds the new process; ignored elsewhere.
+///   program started (its ancestor by `/proc`). Only where a pidfd holds
+///   the new process (Linux 5.3+); ignored elsewhere, and where the kernel
+///   gives no pidfd.
 /// - A launcher that ignores `SIGCHLD`, or reaps every child in a handler,
 ///   still gets its verdict: the end is seen, its status is
 ///   [`ChildExit::Unknown`].
