@@ -1,8 +1,9 @@
 //! `ready::launch` in the cases real programs and real launchers hit:
 //! a launcher that ignores `SIGCHLD` or reaps in a handler, a kill that is
 //! refused, a program that daemonizes itself and exits, one that closes
-//! the fds it inherited, pipes its stdio, names its main pid, or is
-//! dropped unwatched; a `TMPDIR` too long for a socket address.
+//! the fds it inherited, pipes its stdio, names its main pid, sends a
+//! datagram too long for the launcher's buffer, or is dropped unwatched; a
+//! `TMPDIR` too long for a socket address.
 //!
 //! Most cases run the `launch` example, the contract a user holds the
 //! crate to (set `TOKENPIPE_LAUNCH_EXAMPLE` to run them against another
@@ -450,6 +451,154 @@ fn a_socket_report_sent_before_exiting_wins_however_the_reads_interleave() {
         let (code, out) = run(cmd, &s);
         assert_eq!(code, 0, "recvmsg {n} held back: {out}");
     }
+}
+
+/// Launches a program that sends `first` as one datagram (systemd-notify
+/// joins its `KEY=VALUE` arguments with newlines), then `READY=1` in a
+/// second, then sleeps; returns the verdict with the program killed.
+fn verdict_after_datagram(first: &str) -> String {
+    let script = format!("systemd-notify {first}; systemd-notify --ready; exec sleep 30");
+    let mut cmd = Command::new("/bin/sh");
+    cmd.args(["-c", &script]);
+    match launch(
+        &mut cmd,
+        LaunchOptions::new().timeout(Duration::from_secs(20)),
+    ) {
+        Ok(mut child) => {
+            let status = child.status_text().map(str::len);
+            child.kill(libc::SIGKILL).unwrap();
+            child.wait().unwrap();
+            format!("ready, status of {status:?} bytes")
+        }
+        Err(LaunchError::Failed { errno, .. }) => format!("failed, errno {errno:?}"),
+        Err(e) => format!("{e} (the program runs systemd-notify: Debian package systemd)"),
+    }
+}
+
+#[test]
+fn a_datagram_longer_than_the_buffer_is_dropped_not_read_cut_short() {
+    let _turn = serial();
+    // 4097 bytes: cut at the launcher's 4096, the last line would read
+    // ERRNO=1. systemd drops such a datagram (MSG_TRUNC); so does launch,
+    // and hears the READY=1 that follows.
+    let long = format!("STATUS={} ERRNO=12", "x".repeat(4081));
+    assert_eq!(
+        verdict_after_datagram(&long),
+        "ready, status of None bytes",
+        "the 4097-byte datagram was not dropped"
+    );
+    // The control: the same lines, short enough, are a failure with errno 12.
+    assert_eq!(
+        verdict_after_datagram("STATUS=short ERRNO=12"),
+        "failed, errno Some(12)"
+    );
+}
+
+#[test]
+fn a_datagram_too_long_that_carries_an_fd_is_dropped_and_the_fd_closed() {
+    let _turn = serial();
+    // The sender waits for the launcher to close the fd it passed before
+    // it says READY=1: an fd leaked with the dropped datagram would hold
+    // it there until the timeout.
+    let mut cmd = common::this_test_binary("child_mode_sends_a_long_datagram_carrying_an_fd");
+    cmd.env("TOKENPIPE_TEST_ACT", "send").stdout(Stdio::null());
+    match launch(
+        &mut cmd,
+        LaunchOptions::new().timeout(Duration::from_secs(20)),
+    ) {
+        Ok(mut child) => assert!(child.wait().unwrap().success()),
+        Err(LaunchError::Failed { errno, .. }) => {
+            panic!("the long datagram was read cut short: failed with errno {errno:?}")
+        }
+        // Timed out: the sender still waits for the fd it passed to close.
+        Err(e) => panic!("the long datagram with an fd: {e}"),
+    }
+}
+
+/// Run normally, this does nothing; re-run with `TOKENPIPE_TEST_ACT`, it
+/// sends `NOTIFY_SOCKET` one datagram too long for the launcher's 4096-byte
+/// buffer, `STATUS=<4081 x>\nERRNO=12`, with a pipe's write end attached,
+/// waits for end of file on the read end (which comes only once the
+/// launcher has closed the copy it received), then sends `READY=1`.
+#[test]
+fn child_mode_sends_a_long_datagram_carrying_an_fd() {
+    if std::env::var_os("TOKENPIPE_TEST_ACT").is_none() {
+        return;
+    }
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::net::UnixDatagram;
+    let path = std::env::var_os("NOTIFY_SOCKET").expect("NOTIFY_SOCKET");
+    let mut fds = [-1; 2];
+    // SAFETY: `fds` has room for the two fds pipe2 writes.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    let [read_end, write_end] = fds;
+    let long = format!("STATUS={}\nERRNO=12", "x".repeat(4081));
+    send_with_fd(path.as_bytes(), long.as_bytes(), write_end);
+    // SAFETY: both ends are this process's own, closed once each.
+    unsafe { libc::close(write_end) };
+    let mut byte = 0u8;
+    // SAFETY: `byte` has room for the one byte asked for.
+    let read = unsafe { libc::read(read_end, (&raw mut byte).cast(), 1) };
+    assert_eq!(read, 0, "the write end should be closed everywhere");
+    // SAFETY: as above.
+    unsafe { libc::close(read_end) };
+    let socket = UnixDatagram::unbound().unwrap();
+    socket.send_to(b"READY=1", &path).unwrap();
+}
+
+/// `sendmsg` of `data` to the socket at `path`, with `fd` passed along
+/// (`SCM_RIGHTS`), as `sd_pid_notify_with_fds` sends one.
+fn send_with_fd(path: &[u8], data: &[u8], fd: libc::c_int) {
+    let socket = std::os::unix::net::UnixDatagram::unbound().unwrap();
+    // SAFETY: sockaddr_un and msghdr are plain integers and pointers; zero
+    // is a valid value of each, and the fields used are set below.
+    let (mut addr, mut msg) = unsafe {
+        (
+            std::mem::zeroed::<libc::sockaddr_un>(),
+            std::mem::zeroed::<libc::msghdr>(),
+        )
+    };
+    assert!(path.len() < addr.sun_path.len(), "socket path too long");
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (slot, &b) in addr.sun_path.iter_mut().zip(path) {
+        *slot = b as libc::c_char;
+    }
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    #[repr(C, align(8))]
+    struct Control([u8; 64]);
+    let mut control = Control([0; 64]);
+    let int = std::mem::size_of::<libc::c_int>() as u32;
+    msg.msg_name = (&raw mut addr).cast();
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.0.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE only computes a size.
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(int) } as _;
+    // SAFETY: the control buffer is aligned for cmsghdr and larger than
+    // CMSG_SPACE(sizeof(int)), so the header and its one int fit in it.
+    unsafe {
+        let header = libc::CMSG_FIRSTHDR(&msg);
+        (*header).cmsg_level = libc::SOL_SOCKET;
+        (*header).cmsg_type = libc::SCM_RIGHTS;
+        (*header).cmsg_len = libc::CMSG_LEN(int) as _;
+        libc::CMSG_DATA(header)
+            .cast::<libc::c_int>()
+            .write_unaligned(fd);
+    }
+    use std::os::fd::AsRawFd;
+    // SAFETY: every pointer in `msg` is valid for the call, which only
+    // reads them.
+    let sent = unsafe { libc::sendmsg(socket.as_raw_fd(), &msg, 0) };
+    assert_eq!(
+        sent,
+        data.len() as isize,
+        "sendmsg: {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 #[test]

@@ -224,6 +224,9 @@ impl Waiter {
             if got.sender_uid.is_some_and(|uid| uid != me && uid != 0) {
                 continue; // another user's process: not ours to hear
             }
+            if got.truncated {
+                continue; // cut short, its last line may lie: systemd drops it too
+            }
             self.heard_on_socket = true;
             self.datagram(&buf[..got.len], got.sender_uid);
         }
@@ -361,7 +364,8 @@ impl Waiter {
         let fd = socket.fd.as_raw_fd();
         let mut buf = [0u8; 4096];
         while let Ok(got) = sys::recv_datagram(fd, &mut buf) {
-            if got.carried_fds {
+            // A cut datagram is dropped (its fds closed all the same).
+            if got.carried_fds && !got.truncated {
                 return true;
             }
         }
