@@ -2,8 +2,9 @@
 //! a launcher that ignores `SIGCHLD` or reaps in a handler, a kill that is
 //! refused, a program that daemonizes itself and exits, one that closes
 //! the fds it inherited, pipes its stdio, names its main pid, sends a
-//! datagram too long for the launcher's buffer, or is dropped unwatched; a
-//! `TMPDIR` too long for a socket address.
+//! datagram too long for the launcher's buffer, or is dropped unwatched
+//! (also when the reaper thread's first start fails); a `TMPDIR` too long
+//! for a socket address.
 //!
 //! Most cases run the `launch` example, the contract a user holds the
 //! crate to (set `TOKENPIPE_LAUNCH_EXAMPLE` to run them against another
@@ -779,6 +780,108 @@ fn a_dropped_ready_child_runs_on_and_is_reaped_when_it_ends() {
     drop(child);
     assert!(alive(pid), "dropping a ready program must not kill it");
     assert!(becomes_gone(pid), "pid {pid} left a zombie");
+}
+
+/// Run normally, this does nothing. Re-run by the case below with
+/// `TOKENPIPE_TEST_ACT` set, under strace failing the first `clone3` (a
+/// thread's creation) of every thread, it drops two ready programs that
+/// still run, from a thread of its own whose first `clone3` is the reaper
+/// thread's start; it prints whether the reaper started at the first drop
+/// and which of the two were left once both had ended.
+#[test]
+fn child_mode_drops_two_running_ready_programs() {
+    if std::env::var_os("TOKENPIPE_TEST_ACT").is_none() {
+        return;
+    }
+    // This thread's own first clone3 may be the failed one (where libtest
+    // runs this test on a thread of its own): then the second start works.
+    let start = || std::thread::Builder::new().spawn(drop_two_running_ready_programs);
+    let worker = start().or_else(|_| start()).expect("a thread to drop from");
+    worker.join().unwrap();
+}
+
+fn drop_two_running_ready_programs() {
+    let threads = || std::fs::read_dir("/proc/self/task").unwrap().count();
+    // Ready at once, then running for 2 s: still running when dropped.
+    let launch_and_drop = || {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args([
+            "-c",
+            r#"printf '\001' >"/dev/fd/$TOKENPIPE_READY_FD"; exec sleep 2"#,
+        ]);
+        let child = launch(
+            &mut cmd,
+            LaunchOptions::new().timeout(Duration::from_secs(20)),
+        )
+        .unwrap();
+        let pid = child.pid();
+        assert!(alive(pid), "pid {pid} ended before it was dropped");
+        drop(child);
+        pid
+    };
+    let before = threads();
+    let first = launch_and_drop();
+    println!("REAPER STARTED AT FIRST DROP {}", threads() > before);
+    let second = launch_and_drop();
+    // Each ends 2 s after its start; a zombie stays one (state Z), so the
+    // wait is a bound on a hang, not a timing.
+    let start = Instant::now();
+    let left = loop {
+        let left: Vec<_> = [first, second]
+            .into_iter()
+            .filter(|&pid| !gone(pid))
+            .collect();
+        if left.is_empty() || start.elapsed() > Duration::from_secs(15) {
+            break left;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let left: Vec<String> = left
+        .iter()
+        .map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat.rsplit_once(") ").map_or("?", |(_, rest)| &rest[..1]);
+            format!("pid {pid} in state {state}")
+        })
+        .collect();
+    println!("LEFT {left:?}");
+}
+
+#[test]
+#[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+fn a_reaper_thread_that_could_not_start_starts_at_the_next_drop_and_reaps_both() {
+    let _turn = serial();
+    // Every thread's first clone3 (glibc's pthread_create) fails with
+    // EAGAIN, as at the process's thread limit: strace counts each
+    // thread's calls apart, and the child mode's dropping thread makes
+    // its first one for the reaper. -f: strace follows threads only so.
+    let inner = common::this_test_binary("child_mode_drops_two_running_ready_programs");
+    let mut cmd = strace(&[
+        "-f",
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=clone3",
+        "-e",
+        "inject=clone3:error=EAGAIN:when=1",
+    ]);
+    cmd.arg(inner.get_program())
+        .args(inner.get_args())
+        .arg("--nocapture")
+        .env("TOKENPIPE_TEST_ACT", "drop");
+    let out = cmd.output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    // The fault hit the reaper's start, or this case proves nothing.
+    assert!(
+        text.contains("REAPER STARTED AT FIRST DROP false"),
+        "the injected clone3 failure missed the reaper's start: {text}"
+    );
+    assert!(
+        text.contains("LEFT []"),
+        "after the reaper's first start failed, dropped programs were left: {text}"
+    );
 }
 
 #[test]
