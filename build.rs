@@ -60,6 +60,12 @@
 //!   launcher, `ready::launch`, and the socket calls only it makes.
 //! - `tokenpipe_linux_like`: the Linux kernel's own interfaces (pidfds,
 //!   `SO_PASSCRED`, `MSG_CMSG_CLOEXEC`, vsock), on Linux and Android.
+//!
+//! One flag this script never sets, only declares: `tokenpipe_force_no_pidfd`,
+//! given by hand (`RUSTFLAGS="--cfg tokenpipe_force_no_pidfd"`, as
+//! `ci/no-pidfd.sh` does) to make Linux answer every `pidfd_open` with
+//! `ENOSYS`, as a kernel before 5.3 would, so that the branches every other
+//! Unix takes are run, not only type-checked.
 use std::env;
 
 /// Every flag this script may set, for `rustc --check-cfg`.
@@ -331,6 +337,9 @@ fn main() {
     for f in FLAGS {
         println!("cargo::rustc-check-cfg=cfg({f})");
     }
+    // Set by hand, never here (see the module docs): declared so that a
+    // `-D warnings` build with it is clean.
+    println!("cargo::rustc-check-cfg=cfg(tokenpipe_force_no_pidfd)");
     let values: Vec<String> = ERRNO_FNS.iter().map(|v| format!("\"{v}\"")).collect();
     println!(
         "cargo::rustc-check-cfg=cfg(tokenpipe_errno, values({}))",

@@ -1,8 +1,10 @@
 //! `ready::launch` in the cases real programs and real launchers hit:
 //! a launcher that ignores `SIGCHLD` or reaps in a handler, a kill that is
 //! refused, a program that daemonizes itself and exits, one that closes
-//! the fds it inherited, pipes its stdio, names its main pid, or is
-//! dropped unwatched; a `TMPDIR` too long for a socket address.
+//! the fds it inherited, pipes its stdio, names its main pid, sends a
+//! datagram too long for the launcher's buffer, or is dropped unwatched
+//! (also when the reaper thread's first start fails); a `TMPDIR` too long
+//! for a socket address.
 //!
 //! Most cases run the `launch` example, the contract a user holds the
 //! crate to (set `TOKENPIPE_LAUNCH_EXAMPLE` to run them against another
@@ -475,6 +477,154 @@ fn a_socket_report_sent_before_exiting_wins_however_the_reads_interleave() {
     }
 }
 
+/// Launches a program that sends `first` as one datagram (systemd-notify
+/// joins its `KEY=VALUE` arguments with newlines), then `READY=1` in a
+/// second, then sleeps; returns the verdict with the program killed.
+fn verdict_after_datagram(first: &str) -> String {
+    let script = format!("systemd-notify {first}; systemd-notify --ready; exec sleep 30");
+    let mut cmd = Command::new("/bin/sh");
+    cmd.args(["-c", &script]);
+    match launch(
+        &mut cmd,
+        LaunchOptions::new().timeout(Duration::from_secs(20)),
+    ) {
+        Ok(mut child) => {
+            let status = child.status_text().map(str::len);
+            child.kill(libc::SIGKILL).unwrap();
+            child.wait().unwrap();
+            format!("ready, status of {status:?} bytes")
+        }
+        Err(LaunchError::Failed { errno, .. }) => format!("failed, errno {errno:?}"),
+        Err(e) => format!("{e} (the program runs systemd-notify: Debian package systemd)"),
+    }
+}
+
+#[test]
+fn a_datagram_longer_than_the_buffer_is_dropped_not_read_cut_short() {
+    let _turn = serial();
+    // 4097 bytes: cut at the launcher's 4096, the last line would read
+    // ERRNO=1. systemd drops such a datagram (MSG_TRUNC); so does launch,
+    // and hears the READY=1 that follows.
+    let long = format!("STATUS={} ERRNO=12", "x".repeat(4081));
+    assert_eq!(
+        verdict_after_datagram(&long),
+        "ready, status of None bytes",
+        "the 4097-byte datagram was not dropped"
+    );
+    // The control: the same lines, short enough, are a failure with errno 12.
+    assert_eq!(
+        verdict_after_datagram("STATUS=short ERRNO=12"),
+        "failed, errno Some(12)"
+    );
+}
+
+#[test]
+fn a_datagram_too_long_that_carries_an_fd_is_dropped_and_the_fd_closed() {
+    let _turn = serial();
+    // The sender waits for the launcher to close the fd it passed before
+    // it says READY=1: an fd leaked with the dropped datagram would hold
+    // it there until the timeout.
+    let mut cmd = common::this_test_binary("child_mode_sends_a_long_datagram_carrying_an_fd");
+    cmd.env("TOKENPIPE_TEST_ACT", "send").stdout(Stdio::null());
+    match launch(
+        &mut cmd,
+        LaunchOptions::new().timeout(Duration::from_secs(20)),
+    ) {
+        Ok(mut child) => assert!(child.wait().unwrap().success()),
+        Err(LaunchError::Failed { errno, .. }) => {
+            panic!("the long datagram was read cut short: failed with errno {errno:?}")
+        }
+        // Timed out: the sender still waits for the fd it passed to close.
+        Err(e) => panic!("the long datagram with an fd: {e}"),
+    }
+}
+
+/// Run normally, this does nothing; re-run with `TOKENPIPE_TEST_ACT`, it
+/// sends `NOTIFY_SOCKET` one datagram too long for the launcher's 4096-byte
+/// buffer, `STATUS=<4081 x>\nERRNO=12`, with a pipe's write end attached,
+/// waits for end of file on the read end (which comes only once the
+/// launcher has closed the copy it received), then sends `READY=1`.
+#[test]
+fn child_mode_sends_a_long_datagram_carrying_an_fd() {
+    if std::env::var_os("TOKENPIPE_TEST_ACT").is_none() {
+        return;
+    }
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::net::UnixDatagram;
+    let path = std::env::var_os("NOTIFY_SOCKET").expect("NOTIFY_SOCKET");
+    let mut fds = [-1; 2];
+    // SAFETY: `fds` has room for the two fds pipe2 writes.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    let [read_end, write_end] = fds;
+    let long = format!("STATUS={}\nERRNO=12", "x".repeat(4081));
+    send_with_fd(path.as_bytes(), long.as_bytes(), write_end);
+    // SAFETY: both ends are this process's own, closed once each.
+    unsafe { libc::close(write_end) };
+    let mut byte = 0u8;
+    // SAFETY: `byte` has room for the one byte asked for.
+    let read = unsafe { libc::read(read_end, (&raw mut byte).cast(), 1) };
+    assert_eq!(read, 0, "the write end should be closed everywhere");
+    // SAFETY: as above.
+    unsafe { libc::close(read_end) };
+    let socket = UnixDatagram::unbound().unwrap();
+    socket.send_to(b"READY=1", &path).unwrap();
+}
+
+/// `sendmsg` of `data` to the socket at `path`, with `fd` passed along
+/// (`SCM_RIGHTS`), as `sd_pid_notify_with_fds` sends one.
+fn send_with_fd(path: &[u8], data: &[u8], fd: libc::c_int) {
+    let socket = std::os::unix::net::UnixDatagram::unbound().unwrap();
+    // SAFETY: sockaddr_un and msghdr are plain integers and pointers; zero
+    // is a valid value of each, and the fields used are set below.
+    let (mut addr, mut msg) = unsafe {
+        (
+            std::mem::zeroed::<libc::sockaddr_un>(),
+            std::mem::zeroed::<libc::msghdr>(),
+        )
+    };
+    assert!(path.len() < addr.sun_path.len(), "socket path too long");
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (slot, &b) in addr.sun_path.iter_mut().zip(path) {
+        *slot = b as libc::c_char;
+    }
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    #[repr(C, align(8))]
+    struct Control([u8; 64]);
+    let mut control = Control([0; 64]);
+    let int = std::mem::size_of::<libc::c_int>() as u32;
+    msg.msg_name = (&raw mut addr).cast();
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.0.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE only computes a size.
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(int) } as _;
+    // SAFETY: the control buffer is aligned for cmsghdr and larger than
+    // CMSG_SPACE(sizeof(int)), so the header and its one int fit in it.
+    unsafe {
+        let header = libc::CMSG_FIRSTHDR(&msg);
+        (*header).cmsg_level = libc::SOL_SOCKET;
+        (*header).cmsg_type = libc::SCM_RIGHTS;
+        (*header).cmsg_len = libc::CMSG_LEN(int) as _;
+        libc::CMSG_DATA(header)
+            .cast::<libc::c_int>()
+            .write_unaligned(fd);
+    }
+    use std::os::fd::AsRawFd;
+    // SAFETY: every pointer in `msg` is valid for the call, which only
+    // reads them.
+    let sent = unsafe { libc::sendmsg(socket.as_raw_fd(), &msg, 0) };
+    assert_eq!(
+        sent,
+        data.len() as isize,
+        "sendmsg: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
 #[test]
 fn a_program_that_closes_its_inherited_fds_and_reports_on_the_socket_is_ready() {
     let _turn = serial();
@@ -522,6 +672,16 @@ fn mainpid_from_a_privileged_or_related_sender_names_the_daemon() {
     )
     .unwrap();
     let daemon = s.pid("daemon.pid");
+    if cfg!(tokenpipe_force_no_pidfd) {
+        // Built without pidfds (ci/no-pidfd.sh): MAINPID= is ignored, as
+        // documented, since no pidfd could hold the daemon against the
+        // reuse of its pid. The program as started stays the one watched
+        // (the daemon goes with the scratch directory).
+        assert_eq!(child.pid(), child.launched_pid());
+        assert_ne!(child.pid(), daemon);
+        assert_eq!(child.wait().unwrap(), ChildExit::Exited(0));
+        return;
+    }
     assert_eq!(child.pid(), daemon);
     assert_ne!(child.launched_pid(), daemon);
     child.kill(libc::SIGTERM).unwrap();
@@ -643,6 +803,108 @@ fn a_dropped_ready_child_runs_on_and_is_reaped_when_it_ends() {
     drop(child);
     assert!(alive(pid), "dropping a ready program must not kill it");
     assert!(becomes_gone(pid), "pid {pid} left a zombie");
+}
+
+/// Run normally, this does nothing. Re-run by the case below with
+/// `TOKENPIPE_TEST_ACT` set, under strace failing the first `clone3` (a
+/// thread's creation) of every thread, it drops two ready programs that
+/// still run, from a thread of its own whose first `clone3` is the reaper
+/// thread's start; it prints whether the reaper started at the first drop
+/// and which of the two were left once both had ended.
+#[test]
+fn child_mode_drops_two_running_ready_programs() {
+    if std::env::var_os("TOKENPIPE_TEST_ACT").is_none() {
+        return;
+    }
+    // This thread's own first clone3 may be the failed one (where libtest
+    // runs this test on a thread of its own): then the second start works.
+    let start = || std::thread::Builder::new().spawn(drop_two_running_ready_programs);
+    let worker = start().or_else(|_| start()).expect("a thread to drop from");
+    worker.join().unwrap();
+}
+
+fn drop_two_running_ready_programs() {
+    let threads = || std::fs::read_dir("/proc/self/task").unwrap().count();
+    // Ready at once, then running for 2 s: still running when dropped.
+    let launch_and_drop = || {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args([
+            "-c",
+            r#"printf '\001' >"/dev/fd/$TOKENPIPE_READY_FD"; exec sleep 2"#,
+        ]);
+        let child = launch(
+            &mut cmd,
+            LaunchOptions::new().timeout(Duration::from_secs(20)),
+        )
+        .unwrap();
+        let pid = child.pid();
+        assert!(alive(pid), "pid {pid} ended before it was dropped");
+        drop(child);
+        pid
+    };
+    let before = threads();
+    let first = launch_and_drop();
+    println!("REAPER STARTED AT FIRST DROP {}", threads() > before);
+    let second = launch_and_drop();
+    // Each ends 2 s after its start; a zombie stays one (state Z), so the
+    // wait is a bound on a hang, not a timing.
+    let start = Instant::now();
+    let left = loop {
+        let left: Vec<_> = [first, second]
+            .into_iter()
+            .filter(|&pid| !gone(pid))
+            .collect();
+        if left.is_empty() || start.elapsed() > Duration::from_secs(15) {
+            break left;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let left: Vec<String> = left
+        .iter()
+        .map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat.rsplit_once(") ").map_or("?", |(_, rest)| &rest[..1]);
+            format!("pid {pid} in state {state}")
+        })
+        .collect();
+    println!("LEFT {left:?}");
+}
+
+#[test]
+#[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+fn a_reaper_thread_that_could_not_start_starts_at_the_next_drop_and_reaps_both() {
+    let _turn = serial();
+    // Every thread's first clone3 (glibc's pthread_create) fails with
+    // EAGAIN, as at the process's thread limit: strace counts each
+    // thread's calls apart, and the child mode's dropping thread makes
+    // its first one for the reaper. -f: strace follows threads only so.
+    let inner = common::this_test_binary("child_mode_drops_two_running_ready_programs");
+    let mut cmd = strace(&[
+        "-f",
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=clone3",
+        "-e",
+        "inject=clone3:error=EAGAIN:when=1",
+    ]);
+    cmd.arg(inner.get_program())
+        .args(inner.get_args())
+        .arg("--nocapture")
+        .env("TOKENPIPE_TEST_ACT", "drop");
+    let out = cmd.output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    // The fault hit the reaper's start, or this case proves nothing.
+    assert!(
+        text.contains("REAPER STARTED AT FIRST DROP false"),
+        "the injected clone3 failure missed the reaper's start: {text}"
+    );
+    assert!(
+        text.contains("LEFT []"),
+        "after the reaper's first start failed, dropped programs were left: {text}"
+    );
 }
 
 #[test]

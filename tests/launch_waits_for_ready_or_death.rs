@@ -125,6 +125,33 @@ fn a_program_that_reports_on_the_pipe_is_ready() {
     assert!(c.wait().unwrap().success());
 }
 
+/// Where the kernel has pidfds (Linux 5.3+) the launch holds one for the
+/// program; built with `--cfg tokenpipe_force_no_pidfd` (ci/no-pidfd.sh)
+/// it holds none, so every other case in that run takes the branches that
+/// systems without pidfds take. Either way round, a build whose pidfds are
+/// not what it was told fails here: this is what proves the switch took.
+#[test]
+#[cfg(target_os = "linux")]
+fn a_launched_program_holds_a_pidfd_unless_the_build_forces_none() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut c = launch(&mut child("pipe-ready"), quick()).unwrap();
+    let held = c.pidfd().is_some();
+    assert!(c.wait().unwrap().success());
+    if cfg!(tokenpipe_force_no_pidfd) {
+        assert!(
+            !held,
+            "built with --cfg tokenpipe_force_no_pidfd, yet the launched program has a \
+             pidfd: the switch did not reach sys::pidfd_open"
+        );
+    } else {
+        assert!(
+            held,
+            "the launched program has no pidfd: this kernel has no pidfd_open (Linux \
+             before 5.3) or a seccomp filter refused it"
+        );
+    }
+}
+
 #[test]
 fn a_program_that_reports_on_the_socket_is_ready() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());

@@ -6,8 +6,7 @@ use std::io;
 #[cfg(tokenpipe_linux_like)]
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
-use std::sync::OnceLock;
-use std::sync::mpsc;
+use std::sync::{Mutex, PoisonError, mpsc};
 use std::time::Duration;
 
 use super::Process;
@@ -96,23 +95,56 @@ const REAPER_CADENCE: Duration = Duration::from_millis(100);
 
 /// Hands a child that is still running to this process's reaper thread,
 /// which waits for it so that it never lingers as a zombie. The thread is
-/// started on first use; where it cannot be, the child stays unreaped
-/// until this process exits (init then reaps it).
+/// started on first use. Where it cannot be (`EAGAIN` at the process's
+/// thread limit), the child is kept, and the start is tried again at the
+/// next hand-off, which hands over every child kept so far; until then a
+/// kept child that ends stays a zombie (at most until that next hand-off,
+/// or until this process exits and init reaps it).
 pub(crate) fn reap_in_background(mut process: Process) {
     if !matches!(process.try_wait(), Ok(None)) {
         return; // ended and reaped now, or not ours to reap
     }
-    static REAPER: OnceLock<Option<mpsc::Sender<Process>>> = OnceLock::new();
-    let reaper = REAPER.get_or_init(|| {
-        let (hand, orphans) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("tokenpipe-reaper".into())
-            .spawn(move || reap(&orphans))
-            .ok()
-            .map(|_| hand)
+    static REAPER: Mutex<Reaper> = Mutex::new(Reaper {
+        hand: None,
+        kept: Vec::new(),
     });
-    if let Some(hand) = reaper {
-        let _ = hand.send(process);
+    // Nothing panics while it is held; were it poisoned all the same, the
+    // state would still be whole (a child is either kept or sent).
+    let mut reaper = REAPER.lock().unwrap_or_else(PoisonError::into_inner);
+    reaper.kept.push(process);
+    reaper.hand_over();
+}
+
+/// The reaper thread's end of the channel, once it runs, and the children
+/// handed over while it could not be started.
+struct Reaper {
+    hand: Option<mpsc::Sender<Process>>,
+    kept: Vec<Process>,
+}
+
+impl Reaper {
+    /// Starts the thread if it does not run, and hands it every kept child.
+    fn hand_over(&mut self) {
+        // Those that ended meanwhile are reaped here, thread or not.
+        self.kept
+            .retain_mut(|process| matches!(process.try_wait(), Ok(None)));
+        if self.hand.is_none() {
+            let (hand, orphans) = mpsc::channel();
+            let started = std::thread::Builder::new()
+                .name("tokenpipe-reaper".into())
+                .spawn(move || reap(&orphans));
+            self.hand = started.ok().map(|_| hand);
+        }
+        let Some(hand) = &self.hand else { return };
+        while let Some(process) = self.kept.pop() {
+            // The thread has gone (it cannot return while the channel is
+            // open, so only by a panic): keep the child, start anew next time.
+            if let Err(mpsc::SendError(process)) = hand.send(process) {
+                self.kept.push(process);
+                self.hand = None;
+                return;
+            }
+        }
     }
 }
 

@@ -162,10 +162,19 @@ pub(crate) fn sleep_ms(ms: u32) {
 /// Always close-on-exec. Linux 5.3 and later; `ENOSYS` before, and `EPERM`
 /// or `ENOSYS` where a seccomp filter forbids it.
 ///
+/// Built with `--cfg tokenpipe_force_no_pidfd` (`ci/no-pidfd.sh`), it makes
+/// no call and fails with `ENOSYS`, as a kernel before 5.3 does: every
+/// caller then takes the branch it takes without pidfds, the one every
+/// other Unix always takes, so Linux runs it too (as mio's `--cfg
+/// mio_unsupported_force_poll_poll` forces its fallback backend).
+///
 /// # References
 /// - [Linux](https://man7.org/linux/man-pages/man2/pidfd_open.2.html)
 #[cfg(tokenpipe_linux_like)]
 pub(crate) fn pidfd_open(pid: libc::pid_t) -> SysResult<c_int> {
+    if cfg!(tokenpipe_force_no_pidfd) {
+        return Err(Errno::from_raw(libc::ENOSYS));
+    }
     // SAFETY: pidfd_open takes a pid and a flags word and touches no memory
     // of ours; the kernel returns an fd or -1 with errno.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0 as libc::c_uint) };

@@ -218,6 +218,9 @@ pub(crate) fn bind(fd: c_int, addr: &UnixAddr) -> SysResult<()> {
 pub(crate) struct Received {
     /// How many bytes the datagram had (at most the buffer's length).
     pub(crate) len: usize,
+    /// Whether it was longer than the buffer (`MSG_TRUNC`): its end is
+    /// lost, and what is left may read as something it never said.
+    pub(crate) truncated: bool,
     /// Whether it carried fds (now closed).
     pub(crate) carried_fds: bool,
     /// The sender's uid, where the kernel says (Linux, with `SO_PASSCRED`).
@@ -264,7 +267,8 @@ pub(crate) fn getuid() -> libc::uid_t {
 /// it (a sender's `BARRIER=1` waits for exactly that). Returns its length,
 /// whether it carried fds, and the sender's uid where the kernel attached
 /// credentials; `EAGAIN` if there is none. A datagram longer than `buf` is
-/// cut (its end is lost).
+/// cut (its end is lost) and marked [`Received::truncated`]; its fds are
+/// closed all the same.
 ///
 /// # References
 /// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/recvmsg.html)
@@ -301,6 +305,7 @@ fn receive(fd: c_int, buf: &mut [u8], keep_first: bool) -> SysResult<Received> {
     let len = ret_usize(unsafe { libc::recvmsg(fd, &mut msg, flags) })?;
     let mut got = Received {
         len,
+        truncated: msg.msg_flags & libc::MSG_TRUNC != 0,
         ..Received::default()
     };
     // SAFETY: recvmsg filled `msg`; CMSG_FIRSTHDR/NXTHDR walk only the

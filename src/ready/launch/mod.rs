@@ -423,8 +423,9 @@ impl std::error::Error for LaunchError {
 ///   one of its ancestors, and only a process the launch contains (with
 ///   [`contain`](LaunchOptions::contain), one it holds; without, a
 ///   descendant of the program by `/proc`). Its end is the service's end:
-///   [`LaunchError::Exited`] at once, and the rest is killed. Linux only,
-///   where a pidfd holds the new process; ignored elsewhere.
+///   [`LaunchError::Exited`] at once, and the rest is killed. Only where a
+///   pidfd holds the new process (Linux 5.3+); ignored elsewhere, and
+///   where the kernel gives no pidfd.
 /// - The first report heard wins; a failure and a ready heard at the same
 ///   look, one on each channel, count as the failure (which of the two was
 ///   sent first cannot be known then).

@@ -275,6 +275,9 @@ impl Waiter {
             if !self.may_speak(got.sender_uid, got.sender_pid) {
                 continue;
             }
+            if got.truncated {
+                continue; // cut short, its last line may lie: systemd drops it too
+            }
             self.speakers.heard(got.sender_pid, got.carried_fds);
             let report = self.datagram(&buf[..got.len]);
             first = first.or(report);
