@@ -816,11 +816,42 @@ fn child_mode_drops_two_running_ready_programs() {
     if std::env::var_os("TOKENPIPE_TEST_ACT").is_none() {
         return;
     }
+    // A launch's notify socket is served by a thread of its own, started
+    // at the first verdict: start it here, on this thread, so that the
+    // dropping thread's first clone3 is the reaper's. (This program has
+    // ended and been waited for: its drop starts no reaper.)
+    for _ in 0..2 {
+        // This thread's own first clone3 may be the failed one.
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", r#"printf '\001' >"/dev/fd/$TOKENPIPE_READY_FD""#]);
+        let mut child = launch(
+            &mut cmd,
+            LaunchOptions::new().timeout(Duration::from_secs(20)),
+        )
+        .unwrap();
+        child.wait().unwrap();
+        drop(child);
+        if notify_thread_runs() {
+            break;
+        }
+    }
+    assert!(notify_thread_runs(), "the notify thread did not start");
     // This thread's own first clone3 may be the failed one (where libtest
     // runs this test on a thread of its own): then the second start works.
     let start = || std::thread::Builder::new().spawn(drop_two_running_ready_programs);
     let worker = start().or_else(|_| start()).expect("a thread to drop from");
     worker.join().unwrap();
+}
+
+/// Whether this process runs the thread that serves kept notify sockets.
+fn notify_thread_runs() -> bool {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .any(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|name| name.trim() == "tokenpipe-notif")
+        })
 }
 
 fn drop_two_running_ready_programs() {
