@@ -1,5 +1,7 @@
 //! Helpers shared by the integration tests: fd identity, fork and wait,
-//! and guards that clean up after a test whether it passes or fails.
+//! and guards that clean up after a test whether it passes or fails; on
+//! Linux, processes by number (`procs`: a child forced onto a freed pid, a
+//! freezer cgroup, CPU load, a scratch directory, the examples).
 //!
 //! Each test binary includes this with `mod common;` and uses what it needs.
 #![allow(dead_code, unsafe_code)]
@@ -7,6 +9,11 @@
 mod fds;
 #[allow(unused_imports)] // Not every test binary counts fds.
 pub use fds::open_pipe_count;
+#[cfg(target_os = "linux")]
+mod procs;
+#[cfg(target_os = "linux")]
+#[allow(unused_imports)] // Only the launch cases reach processes by number.
+pub use procs::*;
 
 use std::ffi::c_int;
 
