@@ -180,6 +180,7 @@ impl Waiter {
             self.facts.ended = self.look_for_end();
         }
         self.facts.main_named = self.child.main.is_some();
+        self.backlog = false;
         if let Some(contained) = &mut self.child.contain {
             contained.refresh(&mut self.child.launched);
         }
@@ -260,7 +261,7 @@ impl Waiter {
         let fd = self.socket.as_ref()?.fd.as_raw_fd();
         let mut buf = [0u8; 4096];
         let mut first = None;
-        self.backlog = true;
+        let mut drained = false;
         for _ in 0..DRAIN_BATCH {
             let got = match sys::recv_datagram(fd, &mut buf) {
                 Ok(got) => got,
@@ -268,7 +269,7 @@ impl Waiter {
                 // async wait is told of new datagrams only as an edge.
                 Err(Errno::EINTR) => continue,
                 Err(_) => {
-                    self.backlog = false;
+                    drained = true;
                     break;
                 }
             };
@@ -282,6 +283,8 @@ impl Waiter {
             let report = self.datagram(&buf[..got.len]);
             first = first.or(report);
         }
+        // Stopped at the batch with datagrams maybe left: look again at once.
+        self.backlog |= !drained;
         first
     }
 
@@ -325,7 +328,15 @@ impl Waiter {
     /// among them.
     fn drain_pipe(&mut self) -> Option<Verdict> {
         let mut first = None;
+        // Bounded as the socket's drain is: a program that writes bytes
+        // without end (not tokens) cannot keep a look from ending.
+        let mut budget = DRAIN_BATCH * 16;
         while !self.facts.pipe_closed {
+            if budget == 0 {
+                self.backlog = true;
+                break;
+            }
+            budget -= 1;
             let report = match self.reader.token_read() {
                 Ok(TOKEN_READY | b'\n') => Some(Verdict::Ready),
                 Ok(TOKEN_FAILED) => {
