@@ -26,8 +26,14 @@
 //! reaping others' children, closing stdio) re-run this binary in child
 //! mode. Timings are never asserted: a launch that overstays a generous
 //! bound is killed and the case fails saying so.
+//!
+//! They drive the machine's own kernel (its pid allocator, its freezer, CPU
+//! load on every core, strace), so they run once, natively, in the main
+//! test step on x86_64 Linux with glibc: not again for each target of
+//! `ci/cross.sh`, where an emulator stands between them and the kernel and
+//! the load cases alone would take most of the run.
 #![cfg(all(unix, feature = "std"))]
-#![cfg(target_os = "linux")]
+#![cfg(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu"))]
 
 mod common;
 

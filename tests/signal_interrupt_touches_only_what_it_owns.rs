@@ -474,6 +474,9 @@ fn a_process_group_signal_during_forks_leaves_no_byte_after_reset() {
 }
 
 #[test]
+// Natively only: under qemu-user, closing every fd of the child would close
+// the emulator's own.
+#[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
 fn a_daemon_child_keeps_the_socket_and_file_it_opened_on_the_parents_pipe_numbers() {
     assert_eq!(play("daemon_child"), "ok");
 }

@@ -9,9 +9,10 @@
 mod fds;
 #[allow(unused_imports)] // Not every test binary counts fds.
 pub use fds::open_pipe_count;
-#[cfg(target_os = "linux")]
+// As the one test file that uses it: natively on x86_64 Linux with glibc.
+#[cfg(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu"))]
 mod procs;
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu"))]
 #[allow(unused_imports)] // Only the launch cases reach processes by number.
 pub use procs::*;
 
