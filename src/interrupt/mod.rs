@@ -285,9 +285,26 @@ impl SignalInterrupt {
     /// - [POSIX, async-signal-safe functions](https://pubs.opengroup.org/onlinepubs/9799919799/functions/V2_chap02.html#tag_16_04_03_03)
     #[inline]
     pub fn trigger(&self) -> Result<()> {
+        let s = self.state.load(Ordering::Acquire);
         // Set already: nothing to write, no system call.
-        if self.state.load(Ordering::Acquire) & TRIGGERED != 0 {
+        if s & TRIGGERED != 0 {
             return Ok(());
+        }
+        // The usual first trigger: a pipe of this process (one getpid),
+        // the flag set and the writer counted in one update, one write.
+        if s & READY != 0
+            && self.maker.load(Ordering::Relaxed) == sys::process_id()
+            && self
+                .state
+                .compare_exchange(
+                    s,
+                    (s | TRIGGERED) + WRITER,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
+        {
+            return self.write_token();
         }
         self.raise(0, 0).1
     }
