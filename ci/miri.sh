@@ -51,6 +51,8 @@ not_run=(
     "signal_interrupt_first_users_race_without_leaking: ioctl(FIONREAD), /proc/self/fd"
     "signal_interrupt_install_refuses_bad_input_and_changes_nothing: signals"
     "signal_interrupt_in_child_processes: exec, fork, signals"
+    "signal_interrupt_touches_only_what_it_owns: exec, fork, signals, sockets"
+    "launch_reaches_processes_by_handle: exec, pidfds, /proc, fork, signals, cgroups"
 )
 echo "miri: running ${run[*]} and the library's unit tests"
 for n in "${not_run[@]}"; do echo "miri: not run (needs what Miri lacks): $n"; done
