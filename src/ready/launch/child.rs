@@ -172,8 +172,21 @@ impl ReadyChild {
     /// before it is served. While this handle lives, the socket is kept
     /// and served by a thread of this process anyway; this only waits.
     /// `true` at once where nothing was heard on the socket.
+    ///
+    /// Not waited for: the program itself and its main process (they are
+    /// the service, which runs on; a barrier they send before this returns
+    /// is served), nor this process and its ancestors (`systemd-notify`
+    /// sends its messages in its parent's name, and only its barrier in
+    /// its own: the helper is then waited for by its own pid).
     pub fn settle(&mut self, within: std::time::Duration) -> bool {
-        self.notify.as_ref().is_none_or(|kept| kept.settle(within))
+        let service = [
+            self.launched.pid(),
+            self.main.as_deref().map_or(0, Process::pid),
+        ];
+        let lives_on = |pid: libc::pid_t| service.contains(&pid) || lives_on_above(pid);
+        self.notify
+            .as_ref()
+            .is_none_or(|kept| kept.settle(within, &lives_on))
     }
 
     /// Its pidfd (Linux 5.3+), readable once it has ended: for tokio's
@@ -256,4 +269,15 @@ impl std::os::fd::AsFd for ReadyChild {
             None => crate::process::no_pidfd("ReadyChild"),
         }
     }
+}
+
+/// Whether `pid` is this process or one of its ancestors.
+#[cfg(tokenpipe_linux_like)]
+fn lives_on_above(pid: libc::pid_t) -> bool {
+    super::procfs::is_self_or_ancestor(pid)
+}
+
+#[cfg(not(tokenpipe_linux_like))]
+fn lives_on_above(pid: libc::pid_t) -> bool {
+    pid == crate::sys::getpid()
 }

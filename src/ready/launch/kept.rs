@@ -34,7 +34,16 @@ struct Speaker {
     /// the system has no pidfds: then its pid is looked up instead).
     process: Option<Process>,
     barrier_served: bool,
+    /// For each of its datagrams (but barriers), its children when it
+    /// was read (Linux): who may have sent it in its name.
+    /// `systemd-notify`, run as root, sends its messages with its parent's
+    /// pid in the credentials, and its barrier with its own. At most
+    /// [`MAX_GROUPS`]; later datagrams add to the last.
+    children: Vec<Vec<Process>>,
 }
+
+/// How many datagrams of one speaker keep their own group of children.
+const MAX_GROUPS: usize = 8;
 
 impl Speakers {
     /// Notes a datagram from `pid` (`None`: not named by the kernel), and
@@ -44,40 +53,99 @@ impl Speakers {
             self.unnamed = !barrier;
             return;
         };
-        match self.list.iter_mut().find(|s| s.pid == pid) {
-            Some(speaker) => speaker.barrier_served |= barrier,
+        let speaker = match self.list.iter().position(|s| s.pid == pid) {
+            Some(i) => &mut self.list[i],
             None => {
                 let process = Process::stranger(pid);
                 self.list.push(Speaker {
                     pid,
                     process: process.pidfd().is_some().then_some(process),
-                    barrier_served: barrier,
+                    barrier_served: false,
+                    children: Vec::new(),
                 });
+                let last = self.list.len() - 1;
+                &mut self.list[last]
+            }
+        };
+        if barrier {
+            speaker.barrier_served = true;
+        } else {
+            let now = children_of(pid);
+            let full = speaker.children.len() >= MAX_GROUPS;
+            match speaker.children.last_mut() {
+                Some(last) if full => last.extend(now),
+                _ => speaker.children.push(now),
             }
         }
     }
 
-    /// Whether every speaker has ended or had its barrier served.
-    pub(super) fn settled(&mut self) -> bool {
-        !self.unnamed
-            && self.list.iter_mut().all(|s| {
-                s.barrier_served
-                    || match &mut s.process {
-                        Some(process) => process.ended_within(Duration::ZERO).unwrap_or(true),
-                        // No pidfd: gone when no process has its pid.
-                        None => sys::kill(s.pid, 0) == Err(Errno::ESRCH),
-                    }
-            })
+    /// Whether every speaker has ended or had its barrier served, or is
+    /// one that `lives_on` (the service itself, this process or one of its
+    /// ancestors: `systemd-notify` sends its messages in its parent's name,
+    /// and its barrier in its own).
+    ///
+    /// A speaker that lives on is settled once, for each of its datagrams,
+    /// one of its children then (the helper that spoke in its name) has
+    /// had a barrier served, or all of them have ended; a datagram sent
+    /// when it had no children it sent itself.
+    pub(super) fn settled(&mut self, lives_on: &dyn Fn(libc::pid_t) -> bool) -> bool {
+        if self.unnamed {
+            return false;
+        }
+        let served: Vec<libc::pid_t> = self
+            .list
+            .iter()
+            .filter(|s| s.barrier_served)
+            .map(|s| s.pid)
+            .collect();
+        self.list.iter_mut().all(|s| {
+            if s.barrier_served {
+                return true;
+            }
+            if lives_on(s.pid) {
+                return s.children.iter_mut().all(|group| {
+                    group.iter().any(|c| served.contains(&c.pid())) || group.iter_mut().all(ended)
+                });
+            }
+            match &mut s.process {
+                Some(process) => ended(process),
+                // No pidfd: gone when no process has its pid.
+                None => sys::kill(s.pid, 0) == Err(Errno::ESRCH),
+            }
+        })
     }
 
-    /// The pidfds of the speakers still waited for.
+    /// The pidfds of the speakers (and their children) still waited for.
     fn pidfds(&self) -> Vec<libc::c_int> {
         self.list
             .iter()
             .filter(|s| !s.barrier_served)
-            .filter_map(|s| s.process.as_ref()?.pidfd())
+            .flat_map(|s| s.process.iter().chain(s.children.iter().flatten()))
+            .filter_map(Process::pidfd)
             .collect()
     }
+}
+
+fn ended(process: &mut Process) -> bool {
+    process.ended_within(Duration::ZERO).unwrap_or(true)
+}
+
+/// `pid`'s children now, each held by a pidfd (read again after it was
+/// taken, so it is the child the line named).
+#[cfg(tokenpipe_linux_like)]
+fn children_of(pid: libc::pid_t) -> Vec<Process> {
+    use super::procfs;
+    procfs::all()
+        .into_iter()
+        .filter(|s| s.ppid == pid)
+        .map(|s| Process::stranger(s.pid))
+        .filter(|p| p.pidfd().is_some() && procfs::stat(p.pid()).is_some_and(|s| s.ppid == pid))
+        .collect()
+}
+
+#[cfg(not(tokenpipe_linux_like))]
+fn children_of(_: libc::pid_t) -> Vec<Process> {
+    Vec::new()
 }
 
 /// What the socket's owner and the notify thread share.
@@ -146,12 +214,13 @@ impl Kept {
     /// Serves the socket until every process that spoke on it has ended
     /// or had its `BARRIER=1` served, or `within` has passed. Whether they
     /// all had.
-    pub(super) fn settle(&self, within: Duration) -> bool {
+    /// A speaker for which `lives_on` is true is not waited for.
+    pub(super) fn settle(&self, within: Duration, lives_on: &dyn Fn(libc::pid_t) -> bool) -> bool {
         let until = Instant::now().checked_add(within);
         let mut state = self.lock();
         loop {
             state.serve();
-            if state.speakers.settled() {
+            if state.speakers.settled(lives_on) {
                 return true;
             }
             let left = until.map_or(Duration::MAX, |u| {
