@@ -64,7 +64,8 @@ const CLAIMED: u32 = 1 << 31;
 const USERS: u32 = CLAIMED - 1;
 
 /// Who may use a channel's fd: the state machine of the [module](self),
-/// apart from the fd so that it can be tested alone.
+/// apart from the fd (whoever closes it is handed the `close`), so that it
+/// can be tested alone.
 #[derive(Debug)]
 struct Users(AtomicU32);
 
@@ -98,6 +99,17 @@ impl Users {
             })
     }
 
+    /// Becomes one of the fd's users as [`enter`](Self::enter) does, for as
+    /// long as the returned guard lives; `close` closes the fd, and runs if
+    /// this user is the last one out of a claimed fd.
+    fn enter_with<C: FnOnce()>(&self, claim: bool, close: C) -> Result<InUse<'_, C>> {
+        self.enter(claim)?;
+        Ok(InUse {
+            users: self,
+            close: Some(close),
+        })
+    }
+
     /// Stops using the fd: `true` if it is claimed and this was its last
     /// user, who must close it now.
     fn leave(&self) -> bool {
@@ -128,14 +140,20 @@ pub(super) struct Slot {
     users: Users,
 }
 
-/// One report's use of the fd; the last one out of a claimed slot closes
-/// it.
-struct InUse<'a>(&'a Slot);
+/// One report's use of the fd, from [`Users::enter_with`] until it is
+/// dropped (a report that panics leaves too); the last one out of a
+/// claimed fd runs `close`.
+struct InUse<'a, C: FnOnce()> {
+    users: &'a Users,
+    close: Option<C>,
+}
 
-impl Drop for InUse<'_> {
+impl<C: FnOnce()> Drop for InUse<'_, C> {
     fn drop(&mut self) {
-        if self.0.users.leave() {
-            sys::close(self.0.fd);
+        if self.users.leave()
+            && let Some(close) = self.close.take()
+        {
+            close();
         }
     }
 }
@@ -154,15 +172,15 @@ impl Slot {
         (!self.users.is_claimed()).then_some(self.fd)
     }
 
-    fn enter(&self, claim: bool) -> Result<InUse<'_>> {
-        self.users.enter(claim)?;
-        Ok(InUse(self))
+    fn enter(&self, claim: bool) -> Result<InUse<'_, impl FnOnce()>> {
+        let fd = self.fd;
+        self.users.enter_with(claim, move || sys::close(fd))
     }
 
     /// Runs `f` on the fd, which nobody closes meanwhile.
     pub(super) fn with_end<T>(&self, f: impl FnOnce(&TokenPipeEnd) -> Result<T>) -> Result<T> {
         let using = self.enter(false)?;
-        let result = borrowed(using.0.fd, f);
+        let result = borrowed(self.fd, f);
         drop(using);
         result
     }
@@ -180,7 +198,7 @@ impl Slot {
         let written = if message.is_empty() {
             Ok(())
         } else {
-            borrowed(using.0.fd, |end| write_whole(end, message))
+            borrowed(self.fd, |end| write_whole(end, message))
         };
         drop(using);
         written
