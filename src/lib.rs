@@ -121,6 +121,8 @@ pub mod ready;
 #[cfg(all(tokenpipe_sys, feature = "std"))]
 mod std_impls;
 #[cfg(tokenpipe_sys)]
+mod sync;
+#[cfg(tokenpipe_sys)]
 mod sys;
 #[cfg(all(tokenpipe_sys, feature = "tokio"))]
 mod tokio_impls;

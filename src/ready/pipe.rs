@@ -25,12 +25,12 @@
 //! async-signal-safe.
 
 use core::ffi::c_int;
-use core::sync::atomic::{AtomicU32, Ordering};
 
 use super::ReadyError;
 use crate::end::TokenPipeEnd;
 use crate::error::{Errno, Error, Result};
 use crate::nosignal::without_sigpipe;
+use crate::sync::{AtomicU32, Exclusive, Ordering, const_unless_loom};
 use crate::sys;
 
 /// Checks that `fd` is open and is a pipe (or FIFO) or a socket.
@@ -65,13 +65,16 @@ const USERS: u32 = CLAIMED - 1;
 
 /// Who may use a channel's fd: the state machine of the [module](self),
 /// apart from the fd (whoever closes it is handed the `close`), so that it
-/// can be tested alone.
+/// can be tested alone and model-checked (`loom_models` below, run by
+/// `ci/loom.sh`).
 #[derive(Debug)]
 struct Users(AtomicU32);
 
 impl Users {
-    const fn new() -> Users {
-        Users(AtomicU32::new(0))
+    const_unless_loom! {
+        fn new() -> Users {
+            Users(AtomicU32::new(0))
+        }
     }
 
     /// Becomes one of the fd's users, and with `claim` also its one-shot
@@ -120,11 +123,12 @@ impl Users {
     /// Claims the fd with nobody else using it (which `&mut` proves):
     /// `true` if it was not claimed before, and so is the caller's now.
     fn take(&mut self) -> bool {
-        let state = self.0.get_mut();
-        debug_assert_eq!(*state & USERS, 0, "a report is in flight during &mut");
-        let was_claimed = *state & CLAIMED != 0;
-        *state = CLAIMED;
-        !was_claimed
+        self.0.exclusive(|state| {
+            debug_assert_eq!(*state & USERS, 0, "a report is in flight during &mut");
+            let was_claimed = *state & CLAIMED != 0;
+            *state = CLAIMED;
+            !was_claimed
+        })
     }
 
     fn is_claimed(&self) -> bool {
@@ -159,11 +163,13 @@ impl<C: FnOnce()> Drop for InUse<'_, C> {
 }
 
 impl Slot {
-    /// A slot for `fd`, which it now owns.
-    pub(super) const fn new(fd: c_int) -> Slot {
-        Slot {
-            fd,
-            users: Users::new(),
+    const_unless_loom! {
+        /// A slot for `fd`, which it now owns.
+        pub(super) fn new(fd: c_int) -> Slot {
+            Slot {
+                fd,
+                users: Users::new(),
+            }
         }
     }
 
@@ -247,7 +253,8 @@ impl Drop for Slot {
     }
 }
 
-#[cfg(test)]
+// On `core`'s atomics: loom's exist only inside a model.
+#[cfg(all(test, not(tokenpipe_loom)))]
 mod tests {
     extern crate std;
 
@@ -337,5 +344,156 @@ mod tests {
             assert_eq!(closes.load(Ordering::Relaxed), 1);
             assert!(!open.load(Ordering::Relaxed));
         }
+    }
+}
+
+/// The claim word under loom (`ci/loom.sh`): every interleaving of reports
+/// on threads and in a signal handler (a thread that runs one report to
+/// its end), with the orderings `Users` asks for. The fd is a loom cell
+/// that each write reads and the close writes: a write that the close is
+/// not ordered after (happens-before) is a race to loom, and a write or a
+/// close after the close fails an assertion.
+#[cfg(all(test, tokenpipe_loom))]
+mod loom_models {
+    extern crate std;
+
+    use loom::cell::UnsafeCell;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    use super::*;
+    use crate::sync::model;
+
+    /// A channel as `Slot` is one, with a model fd: the cell stands for
+    /// it, and counts of closes and of one-shot reports sent.
+    struct Channel {
+        users: Users,
+        fd: UnsafeCell<()>,
+        closes: AtomicU32,
+        sent: AtomicU32,
+    }
+
+    // SAFETY: the cell holds nothing, and loom checks every access to it
+    // (that is its purpose here); the rest is atomics.
+    #[allow(unsafe_code)]
+    unsafe impl Sync for Channel {}
+
+    impl Channel {
+        fn new() -> Arc<Channel> {
+            Arc::new(Channel {
+                users: Users::new(),
+                fd: UnsafeCell::new(()),
+                closes: AtomicU32::new(0),
+                sent: AtomicU32::new(0),
+            })
+        }
+
+        /// A cell access and nothing else, so no other thread runs
+        /// during it.
+        fn write(&self) {
+            self.fd.with(|_| ());
+            // Relaxed: a close ordered before this write is seen by it;
+            // one not ordered either way was loom's race.
+            let closes = self.closes.load(Ordering::Relaxed);
+            assert_eq!(closes, 0, "a write after the close");
+        }
+
+        fn close(&self) {
+            self.fd.with_mut(|_| ());
+            let before = self.closes.fetch_add(1, Ordering::Relaxed);
+            assert_eq!(before, 0, "a second close");
+        }
+
+        /// `Slot::write` (`status`, `extend_timeout`).
+        fn status(&self) -> Result<()> {
+            let using = self.users.enter_with(false, || self.close())?;
+            self.write();
+            drop(using);
+            Ok(())
+        }
+
+        /// `Slot::report` (`ready`, `failed`).
+        fn report(&self) -> Result<()> {
+            let using = self.users.enter_with(true, || self.close())?;
+            self.sent.fetch_add(1, Ordering::Relaxed);
+            self.write();
+            drop(using);
+            Ok(())
+        }
+
+        /// After every thread is joined: `Slot`'s drop, then the checks
+        /// that hold in every interleaving.
+        fn drop_and_check(mut channel: Arc<Channel>) {
+            let channel = Arc::get_mut(&mut channel).expect("every thread joined");
+            if channel.users.take() {
+                channel.close();
+            }
+            assert_eq!(channel.closes.load(Ordering::Relaxed), 1, "closed once");
+            assert!(
+                channel.sent.load(Ordering::Relaxed) <= 1,
+                "one one-shot report"
+            );
+        }
+    }
+
+    /// A `status` on another thread, and one on this thread interrupted by
+    /// a handler that reports `failed`: the report is sent, and the fd is
+    /// closed once, after every write, by whoever left last.
+    #[test]
+    fn loom_a_report_in_a_handler_amid_status_writes_closes_once_after_them() {
+        model(|| {
+            let channel = Channel::new();
+            let other = Arc::clone(&channel);
+            let status = thread::spawn(move || other.status());
+            let handler_channel = Arc::clone(&channel);
+            let handler = thread::spawn(move || handler_channel.report());
+            let mine = channel.status();
+            assert_eq!(handler.join().unwrap(), Ok(()), "the only claim wins");
+            for result in [status.join().unwrap(), mine] {
+                assert!(matches!(result, Ok(()) | Err(Error::Closed)), "{result:?}");
+            }
+            assert_eq!(channel.sent.load(Ordering::Relaxed), 1);
+            Channel::drop_and_check(channel);
+        });
+    }
+
+    /// `ready` on a thread and `failed` from a handler that interrupted a
+    /// `status`: exactly one report is sent, the other is `Closed`, and
+    /// the fd is closed once.
+    #[test]
+    fn loom_two_reports_race_and_exactly_one_is_sent() {
+        model(|| {
+            let channel = Channel::new();
+            let other = Arc::clone(&channel);
+            let ready = thread::spawn(move || other.report());
+            let handler_channel = Arc::clone(&channel);
+            let failed = thread::spawn(move || handler_channel.report());
+            let status = channel.status();
+            let reports = [ready.join().unwrap(), failed.join().unwrap()];
+            assert!(matches!(status, Ok(()) | Err(Error::Closed)), "{status:?}");
+            assert_eq!(
+                reports.iter().filter(|r| r.is_ok()).count(),
+                1,
+                "{reports:?}"
+            );
+            assert!(reports.contains(&Err(Error::Closed)), "{reports:?}");
+            assert_eq!(channel.sent.load(Ordering::Relaxed), 1);
+            Channel::drop_and_check(channel);
+        });
+    }
+
+    /// No one-shot report: status writes never close the fd, the drop
+    /// does, once.
+    #[test]
+    fn loom_status_writes_alone_leave_the_close_to_the_drop() {
+        model(|| {
+            let channel = Channel::new();
+            let other = Arc::clone(&channel);
+            let status = thread::spawn(move || other.status());
+            assert_eq!(channel.status(), Ok(()));
+            assert_eq!(status.join().unwrap(), Ok(()));
+            assert_eq!(channel.closes.load(Ordering::Relaxed), 0);
+            Channel::drop_and_check(channel);
+        });
     }
 }
