@@ -68,8 +68,11 @@
 //! Unix takes are run, not only type-checked.
 use std::env;
 
-/// Every flag this script may set, for `rustc --check-cfg`.
+/// Every flag this script may set, for `rustc --check-cfg`, and
+/// `tokenpipe_loom`, which it never sets: `RUSTFLAGS="--cfg tokenpipe_loom"`
+/// builds the crate on loom's atomics for the model checker (ci/loom.sh).
 const FLAGS: &[&str] = &[
+    "tokenpipe_loom",
     "tokenpipe_sys",
     "tokenpipe_pipe2",
     "tokenpipe_cloexec",

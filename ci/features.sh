@@ -2,7 +2,8 @@
 # What each feature set of the crate pulls in, from `cargo tree` (no build):
 # tokio (and its reactor, mio) only with the `tokio` feature, never with the
 # defaults nor in the no_std core, so a user who does not ask for async
-# compiles nothing of it; and with the feature, tokio is there.
+# compiles nothing of it; and with the feature, tokio is there. loom only
+# with `--cfg tokenpipe_loom`.
 #
 #   bash ci/features.sh
 set -euo pipefail
@@ -13,9 +14,10 @@ source ci/lib.sh
 need_cmd cargo cargo || die "cargo is required (install Rust with rustup)"
 
 # The crate's normal dependencies (not its tests' or examples'), one name
-# per line, for every target (tokio is a Unix-only dependency).
+# per line, for every target (tokio is a Unix-only dependency), or for
+# $TARGET.
 deps() {
-    cargo tree -p bitcoin-tokenpipe -e normal --target all --prefix none "$@" |
+    cargo tree -p bitcoin-tokenpipe -e normal --target "${TARGET:-all}" --prefix none "$@" |
         awk '{print $1}' | sort -u
 }
 
@@ -39,6 +41,11 @@ check "--no-default-features" no tokio -- --no-default-features
 check "--features tokio" yes tokio -- --features tokio
 check "--features tokio" yes mio -- --features tokio
 check "--all-features" yes tokio -- --all-features
+# loom only in the model checker's build (ci/loom.sh). `--target all`
+# takes every `cfg` as true, ours too, so these ask for the host.
+host="$(host_triple)"
+TARGET=$host check "default features, host" no loom --
+TARGET=$host RUSTFLAGS="${RUSTFLAGS:-} --cfg tokenpipe_loom" check "--cfg tokenpipe_loom, host" yes loom --
 
 [ "$fail" = 0 ] || die "a feature set pulls in what it should not (or misses what it should)"
 log "every feature set pulls in what it should"

@@ -110,6 +110,9 @@ mod error;
 mod handoff;
 #[cfg(tokenpipe_sys)]
 pub mod interrupt;
+// A loom model of the interrupt's state word as of b01f484 (item 6).
+#[cfg(all(test, tokenpipe_loom, tokenpipe_sys))]
+mod interrupt_model;
 #[cfg(tokenpipe_sys)]
 mod nosignal;
 #[cfg(tokenpipe_sys)]
@@ -120,6 +123,8 @@ mod process;
 pub mod ready;
 #[cfg(all(tokenpipe_sys, feature = "std"))]
 mod std_impls;
+#[cfg(tokenpipe_sys)]
+mod sync;
 #[cfg(tokenpipe_sys)]
 mod sys;
 #[cfg(all(tokenpipe_sys, feature = "tokio"))]

@@ -25,12 +25,12 @@
 //! async-signal-safe.
 
 use core::ffi::c_int;
-use core::sync::atomic::{AtomicU32, Ordering};
 
 use super::ReadyError;
 use crate::end::TokenPipeEnd;
 use crate::error::{Errno, Error, Result};
 use crate::nosignal::without_sigpipe;
+use crate::sync::{AtomicU32, Exclusive, Ordering, const_unless_loom};
 use crate::sys;
 
 /// Checks that `fd` is open and is a pipe (or FIFO) or a socket.
@@ -64,13 +64,17 @@ const CLAIMED: u32 = 1 << 31;
 const USERS: u32 = CLAIMED - 1;
 
 /// Who may use a channel's fd: the state machine of the [module](self),
-/// apart from the fd so that it can be tested alone.
+/// apart from the fd (whoever closes it is handed the `close`), so that it
+/// can be tested alone and model-checked (`loom_models` below, run by
+/// `ci/loom.sh`).
 #[derive(Debug)]
 struct Users(AtomicU32);
 
 impl Users {
-    const fn new() -> Users {
-        Users(AtomicU32::new(0))
+    const_unless_loom! {
+        fn new() -> Users {
+            Users(AtomicU32::new(0))
+        }
     }
 
     /// Becomes one of the fd's users, and with `claim` also its one-shot
@@ -98,6 +102,17 @@ impl Users {
             })
     }
 
+    /// Becomes one of the fd's users as [`enter`](Self::enter) does, for as
+    /// long as the returned guard lives; `close` closes the fd, and runs if
+    /// this user is the last one out of a claimed fd.
+    fn enter_with<C: FnOnce()>(&self, claim: bool, close: C) -> Result<InUse<'_, C>> {
+        self.enter(claim)?;
+        Ok(InUse {
+            users: self,
+            close: Some(close),
+        })
+    }
+
     /// Stops using the fd: `true` if it is claimed and this was its last
     /// user, who must close it now.
     fn leave(&self) -> bool {
@@ -108,11 +123,12 @@ impl Users {
     /// Claims the fd with nobody else using it (which `&mut` proves):
     /// `true` if it was not claimed before, and so is the caller's now.
     fn take(&mut self) -> bool {
-        let state = self.0.get_mut();
-        debug_assert_eq!(*state & USERS, 0, "a report is in flight during &mut");
-        let was_claimed = *state & CLAIMED != 0;
-        *state = CLAIMED;
-        !was_claimed
+        self.0.exclusive(|state| {
+            debug_assert_eq!(*state & USERS, 0, "a report is in flight during &mut");
+            let was_claimed = *state & CLAIMED != 0;
+            *state = CLAIMED;
+            !was_claimed
+        })
     }
 
     fn is_claimed(&self) -> bool {
@@ -128,24 +144,32 @@ pub(super) struct Slot {
     users: Users,
 }
 
-/// One report's use of the fd; the last one out of a claimed slot closes
-/// it.
-struct InUse<'a>(&'a Slot);
+/// One report's use of the fd, from [`Users::enter_with`] until it is
+/// dropped (a report that panics leaves too); the last one out of a
+/// claimed fd runs `close`.
+struct InUse<'a, C: FnOnce()> {
+    users: &'a Users,
+    close: Option<C>,
+}
 
-impl Drop for InUse<'_> {
+impl<C: FnOnce()> Drop for InUse<'_, C> {
     fn drop(&mut self) {
-        if self.0.users.leave() {
-            sys::close(self.0.fd);
+        if self.users.leave()
+            && let Some(close) = self.close.take()
+        {
+            close();
         }
     }
 }
 
 impl Slot {
-    /// A slot for `fd`, which it now owns.
-    pub(super) const fn new(fd: c_int) -> Slot {
-        Slot {
-            fd,
-            users: Users::new(),
+    const_unless_loom! {
+        /// A slot for `fd`, which it now owns.
+        pub(super) fn new(fd: c_int) -> Slot {
+            Slot {
+                fd,
+                users: Users::new(),
+            }
         }
     }
 
@@ -154,15 +178,15 @@ impl Slot {
         (!self.users.is_claimed()).then_some(self.fd)
     }
 
-    fn enter(&self, claim: bool) -> Result<InUse<'_>> {
-        self.users.enter(claim)?;
-        Ok(InUse(self))
+    fn enter(&self, claim: bool) -> Result<InUse<'_, impl FnOnce()>> {
+        let fd = self.fd;
+        self.users.enter_with(claim, move || sys::close(fd))
     }
 
     /// Runs `f` on the fd, which nobody closes meanwhile.
     pub(super) fn with_end<T>(&self, f: impl FnOnce(&TokenPipeEnd) -> Result<T>) -> Result<T> {
         let using = self.enter(false)?;
-        let result = borrowed(using.0.fd, f);
+        let result = borrowed(self.fd, f);
         drop(using);
         result
     }
@@ -180,7 +204,7 @@ impl Slot {
         let written = if message.is_empty() {
             Ok(())
         } else {
-            borrowed(using.0.fd, |end| write_whole(end, message))
+            borrowed(self.fd, |end| write_whole(end, message))
         };
         drop(using);
         written
@@ -229,7 +253,8 @@ impl Drop for Slot {
     }
 }
 
-#[cfg(test)]
+// On `core`'s atomics: loom's exist only inside a model.
+#[cfg(all(test, not(tokenpipe_loom)))]
 mod tests {
     extern crate std;
 
@@ -319,5 +344,156 @@ mod tests {
             assert_eq!(closes.load(Ordering::Relaxed), 1);
             assert!(!open.load(Ordering::Relaxed));
         }
+    }
+}
+
+/// The claim word under loom (`ci/loom.sh`): every interleaving of reports
+/// on threads and in a signal handler (a thread that runs one report to
+/// its end), with the orderings `Users` asks for. The fd is a loom cell
+/// that each write reads and the close writes: a write that the close is
+/// not ordered after (happens-before) is a race to loom, and a write or a
+/// close after the close fails an assertion.
+#[cfg(all(test, tokenpipe_loom))]
+mod loom_models {
+    extern crate std;
+
+    use loom::cell::UnsafeCell;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    use super::*;
+    use crate::sync::model;
+
+    /// A channel as `Slot` is one, with a model fd: the cell stands for
+    /// it, and counts of closes and of one-shot reports sent.
+    struct Channel {
+        users: Users,
+        fd: UnsafeCell<()>,
+        closes: AtomicU32,
+        sent: AtomicU32,
+    }
+
+    // SAFETY: the cell holds nothing, and loom checks every access to it
+    // (that is its purpose here); the rest is atomics.
+    #[allow(unsafe_code)]
+    unsafe impl Sync for Channel {}
+
+    impl Channel {
+        fn new() -> Arc<Channel> {
+            Arc::new(Channel {
+                users: Users::new(),
+                fd: UnsafeCell::new(()),
+                closes: AtomicU32::new(0),
+                sent: AtomicU32::new(0),
+            })
+        }
+
+        /// A cell access and nothing else, so no other thread runs
+        /// during it.
+        fn write(&self) {
+            self.fd.with(|_| ());
+            // Relaxed: a close ordered before this write is seen by it;
+            // one not ordered either way was loom's race.
+            let closes = self.closes.load(Ordering::Relaxed);
+            assert_eq!(closes, 0, "a write after the close");
+        }
+
+        fn close(&self) {
+            self.fd.with_mut(|_| ());
+            let before = self.closes.fetch_add(1, Ordering::Relaxed);
+            assert_eq!(before, 0, "a second close");
+        }
+
+        /// `Slot::write` (`status`, `extend_timeout`).
+        fn status(&self) -> Result<()> {
+            let using = self.users.enter_with(false, || self.close())?;
+            self.write();
+            drop(using);
+            Ok(())
+        }
+
+        /// `Slot::report` (`ready`, `failed`).
+        fn report(&self) -> Result<()> {
+            let using = self.users.enter_with(true, || self.close())?;
+            self.sent.fetch_add(1, Ordering::Relaxed);
+            self.write();
+            drop(using);
+            Ok(())
+        }
+
+        /// After every thread is joined: `Slot`'s drop, then the checks
+        /// that hold in every interleaving.
+        fn drop_and_check(mut channel: Arc<Channel>) {
+            let channel = Arc::get_mut(&mut channel).expect("every thread joined");
+            if channel.users.take() {
+                channel.close();
+            }
+            assert_eq!(channel.closes.load(Ordering::Relaxed), 1, "closed once");
+            assert!(
+                channel.sent.load(Ordering::Relaxed) <= 1,
+                "one one-shot report"
+            );
+        }
+    }
+
+    /// A `status` on another thread, and one on this thread interrupted by
+    /// a handler that reports `failed`: the report is sent, and the fd is
+    /// closed once, after every write, by whoever left last.
+    #[test]
+    fn loom_a_report_in_a_handler_amid_status_writes_closes_once_after_them() {
+        model(|| {
+            let channel = Channel::new();
+            let other = Arc::clone(&channel);
+            let status = thread::spawn(move || other.status());
+            let handler_channel = Arc::clone(&channel);
+            let handler = thread::spawn(move || handler_channel.report());
+            let mine = channel.status();
+            assert_eq!(handler.join().unwrap(), Ok(()), "the only claim wins");
+            for result in [status.join().unwrap(), mine] {
+                assert!(matches!(result, Ok(()) | Err(Error::Closed)), "{result:?}");
+            }
+            assert_eq!(channel.sent.load(Ordering::Relaxed), 1);
+            Channel::drop_and_check(channel);
+        });
+    }
+
+    /// `ready` on a thread and `failed` from a handler that interrupted a
+    /// `status`: exactly one report is sent, the other is `Closed`, and
+    /// the fd is closed once.
+    #[test]
+    fn loom_two_reports_race_and_exactly_one_is_sent() {
+        model(|| {
+            let channel = Channel::new();
+            let other = Arc::clone(&channel);
+            let ready = thread::spawn(move || other.report());
+            let handler_channel = Arc::clone(&channel);
+            let failed = thread::spawn(move || handler_channel.report());
+            let status = channel.status();
+            let reports = [ready.join().unwrap(), failed.join().unwrap()];
+            assert!(matches!(status, Ok(()) | Err(Error::Closed)), "{status:?}");
+            assert_eq!(
+                reports.iter().filter(|r| r.is_ok()).count(),
+                1,
+                "{reports:?}"
+            );
+            assert!(reports.contains(&Err(Error::Closed)), "{reports:?}");
+            assert_eq!(channel.sent.load(Ordering::Relaxed), 1);
+            Channel::drop_and_check(channel);
+        });
+    }
+
+    /// No one-shot report: status writes never close the fd, the drop
+    /// does, once.
+    #[test]
+    fn loom_status_writes_alone_leave_the_close_to_the_drop() {
+        model(|| {
+            let channel = Channel::new();
+            let other = Arc::clone(&channel);
+            let status = thread::spawn(move || other.status());
+            assert_eq!(channel.status(), Ok(()));
+            assert_eq!(status.join().unwrap(), Ok(()));
+            assert_eq!(channel.closes.load(Ordering::Relaxed), 0);
+            Channel::drop_and_check(channel);
+        });
     }
 }
