@@ -46,10 +46,11 @@
 
 #[cfg(tokenpipe_sigaction)]
 mod install;
+mod os;
 
+use crate::sync::{AtomicI32, AtomicU32, Exclusive, Ordering, const_unless_loom};
 use core::ffi::c_int;
 use core::fmt;
-use core::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 
 use core::time::Duration;
 
@@ -92,7 +93,7 @@ impl Me {
 
     #[inline]
     fn pid(&mut self) -> i32 {
-        *self.0.get_or_insert_with(sys::process_id)
+        *self.0.get_or_insert_with(os::process_id)
     }
 }
 
@@ -101,7 +102,7 @@ impl Me {
 /// a millisecond.
 #[cold]
 fn pause() {
-    let _ = sys::poll_many(&mut [], 1);
+    let _ = os::poll_many(&mut [], 1);
 }
 
 /// What [`SignalInterrupt::ensure`] found.
@@ -234,10 +235,11 @@ pub struct SignalInterrupt {
 }
 
 impl SignalInterrupt {
+    const_unless_loom! {
     /// An untriggered interrupt with no pipe yet: usable as
     /// `static STOP: SignalInterrupt = SignalInterrupt::new();`.
     #[must_use]
-    pub const fn new() -> SignalInterrupt {
+    pub fn new() -> SignalInterrupt {
         SignalInterrupt {
             state: AtomicU32::new(0),
             read_fd: AtomicI32::new(-1),
@@ -245,6 +247,7 @@ impl SignalInterrupt {
             maker: AtomicI32::new(0),
             busy_by: AtomicI32::new(0),
         }
+    }
     }
 
     /// Whether `s` (just loaded) has a pipe this process made.
@@ -293,7 +296,7 @@ impl SignalInterrupt {
         // The usual first trigger: a pipe of this process (one getpid),
         // the flag set and the writer counted in one update, one write.
         if s & READY != 0
-            && self.maker.load(Ordering::Relaxed) == sys::process_id()
+            && self.maker.load(Ordering::Relaxed) == os::process_id()
             && self
                 .state
                 .compare_exchange(
@@ -377,9 +380,9 @@ impl SignalInterrupt {
     /// the thread of this process making it.
     #[cold]
     fn owe_token(&self, me: &mut Me) -> Result<()> {
-        let saved = sys::errno_now();
+        let saved = os::errno_now();
         let made = self.ensure(me);
-        sys::set_errno(saved);
+        os::set_errno(saved);
         made.map(drop)
     }
 
@@ -388,9 +391,9 @@ impl SignalInterrupt {
     fn write_token(&self) -> Result<()> {
         // Saved before the write: a failed write overwrites it. (The C
         // libraries leave errno alone when a call succeeds.)
-        let saved = sys::errno_now();
+        let saved = os::errno_now();
         let fd = self.write_fd.load(Ordering::Relaxed);
-        if sys::write_count(fd, &[TOKEN]) == 1 {
+        if os::write_count(fd, &[TOKEN]) == 1 {
             self.state.fetch_sub(WRITER, Ordering::Release);
             return Ok(());
         }
@@ -399,8 +402,8 @@ impl SignalInterrupt {
 
     #[cold]
     fn write_failed(&self, saved: Errno) -> Result<()> {
-        let e = sys::errno();
-        sys::set_errno(saved);
+        let e = os::errno();
+        os::set_errno(saved);
         if e == Errno::EAGAIN {
             // A full pipe is readable already: every waiter wakes.
             self.state.fetch_sub(WRITER, Ordering::Release);
@@ -474,7 +477,7 @@ impl SignalInterrupt {
             if self.is_triggered() {
                 return Ok(true);
             }
-            match sys::poll_readable(fd, remaining.map_or(-1, poll_timeout_ms)) {
+            match os::poll_readable(fd, remaining.map_or(-1, poll_timeout_ms)) {
                 Ok(Polled::Ready | Polled::TimedOut) | Err(Errno::EINTR) => {}
                 Ok(Polled::NotOpen) => return Err(Error::Os(Errno::EBADF)),
                 Err(e) => return Err(Error::Os(e)),
@@ -550,14 +553,14 @@ impl SignalInterrupt {
             // (While this reset takes, a failed write leaves the flag set.)
             let mut last_look = false;
             let taken = loop {
-                match sys::read(fd, &mut token) {
+                match os::read(fd, &mut token) {
                     Ok(_) => break Ok(()),
                     Err(Errno::EINTR) => {}
                     Err(Errno::EAGAIN) if last_look => break Ok(()),
                     Err(Errno::EAGAIN) => {
                         if self.state.load(Ordering::Acquire) & WRITERS == 0 {
                             last_look = true;
-                        } else if let Err(e) = sys::poll_readable(fd, 10)
+                        } else if let Err(e) = os::poll_readable(fd, 10)
                             && e != Errno::EINTR
                         {
                             break Err(e);
@@ -633,7 +636,7 @@ impl SignalInterrupt {
             // copies this process inherited, but their numbers may name
             // other files by now (a daemon closes every fd it inherited and
             // opens its own). They stay open, close-on-exec, forgotten.
-            let [read, write] = match sys::make_pipe_nonblocking() {
+            let [read, write] = match os::make_pipe_nonblocking() {
                 Ok(fds) => fds,
                 Err(e) => {
                     // Give the making back. The flag stays: the token it
@@ -658,7 +661,7 @@ impl SignalInterrupt {
             if before & TRIGGERED != 0 {
                 // A trigger that came while the pipe was being made left
                 // its token to us. A fresh, empty pipe takes one byte.
-                let _ = sys::write_count(write, &[TOKEN]);
+                let _ = os::write_count(write, &[TOKEN]);
                 self.state.fetch_sub(WRITER, Ordering::Release);
             }
             return Ok(Pipe::Ready(read));
@@ -676,9 +679,10 @@ impl Drop for SignalInterrupt {
     /// Closes the pipe, if this process made one (a `static` is never
     /// dropped; a fork's child never closes the copies it inherited).
     fn drop(&mut self) {
-        if *self.state.get_mut() & READY != 0 && *self.maker.get_mut() == sys::process_id() {
-            sys::close(*self.read_fd.get_mut());
-            sys::close(*self.write_fd.get_mut());
+        let ready = self.state.exclusive(|s| *s & READY != 0);
+        if ready && self.maker.exclusive(|m| *m) == os::process_id() {
+            os::close(self.read_fd.exclusive(|fd| *fd));
+            os::close(self.write_fd.exclusive(|fd| *fd));
         }
     }
 }
@@ -692,5 +696,116 @@ impl fmt::Debug for SignalInterrupt {
             d.field("read_fd", &self.read_fd.load(Ordering::Relaxed));
         }
         d.finish_non_exhaustive()
+    }
+}
+
+/// The real state word, trigger, reset and first use under loom, every
+/// interleaving, with the pipe a count of tokens (`os`'s stand-ins) and a
+/// signal handler modelled as a thread that runs one delivery to its end.
+/// `ci/loom.sh` runs them.
+#[cfg(all(test, tokenpipe_loom))]
+mod loom_models {
+    use super::*;
+    use crate::sync::model;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    /// At rest (every thread done): no writer is counted, the flag is set
+    /// exactly when one token is in the pipe, and a signal is recorded
+    /// only with the flag.
+    fn agree(si: &SignalInterrupt) {
+        let s = si.state.load(Ordering::SeqCst);
+        assert_eq!(
+            s & WRITERS,
+            0,
+            "a writer still counted at rest: state {s:#x}"
+        );
+        assert_eq!(s & TAKING, 0, "a reset still taking at rest: state {s:#x}");
+        if s & READY != 0 {
+            let tokens = os::tokens(si.read_fd.load(Ordering::SeqCst));
+            let want = u32::from(s & TRIGGERED != 0);
+            assert_eq!(
+                tokens, want,
+                "flag and pipe disagree: state {s:#x}, {tokens} token(s)"
+            );
+        }
+        if s & TRIGGERED == 0 {
+            assert_eq!(
+                s & (SIGNAL | DELIVERED),
+                0,
+                "a signal without the flag: state {s:#x}"
+            );
+        }
+    }
+
+    fn spawn(si: &Arc<SignalInterrupt>, f: fn(&SignalInterrupt)) -> thread::JoinHandle<()> {
+        let si = Arc::clone(si);
+        thread::spawn(move || f(&si))
+    }
+
+    /// A handler's delivery of signal 10.
+    fn deliver(si: &SignalInterrupt) {
+        let _ = si.raise(DELIVERED | (10 << SIGNAL_SHIFT), 0);
+    }
+
+    fn trigger(si: &SignalInterrupt) {
+        let _ = si.trigger();
+    }
+
+    fn reset(si: &SignalInterrupt) {
+        si.reset().expect("reset");
+    }
+
+    #[test]
+    fn loom_a_trigger_and_a_delivery_racing_a_reset_leave_flag_pipe_and_signal_agreeing() {
+        model(|| {
+            let si = Arc::new(SignalInterrupt::new());
+            si.as_raw_fd().expect("the pipe");
+            let threads = [spawn(&si, trigger), spawn(&si, deliver)];
+            reset(&si);
+            threads.into_iter().for_each(|t| t.join().unwrap());
+            agree(&si);
+        });
+    }
+
+    #[test]
+    fn loom_first_users_make_one_pipe_and_the_token_a_trigger_owes_is_written() {
+        model(|| {
+            let si = Arc::new(SignalInterrupt::new());
+            let threads = [spawn(&si, trigger), spawn(&si, deliver)];
+            let fd = si.as_raw_fd().expect("the pipe");
+            threads.into_iter().for_each(|t| t.join().unwrap());
+            assert_eq!(os::pipes_made(), 1, "two first users made two pipes");
+            assert_eq!(si.as_raw_fd(), Ok(fd));
+            agree(&si);
+            assert!(si.is_triggered());
+        });
+    }
+
+    #[test]
+    fn loom_a_failed_write_never_clears_a_later_triggers_flag_under_its_token() {
+        model(|| {
+            let si = Arc::new(SignalInterrupt::new());
+            let fd = si.as_raw_fd().expect("the pipe");
+            // The first write fails: whichever trigger makes it.
+            os::fail_next_write(fd);
+            let threads = [spawn(&si, trigger), spawn(&si, trigger)];
+            reset(&si);
+            threads.into_iter().for_each(|t| t.join().unwrap());
+            agree(&si);
+        });
+    }
+
+    #[test]
+    fn loom_two_resets_and_a_trigger_take_the_token_once() {
+        model(|| {
+            let si = Arc::new(SignalInterrupt::new());
+            si.as_raw_fd().expect("the pipe");
+            si.trigger().expect("trigger");
+            let threads = [spawn(&si, reset), spawn(&si, trigger)];
+            reset(&si);
+            threads.into_iter().for_each(|t| t.join().unwrap());
+            agree(&si);
+        });
     }
 }

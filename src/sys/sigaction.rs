@@ -125,7 +125,7 @@ impl Disposition {
     }
 
     /// Its flags, for the tests of what `install_handler` sets.
-    #[cfg(test)]
+    #[cfg(all(test, not(tokenpipe_loom)))]
     pub(crate) fn flags(&self) -> c_int {
         self.0.sa_flags as c_int
     }
@@ -255,6 +255,7 @@ pub(crate) fn die_by_default_action(sig: c_int) {
 /// nowhere on a trigger that finds the flag already set. Without `fork`
 /// there is one process, and no call.
 #[inline]
+#[cfg_attr(tokenpipe_loom, allow(dead_code))] // one process in a model
 pub(crate) fn process_id() -> i32 {
     #[cfg(tokenpipe_fork)]
     {
