@@ -135,7 +135,7 @@ fn readable(fd: c_int) -> bool {
 fn pause_ms(ms: i64) {
     let ts = libc::timespec {
         tv_sec: 0,
-        tv_nsec: ms * 1_000_000,
+        tv_nsec: (ms * 1_000_000) as libc::c_long,
     };
     // SAFETY: a valid timespec; a null remainder is allowed.
     unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };

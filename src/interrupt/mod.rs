@@ -55,7 +55,7 @@ use core::fmt;
 use core::time::Duration;
 
 use crate::error::{Errno, Error, Result};
-use crate::sys::{self, Polled};
+use crate::sys::Polled;
 use crate::wait::{Deadline, poll_timeout_ms};
 
 #[cfg(tokenpipe_sigaction)]
@@ -339,6 +339,9 @@ impl SignalInterrupt {
     /// Async-signal-safe.
     #[cold]
     fn raise(&self, marks: u32, die_on_second: c_int) -> (u32, Result<()>) {
+        // Only handlers, which exist where there are signals, ask it.
+        #[cfg(not(tokenpipe_sigaction))]
+        let _ = die_on_second;
         let mut me = Me::new();
         let mut s = self.state.load(Ordering::Acquire);
         loop {
@@ -362,7 +365,7 @@ impl SignalInterrupt {
             ) {
                 #[cfg(tokenpipe_sigaction)]
                 Ok(_) if die_on_second != 0 && s & DELIVERED != 0 => {
-                    sys::die_by_default_action(die_on_second);
+                    crate::sys::die_by_default_action(die_on_second);
                     // Returned: the default action does not end the
                     // process (SIGCHLD, SIGCONT...). Go on as a trigger.
                     return (s, if here { self.write_token() } else { Ok(()) });

@@ -199,7 +199,7 @@ impl Process {
 
     /// Someone else's process, held by a pidfd the caller owns and gives
     /// over (opened while the caller knew the pid named it).
-    #[cfg(tokenpipe_launch)]
+    #[cfg(all(tokenpipe_launch, tokenpipe_linux_like))]
     pub(crate) fn stranger_from_pidfd(pid: libc::pid_t, pidfd: c_int) -> Process {
         Process {
             pid,

@@ -36,12 +36,15 @@ impl Disposition {
 /// The signature of a handler installed with `SA_SIGINFO`.
 pub(crate) type InfoHandler = extern "C" fn(c_int, *mut libc::siginfo_t, *mut core::ffi::c_void);
 
-#[cfg(tokenpipe_sigaction)]
+#[cfg(all(tokenpipe_sigaction, not(target_os = "nto")))]
 /// `SA_ONSTACK` where the binding has it: a handler that may run on an
 /// alternate signal stack (`sigaltstack`) runs there, as Go's runtime and
 /// stack-overflow handlers need; without it the kernel runs it on the
 /// interrupted thread's stack, even one that has just overflowed.
 const ONSTACK: c_int = libc::SA_ONSTACK;
+/// QNX: the libc crate's binding has no `SA_ONSTACK`.
+#[cfg(all(tokenpipe_sigaction, target_os = "nto"))]
+const ONSTACK: c_int = 0;
 
 #[cfg(tokenpipe_sigaction)]
 /// `sigaction(sig, {handler, SA_SIGINFO | SA_ONSTACK | SA_RESTART, empty

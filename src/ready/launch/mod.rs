@@ -30,9 +30,6 @@ mod contain {
         pub(super) fn start() -> Result<Containment, Errno> {
             Err(Errno::from_raw(libc::ENOSYS))
         }
-        pub(super) fn holds(&self, _: &Process, _: libc::pid_t) -> bool {
-            match *self {}
-        }
         pub(super) fn refresh(&mut self, _: &mut Process) {
             match *self {}
         }
