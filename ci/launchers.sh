@@ -339,32 +339,50 @@ launch_case "-- sh -c 'exec ready_daemon --notify-fd \$TOKENPIPE_READY_FD' (s6 s
     -- sh -c 'exec "$0" --notify-fd "$TOKENPIPE_READY_FD" --serve 1' "$bin"
 launch_case "--timeout 1 -- a program that never reports (killed at the timeout)" 3 5 \
     --timeout 1 -- sh -c 'exec sleep 30'
-# Another user cannot make a launch ready: systemd-notify run as nobody
-# cannot reach the launch's socket (a 0700 directory), so only the timeout
-# ends it. The shell (root, the launch's child) records, in $tmp, the uid
-# systemd-notify ran as, its exit status and its stderr, so the check sees
-# why the launch was not made ready: not just that it was not.
+# Who is heard on a launch's socket is decided by who sent, not by who can
+# reach the path: a process the launch contains is heard whatever its user
+# (a program started as another user, here systemd-notify as nobody,
+# holding on until its barrier is served), and another user's process
+# outside the launch is not (it reaches the socket, and its READY=1 is
+# dropped: only the timeout ends that launch). The shells record, in $tmp,
+# the uid systemd-notify ran as and its exit status, so each check sees why.
 if [ "$(id -u)" -ne 0 ]; then
     fail "launch -- systemd-notify as another user (uid 65534): needs root, to run setpriv --reuid (as do this script's apt installs); run it as root"
 else
     rm -f "$tmp/nobody.uid" "$tmp/nobody.rc" "$tmp/nobody.err"
     launch_code=-1
     # shellcheck disable=SC2016  # expanded by the launched shell
-    launch_case "--timeout 2 -- setpriv --reuid=65534 systemd-notify --ready (another user is not heard)" 3 10 \
-        --timeout 2 -- sh -c 'rc=0
+    launch_case "--timeout 10 -- setpriv --reuid=65534 systemd-notify --ready (a contained process of another user is heard)" 0 10 \
+        --timeout 10 -- sh -c 'rc=0
             setpriv --reuid=65534 --regid=65534 --clear-groups \
-                sh -c "id -u >&3; exec systemd-notify --no-block --ready" \
+                sh -c "id -u >&3; exec systemd-notify --ready" \
                 3>"$0/nobody.uid" 2>"$0/nobody.err" || rc=$?
             echo "$rc" >"$0/nobody.rc"
             exec sleep 30' "$tmp"
+    for _ in $(seq 500); do [ -s "$tmp/nobody.rc" ] && break; sleep 0.01; done
     n_uid="$(cat "$tmp/nobody.uid" 2>/dev/null || echo none)"
     n_rc="$(cat "$tmp/nobody.rc" 2>/dev/null || echo none)"
     n_err="$(cat "$tmp/nobody.err" 2>/dev/null || true)"
-    if [ "$n_uid" = 65534 ] && [ "$n_rc" != none ] && [ "$n_rc" -ne 0 ] \
-            && grep -qE 'Permission denied|No such file' <<<"$n_err" && [ "$launch_code" -eq 3 ]; then
-        pass "another user is not heard: systemd-notify as uid $n_uid exited $n_rc ($(one_line "$n_err")); launch exited $launch_code"
+    if [ "$n_uid" = 65534 ] && [ "$n_rc" = 0 ] && [ "$launch_code" -eq 0 ]; then
+        pass "a contained process of another user is heard: systemd-notify as uid $n_uid exited $n_rc, its barrier served; launch exited $launch_code"
     else
-        fail "another user is not heard: want systemd-notify as uid 65534 to exit non-zero with Permission denied or No such file, and launch to exit 3; got uid $n_uid, exit $n_rc, stderr '$(one_line "$n_err")', launch exit $launch_code"
+        fail "a contained process of another user is heard: want systemd-notify as uid 65534 to exit 0 and launch to exit 0; got uid $n_uid, exit $n_rc, stderr '$(one_line "$n_err")', launch exit $launch_code"
+    fi
+    rm -f "$tmp/outsider.sock" "$tmp/outsider.rc"
+    # shellcheck disable=SC2016  # expanded by the launched shell
+    "$launch_bin" --timeout 3 -- sh -c 'echo "$NOTIFY_SOCKET" >"$0/outsider.sock"; exec sleep 30' "$tmp" \
+        >"$tmp/outsider.out" 2>&1 &
+    outsider_launch=$!
+    for _ in $(seq 500); do [ -s "$tmp/outsider.sock" ] && break; sleep 0.01; done
+    o_rc=0
+    NOTIFY_SOCKET="$(cat "$tmp/outsider.sock" 2>/dev/null)" setpriv --reuid=65534 --regid=65534 --clear-groups \
+        systemd-notify --no-block --ready 2>"$tmp/outsider.err" || o_rc=$?
+    o_code=0
+    wait "$outsider_launch" || o_code=$?
+    if [ "$o_rc" -eq 0 ] && [ "$o_code" -eq 3 ]; then
+        pass "another user's process outside the launch is not heard: its systemd-notify reached the socket (exit 0), and launch timed out (exit 3)"
+    else
+        fail "another user's process outside the launch is not heard: want its systemd-notify to exit 0 and launch to exit 3; got $o_rc ('$(one_line "$(cat "$tmp/outsider.err")")') and $o_code ($(one_line "$(cat "$tmp/outsider.out")"))"
     fi
 fi
 
