@@ -1112,3 +1112,82 @@ fn a_program_flooding_the_notify_socket_does_not_hold_the_launch_past_its_timeou
     );
     assert_eq!(code, 3, "{out}");
 }
+
+/// Run normally, this does nothing. Re-run with `TOKENPIPE_TEST_ACT` (and
+/// `TMPDIR` a scratch directory), it launches a program that reports ready,
+/// uses up every fd it may open (its limit lowered to 256 first), and lets
+/// go of the launch (whose socket lives as long as it) while none is left;
+/// then frees them and writes the verdict.
+#[test]
+fn child_mode_lets_go_of_a_launch_with_the_fd_table_full() {
+    if std::env::var_os("TOKENPIPE_TEST_ACT").is_none() {
+        return;
+    }
+    let limit = libc::rlimit {
+        rlim_cur: 256,
+        rlim_max: 256,
+    };
+    // SAFETY: a valid rlimit for the call.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+    let mut cmd = Command::new("/bin/sh");
+    cmd.args([
+        "-c",
+        r#"printf '\001' >"/dev/fd/$TOKENPIPE_READY_FD"; exec sleep 5"#,
+    ]);
+    let result = launch(
+        &mut cmd,
+        LaunchOptions::new().timeout(Duration::from_secs(10)),
+    );
+    let verdict = verdict_of(&result);
+    if let Ok(child) = &result {
+        let _ = child.kill(libc::SIGKILL);
+    }
+    let mut taken = Vec::new();
+    loop {
+        // SAFETY: a constant path; the fd is ours and closed below.
+        let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY) };
+        if fd < 0 {
+            break;
+        }
+        taken.push(fd);
+    }
+    // With no fd to spare: the socket and its directory go here.
+    drop(result);
+    for fd in taken {
+        // SAFETY: each was opened above and is closed once.
+        unsafe { libc::close(fd) };
+    }
+    write_verdict(&verdict);
+}
+
+#[test]
+fn a_launch_let_go_of_with_the_fd_table_full_leaves_no_socket_directory() {
+    let _turn = serial();
+    let s = Scratch::new("fd-table-full");
+    let tmp = s.path("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let mut cmd = child_mode(
+        "child_mode_lets_go_of_a_launch_with_the_fd_table_full",
+        "fill",
+        &s,
+    );
+    cmd.env("TMPDIR", &tmp);
+    let (code, out) = run_within(
+        cmd,
+        &s,
+        Duration::from_secs(30),
+        "a launcher whose fd table is full when it lets go of its launch",
+    );
+    let verdict = std::fs::read_to_string(s.path("verdict"))
+        .unwrap_or_else(|_| panic!("no verdict (exit {code}): {out}"));
+    assert_eq!(verdict.trim(), "ready", "{out}");
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "the socket's directory was left behind: {left:?} (removing it must need no fd)"
+    );
+}
