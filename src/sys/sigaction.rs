@@ -40,8 +40,9 @@ pub(crate) type InfoHandler = extern "C" fn(c_int, *mut libc::siginfo_t, *mut co
 /// `SA_ONSTACK` where the binding has it: a handler that may run on an
 /// alternate signal stack (`sigaltstack`) runs there, as Go's runtime and
 /// stack-overflow handlers need; without it the kernel runs it on the
-/// interrupted thread's stack, even one that has just overflowed.
-const ONSTACK: c_int = libc::SA_ONSTACK;
+/// interrupted thread's stack, even one that has just overflowed. (Its
+/// type, and `sa_flags`', differ between bindings: `as` below.)
+const ONSTACK: c_int = libc::SA_ONSTACK as c_int;
 /// QNX: the libc crate's binding has no `SA_ONSTACK`.
 #[cfg(all(tokenpipe_sigaction, target_os = "nto"))]
 const ONSTACK: c_int = 0;
@@ -59,13 +60,14 @@ const ONSTACK: c_int = 0;
 pub(crate) fn install_handler(sig: c_int, handler: InfoHandler) -> SysResult<Disposition> {
     let mut action = Disposition::empty().0;
     action.sa_sigaction = handler as libc::sighandler_t;
-    action.sa_flags = libc::SA_SIGINFO | ONSTACK;
+    let mut flags = libc::SA_SIGINFO as c_int | ONSTACK;
     // Where the binding lacks SA_RESTART (QNX), an interrupted call fails
     // with EINTR instead, which every wait in this crate retries.
     #[cfg(tokenpipe_sa_restart)]
     {
-        action.sa_flags |= libc::SA_RESTART;
+        flags |= libc::SA_RESTART as c_int;
     }
+    action.sa_flags = flags as _;
     // SAFETY: `action.sa_mask` is a valid set to empty.
     unsafe { libc::sigemptyset(&mut action.sa_mask) };
     let mut old = Disposition::empty();
@@ -115,7 +117,7 @@ impl Disposition {
             Action::Default
         } else if handler == libc::SIG_IGN {
             Action::Ignore
-        } else if self.0.sa_flags & libc::SA_SIGINFO != 0 {
+        } else if self.0.sa_flags as c_int & libc::SA_SIGINFO as c_int != 0 {
             Action::Info(handler as usize)
         } else {
             Action::Plain(handler as usize)
