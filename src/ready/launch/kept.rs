@@ -135,10 +135,9 @@ fn ended(process: &mut Process) -> bool {
 #[cfg(tokenpipe_linux_like)]
 fn children_of(pid: libc::pid_t) -> Vec<Process> {
     use super::procfs;
-    procfs::all()
+    procfs::children(pid)
         .into_iter()
-        .filter(|s| s.ppid == pid)
-        .map(|s| Process::stranger(s.pid))
+        .map(Process::stranger)
         .filter(|p| p.pidfd().is_some() && procfs::stat(p.pid()).is_some_and(|s| s.ppid == pid))
         .collect()
 }

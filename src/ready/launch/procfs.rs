@@ -50,6 +50,33 @@ pub(super) fn all() -> Vec<Stat> {
         .collect()
 }
 
+/// `pid`'s children, from each of its threads' `children` file (Linux
+/// 3.5 with `CONFIG_PROC_CHILDREN`, as Debian's kernels have), else from a
+/// walk of every process. Empty once `pid` is gone.
+pub(super) fn children(pid: libc::pid_t) -> Vec<libc::pid_t> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for task in tasks.flatten() {
+        match std::fs::read_to_string(task.path().join("children")) {
+            Ok(text) => found.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<libc::pid_t>().ok()),
+            ),
+            // No such file on this kernel: the long way.
+            Err(_) => {
+                return all()
+                    .into_iter()
+                    .filter(|s| s.ppid == pid)
+                    .map(|s| s.pid)
+                    .collect();
+            }
+        }
+    }
+    found
+}
+
 /// Whether `ancestor` is among `pid`'s ancestors (a short walk: a
 /// daemon's tree is shallow).
 pub(super) fn descends_from(pid: libc::pid_t, ancestor: libc::pid_t) -> bool {
