@@ -59,6 +59,18 @@ fn launched_by_us(pid: libc::pid_t) -> bool {
     launched.contains(&pid) && still_our_child(pid)
 }
 
+/// What one look knows of the program and of this process.
+struct Look {
+    program: libc::pid_t,
+    /// The program is unreaped: its pid and session id are its own.
+    pinned: bool,
+    program_alive: bool,
+    me: libc::pid_t,
+    own_session: libc::pid_t,
+    /// This is the only contained launch alive in the process.
+    sole: bool,
+}
+
 /// One launch's contained processes, beyond the program itself.
 #[derive(Debug)]
 pub(super) struct Containment {
@@ -102,26 +114,24 @@ impl Containment {
         // and its children are its own.
         let state = launched.peek();
         let pinned = !launched.is_reaped();
-        let program_alive = pinned && matches!(state, Ok(None));
-        let sole = LIVE.load(Ordering::SeqCst) == 1;
+        let look = Look {
+            program: launched.pid(),
+            pinned,
+            program_alive: pinned && matches!(state, Ok(None)),
+            me,
+            own_session,
+            sole: LIVE.load(Ordering::SeqCst) == 1,
+        };
         let all = procfs::all();
         // Rule B reaches a chain one link per pass.
         for _ in 0..16 {
             let mut found = false;
             for s in &all {
-                if s.pid == launched.pid() || s.pid == me || self.holds(launched, s.pid) {
+                if s.pid == look.program || s.pid == me || self.holds(launched, s.pid) {
                     continue;
                 }
-                if self.claims(
-                    s,
-                    launched.pid(),
-                    pinned,
-                    program_alive,
-                    me,
-                    own_session,
-                    sole,
-                ) {
-                    found |= self.take(s, launched, pinned, program_alive, me, own_session, sole);
+                if self.claims(s, &look) {
+                    found |= self.take(s, launched, &look);
                 }
             }
             if !found {
@@ -132,37 +142,20 @@ impl Containment {
 
     /// Whether a process, as `s` shows it, belongs to the launch by the
     /// rules in the module docs.
-    #[allow(clippy::too_many_arguments)]
-    fn claims(
-        &self,
-        s: &Stat,
-        program: libc::pid_t,
-        pinned: bool,
-        program_alive: bool,
-        me: libc::pid_t,
-        own_session: libc::pid_t,
-        sole: bool,
-    ) -> bool {
-        (pinned && s.session == program)
-            || (program_alive && s.ppid == program)
+    fn claims(&self, s: &Stat, look: &Look) -> bool {
+        (look.pinned && s.session == look.program)
+            || (look.program_alive && s.ppid == look.program)
             || self.members.iter().any(|m| m.pid() == s.ppid)
-            || (sole && s.ppid == me && s.session != own_session && !launched_by_us(s.pid))
+            || (look.sole
+                && s.ppid == look.me
+                && s.session != look.own_session
+                && !launched_by_us(s.pid))
     }
 
     /// Takes a pidfd for the process `s` found, reads it again, and keeps
     /// it if it still belongs: the pidfd then names exactly the process
     /// the rules matched.
-    #[allow(clippy::too_many_arguments)]
-    fn take(
-        &mut self,
-        s: &Stat,
-        launched: &mut Process,
-        pinned: bool,
-        program_alive: bool,
-        me: libc::pid_t,
-        own_session: libc::pid_t,
-        sole: bool,
-    ) -> bool {
+    fn take(&mut self, s: &Stat, launched: &mut Process, look: &Look) -> bool {
         let process = Process::stranger(s.pid);
         if process.pidfd().is_none() {
             return false;
@@ -170,15 +163,7 @@ impl Containment {
         let Some(again) = procfs::stat(s.pid) else {
             return false;
         };
-        if !self.claims(
-            &again,
-            launched.pid(),
-            pinned,
-            program_alive,
-            me,
-            own_session,
-            sole,
-        ) {
+        if !self.claims(&again, look) {
             return false;
         }
         // A parent-rule match counts only if that parent is alive now: it
