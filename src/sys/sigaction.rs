@@ -60,14 +60,13 @@ const ONSTACK: c_int = 0;
 pub(crate) fn install_handler(sig: c_int, handler: InfoHandler) -> SysResult<Disposition> {
     let mut action = Disposition::empty().0;
     action.sa_sigaction = handler as libc::sighandler_t;
-    let mut flags = libc::SA_SIGINFO as c_int | ONSTACK;
     // Where the binding lacks SA_RESTART (QNX), an interrupted call fails
     // with EINTR instead, which every wait in this crate retries.
     #[cfg(tokenpipe_sa_restart)]
-    {
-        flags |= libc::SA_RESTART as c_int;
-    }
-    action.sa_flags = flags as _;
+    let restart = libc::SA_RESTART as c_int;
+    #[cfg(not(tokenpipe_sa_restart))]
+    let restart = 0;
+    action.sa_flags = (libc::SA_SIGINFO as c_int | ONSTACK | restart) as _;
     // SAFETY: `action.sa_mask` is a valid set to empty.
     unsafe { libc::sigemptyset(&mut action.sa_mask) };
     let mut old = Disposition::empty();
