@@ -174,6 +174,18 @@ pub enum ReadyError {
         /// The pid given.
         pid: i32,
     },
+    /// A variable the manager sets for the service (`WATCHDOG_USEC`,
+    /// `WATCHDOG_PID`, `LISTEN_PID`, `LISTEN_FDS`, `LISTEN_FDNAMES`) holds
+    /// something it may not; the start of its value is kept.
+    #[error("{variable}={value} refused: {why}")]
+    BadVariable {
+        /// The variable's name.
+        variable: &'static str,
+        /// The start of its value.
+        value: ValuePrefix,
+        /// What is wrong with it.
+        why: &'static str,
+    },
     /// A report could not be sent: the channel was used up
     /// ([`Error::Closed`]), the launcher is gone ([`Error::BrokenPipe`]),
     /// a barrier was not confirmed in time ([`Error::TimedOut`]), or a

@@ -45,6 +45,9 @@ mod pipe;
 // What comes after "ready": stopping, reloading, the watchdog, MAINPID,
 // checked KEY=VALUE lines; and the notifier that does nothing.
 mod service;
+// WATCHDOG_USEC and WATCHDOG_PID, read without removing anything.
+#[cfg(tokenpipe_fork)]
+mod watchdog;
 // systemd's protocol, where the platform has Unix-domain datagram sockets
 // that carry fds (build.rs: `tokenpipe_unix_socket`).
 #[cfg(tokenpipe_unix_socket)]
@@ -61,6 +64,8 @@ pub use launch::launch_async;
 pub use launch::{AfterTimeout, LaunchError, LaunchOptions, ReadyChild, launch};
 #[cfg(tokenpipe_unix_socket)]
 pub use socket::NotifyAddr;
+#[cfg(tokenpipe_fork)]
+pub use watchdog::{WATCHDOG_PID_ENV, WATCHDOG_USEC_ENV};
 
 use core::ffi::{CStr, c_int};
 use core::fmt;

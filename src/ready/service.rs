@@ -94,7 +94,8 @@ impl Notifier {
     }
 
     /// Keeps the watchdog fed: `WATCHDOG=1` on the socket. Send it at
-    /// least every `WATCHDOG_USEC` microseconds (half of that is the usual
+    /// least every `WATCHDOG_USEC` microseconds, as
+    /// `Notifier::watchdog_interval` reads them (half of that is the usual
     /// advice). A no-op on a pipe, a notification fd and
     /// [`none`](Self::none).
     ///
