@@ -48,6 +48,9 @@ mod service;
 // WATCHDOG_USEC and WATCHDOG_PID, read without removing anything.
 #[cfg(tokenpipe_fork)]
 mod watchdog;
+// Socket activation: LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES.
+#[cfg(tokenpipe_fork)]
+mod activation;
 // systemd's protocol, where the platform has Unix-domain datagram sockets
 // that carry fds (build.rs: `tokenpipe_unix_socket`).
 #[cfg(tokenpipe_unix_socket)]
@@ -57,6 +60,8 @@ mod socket;
 #[cfg(tokenpipe_launch)]
 mod launch;
 
+#[cfg(tokenpipe_fork)]
+pub use activation::{LISTEN_FDNAMES_MAX, LISTEN_FDS_START, ListenFds};
 pub use error::{ReadyError, ValuePrefix};
 #[cfg(all(tokenpipe_launch, feature = "tokio"))]
 pub use launch::launch_async;
