@@ -571,6 +571,40 @@ fn a_bad_key_value_or_pid_is_refused_names_the_key_and_sends_nothing() {
     assert_eq!(reader.token_read(), Err(Error::WouldBlock));
 }
 
+#[test]
+fn fd_store_sends_fdstore_and_the_name_with_the_fd_attached() {
+    let _turn = turn();
+    let receiver = Receiver::bind_path();
+    let notifier = receiver.notifier();
+    let (reader, writer) = TokenPipe::make().unwrap().split();
+    notifier.fd_store(writer.as_raw_fd(), "conn-7").unwrap();
+    let (text, fds) = recv_with_fds(&receiver.socket);
+    assert_eq!(text, "FDSTORE=1\nFDNAME=conn-7");
+    assert_eq!(fds.len(), 1, "exactly the one fd");
+    // The copy the manager got is the same pipe: a token through it
+    // reaches our read end.
+    // SAFETY: recvmsg gave us this fd; nothing else owns it.
+    let stored = unsafe { TokenPipeEnd::from_raw_fd(fds[0]) };
+    stored.token_write(9).unwrap();
+    assert_eq!(reader.token_read(), Ok(9));
+    for bad in ["", "a:b", "a\nb", "caf\u{e9}", &"n".repeat(256)] {
+        let got = notifier.fd_store(writer.as_raw_fd(), bad);
+        assert!(
+            matches!(got, Err(ReadyError::BadFdName { name }) if name.as_bytes().starts_with(&bad.as_bytes()[..bad.len().min(64)])),
+            "{bad:?} gave {got:?}"
+        );
+    }
+    notifier
+        .fd_store(writer.as_raw_fd(), &"n".repeat(255))
+        .unwrap();
+    let (text, fds) = recv_with_fds(&receiver.socket);
+    // (recv_with_fds keeps the first 256 bytes.)
+    assert!(text.starts_with("FDSTORE=1\nFDNAME=nnnn"), "{text:?}");
+    fds.into_iter().for_each(close);
+    // On the pipe and for none: nothing, Ok.
+    assert_eq!(Notifier::none().fd_store(writer.as_raw_fd(), "x"), Ok(()));
+}
+
 /// Every report that only the socket carries, each of which must be a
 /// no-op returning `Ok` on `notifier`.
 fn socket_only_reports(notifier: &Notifier) {
@@ -580,6 +614,7 @@ fn socket_only_reports(notifier: &Notifier) {
     assert_eq!(notifier.watchdog_trigger(), Ok(()));
     assert_eq!(notifier.main_pid(4242), Ok(()));
     assert_eq!(notifier.notify_kv("EXIT_STATUS", "3"), Ok(()));
+    assert_eq!(notifier.fd_store(0, "stdin"), Ok(()));
 }
 
 #[test]

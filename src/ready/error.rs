@@ -186,6 +186,18 @@ pub enum ReadyError {
         /// What is wrong with it.
         why: &'static str,
     },
+    /// A name for [`fd_store`](super::Notifier::fd_store) that systemd
+    /// would refuse: it must be 1 to 255 printable ASCII characters
+    /// without `:` (which separates names in `LISTEN_FDNAMES`). Nothing
+    /// was sent.
+    #[error(
+        "fd store name {name} refused: 1 to 255 printable ASCII characters, no ':'; \
+         nothing was sent"
+    )]
+    BadFdName {
+        /// The name (its start, if it is long).
+        name: ValuePrefix,
+    },
     /// A report could not be sent: the channel was used up
     /// ([`Error::Closed`]), the launcher is gone ([`Error::BrokenPipe`]),
     /// a barrier was not confirmed in time ([`Error::TimedOut`]), or a

@@ -187,6 +187,39 @@ impl Notifier {
         self.on_socket(&[key.as_bytes(), b"=", value.as_bytes()])
     }
 
+    /// Hands the manager a copy of `fd` to keep across a restart of the
+    /// service (systemd's fd store, `FileDescriptorStoreMax=`): `FDSTORE=1`
+    /// and `FDNAME=name` in one datagram, the fd attached by
+    /// `SCM_RIGHTS`. After a restart it comes back by socket activation,
+    /// named `name` in `LISTEN_FDNAMES`, so no connection is lost. A no-op
+    /// on a pipe, a notification fd and [`none`](Self::none), after the
+    /// same check of `name`. `fd` stays open here.
+    ///
+    /// # Errors
+    /// [`ReadyError::BadFdName`] for a name systemd refuses (empty, longer
+    /// than 255 bytes, with `:` or a byte that is not printable ASCII);
+    /// nothing is sent then. Otherwise as for [`stopping`](Self::stopping)
+    /// (`EBADF` in [`ReadyError::SendFailed`] for an fd that is not open).
+    #[cfg_attr(not(tokenpipe_unix_socket), allow(unused_variables))]
+    pub fn fd_store(&self, fd: core::ffi::c_int, name: &str) -> Result<(), ReadyError> {
+        let bytes = name.as_bytes();
+        if bytes.is_empty()
+            || bytes.len() > 255
+            || bytes
+                .iter()
+                .any(|&b| b == b':' || !(b' '..=b'~').contains(&b))
+        {
+            return Err(ReadyError::BadFdName {
+                name: ValuePrefix::new(bytes),
+            });
+        }
+        match &self.channel {
+            #[cfg(tokenpipe_unix_socket)]
+            Channel::Socket(addr) => addr.send_passing(&[b"FDSTORE=1\nFDNAME=", bytes], fd),
+            _ => Ok(()),
+        }
+    }
+
     /// Sends the concatenation of `parts` as one datagram on the socket;
     /// `Ok` and nothing else on every other channel.
     #[cfg_attr(not(tokenpipe_unix_socket), allow(unused_variables))]
