@@ -448,6 +448,243 @@ fn a_barrier_on_a_pipe_or_fd_is_immediate() {
 }
 
 // ---------------------------------------------------------------------------
+// After "ready": stopping, reloading, the watchdog, MAINPID, checked lines
+
+/// `CLOCK_MONOTONIC` now, in microseconds, as the test reads it itself.
+fn monotonic_usec() -> u64 {
+    let mut ts = std::mem::MaybeUninit::<libc::timespec>::uninit();
+    // SAFETY: `ts` is valid for writes of one timespec.
+    assert_eq!(
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, ts.as_mut_ptr()) },
+        0
+    );
+    // SAFETY: clock_gettime returned 0, so it filled `ts` in.
+    let ts = unsafe { ts.assume_init() };
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
+}
+
+#[test]
+fn stopping_watchdog_main_pid_and_checked_lines_send_systemds_exact_datagrams() {
+    let _turn = turn();
+    let receiver = Receiver::bind_path();
+    let notifier = receiver.notifier();
+    notifier.stopping().unwrap();
+    assert_eq!(receiver.recv(), "STOPPING=1");
+    notifier.watchdog().unwrap();
+    assert_eq!(receiver.recv(), "WATCHDOG=1");
+    notifier.watchdog_trigger().unwrap();
+    assert_eq!(receiver.recv(), "WATCHDOG=trigger");
+    notifier.main_pid(4242).unwrap();
+    assert_eq!(receiver.recv(), "MAINPID=4242");
+    notifier.main_pid(i32::MAX).unwrap();
+    assert_eq!(receiver.recv(), "MAINPID=2147483647");
+    notifier.notify_kv("EXIT_STATUS", "3").unwrap();
+    assert_eq!(receiver.recv(), "EXIT_STATUS=3");
+    notifier.notify_kv("X_1", "").unwrap();
+    assert_eq!(receiver.recv(), "X_1=");
+    // The longest line that fits one message goes out whole.
+    let longest = "v".repeat(1024 - "K=".len());
+    notifier.notify_kv("K", &longest).unwrap();
+    assert_eq!(receiver.recv(), format!("K={longest}"));
+}
+
+#[test]
+fn reloading_sends_reloading_and_the_monotonic_clock_in_one_datagram() {
+    let _turn = turn();
+    let receiver = Receiver::bind_path();
+    let notifier = receiver.notifier();
+    let before = monotonic_usec();
+    notifier.reloading().unwrap();
+    let after = monotonic_usec();
+    let got = receiver.recv();
+    let usec = got
+        .strip_prefix("RELOADING=1\nMONOTONIC_USEC=")
+        .unwrap_or_else(|| panic!("{got:?} is RELOADING=1 and MONOTONIC_USEC= in one datagram"));
+    let usec: u64 = usec.parse().expect("decimal microseconds, nothing after");
+    assert!(
+        (before..=after).contains(&usec),
+        "{usec} is CLOCK_MONOTONIC between {before} and {after}"
+    );
+}
+
+#[test]
+fn a_bad_key_value_or_pid_is_refused_names_the_key_and_sends_nothing() {
+    let _turn = turn();
+    let receiver = Receiver::bind_path();
+    let (pipe_notifier, reader) = token_pipe_notifier();
+    let (socket_notifier, none) = (receiver.notifier(), Notifier::none());
+    // Borrowed, so that the pipe stays open until the check at the end.
+    for notifier in [&socket_notifier, &pipe_notifier, &none] {
+        for key in ["", "READY=1\nX", "A=B", "X\n", "lower", "A B"] {
+            let got = notifier.notify_kv(key, "1");
+            let Err(ReadyError::BadKey { key: kept }) = got else {
+                panic!("{notifier:?}: key {key:?} gave {got:?}");
+            };
+            assert_eq!(kept.as_bytes(), key.as_bytes());
+            let said = got.unwrap_err().to_string();
+            assert!(
+                said.contains(&format!("{key:?}")),
+                "{said:?} names the key {key:?}"
+            );
+        }
+        for (value, byte, at) in [
+            ("x\nREADY=1", b'\n', 1),
+            ("\rREADY=1", b'\r', 0),
+            ("a\0", 0, 1),
+        ] {
+            let got = notifier.notify_kv("STATUS", value);
+            assert!(
+                matches!(got, Err(ReadyError::BadValue { key, byte: b, at: a })
+                    if key.as_bytes() == b"STATUS" && b == byte && a == at),
+                "{value:?} gave {got:?}"
+            );
+            let said = got.unwrap_err().to_string();
+            assert!(
+                said.contains("STATUS") && said.contains(&format!("byte {at}")),
+                "{said:?} names the key and where"
+            );
+        }
+        let long = "v".repeat(1024 - "K=".len() + 1);
+        let got = notifier.notify_kv("K", &long);
+        assert!(
+            matches!(
+                got,
+                Err(ReadyError::ValueTooLong {
+                    len: 1023,
+                    max: 1022,
+                    ..
+                })
+            ),
+            "{got:?}"
+        );
+        for pid in [0, -1, i32::MIN] {
+            assert_eq!(notifier.main_pid(pid), Err(ReadyError::BadPid { pid }));
+            let said = ReadyError::BadPid { pid }.to_string();
+            assert!(said.contains(&format!("MAINPID={pid}")), "{said:?}");
+        }
+    }
+    // Nothing reached the socket: the next datagram is the one sent after.
+    receiver.notifier().stopping().unwrap();
+    assert_eq!(receiver.recv(), "STOPPING=1");
+    // Nor the pipe.
+    reader.set_nonblocking(true).unwrap();
+    assert_eq!(reader.token_read(), Err(Error::WouldBlock));
+}
+
+#[test]
+fn fd_store_sends_fdstore_and_the_name_with_the_fd_attached() {
+    let _turn = turn();
+    let receiver = Receiver::bind_path();
+    let notifier = receiver.notifier();
+    let (reader, writer) = TokenPipe::make().unwrap().split();
+    notifier.fd_store(writer.as_raw_fd(), "conn-7").unwrap();
+    let (text, fds) = recv_with_fds(&receiver.socket);
+    assert_eq!(text, "FDSTORE=1\nFDNAME=conn-7");
+    assert_eq!(fds.len(), 1, "exactly the one fd");
+    // The copy the manager got is the same pipe: a token through it
+    // reaches our read end.
+    // SAFETY: recvmsg gave us this fd; nothing else owns it.
+    let stored = unsafe { TokenPipeEnd::from_raw_fd(fds[0]) };
+    stored.token_write(9).unwrap();
+    assert_eq!(reader.token_read(), Ok(9));
+    for bad in ["", "a:b", "a\nb", "caf\u{e9}", &"n".repeat(256)] {
+        let got = notifier.fd_store(writer.as_raw_fd(), bad);
+        assert!(
+            matches!(got, Err(ReadyError::BadFdName { name }) if name.as_bytes().starts_with(&bad.as_bytes()[..bad.len().min(64)])),
+            "{bad:?} gave {got:?}"
+        );
+    }
+    notifier
+        .fd_store(writer.as_raw_fd(), &"n".repeat(255))
+        .unwrap();
+    let (text, fds) = recv_with_fds(&receiver.socket);
+    // (recv_with_fds keeps the first 256 bytes.)
+    assert!(text.starts_with("FDSTORE=1\nFDNAME=nnnn"), "{text:?}");
+    fds.into_iter().for_each(close);
+    // On the pipe and for none: nothing, Ok.
+    assert_eq!(Notifier::none().fd_store(writer.as_raw_fd(), "x"), Ok(()));
+}
+
+/// Every report that only the socket carries, each of which must be a
+/// no-op returning `Ok` on `notifier`.
+fn socket_only_reports(notifier: &Notifier) {
+    assert_eq!(notifier.stopping(), Ok(()));
+    assert_eq!(notifier.reloading(), Ok(()));
+    assert_eq!(notifier.watchdog(), Ok(()));
+    assert_eq!(notifier.watchdog_trigger(), Ok(()));
+    assert_eq!(notifier.main_pid(4242), Ok(()));
+    assert_eq!(notifier.notify_kv("EXIT_STATUS", "3"), Ok(()));
+    assert_eq!(notifier.fd_store(0, "stdin"), Ok(()));
+}
+
+#[test]
+fn the_services_life_is_a_no_op_on_the_token_pipe_before_and_after_the_report() {
+    let _turn = turn();
+    let (notifier, reader) = token_pipe_notifier();
+    socket_only_reports(&notifier);
+    reader.set_nonblocking(true).unwrap();
+    assert_eq!(
+        reader.token_read(),
+        Err(Error::WouldBlock),
+        "nothing written"
+    );
+    reader.set_nonblocking(false).unwrap();
+    notifier.ready().unwrap();
+    socket_only_reports(&notifier);
+    assert_eq!(reader.token_read(), Ok(1));
+    assert_eq!(reader.token_read(), Err(Error::Eos));
+}
+
+#[test]
+fn the_services_life_is_a_no_op_on_a_notification_fd_before_and_after_the_report() {
+    let _turn = turn();
+    let (reader, writer) = TokenPipe::make().unwrap().split();
+    // SAFETY: into_raw_fd gave up the only other owner.
+    let notifier = unsafe { Notifier::from_fd(writer.into_raw_fd()) }.unwrap();
+    socket_only_reports(&notifier);
+    notifier.ready().unwrap();
+    socket_only_reports(&notifier);
+    assert_eq!(
+        reader.token_read(),
+        Ok(b'\n'),
+        "the newline and nothing before it"
+    );
+    assert_eq!(reader.token_read(), Err(Error::Eos));
+}
+
+#[test]
+fn the_notifier_that_does_nothing_takes_every_report_and_hands_on_nothing() {
+    let _turn = turn();
+    let notifier = Notifier::none();
+    assert!(notifier.is_none() && !notifier.is_socket());
+    assert_eq!(format!("{notifier:?}"), "Notifier::None");
+    socket_only_reports(&notifier);
+    assert_eq!(notifier.status("loading"), Ok(()));
+    assert_eq!(
+        notifier.status("a\nREADY=1"),
+        Err(ReadyError::StatusByte { byte: b'\n', at: 1 }),
+        "checked as on every channel"
+    );
+    assert_eq!(notifier.extend_timeout(Duration::from_secs(1)), Ok(()));
+    assert_eq!(notifier.ready(), Ok(()));
+    assert_eq!(notifier.failed(5), Ok(()));
+    assert_eq!(
+        notifier.ready(),
+        Ok(()),
+        "not one-shot: there is nothing to close"
+    );
+    assert_eq!(notifier.barrier(HANG_GUARD), Ok(()));
+    assert!(notifier.into_end().is_none());
+    // What from_env's users write when nothing was offered.
+    // SAFETY: we hold SERIAL.
+    let found = unsafe {
+        set_env(None, None);
+        Notifier::from_env()
+    };
+    assert!(found.unwrap().unwrap_or_else(Notifier::none).is_none());
+}
+
+// ---------------------------------------------------------------------------
 // from_env
 
 #[test]

@@ -123,6 +123,81 @@ pub enum ReadyError {
         /// The most this channel takes.
         max: usize,
     },
+    /// A key that [`notify_kv`](super::Notifier::notify_kv) refuses: a key
+    /// is one or more of `A`–`Z`, `0`–`9` and `_`, as sd_notify(3)'s are,
+    /// so it can hold no `=` (which would move the value's start) and no
+    /// line break (which would start a line of the caller's choosing).
+    /// Nothing was sent.
+    #[error(
+        "notify key {key} refused: a key is one or more of A-Z, 0-9 and _ \
+         (no '=', no line break); nothing was sent"
+    )]
+    BadKey {
+        /// The key (its start, if it is long).
+        key: ValuePrefix,
+    },
+    /// A value that [`notify_kv`](super::Notifier::notify_kv) refuses: a
+    /// line feed or carriage return would end the line and start another
+    /// (systemd splits at both), a NUL makes systemd drop the message.
+    /// Nothing was sent.
+    #[error(
+        "the value for {key} refused: {} at byte {at} ({}); nothing was sent",
+        ByteName(*byte),
+        ByteName(*byte).why()
+    )]
+    BadValue {
+        /// The key the value was for.
+        key: ValuePrefix,
+        /// The byte: `b'\n'`, `b'\r'` or `0`.
+        byte: u8,
+        /// Its offset in the value, from 0.
+        at: usize,
+    },
+    /// A `KEY=VALUE` line longer than one message carries (1024 bytes,
+    /// built on the stack). Nothing was sent.
+    #[error(
+        "the value for {key} of {len} bytes refused: with its key it must fit \
+         one 1024-byte message, so at most {max} bytes; nothing was sent"
+    )]
+    ValueTooLong {
+        /// The key the value was for.
+        key: ValuePrefix,
+        /// The value's length in bytes.
+        len: usize,
+        /// The most this key's value may have.
+        max: usize,
+    },
+    /// [`main_pid`](super::Notifier::main_pid) with a pid that names no
+    /// single process (0, or negative: a process group). Nothing was sent.
+    #[error("MAINPID={pid} refused: a main pid is a positive process id; nothing was sent")]
+    BadPid {
+        /// The pid given.
+        pid: i32,
+    },
+    /// A variable the manager sets for the service (`WATCHDOG_USEC`,
+    /// `WATCHDOG_PID`, `LISTEN_PID`, `LISTEN_FDS`, `LISTEN_FDNAMES`) holds
+    /// something it may not; the start of its value is kept.
+    #[error("{variable}={value} refused: {why}")]
+    BadVariable {
+        /// The variable's name.
+        variable: &'static str,
+        /// The start of its value.
+        value: ValuePrefix,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// A name for [`fd_store`](super::Notifier::fd_store) that systemd
+    /// would refuse: it must be 1 to 255 printable ASCII characters
+    /// without `:` (which separates names in `LISTEN_FDNAMES`). Nothing
+    /// was sent.
+    #[error(
+        "fd store name {name} refused: 1 to 255 printable ASCII characters, no ':'; \
+         nothing was sent"
+    )]
+    BadFdName {
+        /// The name (its start, if it is long).
+        name: ValuePrefix,
+    },
     /// A report could not be sent: the channel was used up
     /// ([`Error::Closed`]), the launcher is gone ([`Error::BrokenPipe`]),
     /// a barrier was not confirmed in time ([`Error::TimedOut`]), or a
@@ -196,9 +271,7 @@ impl ValuePrefix {
     /// The most bytes kept.
     pub const MAX: usize = 64;
 
-    /// Keeps the start of `value`. (Only `NotifyAddr::parse` makes one, so
-    /// only where there are notify sockets.)
-    #[cfg(any(tokenpipe_unix_socket, test))]
+    /// Keeps the start of `value`.
     pub(crate) fn new(value: &[u8]) -> ValuePrefix {
         let len = value.len().min(Self::MAX);
         let mut bytes = [0u8; Self::MAX];

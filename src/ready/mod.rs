@@ -8,11 +8,21 @@
 //! | systemd's notify socket | systemd `Type=notify`, `start-stop-daemon --notify-await`, `launch` | [`Notifier::from_env`] (`NOTIFY_SOCKET`) | `READY=1` | `ERRNO=n` | `STATUS=text`; at most 1017 bytes |
 //! | a notification fd | s6 (`notification-fd`), dinit (`pipefd:N`), OpenRC (`ready=fd:N`) | [`Notifier::from_fd`] (the number comes from the daemon's configuration) | `\n`, close | close without a word | nothing (not in the protocol) |
 //!
+//! After "ready", the socket also hears the service's life:
+//! [`stopping`](Notifier::stopping), [`reloading`](Notifier::reloading),
+//! [`watchdog`](Notifier::watchdog),
+//! [`watchdog_trigger`](Notifier::watchdog_trigger),
+//! [`main_pid`](Notifier::main_pid) and checked
+//! [`notify_kv`](Notifier::notify_kv) lines; on the pipe and the fd, which
+//! carry one report, they are no-ops that return `Ok`.
+//! [`Notifier::none`] does nothing at all, for a program no manager
+//! started.
+//!
 //! The daemon's side is in the `no_std` core and never allocates:
 //! [`ready`](Notifier::ready), [`failed`](Notifier::failed),
-//! [`status`](Notifier::status) and
-//! [`extend_timeout`](Notifier::extend_timeout) build their message on the
-//! stack and are async-signal-safe; [`from_env`](Notifier::from_env) is not
+//! [`status`](Notifier::status),
+//! [`extend_timeout`](Notifier::extend_timeout) and the reports above
+//! build their message on the stack and are async-signal-safe; [`from_env`](Notifier::from_env) is not
 //! (it reads and edits the environment). Their errors, [`ReadyError`], are
 //! `Copy` and say what to fix: which byte of a status text was refused,
 //! which socket address could not be reached and why, which variable named
@@ -32,6 +42,15 @@
 
 mod error;
 mod pipe;
+// What comes after "ready": stopping, reloading, the watchdog, MAINPID,
+// checked KEY=VALUE lines; and the notifier that does nothing.
+mod service;
+// WATCHDOG_USEC and WATCHDOG_PID, read without removing anything.
+#[cfg(tokenpipe_fork)]
+mod watchdog;
+// Socket activation: LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES.
+#[cfg(tokenpipe_fork)]
+mod activation;
 // systemd's protocol, where the platform has Unix-domain datagram sockets
 // that carry fds (build.rs: `tokenpipe_unix_socket`).
 #[cfg(tokenpipe_unix_socket)]
@@ -41,6 +60,8 @@ mod socket;
 #[cfg(tokenpipe_launch)]
 mod launch;
 
+#[cfg(tokenpipe_fork)]
+pub use activation::{LISTEN_FDNAMES_MAX, LISTEN_FDS_START, ListenFds};
 pub use error::{ReadyError, ValuePrefix};
 #[cfg(all(tokenpipe_launch, feature = "tokio"))]
 pub use launch::launch_async;
@@ -48,6 +69,8 @@ pub use launch::launch_async;
 pub use launch::{AfterTimeout, LaunchError, LaunchOptions, ReadyChild, launch};
 #[cfg(tokenpipe_unix_socket)]
 pub use socket::NotifyAddr;
+#[cfg(tokenpipe_fork)]
+pub use watchdog::{WATCHDOG_PID_ENV, WATCHDOG_USEC_ENV};
 
 use core::ffi::{CStr, c_int};
 use core::fmt;
@@ -132,6 +155,8 @@ enum Channel {
     /// systemd's notify socket; a fresh socket per message.
     #[cfg(tokenpipe_unix_socket)]
     Socket(NotifyAddr),
+    /// No manager: every report is checked, then does nothing.
+    None,
 }
 
 impl fmt::Debug for Notifier {
@@ -147,6 +172,7 @@ impl fmt::Debug for Notifier {
                 .finish(),
             #[cfg(tokenpipe_unix_socket)]
             Channel::Socket(addr) => f.debug_tuple("Notifier::Socket").field(addr).finish(),
+            Channel::None => f.write_str("Notifier::None"),
         }
     }
 }
@@ -310,6 +336,7 @@ impl Notifier {
             Channel::Fd(slot) => Ok(slot.report(b"\n")?),
             #[cfg(tokenpipe_unix_socket)]
             Channel::Socket(addr) => addr.send(&[b"READY=1"]),
+            Channel::None => Ok(()),
         }
     }
 
@@ -333,6 +360,7 @@ impl Notifier {
                 let mut digits = [0u8; 12];
                 addr.send(&[b"ERRNO=", decimal(i64::from(errno), &mut digits)])
             }
+            Channel::None => Ok(()),
         }
     }
 
@@ -394,6 +422,7 @@ impl Notifier {
                 check_status(text, STATUS_MAX)?;
                 addr.send(&[b"STATUS=", text.as_bytes()])
             }
+            Channel::None => check_status(text, STATUS_MAX),
         }
     }
 
@@ -418,6 +447,7 @@ impl Notifier {
                 let usec = i64::try_from(usec).unwrap_or(i64::MAX);
                 addr.send(&[b"EXTEND_TIMEOUT_USEC=", decimal(usec, &mut digits)])
             }
+            Channel::None => Ok(()),
         }
     }
 
@@ -450,7 +480,7 @@ impl Notifier {
         match &self.channel {
             #[cfg(tokenpipe_unix_socket)]
             Channel::Socket(addr) => addr.barrier(timeout),
-            Channel::Pipe(_) | Channel::Fd(_) => Ok(()),
+            Channel::Pipe(_) | Channel::Fd(_) | Channel::None => Ok(()),
         }
     }
 
@@ -472,7 +502,8 @@ impl Notifier {
     /// report to a program it `exec`s (which then writes token 1 or 0, or a
     /// newline on a notification fd, or exits without a word). `None` for
     /// the socket, which has no end to hand over (pass `NOTIFY_SOCKET` on
-    /// instead, as `pass_to` does), or a channel already used.
+    /// instead, as `pass_to` does), [`none`](Self::none), or a channel
+    /// already used.
     #[must_use]
     pub fn into_end(mut self) -> Option<TokenPipeEnd> {
         match &mut self.channel {
@@ -481,13 +512,15 @@ impl Notifier {
             Channel::Pipe(slot) | Channel::Fd(slot) => slot.take().map(TokenPipeEnd::from_owned),
             #[cfg(tokenpipe_unix_socket)]
             Channel::Socket(_) => None,
+            Channel::None => None,
         }
     }
 
     /// Hands the channel to the program `cmd` will start: a pipe or fd as
     /// [`TokenPipeEnd::pass_to`] does (the variable `env_name` names the
     /// fd, which only that child inherits; drop the notifier after
-    /// `spawn`), the socket by setting `NOTIFY_SOCKET` for it.
+    /// `spawn`), the socket by setting `NOTIFY_SOCKET` for it;
+    /// [`none`](Self::none) hands on nothing.
     ///
     /// # Errors
     /// [`ReadyError::Channel`] with what [`TokenPipeEnd::pass_to`] gives,
@@ -509,6 +542,8 @@ impl Notifier {
                 cmd.env(NOTIFY_SOCKET_ENV, addr.to_env_value());
                 Ok(())
             }
+            // Nothing to hand on: the child finds no channel either.
+            Channel::None => Ok(()),
         }
     }
 }

@@ -191,6 +191,14 @@ impl NotifyAddr {
         self.send_with(message, None)
     }
 
+    /// As [`send`](Self::send), with a copy of `fd` attached by
+    /// `SCM_RIGHTS` (`FDSTORE=1`).
+    pub(super) fn send_passing(&self, parts: &[&[u8]], fd: c_int) -> Result<(), ReadyError> {
+        let mut buf = [0u8; MESSAGE_MAX];
+        let message = join(parts, &mut buf)?;
+        self.send_with(message, Some(fd))
+    }
+
     fn send_with(&self, message: &[u8], pass: Option<c_int>) -> Result<(), ReadyError> {
         let sent = match &self.kind {
             Kind::Unix(addr) => {

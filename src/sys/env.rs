@@ -1,9 +1,10 @@
 //! The environment: reading and removing the variables through which a
 //! launcher hands this process an end or a readiness channel.
 //!
-//! Neither call is async-signal-safe; both are reached only from the
-//! `from_env` functions, whose contracts forbid a concurrent change of the
-//! environment.
+//! None of these calls is async-signal-safe. `getenv` and `unsetenv` are
+//! reached only from the `from_env`-style functions, whose contracts forbid
+//! a concurrent change of the environment; [`with_env`] reads without
+//! removing anything and needs no such contract (it says why).
 
 use core::ffi::CStr;
 
@@ -43,4 +44,35 @@ pub(crate) unsafe fn unsetenv(name: &CStr) -> SysResult<()> {
     // SAFETY: `name` is NUL-terminated; the caller keeps other threads
     // away from the environment.
     ret(unsafe { libc::unsetenv(name.as_ptr()) })
+}
+
+/// `getenv(name)`—Hands the value of an environment variable (bytes,
+/// without the NUL) to `f`, which must not keep it: the slice lives only
+/// for the call.
+///
+/// Safe, unlike [`getenv`], because every way to change the environment
+/// is itself `unsafe` and promises not to race a reader: since Rust 2024
+/// `std::env::set_var` and `remove_var` are `unsafe fn`s whose contract
+/// forbids any other thread reading the environment meanwhile, by any
+/// function, libc's `getenv` included; `setenv`, `putenv` and `unsetenv`
+/// are foreign functions, `unsafe` to call. A concurrent change is that
+/// writer's broken promise, not this read's. And no change on this thread
+/// can come while `f` runs: this crate passes only closures that parse the
+/// bytes.
+///
+/// # References
+/// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/getenv.html)
+/// - [`std::env::set_var`'s safety contract](https://doc.rust-lang.org/std/env/fn.set_var.html#safety)
+pub(crate) fn with_env<T>(name: &CStr, f: impl FnOnce(Option<&[u8]>) -> T) -> T {
+    // SAFETY: `name` is NUL-terminated. The string getenv points at stays
+    // valid until the environment changes, which no thread may do while we
+    // read (that is every writer's own unsafe contract, see above), and
+    // the slice does not outlive `f`, which changes nothing.
+    let value = unsafe { libc::getenv(name.as_ptr()) };
+    if value.is_null() {
+        return f(None);
+    }
+    // SAFETY: getenv returned a non-null pointer to a NUL-terminated
+    // string, valid for the call as said above.
+    f(Some(unsafe { CStr::from_ptr(value) }.to_bytes()))
 }
