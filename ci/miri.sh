@@ -53,6 +53,7 @@ not_run=(
     "signal_interrupt_in_child_processes: exec, fork, signals"
     "signal_interrupt_touches_only_what_it_owns: exec, fork, signals, sockets"
     "launch_reaches_processes_by_handle: exec, pidfds, /proc, fork, signals, cgroups"
+    "a_service_reads_its_managers_variables: exec, sockets, the environment"
 )
 echo "miri: running ${run[*]} and the library's unit tests"
 for n in "${not_run[@]}"; do echo "miri: not run (needs what Miri lacks): $n"; done
