@@ -221,7 +221,12 @@ pub enum LaunchError {
         status: Option<String>,
     },
     /// The program ended before it reported, and nothing it started holds
-    /// the token pipe. It has been reaped.
+    /// the token pipe; or the main process it named with `MAINPID=` ended.
+    /// It has been reaped (or, still running when its main process ended,
+    /// killed and handed to the reaper thread). What it left running that
+    /// the launch reaches (its process group, detached; everything it
+    /// contains, contained) was killed: a launch that failed leaves nothing
+    /// behind that nobody owns.
     Exited {
         /// How it ended ([`ChildExit::Unknown`] where this process ignores
         /// `SIGCHLD` or a handler reaped it).
