@@ -63,6 +63,9 @@ pub(crate) unsafe fn unsetenv(name: &CStr) -> SysResult<()> {
 /// # References
 /// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/getenv.html)
 /// - [`std::env::set_var`'s safety contract](https://doc.rust-lang.org/std/env/fn.set_var.html#safety)
+// Its readers (the watchdog's and socket activation's variables) exist
+// where there are processes.
+#[cfg(tokenpipe_fork)]
 pub(crate) fn with_env<T>(name: &CStr, f: impl FnOnce(Option<&[u8]>) -> T) -> T {
     // SAFETY: `name` is NUL-terminated. The string getenv points at stays
     // valid until the environment changes, which no thread may do while we
