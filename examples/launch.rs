@@ -28,8 +28,9 @@
 //! makes itself a child subreaper, so a daemon PROGRAM forks, even one
 //! that forks twice and calls `setsid`, stays its descendant. On timeout
 //! it kills all of it, not only PROGRAM; `MAINPID=` is believed only for
-//! such a process, never for `launch` itself or its ancestors. Elsewhere
-//! than Linux it runs without (and says so on stderr).
+//! such a process, never for `launch` itself or its ancestors. Where it is
+//! refused (off Linux, or under qemu-user, which has no
+//! `PR_SET_CHILD_SUBREAPER`) it launches without, and says so on stderr.
 //!
 //! Before it exits after "ready" or "failed", it waits until every process
 //! that spoke on the notify socket has ended or had its `BARRIER=1`
@@ -77,10 +78,7 @@ fn main() {
     let name = program.to_string_lossy().into_owned();
     let mut cmd = std::process::Command::new(&program);
     cmd.args(args);
-    options = options.contain(cfg!(any(target_os = "linux", target_os = "android")));
-    if !options.contain {
-        eprintln!("launch: containment needs Linux; what {name} forks may escape");
-    }
+    options = options.contain(true);
     let started = Instant::now();
     // What is left of the timeout, for the speakers on the socket.
     let left = || {
@@ -95,7 +93,17 @@ fn main() {
         Some(text) => format!(" (status: {text:?})"),
         None => String::new(),
     };
-    match launch(&mut cmd, options) {
+    // Refused before anything was started (off Linux; under an emulator
+    // such as qemu-user, which has no PR_SET_CHILD_SUBREAPER): launch
+    // without, and say so on stderr.
+    let launched = match launch(&mut cmd, options) {
+        Err(LaunchError::Contain(e)) => {
+            eprintln!("launch: no containment here ({e}); what {name} forks may escape");
+            launch(&mut cmd, options.contain(false))
+        }
+        other => other,
+    };
+    match launched {
         Ok(mut child) => {
             println!(
                 "launch: {name} (pid {}) is ready{}; exiting 0 and leaving it running",
