@@ -324,6 +324,15 @@ else
     sigcheck "shutdown --drain 0.3, SIGINT once: a clean stop" 0 1.3 "$r"
     check "shutdown, SIGINT once: 4 'worker I stopped' lines, then: $(tail -n 1 "$tmp/sd-int1.out")" \
         workers_all_stopped "$tmp/sd-int1.out" 4
+    # SIGHUP reloads and serves on (it used to kill it); SIGTERM 0.3 s
+    # later is still the clean stop.
+    r=$(sigrun "line:serving with 2 workers" child "HUP TERM" "$tmp/sd-hup.out" \
+        -- "$bin/shutdown" --workers 2 --drain 0.1)
+    sigcheck "shutdown --workers 2 --drain 0.1, SIGHUP then SIGTERM: a reload, then a clean stop" 0 1.1 "$r"
+    check "shutdown, SIGHUP: $(grep -m 1 "SIGHUP" "$tmp/sd-hup.out" || echo "no SIGHUP line")" \
+        grep -qx "shutdown: got SIGHUP; reload 1 done" "$tmp/sd-hup.out"
+    check "shutdown, SIGHUP then SIGTERM: 2 'worker I stopped' lines, then: $(tail -n 1 "$tmp/sd-hup.out")" \
+        workers_all_stopped "$tmp/sd-hup.out" 2
 
     # ready_daemon: SIGTERM while it serves 30 s ends it at once, exit 0,
     # its pid file removed.
