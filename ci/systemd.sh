@@ -11,6 +11,13 @@
 #   - shutdown as Type=notify: active with its STATUS= text; systemctl stop
 #     returns in under 1 s, the workers stopped cleanly, Result=success,
 #     ExecMainStatus=0;
+#   - WatchdogSec=1: shutdown, which pings every 0.5 s, is still active
+#     (the same MainPID) 3 s later; the control, ready_daemon, which never
+#     pings, is killed and fails with Result=watchdog;
+#   - systemctl reload of shutdown (ExecReload=/bin/kill -HUP $MAINPID):
+#     exit 0; it answers RELOADING=1 (with MONOTONIC_USEC=), then READY=1,
+#     and is active/running again, the same MainPID, its status text and
+#     log saying it reloaded;
 #   - tokio_service as Type=notify (KillMode=mixed): active with StatusText
 #     "serving; helper PID N ready" once the helper it launched with
 #     launch_async is; systemctl stop returns in under 1 s, Result=success,
@@ -42,7 +49,7 @@
 #                                    procps and systemd when missing)
 # Environment: CARGO_TARGET_DIR (default target/; not under /tmp, /var/tmp,
 # /run or /dev/shm, which the namespace hides). The units' logs and
-# systemd's own (systemd.log) stay in <target>/systemd-ci/log. About 12 s.
+# systemd's own (systemd.log) stay in <target>/systemd-ci/log. About 17 s.
 set -euo pipefail
 # shellcheck source=ci/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -220,8 +227,16 @@ unit dw-forking forking PIDFile=/run/dw.pid TimeoutStartSec=30 \
 # shutdown: three workers that take 0.2 s to drain once asked to stop.
 # TimeoutStopSec=10: a stop that took that long would fail the 1 s check,
 # not end in a SIGKILL that hides why.
-unit sd-notify notify NotifyAccess=main TimeoutStartSec=30 TimeoutStopSec=10 \
-    "ExecStart=/run/ci/bin/shutdown --workers 3 --drain 0.2"
+# WatchdogSec=1: it pings every 0.5 s. ExecReload: SIGHUP to it, which
+# answers RELOADING=1, then READY=1.
+unit sd-notify notify NotifyAccess=main TimeoutStartSec=30 TimeoutStopSec=10 WatchdogSec=1 \
+    "ExecStart=/run/ci/bin/shutdown --workers 3 --drain 0.2" \
+    'ExecReload=/bin/kill -HUP $MAINPID'
+# The watchdog's control: ready_daemon reports READY=1 and never pings.
+# WatchdogSignal=SIGKILL, not the default SIGABRT: nothing may dump core
+# (the host's core_pattern could hand the dump to a host program).
+unit rd-nowatchdog notify NotifyAccess=main TimeoutStartSec=30 WatchdogSec=1 WatchdogSignal=SIGKILL \
+    "ExecStart=$rd --serve 300"
 
 # tokio_service: launches itself as a helper (launch_async), reports
 # READY=1 once the helper is ready, and on SIGTERM stops the helper and
@@ -326,6 +341,7 @@ timed() {
     printf -v "$1_secs" '%s' "$(elapsed "$t0")"
 }
 start_code=0 start_out="" start_secs=0 stop_code=0 stop_out="" stop_secs=0
+reload_code=0 reload_out="" reload_secs=0
 start_unit() { timed start "$1"; }
 stop_unit() { timed stop "$1"; }
 # lt A B / ge A B: compare two decimals.
@@ -519,6 +535,45 @@ if [ "$start_code" -eq 0 ] && [ "$st" = active/running ] && [ "$text" = "serving
 else
     fail "Type=notify, shutdown: start exit $start_code after ${start_secs}s (want 0): $(one_line "$start_out"); $st (want active/running); StatusText='$text' (want 'serving with 3 workers'); $(diag sd-notify)"
 fi
+# 7a. WatchdogSec=1: 3 s later it is still the same process, running,
+# and systemd has heard a ping within the last second.
+sd_main="$(prop sd-notify MainPID)"
+sleep 3
+st="$(prop sd-notify ActiveState)/$(prop sd-notify SubState)"
+wd="$(prop sd-notify WatchdogUSec)"
+sd_main_now="$(prop sd-notify MainPID)"
+# WatchdogTimestampMonotonic: when systemd last heard WATCHDOG=1 (or
+# READY=1); /proc/uptime is CLOCK_BOOTTIME, close enough to compare
+# (no suspend in CI), and the same in the namespace.
+ping_usec="$(prop sd-notify WatchdogTimestampMonotonic)"
+ping_age="$(awk -v p="${ping_usec:-0}" '{ printf "%.2f", $1 - p / 1e6 }' /proc/uptime)"
+if [ "$st" = active/running ] && [ "$wd" = 1s ] && [ -n "$sd_main" ] && [ "$sd_main" != 0 ] \
+        && [ "$sd_main_now" = "$sd_main" ] && [ "${ping_usec:-0}" != 0 ] && lt "$ping_age" 1; then
+    pass "WatchdogSec=1, shutdown: 3 s after the start $st, MainPID $sd_main still; WatchdogUSec=$wd; last ping ${ping_age}s ago"
+else
+    fail "WatchdogSec=1, shutdown: 3 s after the start $st (want active/running); WatchdogUSec=$wd (want 1s); MainPID $sd_main, now $sd_main_now (want the same); last ping ${ping_age}s ago (WatchdogTimestampMonotonic=$ping_usec; want under 1 s); $(diag sd-notify)"
+fi
+
+# 7b. systemctl reload: ExecReload sends SIGHUP; it answers RELOADING=1
+# with MONOTONIC_USEC=, its status, then READY=1, and serves on. The
+# reload job may end with ExecReload, before the answer: wait for it.
+timed reload sd-notify
+sd_reloaded() {
+    [ "$(prop sd-notify StatusText)" = "serving with 3 workers; reloads: 1" ] \
+        && [ "$(prop sd-notify ActiveState)/$(prop sd-notify SubState)" = active/running ]
+}
+wait_until 5 sd_reloaded || true
+st="$(prop sd-notify ActiveState)/$(prop sd-notify SubState)"
+text="$(prop sd-notify StatusText)"
+said="$(grep -m 1 "SIGHUP" "$work/log/sd-notify.log" 2>/dev/null)" || said=""
+sd_main_now="$(prop sd-notify MainPID)"
+if [ "$reload_code" -eq 0 ] && [ "$st" = active/running ] && [ "$sd_main_now" = "$sd_main" ] \
+        && [ "$text" = "serving with 3 workers; reloads: 1" ] && [ "$said" = "shutdown: got SIGHUP; reload 1 done" ]; then
+    pass "systemctl reload, shutdown: exit 0 after ${reload_secs}s; $st, MainPID $sd_main still; StatusText=$text; it said: $said"
+else
+    fail "systemctl reload, shutdown: exit $reload_code after ${reload_secs}s (want 0): $(one_line "$reload_out"); $st (want active/running, not reloading); MainPID $sd_main_now (want $sd_main); StatusText='$text' (want 'serving with 3 workers; reloads: 1'); it said '$said' (want 'shutdown: got SIGHUP; reload 1 done'); $(diag sd-notify)"
+fi
+
 stop_unit sd-notify
 ended="$(ended_clean sd-notify)"
 st="$(prop sd-notify ActiveState)"
@@ -529,6 +584,20 @@ if [ "$stop_code" -eq 0 ] && lt "$stop_secs" 1 && [ "$st" = inactive ] && [ "$en
     pass "Type=notify, shutdown, stop: exit 0 after ${stop_secs}s; $st; Result ExecMainCode ExecMainStatus: $ended; $stopped workers stopped; it said: $last"
 else
     fail "Type=notify, shutdown, stop: exit $stop_code after ${stop_secs}s (want 0 within 1 s): $(one_line "$stop_out"); $st (want inactive); Result ExecMainCode ExecMainStatus: $ended (want success 1 0); workers stopped: $stopped (want 3); $(diag sd-notify)"
+fi
+
+# 7c. The watchdog's control: ready_daemon, ready and never pinging,
+# under WatchdogSec=1: killed (WatchdogSignal=SIGKILL) about 1 s after
+# READY=1, and the unit fails with Result=watchdog.
+start_unit rd-nowatchdog
+nowd_failed() { [ "$(prop rd-nowatchdog ActiveState)" = failed ]; }
+wait_until 5 nowd_failed || true
+st="$(prop rd-nowatchdog ActiveState)"
+result="$(prop rd-nowatchdog Result)"
+if [ "$start_code" -eq 0 ] && [ "$st" = failed ] && [ "$result" = watchdog ]; then
+    pass "WatchdogSec=1, the control: ready_daemon, which never pings: start exit 0 after ${start_secs}s; then $st, Result=$result"
+else
+    fail "WatchdogSec=1, the control: ready_daemon, which never pings: start exit $start_code after ${start_secs}s (want 0): $(one_line "$start_out"); then $st (want failed), Result=$result (want watchdog); $(diag rd-nowatchdog)"
 fi
 
 # 8. tokio_service as Type=notify: READY=1 once its helper (launched with
