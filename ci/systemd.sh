@@ -18,6 +18,10 @@
 #     exit 0; it answers RELOADING=1 (with MONOTONIC_USEC=), then READY=1,
 #     and is active/running again, the same MainPID, its status text and
 #     log saying it reloaded;
+#   - socket activation: ec-notify.socket (ListenStream=/run/echo.sock)
+#     listens and starts nothing; the first connection starts echo_service
+#     as Type=notify on that socket, and the line sent comes back; it
+#     reports READY=1, takes a reload, and stops with exit 0;
 #   - tokio_service as Type=notify (KillMode=mixed): active with StatusText
 #     "serving; helper PID N ready" once the helper it launched with
 #     launch_async is; systemctl stop returns in under 1 s, Result=success,
@@ -63,6 +67,7 @@ for cmd in unshare nsenter setpriv mountpoint; do
     need_cmd "$cmd" util-linux || die "missing tool: $cmd (Debian package util-linux)"
 done
 need_cmd pgrep procps || die "missing tool: pgrep (Debian package procps)"
+need_cmd socat socat || die "missing tool: socat (Debian package socat)"
 need_cmd systemctl systemd || die "missing tool: systemctl (Debian package systemd)"
 systemd_bin=/lib/systemd/systemd
 [ -x "$systemd_bin" ] || apt_ensure systemd || true
@@ -87,9 +92,11 @@ built="$(cargo build --examples --message-format=json-render-diagnostics \
 rd_bin="$(grep '/ready_daemon$' <<<"$built" | tail -n 1)" || true
 dw_bin="$(grep '/daemon_wait$' <<<"$built" | tail -n 1)" || true
 sd_bin="$(grep '/shutdown$' <<<"$built" | tail -n 1)" || true
+ec_bin="$(grep '/echo_service$' <<<"$built" | tail -n 1)" || true
 [ -x "$rd_bin" ] || die "could not find the built ready_daemon example"
 [ -x "$dw_bin" ] || die "could not find the built daemon_wait example"
 [ -x "$sd_bin" ] || die "could not find the built shutdown example"
+[ -x "$ec_bin" ] || die "could not find the built echo_service example"
 # tokio_service needs the tokio feature (required-features), so the build
 # above skips it.
 log "cargo build --features tokio --example tokio_service"
@@ -107,7 +114,7 @@ case "$work/" in
 esac
 rm -rf "$work"
 mkdir -p "$work/bin" "$work/units" "$work/log"
-cp "$rd_bin" "$dw_bin" "$sd_bin" "$ts_bin" "$work/bin/"
+cp "$rd_bin" "$dw_bin" "$sd_bin" "$ts_bin" "$ec_bin" "$work/bin/"
 : >"$work/log/systemd.log"
 
 cgparent="$cg2_root${cg2_self%/}"
@@ -245,6 +252,18 @@ unit rd-nowatchdog notify NotifyAccess=main TimeoutStartSec=30 WatchdogSec=1 Wat
 # would signal the helper too, and hide whether tokio_service stops it).
 unit ts-notify notify NotifyAccess=main KillMode=mixed TimeoutStartSec=30 TimeoutStopSec=10 \
     "ExecStart=/run/ci/bin/tokio_service"
+
+# echo_service by socket activation: ec-notify.socket listens on
+# /run/echo.sock (the namespace's private /run) and starts ec-notify.service
+# on the first connection, handing it the socket as fd 3. Without it
+# echo_service has no socket (no --listen) and exits 64: serving proves
+# the activation. DefaultDependencies=no here too: a socket unit would
+# otherwise pull in sockets.target and sysinit.target.
+unit ec-notify notify NotifyAccess=main TimeoutStartSec=30 TimeoutStopSec=10 WatchdogSec=1 \
+    "ExecStart=/run/ci/bin/echo_service" \
+    'ExecReload=/bin/kill -HUP $MAINPID'
+printf '[Unit]\nDescription=tokenpipe CI: ec-notify socket\nDefaultDependencies=no\n\n[Socket]\nListenStream=/run/echo.sock\n' \
+    >"$work/units/ec-notify.socket"
 
 write_start_target >"$work/units/tokenpipe-ci.target"
 
@@ -600,7 +619,55 @@ else
     fail "WatchdogSec=1, the control: ready_daemon, which never pings: start exit $start_code after ${start_secs}s (want 0): $(one_line "$start_out"); then $st (want failed), Result=$result (want watchdog); $(diag rd-nowatchdog)"
 fi
 
-# 8. tokio_service as Type=notify: READY=1 once its helper (launched with
+# 8. Socket activation: the socket unit listens, nothing runs yet; a
+# connection starts echo_service (Type=notify), which echoes the line.
+timed start ec-notify.socket
+sock_st="$(prop ec-notify.socket ActiveState)/$(prop ec-notify.socket SubState)"
+svc_before="$(prop ec-notify.service ActiveState)"
+if [ "$start_code" -eq 0 ] && [ "$sock_st" = active/listening ] && [ "$svc_before" = inactive ] \
+        && ns test -S /run/echo.sock; then
+    pass "socket activation: ec-notify.socket started, exit 0 after ${start_secs}s; $sock_st on /run/echo.sock; ec-notify.service $svc_before until a connection"
+else
+    fail "socket activation: start ec-notify.socket exit $start_code after ${start_secs}s (want 0): $(one_line "$start_out"); socket $sock_st (want active/listening); service $svc_before (want inactive); /run/echo.sock a socket: $(ns test -S /run/echo.sock && echo yes || echo no); $(diag ec-notify)"
+fi
+echoed="$(printf 'hello, activated\n' | ns socat -t 5 - UNIX-CONNECT:/run/echo.sock 2>&1)" || true
+ec_ready() { [ "$(prop ec-notify.service ActiveState)/$(prop ec-notify.service SubState)" = active/running ]; }
+wait_until 5 ec_ready || true
+st="$(prop ec-notify.service ActiveState)/$(prop ec-notify.service SubState)"
+text="$(prop ec-notify.service StatusText)"
+listening="$(grep -m 1 "listening on" "$work/log/ec-notify.log" 2>/dev/null)" || listening=""
+if [ "$echoed" = "hello, activated" ] && [ "$st" = active/running ] && [ "$text" = "serving on 1 socket" ] \
+        && [ "$listening" = "echo_service: listening on unix:/run/echo.sock" ]; then
+    pass "socket activation: the first connection started echo_service and got back '$echoed'; $st; StatusText=$text; it said: $listening"
+else
+    fail "socket activation: sent 'hello, activated', got back '$(one_line "$echoed")'; service $st (want active/running); StatusText='$text' (want 'serving on 1 socket'); it said '$listening' (want 'echo_service: listening on unix:/run/echo.sock'); $(diag ec-notify)"
+fi
+timed reload ec-notify.service
+ec_reloaded() {
+    [ "$(prop ec-notify.service StatusText)" = "serving on 1 socket; reloads: 1" ] && ec_ready
+}
+wait_until 5 ec_reloaded || true
+st="$(prop ec-notify.service ActiveState)/$(prop ec-notify.service SubState)"
+text="$(prop ec-notify.service StatusText)"
+echoed="$(printf 'after the reload\n' | ns socat -t 5 - UNIX-CONNECT:/run/echo.sock 2>&1)" || true
+if [ "$reload_code" -eq 0 ] && [ "$st" = active/running ] && [ "$text" = "serving on 1 socket; reloads: 1" ] \
+        && [ "$echoed" = "after the reload" ]; then
+    pass "socket activation, reload: exit 0 after ${reload_secs}s; $st; StatusText=$text; still echoes"
+else
+    fail "socket activation, reload: exit $reload_code after ${reload_secs}s (want 0): $(one_line "$reload_out"); $st (want active/running); StatusText='$text' (want 'serving on 1 socket; reloads: 1'); echoed '$(one_line "$echoed")'; $(diag ec-notify)"
+fi
+stop_unit ec-notify.service
+ended="$(ended_clean ec-notify.service)"
+last="$(tail -n 1 "$work/log/ec-notify.log" 2>/dev/null)"
+ns systemctl stop ec-notify.socket || true
+if [ "$stop_code" -eq 0 ] && lt "$stop_secs" 1 && [ "$ended" = "success 1 0" ] \
+        && [ "$last" = "echo_service: got SIGTERM; stopping; exiting 0" ]; then
+    pass "socket activation, stop: exit 0 after ${stop_secs}s; Result ExecMainCode ExecMainStatus: $ended; it said: $last"
+else
+    fail "socket activation, stop: exit $stop_code after ${stop_secs}s (want 0 within 1 s): $(one_line "$stop_out"); Result ExecMainCode ExecMainStatus: $ended (want success 1 0); last line '$last'; $(diag ec-notify)"
+fi
+
+# 9. tokio_service as Type=notify: READY=1 once its helper (launched with
 # launch_async, reporting on a socket of the launch's own) is ready, then
 # STATUS=serving; helper PID N ready. systemctl stop (SIGTERM to it alone,
 # KillMode=mixed): it sends the helper SIGTERM, awaits its end and exits
