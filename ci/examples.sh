@@ -298,6 +298,10 @@ expect shutdown 0 "all 2 workers stopped" -- --self-test --workers 2
 expect shutdown 64 "usage: shutdown [--workers N] [--drain SECS] [--self-test]" -- --bogus
 expect shutdown 64 "--workers takes 1 to 256" -- --workers 0
 expect shutdown 64 "--drain takes seconds" -- --drain soon
+expect echo_service 64 "usage: echo_service [--listen unix:PATH | --listen tcp:HOST:PORT]..." -- --listen nowhere
+expect echo_service 64 "--listen tcp: takes HOST:PORT" -- --listen tcp:localhost
+expect echo_service 64 "no sockets: none by socket activation, and no --listen" --
+expect echo_service 1 "cannot listen on unix:$tmp:" -- --listen "unix:$tmp"
 check "examples/shutdown.rs has no unsafe code" \
     test "$(sed 's|//.*||' examples/shutdown.rs | grep -c '\bunsafe\b')" -eq 0
 
@@ -324,6 +328,63 @@ else
     sigcheck "shutdown --drain 0.3, SIGINT once: a clean stop" 0 1.3 "$r"
     check "shutdown, SIGINT once: 4 'worker I stopped' lines, then: $(tail -n 1 "$tmp/sd-int1.out")" \
         workers_all_stopped "$tmp/sd-int1.out" 4
+    # SIGHUP reloads and serves on (it used to kill it); SIGTERM 0.3 s
+    # later is still the clean stop.
+    r=$(sigrun "line:serving with 2 workers" child "HUP TERM" "$tmp/sd-hup.out" \
+        -- "$bin/shutdown" --workers 2 --drain 0.1)
+    sigcheck "shutdown --workers 2 --drain 0.1, SIGHUP then SIGTERM: a reload, then a clean stop" 0 1.1 "$r"
+    check "shutdown, SIGHUP: $(grep -m 1 "SIGHUP" "$tmp/sd-hup.out" || echo "no SIGHUP line")" \
+        grep -qx "shutdown: got SIGHUP; reload 1 done" "$tmp/sd-hup.out"
+    check "shutdown, SIGHUP then SIGTERM: 2 'worker I stopped' lines, then: $(tail -n 1 "$tmp/sd-hup.out")" \
+        workers_all_stopped "$tmp/sd-hup.out" 2
+
+    # echo_service on sockets it binds itself (the systemd run covers
+    # socket activation): a line sent on each comes back; SIGHUP reloads;
+    # SIGTERM stops it, exit 0, and it removes the socket file it made.
+    rm -f "$tmp/echo.sock"
+    "$bin/echo_service" --listen "unix:$tmp/echo.sock" --listen tcp:127.0.0.1:0 >"$tmp/echo.out" 2>&1 &
+    echo_pid=$!
+    for _ in $(seq 500); do grep -q "^echo_service: serving" "$tmp/echo.out" && break; sleep 0.02; done
+    echo_port=$(sed -n 's/^echo_service: listening on tcp:127\.0\.0\.1:\([0-9]*\)$/\1/p' "$tmp/echo.out")
+    # echo_round ADDR: sends two lines to ADDR (a path, or a TCP port) and
+    # prints what came back once the second line is in (5 s at most).
+    # shellcheck disable=SC2317  # called below
+    echo_round() {
+        timeout 10 python3 - "$1" <<'PY'
+import socket, sys
+addr = sys.argv[1]
+if addr.isdigit():
+    s = socket.create_connection(("127.0.0.1", int(addr)), timeout=5)
+else:
+    s = socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(addr)
+s.sendall(b"one line\nand another\n")
+got = b""
+while got.count(b"\n") < 2:
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    got += chunk
+sys.stdout.write(got.decode(errors="replace").replace("\n", "|"))
+PY
+    }
+    got=$(echo_round "$tmp/echo.sock" 2>&1) || true
+    check "echo_service --listen unix:PATH: two lines back: $got" test "$got" = "one line|and another|"
+    got=$(echo_round "${echo_port:-0}" 2>&1) || true
+    check "echo_service --listen tcp:127.0.0.1:0 (port ${echo_port:-?}): two lines back: $got" \
+        test "$got" = "one line|and another|"
+    kill -HUP "$echo_pid" 2>/dev/null || true
+    for _ in $(seq 250); do grep -q "SIGHUP" "$tmp/echo.out" && break; sleep 0.02; done
+    check "echo_service, SIGHUP: $(grep -m 1 SIGHUP "$tmp/echo.out" || echo "no SIGHUP line")" \
+        grep -qx "echo_service: got SIGHUP; reload 1 done" "$tmp/echo.out"
+    got=$(echo_round "$tmp/echo.sock" 2>&1) || true
+    check "echo_service, after the reload: still echoes: $got" test "$got" = "one line|and another|"
+    kill -TERM "$echo_pid" 2>/dev/null || true
+    code=0
+    timeout 10 tail --pid="$echo_pid" -f /dev/null || kill -KILL "$echo_pid" 2>/dev/null || true
+    wait "$echo_pid" || code=$?
+    check "echo_service, SIGTERM: exit $code (want 0): $(tail -n 1 "$tmp/echo.out")" \
+        test "$code" -eq 0 -a "$(tail -n 1 "$tmp/echo.out")" = "echo_service: got SIGTERM; stopping; exiting 0"
+    check "echo_service, SIGTERM: it removed the socket file it made" test ! -e "$tmp/echo.sock"
 
     # ready_daemon: SIGTERM while it serves 30 s ends it at once, exit 0,
     # its pid file removed.

@@ -11,6 +11,17 @@
 #   - shutdown as Type=notify: active with its STATUS= text; systemctl stop
 #     returns in under 1 s, the workers stopped cleanly, Result=success,
 #     ExecMainStatus=0;
+#   - WatchdogSec=1: shutdown, which pings every 0.5 s, is still active
+#     (the same MainPID) 3 s later; the control, ready_daemon, which never
+#     pings, is killed and fails with Result=watchdog;
+#   - systemctl reload of shutdown (ExecReload=/bin/kill -HUP $MAINPID):
+#     exit 0; it answers RELOADING=1 (with MONOTONIC_USEC=), then READY=1,
+#     and is active/running again, the same MainPID, its status text and
+#     log saying it reloaded;
+#   - socket activation: ec-notify.socket (ListenStream=/run/echo.sock)
+#     listens and starts nothing; the first connection starts echo_service
+#     as Type=notify on that socket, and the line sent comes back; it
+#     reports READY=1, takes a reload, and stops with exit 0;
 #   - tokio_service as Type=notify (KillMode=mixed): active with StatusText
 #     "serving; helper PID N ready" once the helper it launched with
 #     launch_async is; systemctl stop returns in under 1 s, Result=success,
@@ -42,7 +53,7 @@
 #                                    procps and systemd when missing)
 # Environment: CARGO_TARGET_DIR (default target/; not under /tmp, /var/tmp,
 # /run or /dev/shm, which the namespace hides). The units' logs and
-# systemd's own (systemd.log) stay in <target>/systemd-ci/log. About 12 s.
+# systemd's own (systemd.log) stay in <target>/systemd-ci/log. About 17 s.
 set -euo pipefail
 # shellcheck source=ci/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -56,6 +67,7 @@ for cmd in unshare nsenter setpriv mountpoint; do
     need_cmd "$cmd" util-linux || die "missing tool: $cmd (Debian package util-linux)"
 done
 need_cmd pgrep procps || die "missing tool: pgrep (Debian package procps)"
+need_cmd socat socat || die "missing tool: socat (Debian package socat)"
 need_cmd systemctl systemd || die "missing tool: systemctl (Debian package systemd)"
 systemd_bin=/lib/systemd/systemd
 [ -x "$systemd_bin" ] || apt_ensure systemd || true
@@ -80,9 +92,11 @@ built="$(cargo build --examples --message-format=json-render-diagnostics \
 rd_bin="$(grep '/ready_daemon$' <<<"$built" | tail -n 1)" || true
 dw_bin="$(grep '/daemon_wait$' <<<"$built" | tail -n 1)" || true
 sd_bin="$(grep '/shutdown$' <<<"$built" | tail -n 1)" || true
+ec_bin="$(grep '/echo_service$' <<<"$built" | tail -n 1)" || true
 [ -x "$rd_bin" ] || die "could not find the built ready_daemon example"
 [ -x "$dw_bin" ] || die "could not find the built daemon_wait example"
 [ -x "$sd_bin" ] || die "could not find the built shutdown example"
+[ -x "$ec_bin" ] || die "could not find the built echo_service example"
 # tokio_service needs the tokio feature (required-features), so the build
 # above skips it.
 log "cargo build --features tokio --example tokio_service"
@@ -100,7 +114,7 @@ case "$work/" in
 esac
 rm -rf "$work"
 mkdir -p "$work/bin" "$work/units" "$work/log"
-cp "$rd_bin" "$dw_bin" "$sd_bin" "$ts_bin" "$work/bin/"
+cp "$rd_bin" "$dw_bin" "$sd_bin" "$ts_bin" "$ec_bin" "$work/bin/"
 : >"$work/log/systemd.log"
 
 cgparent="$cg2_root${cg2_self%/}"
@@ -220,8 +234,16 @@ unit dw-forking forking PIDFile=/run/dw.pid TimeoutStartSec=30 \
 # shutdown: three workers that take 0.2 s to drain once asked to stop.
 # TimeoutStopSec=10: a stop that took that long would fail the 1 s check,
 # not end in a SIGKILL that hides why.
-unit sd-notify notify NotifyAccess=main TimeoutStartSec=30 TimeoutStopSec=10 \
-    "ExecStart=/run/ci/bin/shutdown --workers 3 --drain 0.2"
+# WatchdogSec=1: it pings every 0.5 s. ExecReload: SIGHUP to it, which
+# answers RELOADING=1, then READY=1.
+unit sd-notify notify NotifyAccess=main TimeoutStartSec=30 TimeoutStopSec=10 WatchdogSec=1 \
+    "ExecStart=/run/ci/bin/shutdown --workers 3 --drain 0.2" \
+    'ExecReload=/bin/kill -HUP $MAINPID'
+# The watchdog's control: ready_daemon reports READY=1 and never pings.
+# WatchdogSignal=SIGKILL, not the default SIGABRT: nothing may dump core
+# (the host's core_pattern could hand the dump to a host program).
+unit rd-nowatchdog notify NotifyAccess=main TimeoutStartSec=30 WatchdogSec=1 WatchdogSignal=SIGKILL \
+    "ExecStart=$rd --serve 300"
 
 # tokio_service: launches itself as a helper (launch_async), reports
 # READY=1 once the helper is ready, and on SIGTERM stops the helper and
@@ -230,6 +252,18 @@ unit sd-notify notify NotifyAccess=main TimeoutStartSec=30 TimeoutStopSec=10 \
 # would signal the helper too, and hide whether tokio_service stops it).
 unit ts-notify notify NotifyAccess=main KillMode=mixed TimeoutStartSec=30 TimeoutStopSec=10 \
     "ExecStart=/run/ci/bin/tokio_service"
+
+# echo_service by socket activation: ec-notify.socket listens on
+# /run/echo.sock (the namespace's private /run) and starts ec-notify.service
+# on the first connection, handing it the socket as fd 3. Without it
+# echo_service has no socket (no --listen) and exits 64: serving proves
+# the activation. DefaultDependencies=no here too: a socket unit would
+# otherwise pull in sockets.target and sysinit.target.
+unit ec-notify notify NotifyAccess=main TimeoutStartSec=30 TimeoutStopSec=10 WatchdogSec=1 \
+    "ExecStart=/run/ci/bin/echo_service" \
+    'ExecReload=/bin/kill -HUP $MAINPID'
+printf '[Unit]\nDescription=tokenpipe CI: ec-notify socket\nDefaultDependencies=no\n\n[Socket]\nListenStream=/run/echo.sock\n' \
+    >"$work/units/ec-notify.socket"
 
 write_start_target >"$work/units/tokenpipe-ci.target"
 
@@ -326,6 +360,7 @@ timed() {
     printf -v "$1_secs" '%s' "$(elapsed "$t0")"
 }
 start_code=0 start_out="" start_secs=0 stop_code=0 stop_out="" stop_secs=0
+reload_code=0 reload_out="" reload_secs=0
 start_unit() { timed start "$1"; }
 stop_unit() { timed stop "$1"; }
 # lt A B / ge A B: compare two decimals.
@@ -519,6 +554,45 @@ if [ "$start_code" -eq 0 ] && [ "$st" = active/running ] && [ "$text" = "serving
 else
     fail "Type=notify, shutdown: start exit $start_code after ${start_secs}s (want 0): $(one_line "$start_out"); $st (want active/running); StatusText='$text' (want 'serving with 3 workers'); $(diag sd-notify)"
 fi
+# 7a. WatchdogSec=1: 3 s later it is still the same process, running,
+# and systemd has heard a ping within the last second.
+sd_main="$(prop sd-notify MainPID)"
+sleep 3
+st="$(prop sd-notify ActiveState)/$(prop sd-notify SubState)"
+wd="$(prop sd-notify WatchdogUSec)"
+sd_main_now="$(prop sd-notify MainPID)"
+# WatchdogTimestampMonotonic: when systemd last heard WATCHDOG=1 (or
+# READY=1); /proc/uptime is CLOCK_BOOTTIME, close enough to compare
+# (no suspend in CI), and the same in the namespace.
+ping_usec="$(prop sd-notify WatchdogTimestampMonotonic)"
+ping_age="$(awk -v p="${ping_usec:-0}" '{ printf "%.2f", $1 - p / 1e6 }' /proc/uptime)"
+if [ "$st" = active/running ] && [ "$wd" = 1s ] && [ -n "$sd_main" ] && [ "$sd_main" != 0 ] \
+        && [ "$sd_main_now" = "$sd_main" ] && [ "${ping_usec:-0}" != 0 ] && lt "$ping_age" 1; then
+    pass "WatchdogSec=1, shutdown: 3 s after the start $st, MainPID $sd_main still; WatchdogUSec=$wd; last ping ${ping_age}s ago"
+else
+    fail "WatchdogSec=1, shutdown: 3 s after the start $st (want active/running); WatchdogUSec=$wd (want 1s); MainPID $sd_main, now $sd_main_now (want the same); last ping ${ping_age}s ago (WatchdogTimestampMonotonic=$ping_usec; want under 1 s); $(diag sd-notify)"
+fi
+
+# 7b. systemctl reload: ExecReload sends SIGHUP; it answers RELOADING=1
+# with MONOTONIC_USEC=, its status, then READY=1, and serves on. The
+# reload job may end with ExecReload, before the answer: wait for it.
+timed reload sd-notify
+sd_reloaded() {
+    [ "$(prop sd-notify StatusText)" = "serving with 3 workers; reloads: 1" ] \
+        && [ "$(prop sd-notify ActiveState)/$(prop sd-notify SubState)" = active/running ]
+}
+wait_until 5 sd_reloaded || true
+st="$(prop sd-notify ActiveState)/$(prop sd-notify SubState)"
+text="$(prop sd-notify StatusText)"
+said="$(grep -m 1 "SIGHUP" "$work/log/sd-notify.log" 2>/dev/null)" || said=""
+sd_main_now="$(prop sd-notify MainPID)"
+if [ "$reload_code" -eq 0 ] && [ "$st" = active/running ] && [ "$sd_main_now" = "$sd_main" ] \
+        && [ "$text" = "serving with 3 workers; reloads: 1" ] && [ "$said" = "shutdown: got SIGHUP; reload 1 done" ]; then
+    pass "systemctl reload, shutdown: exit 0 after ${reload_secs}s; $st, MainPID $sd_main still; StatusText=$text; it said: $said"
+else
+    fail "systemctl reload, shutdown: exit $reload_code after ${reload_secs}s (want 0): $(one_line "$reload_out"); $st (want active/running, not reloading); MainPID $sd_main_now (want $sd_main); StatusText='$text' (want 'serving with 3 workers; reloads: 1'); it said '$said' (want 'shutdown: got SIGHUP; reload 1 done'); $(diag sd-notify)"
+fi
+
 stop_unit sd-notify
 ended="$(ended_clean sd-notify)"
 st="$(prop sd-notify ActiveState)"
@@ -531,7 +605,69 @@ else
     fail "Type=notify, shutdown, stop: exit $stop_code after ${stop_secs}s (want 0 within 1 s): $(one_line "$stop_out"); $st (want inactive); Result ExecMainCode ExecMainStatus: $ended (want success 1 0); workers stopped: $stopped (want 3); $(diag sd-notify)"
 fi
 
-# 8. tokio_service as Type=notify: READY=1 once its helper (launched with
+# 7c. The watchdog's control: ready_daemon, ready and never pinging,
+# under WatchdogSec=1: killed (WatchdogSignal=SIGKILL) about 1 s after
+# READY=1, and the unit fails with Result=watchdog.
+start_unit rd-nowatchdog
+nowd_failed() { [ "$(prop rd-nowatchdog ActiveState)" = failed ]; }
+wait_until 5 nowd_failed || true
+st="$(prop rd-nowatchdog ActiveState)"
+result="$(prop rd-nowatchdog Result)"
+if [ "$start_code" -eq 0 ] && [ "$st" = failed ] && [ "$result" = watchdog ]; then
+    pass "WatchdogSec=1, the control: ready_daemon, which never pings: start exit 0 after ${start_secs}s; then $st, Result=$result"
+else
+    fail "WatchdogSec=1, the control: ready_daemon, which never pings: start exit $start_code after ${start_secs}s (want 0): $(one_line "$start_out"); then $st (want failed), Result=$result (want watchdog); $(diag rd-nowatchdog)"
+fi
+
+# 8. Socket activation: the socket unit listens, nothing runs yet; a
+# connection starts echo_service (Type=notify), which echoes the line.
+timed start ec-notify.socket
+sock_st="$(prop ec-notify.socket ActiveState)/$(prop ec-notify.socket SubState)"
+svc_before="$(prop ec-notify.service ActiveState)"
+if [ "$start_code" -eq 0 ] && [ "$sock_st" = active/listening ] && [ "$svc_before" = inactive ] \
+        && ns test -S /run/echo.sock; then
+    pass "socket activation: ec-notify.socket started, exit 0 after ${start_secs}s; $sock_st on /run/echo.sock; ec-notify.service $svc_before until a connection"
+else
+    fail "socket activation: start ec-notify.socket exit $start_code after ${start_secs}s (want 0): $(one_line "$start_out"); socket $sock_st (want active/listening); service $svc_before (want inactive); /run/echo.sock a socket: $(ns test -S /run/echo.sock && echo yes || echo no); $(diag ec-notify)"
+fi
+echoed="$(printf 'hello, activated\n' | ns socat -t 5 - UNIX-CONNECT:/run/echo.sock 2>&1)" || true
+ec_ready() { [ "$(prop ec-notify.service ActiveState)/$(prop ec-notify.service SubState)" = active/running ]; }
+wait_until 5 ec_ready || true
+st="$(prop ec-notify.service ActiveState)/$(prop ec-notify.service SubState)"
+text="$(prop ec-notify.service StatusText)"
+listening="$(grep -m 1 "listening on" "$work/log/ec-notify.log" 2>/dev/null)" || listening=""
+if [ "$echoed" = "hello, activated" ] && [ "$st" = active/running ] && [ "$text" = "serving on 1 socket" ] \
+        && [ "$listening" = "echo_service: listening on unix:/run/echo.sock" ]; then
+    pass "socket activation: the first connection started echo_service and got back '$echoed'; $st; StatusText=$text; it said: $listening"
+else
+    fail "socket activation: sent 'hello, activated', got back '$(one_line "$echoed")'; service $st (want active/running); StatusText='$text' (want 'serving on 1 socket'); it said '$listening' (want 'echo_service: listening on unix:/run/echo.sock'); $(diag ec-notify)"
+fi
+timed reload ec-notify.service
+ec_reloaded() {
+    [ "$(prop ec-notify.service StatusText)" = "serving on 1 socket; reloads: 1" ] && ec_ready
+}
+wait_until 5 ec_reloaded || true
+st="$(prop ec-notify.service ActiveState)/$(prop ec-notify.service SubState)"
+text="$(prop ec-notify.service StatusText)"
+echoed="$(printf 'after the reload\n' | ns socat -t 5 - UNIX-CONNECT:/run/echo.sock 2>&1)" || true
+if [ "$reload_code" -eq 0 ] && [ "$st" = active/running ] && [ "$text" = "serving on 1 socket; reloads: 1" ] \
+        && [ "$echoed" = "after the reload" ]; then
+    pass "socket activation, reload: exit 0 after ${reload_secs}s; $st; StatusText=$text; still echoes"
+else
+    fail "socket activation, reload: exit $reload_code after ${reload_secs}s (want 0): $(one_line "$reload_out"); $st (want active/running); StatusText='$text' (want 'serving on 1 socket; reloads: 1'); echoed '$(one_line "$echoed")'; $(diag ec-notify)"
+fi
+stop_unit ec-notify.service
+ended="$(ended_clean ec-notify.service)"
+last="$(tail -n 1 "$work/log/ec-notify.log" 2>/dev/null)"
+ns systemctl stop ec-notify.socket || true
+if [ "$stop_code" -eq 0 ] && lt "$stop_secs" 1 && [ "$ended" = "success 1 0" ] \
+        && [ "$last" = "echo_service: got SIGTERM; stopping; exiting 0" ]; then
+    pass "socket activation, stop: exit 0 after ${stop_secs}s; Result ExecMainCode ExecMainStatus: $ended; it said: $last"
+else
+    fail "socket activation, stop: exit $stop_code after ${stop_secs}s (want 0 within 1 s): $(one_line "$stop_out"); Result ExecMainCode ExecMainStatus: $ended (want success 1 0); last line '$last'; $(diag ec-notify)"
+fi
+
+# 9. tokio_service as Type=notify: READY=1 once its helper (launched with
 # launch_async, reporting on a socket of the launch's own) is ready, then
 # STATUS=serving; helper PID N ready. systemctl stop (SIGTERM to it alone,
 # KillMode=mixed): it sends the helper SIGTERM, awaits its end and exits

@@ -20,6 +20,10 @@
 //!   its state here). The whole clean stop takes about `SECS`.
 //! - `--self-test`: sends itself SIGTERM after 300 ms (with `kill(1)`).
 //!
+//! SIGHUP reloads: it prints `shutdown: got SIGHUP; reload K done`, and
+//! the workers go on serving (a real daemon rereads its configuration
+//! here). It never stops the program, however many come.
+//!
 //! The first SIGINT or SIGTERM asks for a clean stop: it prints one line,
 //! the workers drain and are joined, each saying how many jobs it did, and
 //! the program exits 0. A second SIGINT or SIGTERM before that ends the
@@ -33,13 +37,21 @@
 //! |---|---|---|
 //! | a signal, then the drain | `shutdown: got SIGINT; ...` (or `SIGTERM`), one `worker I stopped` line per worker, `shutdown: all N workers stopped; exiting 0` | 0 |
 //! | a second signal during the drain | nothing more | killed by that signal (shell: 130 or 143) |
-//! | the handlers cannot be installed, `NOTIFY_SOCKET` is unusable, or a worker panicked | one line saying which | 1 |
+//! | SIGHUP | `shutdown: got SIGHUP; reload K done` | (goes on serving) |
+//! | the handlers cannot be installed, `NOTIFY_SOCKET` or `WATCHDOG_USEC` is unusable, or a worker panicked | one line saying which | 1 |
 //! | usage error | one `usage:` line on stderr | 64 |
 //!
 //! Readiness: when `NOTIFY_SOCKET` is set (systemd `Type=notify`,
 //! `start-stop-daemon --notify-await`), it reports `READY=1` once its
 //! workers run, with `STATUS=serving with N workers`, and
-//! `STATUS=stopping: draining N workers` when asked to stop. The variable
+//! `STOPPING=1` and `STATUS=stopping: draining N workers` when asked to
+//! stop. On SIGHUP it sends `RELOADING=1` with `MONOTONIC_USEC=` (one
+//! datagram), then `STATUS=serving with N workers; reloads: K` and
+//! `READY=1`, so systemd's `systemctl reload` (with
+//! `ExecReload=/bin/kill -HUP $MAINPID`) returns once the reload is done.
+//! With `WatchdogSec=` (`WATCHDOG_USEC`, for this pid) a thread sends
+//! `WATCHDOG=1` every half interval, from before `READY=1` until the
+//! process exits, drain included. The variable
 //! is read with `std::env::var_os` and given to
 //! `Notifier::from_socket`, which needs no `unsafe` (unlike
 //! `Notifier::from_env`, which also takes `TOKENPIPE_READY_FD` and removes
@@ -56,10 +68,17 @@ use bitcoin_tokenpipe::SignalInterrupt;
 #[cfg(tokenpipe_sigaction)]
 static STOP: SignalInterrupt = SignalInterrupt::new();
 
+/// Triggered by SIGHUP; reset after each reload. An interrupt of its own,
+/// so that a reload never looks like a stop to the workers.
+#[cfg(tokenpipe_sigaction)]
+static RELOAD: SignalInterrupt = SignalInterrupt::new();
+
 #[cfg(tokenpipe_sigaction)]
 fn main() {
-    use bitcoin_tokenpipe::interrupt::{InstallOptions, SIGINT, SIGTERM};
+    use bitcoin_tokenpipe::interrupt::{InstallOptions, SIGHUP, SIGINT, SIGTERM};
+    use bitcoin_tokenpipe::ready::Notifier;
     use std::process::exit;
+    use std::sync::Arc;
     use std::time::{Duration, Instant};
 
     /// One job's work.
@@ -76,6 +95,15 @@ fn main() {
         println!("shutdown: {why}; exiting 1");
         exit(1)
     });
+    // Read before any thread starts; safe all the same (it removes nothing).
+    let watchdog = match &notifier {
+        Some(_) => Notifier::watchdog_interval().unwrap_or_else(|e| {
+            println!("shutdown: cannot use the watchdog: {e}; exiting 1");
+            exit(1)
+        }),
+        None => None,
+    };
+    let notifier = Arc::new(notifier.unwrap_or_else(Notifier::none));
 
     // Before any worker starts: the handlers are in place before there is
     // anything to stop. Safe: the handler runs only async-signal-safe code.
@@ -83,6 +111,25 @@ fn main() {
     if let Err(e) = STOP.install_with(&[SIGINT, SIGTERM], force) {
         println!("shutdown: cannot install the SIGINT and SIGTERM handlers: {e}; exiting 1");
         exit(1);
+    }
+    if let Err(e) = RELOAD.install(&[SIGHUP]) {
+        println!("shutdown: cannot install the SIGHUP handler: {e}; exiting 1");
+        exit(1);
+    }
+
+    // The watchdog: one ping every half interval, until the process exits
+    // (a drain is no reason to be killed as hung). A sleep, not a wait on
+    // STOP: the pings go on after the stop.
+    if let Some(interval) = watchdog {
+        let notifier = Arc::clone(&notifier);
+        std::thread::spawn(move || {
+            loop {
+                if let Err(e) = notifier.watchdog() {
+                    eprintln!("shutdown: watchdog ping failed: {e}");
+                }
+                std::thread::sleep(interval / 2);
+            }
+        });
     }
 
     let drain = args.drain;
@@ -102,11 +149,36 @@ fn main() {
         .collect();
 
     let n = args.workers;
-    if let Some(notifier) = &notifier {
-        if let Err(e) = notifier.ready() {
-            eprintln!("shutdown: could not report ready: {e}; serving all the same");
-        }
-        let _ = notifier.status(&format!("serving with {n} workers"));
+    if let Err(e) = notifier.ready() {
+        eprintln!("shutdown: could not report ready: {e}; serving all the same");
+    }
+    let _ = notifier.status(&format!("serving with {n} workers"));
+
+    // Reloads: RELOADING=1 (with MONOTONIC_USEC=, in one datagram), the
+    // work, then READY=1, which ends the manager's "reloading". Reset
+    // first: a SIGHUP during the reload asks for one more.
+    {
+        let notifier = Arc::clone(&notifier);
+        std::thread::spawn(move || {
+            let mut reloads = 0u64;
+            while RELOAD.wait().is_ok() {
+                let _ = RELOAD.reset();
+                if STOP.is_triggered() {
+                    continue; // stopping: no READY=1 after STOPPING=1
+                }
+                reloads += 1;
+                if let Err(e) = notifier.reloading() {
+                    eprintln!("shutdown: could not report reloading: {e}");
+                }
+                // A real daemon rereads its configuration here.
+                println!("shutdown: got SIGHUP; reload {reloads} done");
+                let _ = notifier.status(&format!("serving with {n} workers; reloads: {reloads}"));
+                if let Err(e) = notifier.ready() {
+                    eprintln!("shutdown: could not report ready after the reload: {e}");
+                }
+            }
+            eprintln!("shutdown: waiting for SIGHUP failed; no more reloads");
+        });
     }
     if args.self_test {
         let pid = std::process::id().to_string();
@@ -147,9 +219,10 @@ fn main() {
         "shutdown: got {name}; draining {n} workers for {drain:?} \
          (send it again to force)"
     );
-    if let Some(notifier) = &notifier {
-        let _ = notifier.status(&format!("stopping: draining {n} workers"));
+    if let Err(e) = notifier.stopping() {
+        eprintln!("shutdown: could not report stopping: {e}");
     }
+    let _ = notifier.status(&format!("stopping: draining {n} workers"));
     let mut panicked = 0;
     for worker in workers {
         if worker.join().is_err() {
