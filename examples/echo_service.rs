@@ -41,15 +41,12 @@
 //! (`WATCHDOG_USEC` for this pid) `WATCHDOG=1` every half interval, from a
 //! thread of its own.
 //!
-//! One `unsafe` block, and only on the socket activation path: taking fds
-//! 3 and on as `OwnedFd`s (`ListenFds::into_owned`) is a promise that
-//! nothing else in the process owns them, which only the program can
-//! make; std has no safe way to claim an inherited fd by its number. It
-//! is made first thing in `main`, before any thread starts, from
-//! `ListenFds::take_from_env` (which also removes the variables, so no
-//! later reader finds the fds again). The rest needs none: the notify
-//! socket is read with `std::env::var_os` and `Notifier::from_socket`,
-//! as in the `shutdown` example.
+//! No `unsafe`: the activated fds are taken with `ListenFds::take_owned`,
+//! which claims them once per process, and the notify socket is read with
+//! `std::env::var_os` and `Notifier::from_socket`, as in the `shutdown`
+//! example. The activation variables stay in the environment (removing
+//! them is not thread-safe); `LISTEN_PID` tells any child they are not its
+//! own.
 //!
 //! Which kind each activated socket is, without `unsafe`: it is taken as
 //! a `UnixListener` and asked its `local_addr()`: std's `getsockname`
@@ -58,7 +55,7 @@
 //! `local_addr()` in turn refuses anything but `AF_INET` and `AF_INET6`.
 //! A socket that is neither is refused (exit 1).
 
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 #[cfg(tokenpipe_sigaction)]
 use bitcoin_tokenpipe::SignalInterrupt;
@@ -78,14 +75,9 @@ fn main() {
     use std::process::exit;
     use std::sync::Arc;
 
-    // First, before any thread: the activated fds, taken once.
-    // SAFETY: no other thread exists yet to read the environment while
-    // take_from_env removes the variables, and nothing else in this
-    // program claims fds 3 and on: they are the manager's, passed to us
-    // (LISTEN_PID is our pid), and taken here once.
-    #[allow(unsafe_code)]
-    let activated = match unsafe { ListenFds::take_from_env() } {
-        Ok(fds) => unsafe { fds.into_owned() },
+    // The activated fds, taken once.
+    let activated = match ListenFds::take_owned() {
+        Ok(fds) => fds,
         Err(e) => die(format!("cannot use the socket activation variables: {e}")),
     };
 

@@ -198,6 +198,17 @@ fn child_mode_takes_the_fds_its_parent_placed_at_3_and_4() {
     }
     assert_eq!(std::env::var("LISTEN_FDS").as_deref(), Ok("2"), "left");
 
+    // Taken safely as OwnedFds, once per process: a second take is refused
+    // by name, the variables stay.
+    #[cfg(feature = "std")]
+    let owned_once = {
+        let owned = ListenFds::take_owned().unwrap();
+        let again = ListenFds::take_owned().expect_err("taken twice");
+        assert!(again.to_string().contains("LISTEN_FDS"), "{again}");
+        assert_eq!(std::env::var("LISTEN_FDS").as_deref(), Ok("2"), "left");
+        owned
+    };
+
     // Taken: the same fds, and the variables gone.
     // SAFETY: this child runs this one test on one thread.
     let set = unsafe { ListenFds::take_from_env() }.unwrap();
@@ -210,8 +221,10 @@ fn child_mode_takes_the_fds_its_parent_placed_at_3_and_4() {
     // With std: each as an OwnedFd, and from that a listener.
     #[cfg(feature = "std")]
     {
-        // SAFETY: taken from the environment once; nothing else owns 3 and 4.
-        let mut owned = unsafe { set.into_owned() }.into_iter();
+        // The OwnedFds take_owned gave (into_owned on `set` would own the
+        // same fds twice).
+        let _ = set;
+        let mut owned = owned_once.into_iter();
         let (web, name) = owned.next().unwrap();
         assert_eq!(name.as_deref(), Some("web"));
         let web = UnixListener::from(web);

@@ -205,6 +205,42 @@ impl ListenFds {
         })
     }
 
+    /// The fds this process was passed, taken as `OwnedFd`s with their
+    /// names, safely: at most once per process. Read as
+    /// [`from_env`](Self::from_env) reads them (nothing removed, each made
+    /// close-on-exec); turn one into a listener with `UnixListener::from`
+    /// or `TcpListener::from`.
+    ///
+    /// Why this may be safe when [`into_owned`](Self::into_owned) is not:
+    /// fds `3..3+LISTEN_FDS` are handed to the process whose pid is
+    /// `LISTEN_PID` for it to own, and this call claims them once, so no
+    /// two `OwnedFd`s of this crate's ever name one of them. (Other code in
+    /// the process that claims them too breaks that hand-over; claim them
+    /// in one place.) A second call, anywhere in the process, is an error.
+    ///
+    /// # Errors
+    /// As for [`from_env`](Self::from_env); [`ReadyError::BadVariable`]
+    /// naming `LISTEN_FDS` for a second call.
+    #[cfg(feature = "std")]
+    pub fn take_owned()
+    -> Result<std::vec::Vec<(std::os::fd::OwnedFd, Option<std::string::String>)>, ReadyError> {
+        use core::sync::atomic::{AtomicBool, Ordering};
+        static TAKEN: AtomicBool = AtomicBool::new(false);
+        let set = ListenFds::from_env()?;
+        if TAKEN.swap(true, Ordering::AcqRel) {
+            return Err(ReadyError::BadVariable {
+                variable: "LISTEN_FDS",
+                value: super::error::ValuePrefix::new(b""),
+                why: "its fds were taken once already in this process",
+            });
+        }
+        #[allow(unsafe_code)]
+        // SAFETY: the manager handed fds 3.. to this process (LISTEN_PID is
+        // ours, or the set is empty), from_env found each open, and the
+        // swap above lets this happen once per process.
+        Ok(unsafe { set.into_owned() })
+    }
+
     /// Takes each fd as an `OwnedFd`, with its name; turn one into a
     /// listener with `UnixListener::from` or `TcpListener::from`.
     ///
