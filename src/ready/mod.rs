@@ -119,12 +119,25 @@ pub(crate) const PIPE_STATUS_MAX: usize = if STATUS_MAX < PIPE_BUF - 3 {
 // One write, whole, and a length that fits its u16.
 const _: () = assert!(3 + PIPE_STATUS_MAX <= PIPE_BUF && PIPE_STATUS_MAX <= u16::MAX as usize);
 
+/// A status on a one-shot channel after its report: `Closed` becomes `Ok`
+/// (nobody reads the channel any more; the text goes nowhere, as the s6
+/// fd's text always does).
+fn after_report(written: crate::error::Result<()>) -> crate::error::Result<()> {
+    match written {
+        Err(crate::Error::Closed) => Ok(()),
+        other => other,
+    }
+}
+
 /// One readiness channel to whoever started this process. See the
 /// [module docs](self) for the channels and what each message becomes.
 ///
 /// The pipe and fd channels are one-shot: [`ready`](Self::ready) and
-/// [`failed`](Self::failed) close them, and later calls give
-/// [`ReadyError::Channel`]`(`[`Error::Closed`](crate::Error::Closed)`)`.
+/// [`failed`](Self::failed) close them, and later reports give
+/// [`ReadyError::Channel`]`(`[`Error::Closed`](crate::Error::Closed)`)`,
+/// but for the service's life after them (`status`, `stopping`,
+/// `reloading`, `watchdog`...), which those channels cannot carry: a
+/// documented no-op, `Ok`, so the same code runs under every manager.
 /// The socket channel takes any number of messages.
 /// The reports ([`ready`](Self::ready), [`failed`](Self::failed),
 /// [`status`](Self::status), [`extend_timeout`](Self::extend_timeout),
@@ -411,11 +424,12 @@ impl Notifier {
                 // At most PIPE_STATUS_MAX, checked above: fits a u16.
                 message[1..3].copy_from_slice(&(len as u16).to_ne_bytes());
                 message[3..3 + len].copy_from_slice(text.as_bytes());
-                Ok(slot.write(&message[..3 + len])?)
+                // After the one report, nobody reads it: a no-op.
+                Ok(after_report(slot.write(&message[..3 + len]))?)
             }
             Channel::Fd(slot) => {
                 check_status(text, STATUS_MAX)?;
-                Ok(slot.still_open()?)
+                Ok(after_report(slot.still_open())?)
             }
             #[cfg(tokenpipe_unix_socket)]
             Channel::Socket(addr) => {
