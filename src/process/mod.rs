@@ -379,7 +379,7 @@ impl Process {
                 return Err(Error::Os(Errno::ESRCH));
             }
         }
-        sys::kill(-self.pid, signal).map_err(Error::Os)
+        sys::kill_process_group(self.pid, signal).map_err(Error::Os)
     }
 
     /// Ended, and reaped by someone else: the pid is no longer ours.

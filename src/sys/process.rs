@@ -145,6 +145,18 @@ pub(crate) fn kill(pid: libc::pid_t, sig: c_int) -> SysResult<()> {
     ret(unsafe { libc::kill(pid, sig) })
 }
 
+/// `kill(-pgid, sig)`—Sends a signal to the process group `pgid`. The
+/// caller must know that `pgid` still names the group it means: one led by
+/// its own child, not yet reaped (the zombie keeps the number from being
+/// given to anyone else).
+///
+/// # References
+/// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/kill.html)
+#[cfg(tokenpipe_launch)]
+pub(crate) fn kill_process_group(pgid: libc::pid_t, sig: c_int) -> SysResult<()> {
+    kill(-pgid, sig)
+}
+
 /// `nanosleep(ms)`—Sleeps for `ms` milliseconds (less if a signal
 /// arrives: callers re-check what they wait for).
 ///
