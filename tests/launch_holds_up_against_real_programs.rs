@@ -17,9 +17,10 @@
 
 mod common;
 
+use common::{Scratch, alive, example_words, gone};
+
 use std::fs::File;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -34,80 +35,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A scratch directory, removed when dropped, pass or fail; and the
-/// processes the case started, killed when dropped.
-struct Scratch {
-    dir: PathBuf,
-}
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        static CASES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = CASES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("tokenpipe-real-{name}-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
-    /// The pid a script wrote to `name`, waiting up to 10 s for it.
-    fn pid(&self, name: &str) -> libc::pid_t {
-        let path = self.path(name);
-        let start = Instant::now();
-        loop {
-            if let Ok(text) = std::fs::read_to_string(&path)
-                && let Ok(pid) = text.trim().parse()
-            {
-                return pid;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "no pid in {path:?}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        // Every pid a case wrote here is one of its processes: none is left.
-        if let Ok(entries) = std::fs::read_dir(&self.dir) {
-            for entry in entries.flatten() {
-                if entry.file_name().to_string_lossy().ends_with(".pid")
-                    && let Ok(text) = std::fs::read_to_string(entry.path())
-                    && let Ok(pid) = text.trim().parse::<libc::pid_t>()
-                    && pid > 1
-                {
-                    // SAFETY: kill takes plain integers; the pid was one of
-                    // this case's processes moments ago.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Whether `pid` is alive: running or sleeping, not gone and not a zombie.
-fn alive(pid: libc::pid_t) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => false,
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X')),
-    }
-}
-
-/// Whether `pid` is gone altogether: no process, no zombie.
-fn gone(pid: libc::pid_t) -> bool {
-    !Path::new(&format!("/proc/{pid}")).exists()
-}
-
 /// Waits up to 10 s for `pid` to be gone (killed and reaped): a state, not
 /// a timing, since a process that is never reaped never gets there.
 fn becomes_gone(pid: libc::pid_t) -> bool {
@@ -119,26 +46,6 @@ fn becomes_gone(pid: libc::pid_t) -> bool {
         std::thread::sleep(Duration::from_millis(10));
     }
     false
-}
-
-/// The example `name` next to this test binary (`TOKENPIPE_LAUNCH_EXAMPLE`
-/// names another `launch`), as the words that start it: under the emulator
-/// where there is one.
-fn example_words(name: &str) -> Vec<std::ffi::OsString> {
-    let exe = match std::env::var_os("TOKENPIPE_LAUNCH_EXAMPLE") {
-        Some(path) if name == "launch" => PathBuf::from(path),
-        _ => {
-            let me = std::env::current_exe().unwrap();
-            // target/<profile>/deps/this-test -> target/<profile>/examples/NAME
-            me.parent()
-                .and_then(Path::parent)
-                .unwrap()
-                .join("examples")
-                .join(name)
-        }
-    };
-    assert!(exe.exists(), "the {name} example is not built at {exe:?}");
-    common::runner_words(exe.as_os_str())
 }
 
 /// The `launch` example, ready to take arguments.

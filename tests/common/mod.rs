@@ -1,7 +1,8 @@
 //! Helpers shared by the integration tests: fd identity, fork and wait,
 //! and guards that clean up after a test whether it passes or fails; on
-//! Linux, processes by number (`procs`: a child forced onto a freed pid, a
-//! freezer cgroup, CPU load, a scratch directory, the examples).
+//! Linux, a scratch directory, `/proc`'s word on a pid and the examples
+//! (`scratch`), and processes by number (`procs`: a child forced onto a
+//! freed pid, a freezer cgroup, CPU load).
 //!
 //! Each test binary includes this with `mod common;` and uses what it needs.
 #![allow(dead_code, unsafe_code)]
@@ -9,6 +10,11 @@
 mod fds;
 #[allow(unused_imports)] // Not every test binary counts fds.
 pub use fds::open_pipe_count;
+#[cfg(target_os = "linux")]
+mod scratch;
+#[cfg(target_os = "linux")]
+#[allow(unused_imports)] // Only the launch cases use them.
+pub use scratch::*;
 // As the one test file that uses it: natively on x86_64 Linux with glibc.
 #[cfg(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu"))]
 mod procs;
