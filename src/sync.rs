@@ -54,8 +54,8 @@ pub(crate) use checked::AtomicU32;
 pub(crate) use core::sync::atomic::{AtomicU32, Ordering};
 #[cfg(tokenpipe_loom)]
 pub(crate) use loom::sync::atomic::Ordering;
-// The rest of the set, for the state words still on `core`'s
-// (`SignalInterrupt`'s).
+// The rest of the set (`SignalInterrupt` takes `AtomicI32`; the others are
+// here for the next state word that moves over).
 #[cfg(tokenpipe_loom)]
 #[allow(unused_imports)]
 pub(crate) use checked::{AtomicBool, AtomicI32, AtomicPtr};
@@ -107,7 +107,7 @@ exclusive!([] AtomicI32: i32, [] AtomicU32: u32, [T] AtomicPtr<T>: *mut T);
 /// In a loop that waits for another thread: `core::hint::spin_loop`, and
 /// under loom a yield, so the model runs the thread being waited for.
 #[inline(always)]
-#[allow(dead_code)] // for SignalInterrupt's waits, still on `core`'s atomics
+#[allow(dead_code)] // no wait uses it yet: SignalInterrupt's go through `interrupt::os`
 pub(crate) fn spin_loop() {
     #[cfg(not(tokenpipe_loom))]
     core::hint::spin_loop();

@@ -484,13 +484,20 @@ impl Waiter {
     /// Kills everything the launch reaches and waits, up to the kill
     /// bound on one monotonic deadline, for the watched process to end.
     pub(super) fn kill_all_within(&mut self) {
+        let watched = self.kill_rest_then_watched();
+        let killed = watched.kill_within(libc::SIGKILL, crate::process::KILL_BOUND);
+        self.killed = Some(killed);
+    }
+
+    /// The first half of every kill on timeout, blocking or awaited: what
+    /// the program left goes (while it is pinned), then the process whose
+    /// end is the program's is handed back to be killed and waited for.
+    pub(super) fn kill_rest_then_watched(&mut self) -> &mut Process {
         self.child.kill_rest();
-        let watched = self
-            .child
+        self.child
             .main
             .as_deref_mut()
-            .unwrap_or(&mut self.child.launched);
-        self.killed = Some(watched.kill_within(libc::SIGKILL, crate::process::KILL_BOUND));
+            .unwrap_or(&mut self.child.launched)
     }
 
     /// The timeout's error. Unless the program was not to be killed,

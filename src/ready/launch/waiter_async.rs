@@ -132,13 +132,8 @@ impl Waiter {
     /// everything the launch reaches, then waits at most [`KILL_BOUND`]
     /// for the watched process to end and reaps it if it is ours.
     async fn kill_all_async(&mut self) {
-        self.child.kill_rest();
-        let watched = self
-            .child
-            .main
-            .as_deref_mut()
-            .unwrap_or(&mut self.child.launched);
-        self.killed = Some(match watched.kill(libc::SIGKILL) {
+        let watched = self.kill_rest_then_watched();
+        let killed = match watched.kill(libc::SIGKILL) {
             Ok(()) | Err(crate::error::Error::Os(crate::error::Errno::ESRCH)) => {
                 match ended_within(watched, KILL_BOUND).await {
                     // What the blocking kill says of an ended process.
@@ -148,7 +143,8 @@ impl Waiter {
             }
             Err(crate::error::Error::Os(errno)) => Killed::Refused(errno),
             Err(_) => Killed::Refused(crate::error::Errno::from_raw(libc::ESRCH)),
-        });
+        };
+        self.killed = Some(killed);
     }
 }
 
