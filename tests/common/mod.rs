@@ -10,9 +10,9 @@
 mod fds;
 #[allow(unused_imports)] // Not every test binary counts fds.
 pub use fds::open_pipe_count;
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_os = "android"))]
 mod scratch;
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_os = "android"))]
 #[allow(unused_imports)] // Only the launch cases use them.
 pub use scratch::*;
 // As the one test file that uses it: natively on x86_64 Linux with glibc.
