@@ -1,11 +1,14 @@
 //! A readiness-aware launcher, like `start-stop-daemon --notify-await`, that
-//! also notices when the program dies:
+//! also notices when the program dies, and with `--wait` supervises it:
 //!
 //! ```text
-//! launch [--timeout SECS] [--detach] -- PROGRAM [ARGS...]
+//! launch [--timeout SECS] [--detach] [--wait [--watchdog SECS]]
+//!        [--listen unix:PATH | --listen tcp:HOST:PORT]... -- PROGRAM [ARGS...]
 //!
 //! cargo run --example launch -- systemd-notify --ready           # exit 0
 //! cargo run --example launch -- target/debug/examples/ready_daemon --crash   # exit 2, at once
+//! cargo run --example launch -- --wait --watchdog 2 --listen tcp:127.0.0.1:7000 \
+//!     -- target/debug/examples/echo_service                     # until it ends
 //! ```
 //!
 //! It starts PROGRAM with every readiness channel on offer (this crate's
@@ -19,10 +22,28 @@
 //! | 1 | PROGRAM reported failure (the errno or status text is printed) |
 //! | 2 | PROGRAM exited first (its exit status or signal is printed) |
 //! | 3 | no report in time (default 30 s); PROGRAM was killed, or the line says why not |
-//! | 64 | usage error; 71 PROGRAM could not be started |
+//! | 64 | usage error; 71 PROGRAM could not be started (or a `--listen` address not bound) |
 //!
 //! `--timeout 0` means no timeout, as `TimeoutStartSec=0` does in a systemd
 //! unit. `--detach` starts PROGRAM with stdio on `/dev/null`.
+//!
+//! `--listen unix:PATH` or `--listen tcp:HOST:PORT` (repeatable) binds a
+//! listening socket and hands it to PROGRAM by socket activation, as a
+//! systemd `.socket` unit does: fds 3, 4, … in the order given, with
+//! `LISTEN_FDS`, `LISTEN_FDNAMES` (`unix` or `tcp`, as given) and
+//! `LISTEN_PID` set. A `unix:` path that exists is not replaced.
+//!
+//! With `--wait` it stays after "ready": it prints one line for each later
+//! notification (`launch: PROGRAM: STATUS=…`, `RELOADING=1`, `READY=1`,
+//! `STOPPING=1`, `WATCHDOG=1`, …), forwards SIGTERM, SIGINT and SIGHUP to
+//! the program (its main process), and when the program ends exits with
+//! its status: its exit code, or 128+N for signal N (255 when the status
+//! cannot be known: a `MAINPID=` process `launch` did not start). With
+//! `--watchdog SECS` (needs `--wait`), the program gets `WATCHDOG_USEC` and
+//! must send `WATCHDOG=1` at least that often once it is ready; when it
+//! misses, it is sent SIGABRT (SIGKILL with all it started 5 s later if it
+//! has not ended) and `launch` exits 5. Without `--wait` everything
+//! behaves as above.
 //!
 //! It contains what it launches (`LaunchOptions::contain`, Linux): it
 //! makes itself a child subreaper, so a daemon PROGRAM forks, even one
@@ -45,23 +66,31 @@ fn main() {
     use std::time::{Duration, Instant};
 
     let usage = |why: &str| -> ! {
-        eprintln!("usage: launch [--timeout SECS] [--detach] -- PROGRAM [ARGS...]  ({why})");
+        eprintln!(
+            "usage: launch [--timeout SECS] [--detach] [--wait [--watchdog SECS]] \
+             [--listen unix:PATH | --listen tcp:HOST:PORT]... -- PROGRAM [ARGS...]  ({why})"
+        );
         exit(64);
+    };
+    let seconds = |flag: &str, secs: Option<std::ffi::OsString>| -> Duration {
+        let secs = secs.unwrap_or_else(|| usage(&format!("{flag} needs SECS")));
+        secs.to_str()
+            .and_then(|s| s.parse::<f64>().ok())
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+            .unwrap_or_else(|| usage(&format!("{flag} takes seconds, not {secs:?}")))
     };
     let mut args = std::env::args_os().skip(1);
     let mut options = LaunchOptions::new();
+    let mut wait = false;
+    let mut watchdog = None;
     loop {
         match args.next() {
             None => usage("no PROGRAM"),
             Some(a) if a == "--" => break,
             Some(a) if a == "--detach" => options = options.detach(true),
+            Some(a) if a == "--wait" => wait = true,
             Some(a) if a == "--timeout" => {
-                let secs = args.next().unwrap_or_else(|| usage("--timeout needs SECS"));
-                let timeout = secs
-                    .to_str()
-                    .and_then(|s| s.parse::<f64>().ok())
-                    .and_then(|s| Duration::try_from_secs_f64(s).ok())
-                    .unwrap_or_else(|| usage(&format!("--timeout takes seconds, not {secs:?}")));
+                let timeout = seconds("--timeout", args.next());
                 // 0 is "no timeout" to systemd users (TimeoutStartSec=0).
                 options = if timeout.is_zero() {
                     options.no_timeout()
@@ -69,8 +98,39 @@ fn main() {
                     options.timeout(timeout)
                 };
             }
+            Some(a) if a == "--watchdog" => {
+                let interval = seconds("--watchdog", args.next());
+                if interval.is_zero() {
+                    usage("--watchdog takes a positive number of seconds");
+                }
+                watchdog = Some(interval);
+            }
+            Some(a) if a == "--listen" => {
+                let addr = args
+                    .next()
+                    .unwrap_or_else(|| usage("--listen needs an address"));
+                let addr = addr
+                    .to_str()
+                    .unwrap_or_else(|| usage("--listen: not UTF-8"));
+                options = match listen::bind(addr) {
+                    Ok(Some((fd, name))) => options.listen(fd, name),
+                    Ok(None) => usage(&format!(
+                        "--listen takes unix:PATH or tcp:HOST:PORT, not {addr:?}"
+                    )),
+                    Err(e) => {
+                        println!("launch: cannot listen on {addr}: {e}; exiting 71");
+                        exit(71);
+                    }
+                };
+            }
             Some(other) => usage(&format!("unknown argument {other:?}")),
         }
+    }
+    if let Some(interval) = watchdog {
+        if !wait {
+            usage("--watchdog needs --wait: the watchdog is kept by a launcher that stays");
+        }
+        options = options.watchdog(interval);
     }
     let Some(program) = args.next() else {
         usage("no PROGRAM after --");
@@ -80,13 +140,12 @@ fn main() {
     cmd.args(args);
     options = options.contain(true);
     let started = Instant::now();
+    let timeout = options.timeout;
     // What is left of the timeout, for the speakers on the socket.
     let left = || {
-        started
-            .checked_add(options.timeout)
-            .map_or(Duration::MAX, |end| {
-                end.saturating_duration_since(Instant::now())
-            })
+        started.checked_add(timeout).map_or(Duration::MAX, |end| {
+            end.saturating_duration_since(Instant::now())
+        })
     };
 
     let status_suffix = |status: &Option<String>| match status {
@@ -96,7 +155,7 @@ fn main() {
     // Refused before anything was started (off Linux; under an emulator
     // such as qemu-user, which has no PR_SET_CHILD_SUBREAPER): launch
     // without, and say so on stderr.
-    let launched = match launch(&mut cmd, options) {
+    let launched = match launch(&mut cmd, options.clone()) {
         Err(LaunchError::Contain(e)) => {
             eprintln!("launch: no containment here ({e}); what {name} forks may escape");
             launch(&mut cmd, options.contain(false))
@@ -104,6 +163,7 @@ fn main() {
         other => other,
     };
     match launched {
+        Ok(child) if wait => supervise::until_it_ends(child, &name),
         Ok(mut child) => {
             println!(
                 "launch: {name} (pid {}) is ready{}; exiting 0 and leaving it running",
@@ -151,6 +211,146 @@ fn main() {
         Err(e) => {
             println!("launch: {name}: {e}; exiting 71");
             exit(71);
+        }
+    }
+}
+
+/// `--listen`'s sockets.
+#[cfg(unix)]
+mod listen {
+    use std::os::fd::OwnedFd;
+
+    /// Binds `unix:PATH` or `tcp:HOST:PORT`; the socket and its name in
+    /// `LISTEN_FDNAMES`. `Ok(None)`: neither form.
+    pub fn bind(addr: &str) -> std::io::Result<Option<(OwnedFd, &'static str)>> {
+        if let Some(path) = addr.strip_prefix("unix:") {
+            let listener = std::os::unix::net::UnixListener::bind(path)?;
+            return Ok(Some((listener.into(), "unix")));
+        }
+        if let Some(host_port) = addr.strip_prefix("tcp:") {
+            let listener = std::net::TcpListener::bind(host_port)?;
+            return Ok(Some((listener.into(), "tcp")));
+        }
+        Ok(None)
+    }
+}
+
+/// `--wait`: after "ready", until the program ends.
+#[cfg(unix)]
+mod supervise {
+    use bitcoin_tokenpipe::ChildExit;
+    use bitcoin_tokenpipe::SignalInterrupt;
+    use bitcoin_tokenpipe::interrupt::{SIGHUP, SIGINT, SIGTERM};
+    use bitcoin_tokenpipe::ready::{Notification, ReadyChild};
+    use std::os::fd::BorrowedFd;
+    use std::process::exit;
+    use std::time::Duration;
+
+    /// One interrupt per forwarded signal, so two different signals in a
+    /// row are both forwarded.
+    static TERM: SignalInterrupt = SignalInterrupt::new();
+    static INT: SignalInterrupt = SignalInterrupt::new();
+    static HUP: SignalInterrupt = SignalInterrupt::new();
+    const FORWARDED: [(&SignalInterrupt, i32, &str); 3] = [
+        (&TERM, SIGTERM, "SIGTERM"),
+        (&INT, SIGINT, "SIGINT"),
+        (&HUP, SIGHUP, "SIGHUP"),
+    ];
+
+    pub fn until_it_ends(mut child: ReadyChild, name: &str) -> ! {
+        for (interrupt, signal, _) in FORWARDED {
+            if let Err(e) = interrupt.install(&[signal]) {
+                println!("launch: cannot forward signals ({e}); killing {name}; exiting 71");
+                let _ = child.kill(libc::SIGKILL);
+                let _ = child.wait();
+                exit(71);
+            }
+        }
+        println!(
+            "launch: {name} (pid {}) is ready{}; waiting for it to end",
+            child.pid(),
+            child
+                .status_text()
+                .map(|t| format!(" (status: {t:?})"))
+                .unwrap_or_default()
+        );
+        loop {
+            let wake: Vec<BorrowedFd<'_>> = FORWARDED
+                .iter()
+                .filter_map(|(i, _, _)| i.try_as_fd().ok())
+                .collect();
+            match child.next_notification_or(Duration::from_secs(3600), &wake) {
+                Ok(Some(said)) => println!("launch: {name}: {}", line(&said)),
+                Ok(None) => {}
+                Err(e) => println!("launch: {name}: cannot wait for news ({e})"),
+            }
+            for (interrupt, signal, signame) in FORWARDED {
+                if interrupt.is_triggered() {
+                    let _ = interrupt.reset();
+                    match child.kill(signal) {
+                        Ok(()) => println!(
+                            "launch: forwarded {signame} to {name} (pid {})",
+                            child.pid()
+                        ),
+                        Err(e) => println!("launch: could not forward {signame} to {name}: {e}"),
+                    }
+                }
+            }
+            match child.try_wait() {
+                Ok(Some(how)) => ended(child, name, how),
+                Ok(None) => {}
+                Err(e) => {
+                    println!("launch: cannot tell whether {name} runs ({e}); exiting 71");
+                    exit(71);
+                }
+            }
+        }
+    }
+
+    fn ended(child: ReadyChild, name: &str, how: ChildExit) -> ! {
+        let code = match how {
+            ChildExit::Exited(code) => code,
+            ChildExit::Signaled(signal) => 128 + signal,
+            _ => 255,
+        };
+        if child.watchdog_expired() {
+            println!("launch: {name} {how} after its watchdog expired; exiting 5");
+            drop(child);
+            exit(5);
+        }
+        println!("launch: {name} {how}; exiting {code}");
+        // `exit` runs no destructors: the socket and its directory go now.
+        drop(child);
+        exit(code);
+    }
+
+    /// A notification as one line, in the protocol's words.
+    fn line(said: &Notification) -> String {
+        match said {
+            Notification::Ready => "READY=1".into(),
+            Notification::Reloading {
+                monotonic_usec: Some(usec),
+            } => {
+                format!("RELOADING=1 MONOTONIC_USEC={usec}")
+            }
+            Notification::Reloading {
+                monotonic_usec: None,
+            } => "RELOADING=1".into(),
+            Notification::Stopping => "STOPPING=1".into(),
+            Notification::Status(text) => format!("STATUS={text}"),
+            Notification::Watchdog => "WATCHDOG=1".into(),
+            Notification::WatchdogTrigger => "WATCHDOG=trigger".into(),
+            Notification::WatchdogInterval(every) => format!("WATCHDOG_USEC={}", every.as_micros()),
+            Notification::Errno(errno) => format!("ERRNO={errno}"),
+            Notification::MainPid(pid) => format!("MAINPID={pid}"),
+            Notification::ExtendTimeout(more) => {
+                format!("EXTEND_TIMEOUT_USEC={}", more.as_micros())
+            }
+            Notification::WatchdogExpired => {
+                "watchdog expired: no WATCHDOG=1 in time; sent SIGABRT".into()
+            }
+            Notification::Other(line) => line.clone(),
+            other => format!("{other:?}"),
         }
     }
 }

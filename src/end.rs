@@ -120,13 +120,24 @@ impl TokenPipeEnd {
     /// `F_DUPFD_CLOEXEC`; an end already above stdio is returned as it is.
     #[cfg(tokenpipe_launch)]
     pub(crate) fn above_stdio(self) -> Result<TokenPipeEnd> {
+        self.at_least(3)
+    }
+
+    /// The end at fd `min` or above (moved with `F_DUPFD_CLOEXEC` if it is
+    /// below): a launch that hands the program sockets at 3, 4, … keeps
+    /// the pipe's write end above them.
+    #[cfg(tokenpipe_launch)]
+    pub(crate) fn at_least(self, min: c_int) -> Result<TokenPipeEnd> {
         let fd = self.as_raw_fd();
-        if !(0..=2).contains(&fd) {
+        if fd >= min {
             return Ok(self);
         }
         #[cfg(tokenpipe_nosigpipe)]
         let tagged = self.fd < CLOSED;
-        let moved = crate::sys::above_stdio(self.into_raw_fd()).map_err(crate::error::Error::Os)?;
+        let raw = self.into_raw_fd();
+        let moved = crate::sys::dup_at_least(raw, min);
+        crate::sys::close(raw);
+        let moved = moved.map_err(crate::error::Error::Os)?;
         #[cfg(tokenpipe_nosigpipe)]
         if tagged {
             return Ok(TokenPipeEnd { fd: tag(moved) });

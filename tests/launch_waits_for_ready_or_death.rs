@@ -259,7 +259,7 @@ fn extend_timeout_pushes_the_deadline_on_either_channel_each_time_it_is_asked() 
     // after the second request: see its "pipe-extend" act.
     let short = LaunchOptions::new().timeout(Duration::from_secs(1));
     for act in ["pipe-extend", "socket-extend"] {
-        let mut c = launch(&mut child(act), short).unwrap_or_else(|e| panic!("{act}: {e}"));
+        let mut c = launch(&mut child(act), short.clone()).unwrap_or_else(|e| panic!("{act}: {e}"));
         assert!(c.wait().unwrap().success(), "{act}");
     }
 }
@@ -277,7 +277,7 @@ fn on_timeout_the_program_is_killed_and_reaped() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let short = LaunchOptions::new().timeout(Duration::from_millis(500));
     for act in ["pipe-hang", "socket-hang"] {
-        match launch(&mut child(act), short) {
+        match launch(&mut child(act), short.clone()) {
             Err(LaunchError::TimedOut {
                 after: AfterTimeout::Killed(exit),
                 ..

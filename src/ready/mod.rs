@@ -66,7 +66,7 @@ pub use error::{ReadyError, ValuePrefix};
 #[cfg(all(tokenpipe_launch, feature = "tokio"))]
 pub use launch::launch_async;
 #[cfg(tokenpipe_launch)]
-pub use launch::{AfterTimeout, LaunchError, LaunchOptions, ReadyChild, launch};
+pub use launch::{AfterTimeout, LaunchError, LaunchOptions, Notification, ReadyChild, launch};
 #[cfg(tokenpipe_unix_socket)]
 pub use socket::NotifyAddr;
 #[cfg(tokenpipe_fork)]

@@ -465,6 +465,21 @@ pub(crate) fn above_stdio(fd: c_int) -> SysResult<c_int> {
     moved
 }
 
+/// `fcntl(fd, F_DUPFD_CLOEXEC, min)`—A close-on-exec copy of `fd` at the
+/// lowest free number at `min` or above. A launch uses it to keep numbers
+/// 3, 4, … taken while it spawns a program that gets sockets there, and to
+/// move its own fds above them; never to take a number someone holds (the
+/// kernel picks only a free one).
+///
+/// # References
+/// - [POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fcntl.html)
+/// - [Linux](https://man7.org/linux/man-pages/man2/fcntl.2.html)
+#[cfg(tokenpipe_launch)]
+pub(crate) fn dup_at_least(fd: c_int, min: c_int) -> SysResult<c_int> {
+    // SAFETY: F_DUPFD_CLOEXEC takes an int and touches no memory of ours.
+    ret_c_int(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) })
+}
+
 /// `poll(fds, timeout_ms)`—Waits until one of `fds` has an event, or the
 /// timeout passes. Entries with a negative fd are skipped by the kernel.
 /// Returns how many entries have events (0 on timeout).

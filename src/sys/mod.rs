@@ -5,7 +5,8 @@
 //! (pipes, fcntl, read, write, poll, files), [`signal`] (SIGPIPE masking),
 //! [`sigaction`] (the interrupt's handlers and fork detection),
 //! [`env`](mod@env) (the environment), `process` (fork, wait, kill, the
-//! daemon's set-up calls), `pidfile` (the pid file and its lock) and
+//! daemon's set-up calls), `pidfile` (the pid file and its lock), `exec` (a launch's own `execve`,
+//! for what `Command` cannot say; its plan allocates, in the parent) and
 //! `socket` (systemd's notify socket, both sides); [`conv`] turns each
 //! return shape into a `Result` in one place. The last three exist only
 //! where the platform has what they call (build.rs sets the flags). This
@@ -33,6 +34,8 @@
 mod conv;
 pub(crate) mod env;
 pub(crate) mod errno;
+#[cfg(tokenpipe_launch)]
+pub(crate) mod exec;
 pub(crate) mod fd;
 #[cfg(tokenpipe_fork)]
 pub(crate) mod pidfile;
@@ -48,6 +51,8 @@ pub(crate) mod static_ref;
 
 pub(crate) use env::*;
 pub(crate) use errno::*;
+#[cfg(tokenpipe_launch)]
+pub(crate) use exec::*;
 pub(crate) use fd::*;
 #[cfg(tokenpipe_fork)]
 pub(crate) use pidfile::*;

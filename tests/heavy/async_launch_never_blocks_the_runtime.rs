@@ -88,10 +88,10 @@ fn launches_and_interrupt_waits_leave_a_10ms_ticker_ticking_on_a_current_thread_
 
         let (r1, r2, r3, exited, timed_out) = bounded("the five launches", async {
             tokio::join!(
-                launch_async(&mut ready1, long),
-                launch_async(&mut ready2, long),
-                launch_async(&mut ready3, long),
-                launch_async(&mut exits, long),
+                launch_async(&mut ready1, long.clone()),
+                launch_async(&mut ready2, long.clone()),
+                launch_async(&mut ready3, long.clone()),
+                launch_async(&mut exits, long.clone()),
                 launch_async(
                     &mut hangs,
                     LaunchOptions::new().timeout(Duration::from_millis(300))

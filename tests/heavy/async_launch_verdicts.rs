@@ -76,7 +76,8 @@ async fn shape(verdict: Result<ReadyChild, LaunchError>) -> String {
 /// Runs the program `make` builds with blocking `launch` (on the blocking
 /// pool) and with `launch_async`, and returns both verdicts' shapes.
 async fn both_ways(make: fn() -> Command, options: LaunchOptions) -> (String, String) {
-    let blocking = tokio::task::spawn_blocking(move || launch(&mut make(), options));
+    let for_blocking = options.clone();
+    let blocking = tokio::task::spawn_blocking(move || launch(&mut make(), for_blocking));
     let blocking = bounded("blocking launch", blocking).await.unwrap();
     let blocking = shape(blocking).await;
     let mut cmd = make();

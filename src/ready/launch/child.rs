@@ -3,11 +3,13 @@
 //! is never left a zombie.
 
 use std::ffi::c_int;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::process::{ChildStderr, ChildStdin, ChildStdout};
+use std::time::{Duration, Instant};
 
 use super::contain::Containment;
 use super::kept::Kept;
+use super::notification::{Heard, Notification};
 use crate::error::Error;
 use crate::process::spawn::reap_in_background;
 use crate::process::{ChildExit, Process};
@@ -42,6 +44,26 @@ pub struct ReadyChild {
     pub(super) notify: Option<Kept>,
     pub(super) kill_on_drop: bool,
 }
+
+/// The owner's side of the watchdog (see [`LaunchOptions::watchdog`]),
+/// kept with the socket whose clock it reads.
+///
+/// [`LaunchOptions::watchdog`]: super::LaunchOptions::watchdog
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct WatchdogState {
+    pub(super) grace: Duration,
+    /// When it fired (`SIGABRT` sent).
+    pub(super) fired: Option<Instant>,
+    /// Nothing more to do: it killed everything, or the program had ended.
+    pub(super) done: bool,
+    /// [`Notification::WatchdogExpired`] is yet to be handed out.
+    pub(super) pending: bool,
+}
+
+/// How long a blocking wait sleeps at most between two looks at the
+/// watchdog's clock when nothing wakes it (a bound, not a cadence: the
+/// wait wakes for the watchdog's due time itself).
+const LONG_WAIT: Duration = Duration::from_secs(3600);
 
 impl ReadyChild {
     /// The program's process id: the one it named with `MAINPID=` (a
@@ -103,6 +125,13 @@ impl ReadyChild {
     /// # Errors
     /// [`Error::Os`] from `waitpid` or `poll`.
     pub fn try_wait(&mut self) -> Result<Option<ChildExit>, Error> {
+        self.keep_watch();
+        let exit = self.try_wait_now();
+        self.note_reaped();
+        exit
+    }
+
+    fn try_wait_now(&mut self) -> Result<Option<ChildExit>, Error> {
         match &mut self.main {
             Some(main) => {
                 // The program as started may have ended long ago: reap it.
@@ -125,13 +154,31 @@ impl ReadyChild {
     /// # Errors
     /// [`Error::Os`] from `waitpid` or `poll`.
     pub fn wait(&mut self) -> Result<ChildExit, Error> {
-        match &mut self.main {
-            Some(main) => {
-                while !main.ended_within(std::time::Duration::from_secs(3600))? {}
-                self.try_wait()
-                    .map(|exit| exit.unwrap_or(ChildExit::Unknown))
+        loop {
+            let limit = self.watch_limit(LONG_WAIT);
+            let watched = self.main.as_deref_mut().unwrap_or(&mut self.launched);
+            if watched.ended_within(limit)? {
+                break;
             }
+        }
+        // A watchdog that fired kills what is left once its target ends.
+        self.keep_watch();
+        let exit = match &mut self.main {
+            Some(_) => self
+                .try_wait_now()
+                .map(|exit| exit.unwrap_or(ChildExit::Unknown)),
             None => self.launched.wait(),
+        };
+        self.note_reaped();
+        exit
+    }
+
+    /// Acts on the watchdog if it is due; how long a wait may then sleep,
+    /// at most `limit`, before it must look again.
+    fn watch_limit(&mut self, limit: Duration) -> Duration {
+        match self.keep_watch() {
+            Some(at) => at.saturating_duration_since(Instant::now()).min(limit),
+            None => limit,
         }
     }
 
@@ -158,9 +205,290 @@ impl ReadyChild {
             if let Some(exit) = self.try_wait()? {
                 return Ok(exit);
             }
+            let limit = self.watch_limit(LONG_WAIT);
             let watched = self.main.as_deref_mut().unwrap_or(&mut self.launched);
-            super::waiter_async::ended_within(watched, std::time::Duration::from_secs(3600))
-                .await?;
+            super::waiter_async::ended_within(watched, limit).await?;
+        }
+    }
+
+    /// The next thing the program said on its notify socket after the
+    /// verdict ([`Notification`]), waiting at most `timeout` for one:
+    /// `STATUS=`, `RELOADING=1`/`READY=1` cycles, `STOPPING=1`,
+    /// `WATCHDOG=1`, `ERRNO=`, a new `MAINPID=` (honoured as the launch
+    /// honours it, and followed by [`pid`](Self::pid) from then on), and
+    /// the watchdog's expiry. In the order said; none is lost while at
+    /// most 1024 wait to be taken (beyond, the oldest go).
+    ///
+    /// `Ok(None)`: the timeout passed, or the program (its main process)
+    /// has ended and everything it said has been taken; then
+    /// [`try_wait`](Self::try_wait) says how it ended. A program that was
+    /// offered no socket (a `TMPDIR` too long for a socket address), or
+    /// speaks only on the token pipe, which carries one report, says
+    /// nothing later. Keeps the watchdog while it waits (see
+    /// [`LaunchOptions::watchdog`](super::LaunchOptions::watchdog)).
+    ///
+    /// # Errors
+    /// [`Error::Os`] from `poll` or `waitid`.
+    pub fn next_notification(&mut self, timeout: Duration) -> Result<Option<Notification>, Error> {
+        self.next_notification_or(timeout, &[])
+    }
+
+    /// [`next_notification`](Self::next_notification) that also returns
+    /// `Ok(None)` as soon as one of `wake` is readable: for a supervisor
+    /// that waits on something else as well, such as
+    /// [`SignalInterrupt`](crate::SignalInterrupt)s' fds, to forward a
+    /// signal at once (as the `launch` example does).
+    ///
+    /// # Errors
+    /// As for `next_notification`.
+    pub fn next_notification_or(
+        &mut self,
+        timeout: Duration,
+        wake: &[BorrowedFd<'_>],
+    ) -> Result<Option<Notification>, Error> {
+        let until = super::waiter::deadline_after(Instant::now(), timeout);
+        loop {
+            if let Some(said) = self.take_said() {
+                return Ok(Some(said));
+            }
+            let act_by = self.keep_watch();
+            if self.expiry_pending() {
+                continue;
+            }
+            if self.watched_ended() {
+                return Ok(None);
+            }
+            let now = Instant::now();
+            if now >= until {
+                return Ok(None);
+            }
+            let limit = act_by.map_or(until, |at| at.min(until)) - now;
+            let [news, socket] = self.notify.as_ref().map_or([-1, -1], Kept::news_fds);
+            let watched = self.main.as_deref().unwrap_or(&self.launched).pidfd();
+            // Without a pidfd, the end is looked for every 10 ms.
+            let limit = if watched.is_some() {
+                limit
+            } else {
+                limit.min(Duration::from_millis(10))
+            };
+            let mut fds: Vec<libc::pollfd> = [news, socket, watched.unwrap_or(-1)]
+                .into_iter()
+                .chain(wake.iter().map(AsRawFd::as_raw_fd))
+                .map(|fd| libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                })
+                .collect();
+            match crate::sys::poll_many(&mut fds, crate::wait::poll_timeout_ms(limit)) {
+                Ok(_) | Err(crate::error::Errno::EINTR) => {}
+                Err(e) => return Err(Error::Os(e)),
+            }
+            if fds[3..].iter().any(|fd| fd.revents != 0) {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Waits, without blocking the runtime, for the next thing the program
+    /// says (feature `tokio`): the async
+    /// [`next_notification`](Self::next_notification), with no timeout of
+    /// its own (wrap it in `tokio::time::timeout`). `Ok(None)` once the
+    /// program (its main process) has ended and everything it said has been
+    /// taken. Cancel-safe: a notification is taken only when it is
+    /// returned. Keeps the watchdog while it waits.
+    ///
+    /// # Errors
+    /// As for `next_notification`; [`Error::NoRuntime`] outside a tokio
+    /// runtime.
+    #[cfg(feature = "tokio")]
+    pub async fn notified(&mut self) -> Result<Option<Notification>, Error> {
+        use crate::tokio_impls::{any_readable, watch};
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::NoRuntime);
+        }
+        let news = match &self.notify {
+            Some(kept) => kept.news_fd().ok().and_then(|fd| watch(fd).ok()),
+            None => None,
+        };
+        loop {
+            if let Some(said) = self.take_said() {
+                return Ok(Some(said));
+            }
+            let act_by = self.keep_watch();
+            if self.expiry_pending() {
+                continue;
+            }
+            if self.watched_ended() {
+                return Ok(None);
+            }
+            let limit = act_by.map_or(LONG_WAIT, |at| at.saturating_duration_since(Instant::now()));
+            let watched = self.main.as_deref().unwrap_or(&self.launched);
+            let pidfd = watched.borrowed_pidfd().and_then(|fd| watch(fd).ok());
+            // What cannot be awaited on the reactor is looked at every 10 ms.
+            let limit = if pidfd.is_some() && news.is_some() {
+                limit
+            } else {
+                limit.min(Duration::from_millis(10))
+            };
+            let fds: Vec<_> = news.iter().chain(pidfd.iter()).collect();
+            any_readable(&fds, limit).await?;
+        }
+    }
+
+    /// Whether the watchdog fired: no `WATCHDOG=1` within the interval (or
+    /// a `WATCHDOG=trigger`), so the main process was sent `SIGABRT` (and
+    /// `SIGKILL`, with everything the launch reaches, if it had not ended
+    /// after the grace period).
+    #[must_use]
+    pub fn watchdog_expired(&self) -> bool {
+        self.notify
+            .as_ref()
+            .is_some_and(|kept| kept.watchdog().1.fired.is_some())
+    }
+
+    /// Whether the watchdog's expiry is yet to be handed out.
+    fn expiry_pending(&self) -> bool {
+        self.notify
+            .as_ref()
+            .is_some_and(|kept| kept.watchdog().1.pending)
+    }
+
+    /// The next notification to hand out: the watchdog's expiry, else the
+    /// next thing said (a `MAINPID=` only if honoured).
+    fn take_said(&mut self) -> Option<Notification> {
+        if self.expiry_pending() {
+            self.notify.as_ref()?.set_watchdog(|w| w.pending = false);
+            return Some(Notification::WatchdogExpired);
+        }
+        loop {
+            match self.notify.as_ref()?.pop()? {
+                Heard::Said(said) => {
+                    if let Notification::Status(text) = &said {
+                        self.status = Some(text.as_str().into());
+                    }
+                    return Some(said);
+                }
+                Heard::MainPid(held) => {
+                    let pid = held.pid();
+                    if self.adopt_main(pid, Some(held)) {
+                        return Some(Notification::MainPid(pid));
+                    }
+                }
+            }
+        }
+    }
+
+    /// `MAINPID=`: the program names another process as its main one (it
+    /// forked its daemon). Honoured as systemd honours it, whoever sent
+    /// it: never for pid 0 or 1, never for this process or any of its
+    /// ancestors, and only for a process the launch contains (with
+    /// containment, one it holds; without, a descendant of the program,
+    /// by `/proc`). The process is held by a pidfd from then on (`held`,
+    /// if one was taken when the message was read), so it is Linux only:
+    /// anywhere else its pid could be reused under us. Whether it was
+    /// honoured.
+    #[cfg(tokenpipe_linux_like)]
+    pub(super) fn adopt_main(&mut self, pid: libc::pid_t, held: Option<Process>) -> bool {
+        use super::procfs;
+        let launched = self.launched.pid();
+        if pid <= 1 || procfs::is_self_or_ancestor(pid) {
+            return false;
+        }
+        if pid == launched {
+            // The program names itself: it is the main process again.
+            self.main = None;
+            return true;
+        }
+        let main = match &mut self.contain {
+            Some(contained) => {
+                contained.refresh(&mut self.launched);
+                contained.member(pid)
+            }
+            None => {
+                let ours = |pid| !self.launched.is_reaped() && procfs::descends_from(pid, launched);
+                // Still the same process now that a pidfd holds it?
+                let main = held.unwrap_or_else(|| Process::stranger(pid));
+                (ours(pid) && main.pidfd().is_some() && ours(pid)).then_some(main)
+            }
+        };
+        match main {
+            Some(main) => {
+                self.main = Some(Box::new(main));
+                true
+            }
+            None => false,
+        }
+    }
+
+    #[cfg(not(tokenpipe_linux_like))]
+    pub(super) fn adopt_main(&mut self, _: libc::pid_t, _: Option<Process>) -> bool {
+        false
+    }
+
+    /// Whether the process whose end is the service's end has ended, left
+    /// unreaped where the system can look so.
+    fn watched_ended(&mut self) -> bool {
+        match &mut self.main {
+            Some(main) => main.ended_within(Duration::ZERO).unwrap_or(true),
+            None => !matches!(self.launched.peek(), Ok(None)),
+        }
+    }
+
+    /// Acts on the watchdog: fires it (`SIGABRT` to the main process) when
+    /// a ping is overdue, and kills everything once the aborted process has
+    /// ended or the grace period has passed. When to act next, if ever.
+    fn keep_watch(&mut self) -> Option<Instant> {
+        let (clock, state) = self.notify.as_ref()?.watchdog();
+        if state.done {
+            return None;
+        }
+        let now = Instant::now();
+        let next = match state.fired {
+            None => {
+                let due = clock.due()?;
+                if now < due {
+                    return Some(due);
+                }
+                if self.watched_ended() {
+                    // Ended on its own: nothing to abort.
+                    self.set_watchdog(|w| w.done = true);
+                    return None;
+                }
+                let _ = self.kill(libc::SIGABRT);
+                self.set_watchdog(|w| {
+                    w.fired = Some(now);
+                    w.pending = true;
+                });
+                super::waiter::deadline_after(now, state.grace)
+            }
+            Some(fired) => {
+                let until = super::waiter::deadline_after(fired, state.grace);
+                if now < until && !self.watched_ended() {
+                    return Some(until);
+                }
+                // As systemd after a watchdog failure: the service is
+                // stopped, whatever it left included.
+                self.kill_all();
+                self.set_watchdog(|w| w.done = true);
+                return None;
+            }
+        };
+        Some(next)
+    }
+
+    fn set_watchdog(&self, change: impl FnOnce(&mut WatchdogState)) {
+        if let Some(kept) = &self.notify {
+            kept.set_watchdog(change);
+        }
+    }
+
+    /// Tells the notify socket once the program as started is reaped.
+    fn note_reaped(&self) {
+        if self.launched.is_reaped()
+            && let Some(kept) = &self.notify
+        {
+            kept.launched_reaped();
         }
     }
 

@@ -6,11 +6,20 @@
 //! completed at once whatever the caller is doing; and the socket knows
 //! who has spoken, so a launcher about to exit can wait until each of them
 //! has ended or had its barrier served ([`Kept::settle`]).
+//!
+//! The thread also reads what the program says later into a bounded queue
+//! ([`Kept::pop`]) and keeps the watchdog's clock (the time of the last
+//! `WATCHDOG=1`), so a ping counts when it arrives, not when the caller
+//! gets round to reading it. It never acts on a process: the watchdog's
+//! signals are sent by the `ReadyChild`'s owner, through its handles.
 
+use std::collections::VecDeque;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use super::child::WatchdogState;
+use super::notification::{self, Heard, Notification};
 use super::socket::NotifySocket;
 use crate::end::TokenPipeEnd;
 use crate::error::Errno;
@@ -151,6 +160,8 @@ fn children_of(_: libc::pid_t) -> Vec<Process> {
 #[derive(Debug)]
 struct Shared {
     state: Mutex<State>,
+    /// Readable when the queue has news (the read end of `State::news`).
+    news: TokenPipeEnd,
 }
 
 #[derive(Debug)]
@@ -158,6 +169,63 @@ struct State {
     /// `None` once the owner let go: the notify thread forgets it.
     socket: Option<NotifySocket>,
     speakers: Speakers,
+    /// What the program said, not yet taken; at most [`QUEUE_BOUND`].
+    queue: VecDeque<Heard>,
+    /// Tells the owner the queue has news (nonblocking; a full pipe
+    /// already says so).
+    news: TokenPipeEnd,
+    watchdog: WatchdogClock,
+    /// What the owner's watchdog has done (only the owner changes it).
+    watch: WatchdogState,
+    /// The program as started, and whether its owner has reaped it (its
+    /// pid may be anyone's then): another user's datagram is heard only
+    /// from its descendants while it is unreaped.
+    launched: libc::pid_t,
+    launched_reaped: bool,
+}
+
+/// How many notifications wait for the owner at most; beyond, the oldest
+/// go (a caller that never reads them costs bounded memory).
+const QUEUE_BOUND: usize = 1024;
+
+/// The watchdog's clock, kept by whoever receives the pings.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct WatchdogClock {
+    /// The interval (the launch's option, or the program's
+    /// `WATCHDOG_USEC=`); `None`: no watchdog.
+    pub(super) interval: Option<Duration>,
+    /// When the last `WATCHDOG=1` came (the verdict, before the first).
+    pub(super) last_ping: Instant,
+    /// A `WATCHDOG=trigger` came.
+    pub(super) triggered: bool,
+}
+
+impl WatchdogClock {
+    /// When the watchdog fires unless a ping comes first.
+    pub(super) fn due(&self) -> Option<Instant> {
+        let interval = self.interval?;
+        if self.triggered {
+            return Some(self.last_ping.min(Instant::now()));
+        }
+        Some(
+            self.last_ping
+                .checked_add(interval)
+                .unwrap_or_else(|| super::waiter::deadline_after(self.last_ping, Duration::MAX)),
+        )
+    }
+
+    fn heard(&mut self, said: &Notification) {
+        match said {
+            Notification::Watchdog => self.last_ping = Instant::now(),
+            Notification::WatchdogTrigger if self.interval.is_some() => self.triggered = true,
+            Notification::WatchdogInterval(interval) => {
+                // As systemd: a new interval counts from now.
+                self.interval = (!interval.is_zero()).then_some(*interval);
+                self.last_ping = Instant::now();
+            }
+            _ => {}
+        }
+    }
 }
 
 impl State {
@@ -168,19 +236,57 @@ impl State {
         let Some(socket) = &self.socket else { return };
         let fd = socket.fd.as_raw_fd();
         let me = sys::getuid();
-        let mut buf = [0u8; 64];
+        let mut buf = [0u8; 4096];
+        let mut said_any = false;
         for _ in 0..256 {
-            match sys::recv_datagram(fd, &mut buf) {
-                Ok(got) => {
-                    // Another user's datagrams are not waited for.
-                    if got.sender_uid.is_none_or(|uid| uid == me) {
-                        self.speakers.heard(got.sender_pid, got.carried_fds);
-                    }
-                }
-                Err(Errno::EINTR) => {}
+            let got = match sys::recv_datagram(fd, &mut buf) {
+                Ok(got) => got,
+                Err(Errno::EINTR) => continue,
                 Err(_) => break,
+            };
+            let ours = got.sender_uid.is_none_or(|uid| uid == me);
+            if !ours && !self.is_descendant(got.sender_pid) {
+                continue;
             }
+            // Another user's barrier is served (its fd closed) all the
+            // same; only this user's speakers are waited for.
+            if ours {
+                self.speakers.heard(got.sender_pid, got.carried_fds);
+            }
+            if got.truncated {
+                continue; // cut short, its last line may lie: systemd drops it too
+            }
+            let (queue, watchdog) = (&mut self.queue, &mut self.watchdog);
+            notification::parse(&buf[..got.len], |heard| {
+                if let Heard::Said(said) = &heard {
+                    watchdog.heard(said);
+                }
+                if queue.len() == QUEUE_BOUND {
+                    queue.pop_front();
+                }
+                queue.push_back(heard);
+                said_any = true;
+            });
         }
+        if said_any {
+            let _ = self.news.token_write(0);
+        }
+    }
+
+    /// Whether another user's sender is the program or one of its
+    /// descendants (a `Command::uid` program), while the program is
+    /// unreaped and its pid its own.
+    #[cfg(tokenpipe_linux_like)]
+    fn is_descendant(&self, pid: Option<libc::pid_t>) -> bool {
+        !self.launched_reaped
+            && pid.is_some_and(|pid| {
+                pid == self.launched || super::procfs::descends_from(pid, self.launched)
+            })
+    }
+
+    #[cfg(not(tokenpipe_linux_like))]
+    fn is_descendant(&self, pid: Option<libc::pid_t>) -> bool {
+        !self.launched_reaped && pid == Some(self.launched)
     }
 }
 
@@ -192,18 +298,83 @@ pub(super) struct Kept {
 
 impl Kept {
     /// Keeps `socket`, with the speakers heard before the verdict, and
-    /// hands it to the notify thread.
-    pub(super) fn new(socket: NotifySocket, speakers: Speakers) -> Kept {
+    /// hands it to the notify thread. `watchdog`: the launch's interval,
+    /// whose clock starts now. `None` if the news pipe cannot be made.
+    pub(super) fn new(
+        socket: NotifySocket,
+        speakers: Speakers,
+        launched: libc::pid_t,
+        watchdog: Option<Duration>,
+        grace: Duration,
+    ) -> crate::error::Result<Kept> {
+        let (news_reader, news) = crate::pipe::TokenPipe::make()?.split();
+        news_reader.set_nonblocking(true)?;
+        news.set_nonblocking(true)?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 socket: Some(socket),
                 speakers,
+                queue: VecDeque::new(),
+                news,
+                watchdog: WatchdogClock {
+                    interval: watchdog,
+                    last_ping: Instant::now(),
+                    triggered: false,
+                },
+                watch: WatchdogState {
+                    grace,
+                    ..WatchdogState::default()
+                },
+                launched,
+                launched_reaped: false,
             }),
+            news: news_reader,
         });
-        // Without the thread, barriers are served when the owner settles
-        // (or drops the socket, which releases every barrier waiting in it).
+        // Without the thread, barriers are served and notifications read
+        // when the owner waits (or drops the socket, which releases every
+        // barrier waiting in it).
         let _ = serve_in_background(&shared);
-        Kept { shared }
+        Ok(Kept { shared })
+    }
+
+    /// The next thing the program said, if any is waiting (read from the
+    /// socket first, should the notify thread be missing or behind).
+    pub(super) fn pop(&self) -> Option<Heard> {
+        while self.shared.news.token_read().is_ok() {}
+        let mut state = self.lock();
+        state.serve();
+        state.queue.pop_front()
+    }
+
+    /// Readable when there may be news for [`pop`](Self::pop); the socket
+    /// itself, for a wait that must serve it when the thread is missing.
+    pub(super) fn news_fds(&self) -> [libc::c_int; 2] {
+        let socket = self.lock().socket.as_ref().map_or(-1, |s| s.fd.as_raw_fd());
+        [self.shared.news.as_raw_fd(), socket]
+    }
+
+    /// The news pipe's read end, for the async wait to register a copy of.
+    #[cfg(feature = "tokio")]
+    pub(super) fn news_fd(&self) -> crate::error::Result<std::os::fd::BorrowedFd<'_>> {
+        self.shared.news.try_as_fd()
+    }
+
+    /// The watchdog's clock as it stands, and what the owner's side has
+    /// done.
+    pub(super) fn watchdog(&self) -> (WatchdogClock, WatchdogState) {
+        let state = self.lock();
+        (state.watchdog, state.watch)
+    }
+
+    /// Changes what the owner's side of the watchdog has done.
+    pub(super) fn set_watchdog(&self, change: impl FnOnce(&mut WatchdogState)) {
+        change(&mut self.lock().watch);
+    }
+
+    /// The program as started has been reaped: its pid no longer vouches
+    /// for another user's sender.
+    pub(super) fn launched_reaped(&self) {
+        self.lock().launched_reaped = true;
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

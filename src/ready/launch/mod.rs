@@ -5,7 +5,9 @@
 mod child;
 #[cfg(tokenpipe_linux_like)]
 mod contain;
+mod exec;
 mod kept;
+mod notification;
 #[cfg(tokenpipe_linux_like)]
 mod procfs;
 mod socket;
@@ -14,6 +16,7 @@ mod waiter;
 mod waiter_async;
 
 pub use child::ReadyChild;
+pub use notification::Notification;
 
 /// Containment needs what only Linux offers here (a child subreaper and
 /// pidfds, and `/proc` to find what a launch started): elsewhere a launch
@@ -44,7 +47,7 @@ mod contain {
     pub(super) fn note_launched(_: libc::pid_t) {}
 }
 
-use std::ffi::OsString;
+use std::ffi::{OsString, c_int};
 use std::fmt;
 use std::io;
 use std::os::unix::process::CommandExt;
@@ -66,9 +69,12 @@ use waiter::Waiter;
 /// use std::time::Duration;
 ///
 /// let o = LaunchOptions::new().timeout(Duration::from_secs(5)).detach(true);
-/// assert!(o.kill_on_timeout && o.detach && !o.contain);
+/// assert!(o.kill_on_timeout && o.detach && !o.contain && o.watchdog.is_none());
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// Not `Copy`: it holds the sockets given with [`listen`](Self::listen)
+/// (a clone shares them).
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct LaunchOptions {
     /// How long the program has to report (default 30 s); it can ask for
@@ -124,6 +130,35 @@ pub struct LaunchOptions {
     /// process group) is reached, and `MAINPID=` only for a descendant of
     /// the program still linked to it by `/proc`.
     pub contain: bool,
+    /// The service watchdog (default off), as systemd's `WatchdogSec=`:
+    /// the program is told the interval (`WATCHDOG_USEC`, with
+    /// `WATCHDOG_PID` its own pid, which
+    /// [`Notifier::watchdog_interval`](super::Notifier::watchdog_interval)
+    /// reads) and, once it is ready, must send `WATCHDOG=1` at least that
+    /// often. When it misses (or sends `WATCHDOG=trigger`), the main
+    /// process is sent `SIGABRT`, as systemd sends it, and `SIGKILL` with
+    /// everything the launch reaches if it has not ended
+    /// [`watchdog_grace`](Self::watchdog_grace) later;
+    /// [`ReadyChild::watchdog_expired`] then says so.
+    ///
+    /// The watchdog is kept while the caller waits on the
+    /// [`ReadyChild`]: [`wait`](ReadyChild::wait),
+    /// [`try_wait`](ReadyChild::try_wait),
+    /// [`next_notification`](ReadyChild::next_notification) and their
+    /// async twins act on a missed ping the moment they see it (a blocking
+    /// wait wakes for it). Nothing is killed by a thread behind the
+    /// caller's back, so a process is only ever signalled by the handle's
+    /// owner, through its pidfd. The pings come on the notify socket:
+    /// where none could be made (a `TMPDIR` too long for a socket
+    /// address), the launch is refused with [`LaunchError::Exec`] rather
+    /// than run with a watchdog that must fire. A program may change the
+    /// interval with `WATCHDOG_USEC=`, as under systemd.
+    pub watchdog: Option<Duration>,
+    /// How long a program sent `SIGABRT` by the watchdog has to end before
+    /// it is killed (default 5 s; systemd's `TimeoutAbortSec=`).
+    pub watchdog_grace: Duration,
+    /// The listening sockets to hand over (see [`listen`](Self::listen)).
+    listen: Vec<std::sync::Arc<exec::Listen>>,
 }
 
 impl LaunchOptions {
@@ -135,32 +170,35 @@ impl LaunchOptions {
             detach: false,
             kill_on_timeout: true,
             contain: false,
+            watchdog: None,
+            watchdog_grace: Duration::from_secs(5),
+            listen: Vec::new(),
         }
     }
 
     /// How long the program has to report.
     #[must_use]
-    pub const fn timeout(mut self, timeout: Duration) -> LaunchOptions {
+    pub fn timeout(mut self, timeout: Duration) -> LaunchOptions {
         self.timeout = timeout;
         self
     }
 
     /// No timeout: wait for a report or the program's end, however long.
     #[must_use]
-    pub const fn no_timeout(self) -> LaunchOptions {
+    pub fn no_timeout(self) -> LaunchOptions {
         self.timeout(Duration::MAX)
     }
 
     /// Whether to start it in a new session with stdio on `/dev/null`.
     #[must_use]
-    pub const fn detach(mut self, on: bool) -> LaunchOptions {
+    pub fn detach(mut self, on: bool) -> LaunchOptions {
         self.detach = on;
         self
     }
 
     /// Whether to kill it if it has not reported in time.
     #[must_use]
-    pub const fn kill_on_timeout(mut self, on: bool) -> LaunchOptions {
+    pub fn kill_on_timeout(mut self, on: bool) -> LaunchOptions {
         self.kill_on_timeout = on;
         self
     }
@@ -168,8 +206,52 @@ impl LaunchOptions {
     /// Whether to contain everything it starts (see
     /// [`contain`](Self::contain)).
     #[must_use]
-    pub const fn contain(mut self, on: bool) -> LaunchOptions {
+    pub fn contain(mut self, on: bool) -> LaunchOptions {
         self.contain = on;
+        self
+    }
+
+    /// Keep a service watchdog of `interval` (see
+    /// [`watchdog`](Self::watchdog)). A zero interval is no watchdog, as
+    /// `WatchdogSec=0`.
+    #[must_use]
+    pub fn watchdog(mut self, interval: Duration) -> LaunchOptions {
+        self.watchdog = (!interval.is_zero()).then_some(interval);
+        self
+    }
+
+    /// How long a program aborted by the watchdog has before `SIGKILL`.
+    #[must_use]
+    pub fn watchdog_grace(mut self, grace: Duration) -> LaunchOptions {
+        self.watchdog_grace = grace;
+        self
+    }
+
+    /// Hands `socket` (a bound, listening socket: a `UnixListener`, a
+    /// `TcpListener` or any `OwnedFd`) to the program by socket
+    /// activation, named `name` in `LISTEN_FDNAMES`, as a systemd
+    /// `.socket` unit does: the sockets sit at fds 3, 4, … in the order
+    /// given, with `LISTEN_FDS`, `LISTEN_FDNAMES` and `LISTEN_PID` (the
+    /// program's own pid) set, which [`ListenFds`](super::ListenFds)
+    /// reads. This process keeps its copy open while the options live, so
+    /// a restarted program can be handed the same socket, and no
+    /// connection waiting in its backlog is lost.
+    ///
+    /// A name must be 1 to 255 printable ASCII characters without `:`
+    /// (systemd's `FileDescriptorName=` rule), else the launch is refused
+    /// with [`LaunchError::Exec`] before anything starts.
+    ///
+    /// With `listen` or [`watchdog`](Self::watchdog), the launch runs the
+    /// program with its own `execve` (the only way to give it a variable
+    /// holding its own pid): with the environment the `Command` would
+    /// have passed, its arguments, and the program looked for in `PATH` as
+    /// `execvp` does (a script without `#!` is not run by `/bin/sh`).
+    #[must_use]
+    pub fn listen(mut self, socket: impl Into<std::os::fd::OwnedFd>, name: &str) -> LaunchOptions {
+        self.listen.push(std::sync::Arc::new(exec::Listen {
+            fd: socket.into(),
+            name: name.into(),
+        }));
         self
     }
 }
@@ -209,6 +291,17 @@ pub enum LaunchError {
     /// `ENOSYS` off Linux, or the error of `PR_SET_CHILD_SUBREAPER`. Nothing
     /// was started.
     Contain(Errno),
+    /// The program could not be set up to run with
+    /// [`listen`](LaunchOptions::listen) or
+    /// [`watchdog`](LaunchOptions::watchdog): a socket name systemd would
+    /// refuse, a NUL in the environment or the arguments, or no notify
+    /// socket for the watchdog's pings. Nothing was started.
+    Exec {
+        /// The program, as the `Command` names it.
+        program: OsString,
+        /// What is wrong.
+        problem: String,
+    },
     /// The program reported that it failed (token 0 or `ERRNO=`). It may
     /// still be running.
     Failed {
@@ -330,6 +423,13 @@ impl fmt::Display for LaunchError {
                 f,
                 "could not contain the launch (PR_SET_CHILD_SUBREAPER failed: {e})"
             )?,
+            LaunchError::Exec { program, problem } => {
+                write!(
+                    f,
+                    "could not start {}: {problem}",
+                    program.to_string_lossy()
+                )?;
+            }
             LaunchError::Failed { child, errno, .. } => {
                 write!(f, "program {} reported that it failed", child.pid())?;
                 if let Some(errno) = errno {
@@ -556,9 +656,11 @@ fn start(cmd: &mut Command, options: LaunchOptions) -> Result<Waiter, LaunchErro
     };
     let (reader, writer) = TokenPipe::make().map_err(LaunchError::Setup)?.split();
     // A launcher whose stdin or stdout is closed gets the pipe on 0 or 1:
-    // the program would take the write end for its stdout.
+    // the program would take the write end for its stdout. With sockets
+    // to hand over at 3, 4, …, the write end goes above them too.
     let reader = reader.above_stdio().map_err(LaunchError::Setup)?;
-    let writer = writer.above_stdio().map_err(LaunchError::Setup)?;
+    let first_free = 3 + c_int::try_from(options.listen.len()).unwrap_or(c_int::MAX - 3);
+    let writer = writer.at_least(first_free).map_err(LaunchError::Setup)?;
     reader.set_nonblocking(true).map_err(LaunchError::Setup)?;
     writer
         .pass_to(cmd, READY_FD_ENV)
@@ -583,7 +685,36 @@ fn start(cmd: &mut Command, options: LaunchOptions) -> Result<Waiter, LaunchErro
             cmd.pre_exec(new_session);
         }
     }
-    let (launched, mut spawned) = match crate::process::spawn::spawn(cmd) {
+    if options.watchdog.is_some() && socket.is_none() {
+        return Err(LaunchError::Exec {
+            program: cmd.get_program().to_owned(),
+            problem: "the watchdog needs a notify socket for its pings, and none could be made \
+                      (is TMPDIR too long for a socket address?)"
+                .into(),
+        });
+    }
+    // Held while the program is spawned: numbers 3, 4, … are taken, so
+    // std's own pipe (its report of a failed exec) lands above the
+    // sockets' places and the child's dup2 onto them cannot close it.
+    let mut held_low = Vec::new();
+    if !options.listen.is_empty() || options.watchdog.is_some() {
+        for target in 3..first_free {
+            if let Ok(fd) = sys::dup_at_least(reader.as_raw_fd(), target) {
+                held_low.push(crate::end::TokenPipeEnd::from_owned(fd));
+            }
+        }
+        let additions = exec::Additions {
+            listen: &options.listen,
+            watchdog_usec: options
+                .watchdog
+                .map(|w| u64::try_from(w.as_micros()).unwrap_or(u64::MAX)),
+        };
+        // Last: its closure execs, so it must run after every other.
+        exec::exec_with(cmd, &additions)?;
+    }
+    let spawned = crate::process::spawn::spawn(cmd);
+    drop(held_low);
+    let (launched, mut spawned) = match spawned {
         Ok(started) => started,
         // pass_to's check in the child: the fd it was to hand over is gone
         // (exec itself never fails with EBADF).

@@ -126,9 +126,9 @@ impl Waiter {
             reader,
             socket,
             speakers: Speakers::default(),
-            options,
             start,
             deadline: deadline_after(start, options.timeout),
+            options,
             facts: Facts::default(),
             backlog: false,
             killed: None,
@@ -418,47 +418,12 @@ impl Waiter {
         }
     }
 
-    /// `MAINPID=`: the program names another process as its main one (it
-    /// forked its daemon). Honoured as systemd honours it, whoever sent
-    /// it: never for pid 0 or 1, never for this process or any of its
-    /// ancestors, and only for a process the launch contains (with
-    /// containment, one it holds; without, a descendant of the program,
-    /// by `/proc`). The process is held by a pidfd from then on, so it is
-    /// Linux only: anywhere else its pid could be reused under us.
+    /// `MAINPID=`: see [`ReadyChild::adopt_main`]; a newly named main
+    /// process has not ended yet.
     fn main_pid(&mut self, pid: libc::pid_t) {
-        #[cfg(tokenpipe_linux_like)]
-        {
-            let launched = self.child.launched.pid();
-            if pid <= 1 || procfs::is_self_or_ancestor(pid) {
-                return;
-            }
-            if pid == launched {
-                // The program names itself: it is the main process again.
-                self.child.main = None;
-                self.facts.ended = None;
-                return;
-            }
-            let main = match &mut self.child.contain {
-                Some(contained) => {
-                    contained.refresh(&mut self.child.launched);
-                    contained.member(pid)
-                }
-                None => {
-                    let ours = |pid| {
-                        !self.child.launched.is_reaped() && procfs::descends_from(pid, launched)
-                    };
-                    // Still the same process now that a pidfd holds it?
-                    let main = Process::stranger(pid);
-                    (ours(pid) && main.pidfd().is_some() && ours(pid)).then_some(main)
-                }
-            };
-            if let Some(main) = main {
-                self.child.main = Some(Box::new(main));
-                self.facts.ended = None;
-            }
+        if self.child.adopt_main(pid, None) {
+            self.facts.ended = None;
         }
-        #[cfg(not(tokenpipe_linux_like))]
-        let _ = pid;
     }
 
     /// The verdict, with the program handed over (ready) or held in the
@@ -467,7 +432,19 @@ impl Waiter {
     pub(super) fn conclude(mut self, verdict: Verdict) -> Result<ReadyChild, LaunchError> {
         let speakers = std::mem::take(&mut self.speakers);
         let mut child = self.child;
-        child.notify = self.socket.take().map(|socket| Kept::new(socket, speakers));
+        let launched = child.launched.pid();
+        // Without the news pipe (out of fds) the socket still goes with
+        // the child, and barriers are served when it is dropped.
+        child.notify = self.socket.take().and_then(|socket| {
+            Kept::new(
+                socket,
+                speakers,
+                launched,
+                self.options.watchdog,
+                self.options.watchdog_grace,
+            )
+            .ok()
+        });
         match verdict {
             Verdict::Ready => {
                 child.kill_on_drop = false;
