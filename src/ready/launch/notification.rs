@@ -5,7 +5,7 @@ use std::time::Duration;
 
 /// One thing a program said on its notify socket after the verdict, in the
 /// order it was said: what [`ReadyChild::next_notification`] and, with
-/// tokio, [`ReadyChild::notified`] give.
+/// tokio, `ReadyChild::notified` give.
 ///
 /// A datagram with several lines gives one notification per line it
 /// knows, in its order (a `MONOTONIC_USEC=` line goes into the
@@ -14,7 +14,6 @@ use std::time::Duration;
 /// processes and the program's descendants.
 ///
 /// [`ReadyChild::next_notification`]: super::ReadyChild::next_notification
-/// [`ReadyChild::notified`]: super::ReadyChild::notified
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Notification {
