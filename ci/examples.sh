@@ -143,9 +143,11 @@ expect daemon_wait 2 "died before it was ready" -- --double-fork --crash
 expect daemon_wait 0 "is ready; exiting 0" -- --reexec
 expect daemon_wait 1 "reported that initialisation failed (it exited with status 1)" -- --reexec --fail
 expect daemon_wait 2 "died before it was ready (it was killed by signal 9)" -- --reexec --crash
-expect daemon_wait 0 "is ready; exiting 0" -- --reexec --pid-file "$tmp/rx.pid" --serve 2
+expect daemon_wait 0 "is ready; exiting 0" -- --reexec --pid-file "$tmp/rx.pid" --serve 10
 rx=$(cat "$tmp/rx.pid" 2>/dev/null || echo none)
 expect daemon_wait 4 "another instance (pid $rx) holds the pid file" -- --reexec --pid-file "$tmp/rx.pid"
+# Done with it: it would serve on for the rest of its 10 s.
+kill "$rx" 2>/dev/null || true
 expect daemon_wait 64 "exclude each other" -- --reexec --double-fork
 
 # The launch example: a readiness-aware launcher that notices death.
@@ -483,6 +485,254 @@ else
     check "tokio_service, its helper killed: exit $code (want 1): $(tail -n 1 "$tmp/ts-die.out")" \
         grep -q "^tokio_service: helper ${ts_die_helper:-?} was killed by signal 9 while serving; exiting 1$" "$tmp/ts-die.out"
     check "exit 1 for a helper that dies while serving" test "$code" -eq 1
+fi
+
+# ---------------------------------------------------------------------------
+# launch --wait: supervising a ready service. Contract (examples/launch.rs):
+#   launch [--timeout SECS] [--detach] [--wait [--watchdog SECS]]
+#          [--listen unix:PATH | --listen tcp:HOST:PORT]... -- PROGRAM [ARGS...]
+# With --wait, after "NAME (pid N) is ready...; waiting for it to end" one
+# line per later notification ("launch: NAME: STATUS=...", "RELOADING=1
+# MONOTONIC_USEC=N", "READY=1", "STOPPING=1", "WATCHDOG=1", "watchdog
+# expired: ..."); SIGTERM, SIGINT and SIGHUP forwarded ("launch: forwarded
+# SIGTERM to NAME (pid N)"); exit: the program's status (128+N for signal
+# N), or 5 when the watchdog expired. --watchdog without --wait, or a
+# --listen of neither form: 64; a --listen address not bound: 71.
+#
+# The background launches here are signalled by their own pid, never
+# through timeout(1): timeout passes a signal to its whole process group,
+# so the program would get it twice (and a second SIGTERM forces a stop).
+# A background job of a script starts with SIGINT ignored, and launch (as
+# SignalInterrupt does) leaves an inherited-ignored signal ignored: env
+# --default-signal=INT gives it SIGINT as a terminal would.
+# lw_start OUT LAUNCH_ARGS...: starts launch (pid in lw_pid), its output
+# in OUT, and waits up to 20 s for its "waiting for it to end" line.
+lw_start() {
+    local out=$1
+    shift
+    env --default-signal=INT "$bin/launch" "$@" >"$out" 2>&1 </dev/null &
+    lw_pid=$!
+    wait_until 20 grep -q "; waiting for it to end$" "$out"
+}
+# lw_program OUT: the program's pid, from launch's ready line.
+lw_program() { sed -n 's/^launch: .* (pid \([0-9]*\)) is ready.*/\1/p' "$1" | head -n 1; }
+# lw_end OUT SECS: waits up to SECS for lw_pid to end; lw_code is then its
+# exit status, or "hung" (launch and its program are killed then).
+lw_end() {
+    local prog
+    if timeout "$2" tail -s 0.05 --pid="$lw_pid" -f /dev/null; then
+        lw_code=0
+        wait "$lw_pid" || lw_code=$?
+    else
+        prog=$(lw_program "$1")
+        kill -KILL "$lw_pid" 2>/dev/null || true
+        [[ -z $prog ]] || kill -KILL "$prog" 2>/dev/null || true
+        wait "$lw_pid" || true
+        lw_code=hung
+    fi
+}
+# lw_check OUT WHAT CONDITION...: check, printing OUT (indented) on failure.
+lw_check() {
+    local out=$1 what=$2
+    shift 2
+    if "$@"; then
+        echo "ok   $what"
+    else
+        echo "FAIL $what; launch's output:"
+        sed 's/^/    /' "$out"
+        fail=1
+    fi
+}
+# lw_in_order OUT TEXT...: each TEXT is on a line of OUT after the line of
+# the one before.
+# shellcheck disable=SC2317  # called through lw_check
+lw_in_order() {
+    local out=$1 from=0 n text
+    shift
+    for text in "$@"; do
+        n=$(awk -v from="$from" -v s="$text" 'NR > from && index($0, s) { print NR; exit }' "$out")
+        [[ -n $n ]] || { echo "    no '$text' after line $from"; return 1; }
+        from=$n
+    done
+}
+# lw_runs PID: PID is a number and a live process (not a zombie).
+# shellcheck disable=SC2317  # called through lw_check
+lw_runs() {
+    [[ $1 =~ ^[0-9]+$ ]] && [[ -e /proc/$1 ]] &&
+        [[ $(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) != Z ]]
+}
+# shellcheck disable=SC2317  # called through wait_until
+lw_gone() { ! lw_runs "$1"; }
+# shellcheck disable=SC2317  # called through lw_check
+lw_both_run() { lw_runs "$1" && lw_runs "$2"; }
+# lw_ends_within SECS PID: PID is a number, and no live process by SECS.
+# shellcheck disable=SC2317  # called through lw_check
+lw_ends_within() { [[ $2 =~ ^[0-9]+$ ]] && wait_until "$1" lw_gone "$2"; }
+# lw_count OUT TEXT: how many lines of OUT hold TEXT.
+lw_count() { grep -cF -- "$2" "$1" || true; }
+
+# Usage and binding, which need no tool.
+expect launch 64 "--watchdog needs --wait" -- --watchdog 1 -- true
+expect launch 64 "--watchdog takes a positive number of seconds" -- --wait --watchdog 0 -- true
+expect launch 64 "--watchdog takes seconds" -- --wait --watchdog soon -- true
+expect launch 64 "--listen takes unix:PATH or tcp:HOST:PORT, not \"bogus\"" -- --listen bogus -- true
+expect launch 64 "--listen needs an address" -- --listen
+# Neither form either (echo_service refuses both, 64): an empty path, a
+# TCP address with no port.
+expect launch 64 "usage:" -- --listen unix: -- true
+expect launch 64 "usage:" -- --listen tcp:localhost -- true
+expect launch 71 "launch: cannot listen on unix:$tmp/no-such-dir/x.sock: " \
+    -- --listen "unix:$tmp/no-such-dir/x.sock" -- true
+# A path that exists is not replaced: 71, and the file is as it was.
+echo "not a socket" >"$tmp/lw-taken"
+expect launch 71 "launch: cannot listen on unix:$tmp/lw-taken: " -- --listen "unix:$tmp/lw-taken" -- true
+check "launch --listen unix:PATH left the file at PATH as it was: $(cat "$tmp/lw-taken" 2>&1)" \
+    test -f "$tmp/lw-taken" -a "$(cat "$tmp/lw-taken" 2>&1)" = "not a socket"
+
+lw_tools=1
+need_cmd systemd-notify systemd || { echo "FAIL the launch --wait checks: no systemd-notify (Debian package systemd)"; lw_tools=0; fail=1; }
+need_cmd socat socat || { echo "FAIL the launch --wait checks: no socat (Debian package socat)"; lw_tools=0; fail=1; }
+if [[ $lw_tools -eq 1 ]]; then
+    # Without --wait, as before: ready, exit 0, the program left running.
+    expect launch 0 "is ready; exiting 0 and leaving it running" -- -- systemd-notify --ready
+
+    # Its exit code, and a STATUS= said after ready, in its own line.
+    expect_saving "$tmp/lw-7.out" launch 7 "launch: sh: STATUS=working" \
+        -- --wait -- sh -c 'systemd-notify --ready; systemd-notify STATUS=working; exit 7'
+    lw_check "$tmp/lw-7.out" "launch --wait, exit 7: ready, then STATUS=working, then: $(tail -n 1 "$tmp/lw-7.out")" \
+        lw_in_order "$tmp/lw-7.out" "; waiting for it to end" "launch: sh: STATUS=working" \
+        "launch: sh exited with status 7; exiting 7"
+    # Killed by a signal after ready: 128+N.
+    # shellcheck disable=SC2016  # $$ is the child shell's
+    expect launch 143 "launch: sh was killed by signal 15; exiting 143" \
+        -- --wait -- sh -c 'systemd-notify --ready; kill -TERM $$'
+
+    # shutdown: SIGHUP forwarded, the reload in protocol words; then
+    # SIGTERM forwarded, STOPPING=1, and shutdown's clean stop, exit 0.
+    out="$tmp/lw-sd.out"
+    sd="$bin/shutdown"
+    if lw_start "$out" --wait -- "$sd" --workers 2 --drain 0.1; then
+        kill -HUP "$lw_pid" 2>/dev/null || true
+        wait_until 20 grep -q "^launch: $sd: READY=1$" "$out" || true
+        lw_check "$out" "launch --wait -- shutdown, SIGHUP: forwarded, then RELOADING=1 MONOTONIC_USEC=, READY=1: $(grep -F "$sd: RELOADING" "$out" || echo "no RELOADING line")" \
+            lw_in_order "$out" "launch: forwarded SIGHUP to $sd (pid " \
+            "launch: $sd: RELOADING=1 MONOTONIC_USEC=" "launch: $sd: READY=1"
+        lw_check "$out" "launch --wait -- shutdown, SIGHUP: MONOTONIC_USEC is a number" \
+            grep -qE "^launch: $sd: RELOADING=1 MONOTONIC_USEC=[0-9]+$" "$out"
+        kill -TERM "$lw_pid" 2>/dev/null || true
+        lw_end "$out" 20
+        lw_check "$out" "launch --wait -- shutdown, SIGTERM: exit $lw_code (want 0: shutdown's clean stop): $(tail -n 1 "$out")" \
+            test "$lw_code" = 0
+        lw_check "$out" "launch --wait -- shutdown, SIGTERM: forwarded, STOPPING=1, all workers stopped, exiting 0" \
+            lw_in_order "$out" "launch: forwarded SIGTERM to $sd (pid " "launch: $sd: STOPPING=1" \
+            "launch: $sd exited with status 0; exiting 0"
+        lw_check "$out" "launch --wait -- shutdown, SIGTERM: shutdown's clean stop: $(grep -m 1 "workers stopped" "$out" || echo "no 'workers stopped' line")" \
+            grep -q "^shutdown: all 2 workers stopped in .*; exiting 0$" "$out"
+    else
+        lw_end "$out" 1
+        lw_check "$out" "launch --wait -- shutdown: ready within 20 s (exit $lw_code)" false
+    fi
+
+    # SIGINT is forwarded too: shutdown's Ctrl-C clean stop, exit 0.
+    out="$tmp/lw-int.out"
+    if lw_start "$out" --wait -- "$sd" --workers 1 --drain 0.1; then
+        kill -INT "$lw_pid" 2>/dev/null || true
+        lw_end "$out" 20
+        lw_check "$out" "launch --wait -- shutdown, SIGINT: exit $lw_code (want 0): $(tail -n 1 "$out")" \
+            test "$lw_code" = 0
+        lw_check "$out" "launch --wait -- shutdown, SIGINT: forwarded, shutdown got SIGINT, STOPPING=1" \
+            lw_in_order "$out" "launch: forwarded SIGINT to $sd (pid " "launch: $sd: STOPPING=1" \
+            "launch: $sd exited with status 0; exiting 0"
+        lw_check "$out" "launch --wait -- shutdown, SIGINT: $(grep -m 1 "got SIG" "$out" || echo "no 'got SIG' line")" \
+            grep -q "^shutdown: got SIGINT" "$out"
+    else
+        lw_end "$out" 1
+        lw_check "$out" "launch --wait -- shutdown (for SIGINT): ready within 20 s (exit $lw_code)" false
+    fi
+
+    # --watchdog 1: shutdown pings every 0.5 s (WATCHDOG_USEC and
+    # WATCHDOG_PID set for it); 3 s on, it still runs, no expiry.
+    out="$tmp/lw-wd.out"
+    if lw_start "$out" --wait --watchdog 1 -- "$sd" --workers 1 --drain 0.1; then
+        sleep 3
+        pings=$(lw_count "$out" "launch: $sd: WATCHDOG=1")
+        prog=$(lw_program "$out")
+        lw_check "$out" "launch --wait --watchdog 1 -- shutdown, 3 s: $pings WATCHDOG=1 lines (want 3 or more)" \
+            test "$pings" -ge 3
+        lw_check "$out" "launch --wait --watchdog 1 -- shutdown, 3 s: no 'watchdog expired' line" \
+            test "$(lw_count "$out" "watchdog expired")" -eq 0
+        lw_check "$out" "launch --wait --watchdog 1 -- shutdown, 3 s: launch ($lw_pid) and shutdown (${prog:-?}) still run" \
+            lw_both_run "$lw_pid" "$prog"
+        kill -TERM "$lw_pid" 2>/dev/null || true
+        lw_end "$out" 20
+        lw_check "$out" "launch --wait --watchdog 1 -- shutdown, SIGTERM: exit $lw_code (want 0): $(tail -n 1 "$out")" \
+            lw_in_order "$out" "launch: forwarded SIGTERM to $sd (pid " "launch: $sd: STOPPING=1" \
+            "launch: $sd exited with status 0; exiting 0"
+        lw_check "$out" "launch --wait --watchdog 1 -- shutdown: exit code $lw_code is 0" test "$lw_code" = 0
+    else
+        lw_end "$out" 1
+        lw_check "$out" "launch --wait --watchdog 1 -- shutdown: ready within 20 s (exit $lw_code)" false
+    fi
+
+    # --watchdog 0.5 and no ping: SIGABRT, exit 5 (well before the 5 s
+    # grace: sh dies of SIGABRT), and what it started (the sleep, whose
+    # pid it wrote) killed with it.
+    out="$tmp/lw-wdx.out"
+    rm -f "$tmp/lw-sleep.pid"
+    t0=$(now)
+    code=0
+    # shellcheck disable=SC2016  # $! and $1 are the child shell's
+    timeout 60 "$bin/launch" --wait --watchdog 0.5 \
+        -- sh -c 'systemd-notify --ready; sleep 30 & echo $! >"$1"; wait' sh "$tmp/lw-sleep.pid" \
+        >"$out" 2>&1 </dev/null || code=$?
+    took=$(elapsed "$t0")
+    lw_check "$out" "launch --wait --watchdog 0.5 -- (no pings): exit $code in ${took}s (want 5 within 10 s): $(tail -n 1 "$out")" \
+        awk -v c="$code" -v t="$took" 'BEGIN { exit !(c == 5 && t + 0 <= 10) }'
+    lw_check "$out" "launch --wait --watchdog 0.5 -- (no pings): ready, 'watchdog expired', then the exit 5 line" \
+        lw_in_order "$out" "; waiting for it to end" "launch: sh: watchdog expired: " \
+        "launch: sh was killed by signal 6 after its watchdog expired; exiting 5"
+    lw_sleep=$(cat "$tmp/lw-sleep.pid" 2>/dev/null || true)
+    lw_check "$out" "launch --wait --watchdog 0.5: the program's sleep (${lw_sleep:-no pid written}) is gone" \
+        lw_ends_within 5 "$lw_sleep"
+    if lw_runs "$lw_sleep"; then kill -KILL "$lw_sleep" 2>/dev/null || true; fi
+
+    # Socket activation: echo_service on the sockets launch bound (its own
+    # --listen ignored, as it says), a line back on each; SIGTERM forwarded,
+    # STOPPING=1 and echo_service's clean stop, exit 0.
+    out="$tmp/lw-echo.out"
+    sock="$tmp/lw-echo.sock"
+    es="$bin/echo_service"
+    rm -f "$sock"
+    if lw_start "$out" --wait --watchdog 2 --listen "unix:$sock" --listen tcp:127.0.0.1:0 \
+        -- "$es" --listen "unix:$tmp/lw-ignored.sock"; then
+        port=$(sed -n 's/^echo_service: listening on tcp:127\.0\.0\.1:\([0-9]*\)$/\1/p' "$out")
+        lw_check "$out" "launch --listen unix: --listen tcp:127.0.0.1:0 -- echo_service: $(grep -m 1 "socket activation" "$out" || echo "no 'socket activation' line")" \
+            grep -qx "echo_service: 2 sockets by socket activation; --listen ignored" "$out"
+        lw_check "$out" "launch --listen -- echo_service: listening on unix:$sock, then on TCP port ${port:-?}" \
+            lw_in_order "$out" "echo_service: listening on unix:$sock" "echo_service: listening on tcp:127.0.0.1:"
+        check "launch --listen -- echo_service: its own --listen made no socket" test ! -e "$tmp/lw-ignored.sock"
+        got=$(printf 'hello\n' | timeout 10 socat -t 5 - "UNIX-CONNECT:$sock" 2>&1) || true
+        lw_check "$out" "launch --listen unix:$sock -- echo_service: 'hello' back: '$got'" test "$got" = hello
+        got=$(printf 'over tcp\n' | timeout 10 socat -t 5 - "TCP:127.0.0.1:${port:-1}" 2>&1) || true
+        lw_check "$out" "launch --listen tcp:127.0.0.1:0 -- echo_service (port ${port:-?}): 'over tcp' back: '$got'" \
+            test "$got" = "over tcp"
+        kill -TERM "$lw_pid" 2>/dev/null || true
+        lw_end "$out" 20
+        lw_check "$out" "launch --wait --listen -- echo_service, SIGTERM: exit $lw_code (want 0): $(tail -n 1 "$out")" \
+            test "$lw_code" = 0
+        lw_check "$out" "launch --wait --listen -- echo_service, SIGTERM: forwarded, echo_service's clean stop, exiting 0" \
+            lw_in_order "$out" "launch: forwarded SIGTERM to $es (pid " \
+            "launch: $es exited with status 0; exiting 0"
+        lw_check "$out" "launch --wait --listen -- echo_service, SIGTERM: $(grep -m 1 "^echo_service: got" "$out" || echo "no 'got' line")" \
+            grep -qx "echo_service: got SIGTERM; stopping; exiting 0" "$out"
+        # echo_service says STOPPING=1 just before it exits: launch must
+        # still print it (what was said before the end is not dropped).
+        lw_check "$out" "launch --wait --listen -- echo_service, SIGTERM: $(grep -m 1 "STOPPING" "$out" || echo "no STOPPING=1 line")" \
+            grep -qx "launch: $es: STOPPING=1" "$out"
+    else
+        lw_end "$out" 1
+        lw_check "$out" "launch --wait --listen -- echo_service: ready within 20 s (exit $lw_code)" false
+    fi
 fi
 
 exit $fail

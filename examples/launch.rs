@@ -31,7 +31,11 @@
 //! listening socket and hands it to PROGRAM by socket activation, as a
 //! systemd `.socket` unit does: fds 3, 4, … in the order given, with
 //! `LISTEN_FDS`, `LISTEN_FDNAMES` (`unix` or `tcp`, as given) and
-//! `LISTEN_PID` set. A `unix:` path that exists is not replaced.
+//! `LISTEN_PID` set. A `unix:` path that exists is not replaced; the
+//! socket files `launch` made are removed when it exits, unless it leaves
+//! PROGRAM running with them (ready, without `--wait`). A malformed
+//! address (an empty path, a `tcp:` one without HOST or a numeric PORT)
+//! is a usage error.
 //!
 //! With `--wait` it stays after "ready": it prints one line for each later
 //! notification (`launch: PROGRAM: STATUS=…`, `RELOADING=1`, `READY=1`,
@@ -83,6 +87,7 @@ fn main() {
     let mut options = LaunchOptions::new();
     let mut wait = false;
     let mut watchdog = None;
+    let mut listen_on = Vec::new();
     loop {
         match args.next() {
             None => usage("no PROGRAM"),
@@ -109,19 +114,13 @@ fn main() {
                 let addr = args
                     .next()
                     .unwrap_or_else(|| usage("--listen needs an address"));
-                let addr = addr
-                    .to_str()
-                    .unwrap_or_else(|| usage("--listen: not UTF-8"));
-                options = match listen::bind(addr) {
-                    Ok(Some((fd, name))) => options.listen(fd, name),
-                    Ok(None) => usage(&format!(
+                let parsed = addr.to_str().and_then(listen::Addr::parse);
+                let addr = parsed.unwrap_or_else(|| {
+                    usage(&format!(
                         "--listen takes unix:PATH or tcp:HOST:PORT, not {addr:?}"
-                    )),
-                    Err(e) => {
-                        println!("launch: cannot listen on {addr}: {e}; exiting 71");
-                        exit(71);
-                    }
-                };
+                    ))
+                });
+                listen_on.push(addr);
             }
             Some(other) => usage(&format!("unknown argument {other:?}")),
         }
@@ -135,6 +134,17 @@ fn main() {
     let Some(program) = args.next() else {
         usage("no PROGRAM after --");
     };
+    // Bound only once the command line is known to be good, so a usage
+    // error leaves no socket file behind.
+    for addr in &listen_on {
+        options = match listen::bind(addr) {
+            Ok((fd, name)) => options.listen(fd, name),
+            Err(e) => {
+                println!("launch: cannot listen on {addr}: {e}; exiting 71");
+                listen::exit(71);
+            }
+        };
+    }
     let name = program.to_string_lossy().into_owned();
     let mut cmd = std::process::Command::new(&program);
     cmd.args(args);
@@ -174,6 +184,7 @@ fn main() {
             // `exit` runs no destructors: the handle goes first, and the
             // socket and its directory with it.
             drop(child);
+            // The program serves on with the sockets: their files stay.
             exit(0);
         }
         Err(LaunchError::Failed {
@@ -195,22 +206,22 @@ fn main() {
             // nothing); the socket goes, as above.
             child.kill_on_drop(false);
             drop(child);
-            exit(1);
+            listen::exit(1);
         }
         Err(LaunchError::Exited { exit: how, status }) => {
             println!(
                 "launch: {name} {how} before it was ready{}; exiting 2",
                 status_suffix(&status)
             );
-            exit(2);
+            listen::exit(2);
         }
         Err(e @ LaunchError::TimedOut { .. }) => {
             println!("launch: {name}: {e}; exiting 3");
-            exit(3);
+            listen::exit(3);
         }
         Err(e) => {
             println!("launch: {name}: {e}; exiting 71");
-            exit(71);
+            listen::exit(71);
         }
     }
 }
@@ -218,20 +229,67 @@ fn main() {
 /// `--listen`'s sockets.
 #[cfg(unix)]
 mod listen {
+    use std::fmt;
     use std::os::fd::OwnedFd;
+    use std::path::PathBuf;
+    use std::sync::Mutex;
 
-    /// Binds `unix:PATH` or `tcp:HOST:PORT`; the socket and its name in
-    /// `LISTEN_FDNAMES`. `Ok(None)`: neither form.
-    pub fn bind(addr: &str) -> std::io::Result<Option<(OwnedFd, &'static str)>> {
-        if let Some(path) = addr.strip_prefix("unix:") {
-            let listener = std::os::unix::net::UnixListener::bind(path)?;
-            return Ok(Some((listener.into(), "unix")));
+    /// What `--listen` names.
+    pub enum Addr {
+        Unix(PathBuf),
+        Tcp(String),
+    }
+
+    impl Addr {
+        /// `unix:PATH` (a path, not empty) or `tcp:HOST:PORT` (a host and
+        /// a port number); `None` for anything else.
+        pub fn parse(addr: &str) -> Option<Addr> {
+            if let Some(path) = addr.strip_prefix("unix:") {
+                return (!path.is_empty()).then(|| Addr::Unix(path.into()));
+            }
+            let host_port = addr.strip_prefix("tcp:")?;
+            let (host, port) = host_port.rsplit_once(':')?;
+            (!host.is_empty() && port.parse::<u16>().is_ok()).then(|| Addr::Tcp(host_port.into()))
         }
-        if let Some(host_port) = addr.strip_prefix("tcp:") {
-            let listener = std::net::TcpListener::bind(host_port)?;
-            return Ok(Some((listener.into(), "tcp")));
+    }
+
+    impl fmt::Display for Addr {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match self {
+                Addr::Unix(path) => write!(f, "unix:{}", path.display()),
+                Addr::Tcp(host_port) => write!(f, "tcp:{host_port}"),
+            }
         }
-        Ok(None)
+    }
+
+    /// The socket files this launcher made, removed when it exits unless
+    /// the program runs on with them.
+    static MADE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+    /// Binds `addr`: the socket and its name in `LISTEN_FDNAMES`. A Unix
+    /// path that exists is not replaced.
+    pub fn bind(addr: &Addr) -> std::io::Result<(OwnedFd, &'static str)> {
+        match addr {
+            Addr::Unix(path) => {
+                let listener = std::os::unix::net::UnixListener::bind(path)?;
+                MADE.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(path.clone());
+                Ok((listener.into(), "unix"))
+            }
+            Addr::Tcp(host_port) => {
+                let listener = std::net::TcpListener::bind(host_port.as_str())?;
+                Ok((listener.into(), "tcp"))
+            }
+        }
+    }
+
+    /// Removes the socket files made, then exits with `code`.
+    pub fn exit(code: i32) -> ! {
+        for path in MADE.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            let _ = std::fs::remove_file(path);
+        }
+        std::process::exit(code)
     }
 }
 
@@ -243,7 +301,6 @@ mod supervise {
     use bitcoin_tokenpipe::interrupt::{SIGHUP, SIGINT, SIGTERM};
     use bitcoin_tokenpipe::ready::{Notification, ReadyChild};
     use std::os::fd::BorrowedFd;
-    use std::process::exit;
     use std::time::Duration;
 
     /// One interrupt per forwarded signal, so two different signals in a
@@ -263,7 +320,7 @@ mod supervise {
                 println!("launch: cannot forward signals ({e}); killing {name}; exiting 71");
                 let _ = child.kill(libc::SIGKILL);
                 let _ = child.wait();
-                exit(71);
+                super::listen::exit(71);
             }
         }
         println!(
@@ -297,11 +354,18 @@ mod supervise {
                 }
             }
             match child.try_wait() {
-                Ok(Some(how)) => ended(child, name, how),
+                Ok(Some(how)) => {
+                    // What it said just before it ended (a STOPPING=1)
+                    // is still to be printed.
+                    while let Ok(Some(said)) = child.next_notification(Duration::ZERO) {
+                        println!("launch: {name}: {}", line(&said));
+                    }
+                    ended(child, name, how)
+                }
                 Ok(None) => {}
                 Err(e) => {
                     println!("launch: cannot tell whether {name} runs ({e}); exiting 71");
-                    exit(71);
+                    super::listen::exit(71);
                 }
             }
         }
@@ -316,12 +380,12 @@ mod supervise {
         if child.watchdog_expired() {
             println!("launch: {name} {how} after its watchdog expired; exiting 5");
             drop(child);
-            exit(5);
+            super::listen::exit(5);
         }
         println!("launch: {name} {how}; exiting {code}");
         // `exit` runs no destructors: the socket and its directory go now.
         drop(child);
-        exit(code);
+        super::listen::exit(code);
     }
 
     /// A notification as one line, in the protocol's words.

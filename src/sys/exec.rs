@@ -100,6 +100,10 @@ pub(crate) struct ExecPlan {
     fds: Vec<c_int>,
     /// Scratch for the moves, sized before the fork.
     moved: Vec<c_int>,
+    /// Where a failed exec's errno is written (close-on-exec, above every
+    /// target): std's own report of it can be lost when the fd it uses sat
+    /// where a socket had to go.
+    report: c_int,
 }
 
 // SAFETY: the raw pointers point into the plan's own heap buffers, which
@@ -121,6 +125,7 @@ impl ExecPlan {
         env: Vec<Vec<u8>>,
         pid_vars: &[&[u8]],
         fds: Vec<c_int>,
+        report: c_int,
     ) -> ExecPlan {
         let prefixes: Vec<Vec<u8>> = pid_vars.iter().map(|k| [*k, b"="].concat()).collect();
         let prefixes: Vec<&[u8]> = prefixes.iter().map(Vec::as_slice).collect();
@@ -130,13 +135,15 @@ impl ExecPlan {
             envp: CStrArray::new(env, &prefixes),
             moved: vec![-1; fds.len()],
             fds,
+            report,
         }
     }
 
     /// In the child, between `fork` and `exec`: fills in its pid, places
     /// the fds at 3… (not close-on-exec there), and `execve`s each
     /// candidate in turn. Returns only on failure, with the errno to
-    /// report: `EACCES` if a candidate was refused so, else the last one.
+    /// report (`EACCES` if a candidate was refused so, else the last one),
+    /// which it has also written to the plan's report fd.
     ///
     /// Async-signal-safe and allocation-free. Places the fds even when a
     /// source sits where another must go: each is first copied above
@@ -146,7 +153,19 @@ impl ExecPlan {
     /// - [execve, POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/execve.html)
     /// - [execve, Linux](https://man7.org/linux/man-pages/man2/execve.2.html)
     /// - [dup2, POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/dup2.html)
+    /// - [write, POSIX 2024](https://pubs.opengroup.org/onlinepubs/9799919799/functions/write.html)
     pub(crate) fn exec(&mut self) -> Errno {
+        let failed = self.try_exec();
+        let bytes = failed.raw().to_ne_bytes();
+        // SAFETY: `bytes` is valid for reads of its length. A pipe write of
+        // 4 bytes is atomic; a signal before it moved anything is retried.
+        while unsafe { libc::write(self.report, bytes.as_ptr().cast(), bytes.len()) } < 0
+            && Errno::last().raw() == libc::EINTR
+        {}
+        failed
+    }
+
+    fn try_exec(&mut self) -> Errno {
         self.envp.fill_pid(super::getpid());
         let first_free = 3 + self.fds.len() as c_int;
         for (moved, &fd) in self.moved.iter_mut().zip(&self.fds) {

@@ -354,15 +354,13 @@ impl ReadyChild {
             .is_some_and(|kept| kept.watchdog().1.pending)
     }
 
-    /// The next notification to hand out: the watchdog's expiry, else the
-    /// next thing said (a `MAINPID=` only if honoured).
+    /// The next notification to hand out: the next thing said (a
+    /// `MAINPID=` only if honoured), else the watchdog's expiry.
     fn take_said(&mut self) -> Option<Notification> {
-        if self.expiry_pending() {
-            self.notify.as_ref()?.set_watchdog(|w| w.pending = false);
-            return Some(Notification::WatchdogExpired);
-        }
-        loop {
-            match self.notify.as_ref()?.pop()? {
+        // What was said comes first: a `WATCHDOG=trigger` before the
+        // expiry it caused.
+        while let Some(heard) = self.notify.as_ref()?.pop() {
+            match heard {
                 Heard::Said(said) => {
                     if let Notification::Status(text) = &said {
                         self.status = Some(text.as_str().into());
@@ -377,6 +375,11 @@ impl ReadyChild {
                 }
             }
         }
+        if self.expiry_pending() {
+            self.set_watchdog(|w| w.pending = false);
+            return Some(Notification::WatchdogExpired);
+        }
+        None
     }
 
     /// `MAINPID=`: the program names another process as its main one (it

@@ -17,6 +17,8 @@ use std::process::Command;
 use std::sync::Arc;
 
 use super::LaunchError;
+use crate::end::TokenPipeEnd;
+use crate::pipe::TokenPipe;
 use crate::sys::ExecPlan;
 
 /// A listening socket handed to the program by socket activation.
@@ -54,7 +56,10 @@ pub(super) fn bad_fd_name(name: &str) -> Option<&'static str> {
 /// `additions` in its environment. Call it last, after every other change
 /// to `cmd`: its closure must be the last `pre_exec` to run, and the
 /// environment is read now.
-pub(super) fn exec_with(cmd: &mut Command, additions: &Additions<'_>) -> Result<(), LaunchError> {
+pub(super) fn exec_with(
+    cmd: &mut Command,
+    additions: &Additions<'_>,
+) -> Result<ExecReport, LaunchError> {
     let setup = |what: String| LaunchError::Exec {
         program: cmd.get_program().to_owned(),
         problem: what,
@@ -78,13 +83,16 @@ pub(super) fn exec_with(cmd: &mut Command, additions: &Additions<'_>) -> Result<
             env.push((key.to_owned(), value.to_owned()));
         }
     }
-    let ours = [
-        "LISTEN_PID",
-        "LISTEN_FDS",
-        "LISTEN_FDNAMES",
-        "WATCHDOG_PID",
-        "WATCHDOG_USEC",
-    ];
+    // The variables the launch sets replace any of the same name; the
+    // others pass as the Command has them (an inherited LISTEN_PID or
+    // WATCHDOG_PID names another process, so the program ignores them).
+    let mut ours: Vec<&str> = Vec::new();
+    if !additions.listen.is_empty() {
+        ours.extend(["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"]);
+    }
+    if additions.watchdog_usec.is_some() {
+        ours.extend(["WATCHDOG_PID", "WATCHDOG_USEC"]);
+    }
     env.retain(|(k, _)| !ours.iter().any(|o| k == o));
     let mut pid_vars: Vec<&[u8]> = Vec::new();
     if !additions.listen.is_empty() {
@@ -124,9 +132,19 @@ pub(super) fn exec_with(cmd: &mut Command, additions: &Additions<'_>) -> Result<
         .map(|(_, v)| v.as_os_str());
     let candidates = candidates(cmd.get_program(), path)
         .ok_or_else(|| setup("the program's name contains a NUL or is empty".into()))?;
-    let fds = additions.listen.iter().map(|l| l.fd.as_raw_fd()).collect();
+    let fds: Vec<_> = additions.listen.iter().map(|l| l.fd.as_raw_fd()).collect();
+    let first_free = 3 + std::ffi::c_int::try_from(fds.len()).unwrap_or(std::ffi::c_int::MAX - 3);
+    let (reader, writer) = TokenPipe::make().map_err(LaunchError::Setup)?.split();
+    let writer = writer.at_least(first_free).map_err(LaunchError::Setup)?;
     let listen: Vec<Arc<Listen>> = additions.listen.to_vec();
-    let mut plan = ExecPlan::new(candidates, argv, env_strings, &pid_vars, fds);
+    let mut plan = ExecPlan::new(
+        candidates,
+        argv,
+        env_strings,
+        &pid_vars,
+        fds,
+        writer.as_raw_fd(),
+    );
     let exec = move || {
         // Keeps the sockets open in every copy of the closure, so their
         // numbers stay theirs until the fork.
@@ -140,7 +158,27 @@ pub(super) fn exec_with(cmd: &mut Command, additions: &Additions<'_>) -> Result<
     unsafe {
         cmd.pre_exec(exec);
     }
-    Ok(())
+    Ok(ExecReport { reader, writer })
+}
+
+/// The pipe on which the launch's own `execve` reports its failure.
+pub(super) struct ExecReport {
+    reader: TokenPipeEnd,
+    /// Closed by the caller as soon as the program is spawned, so the read
+    /// ends at its `exec` (close-on-exec) or its exit.
+    pub(super) writer: TokenPipeEnd,
+}
+
+impl ExecReport {
+    /// The errno of a failed exec, once the parent's write end is closed:
+    /// `None` when the program was executed. Blocks until the child has
+    /// executed or ended (as `Command::spawn` itself does).
+    pub(super) fn failed(self) -> Option<i32> {
+        drop(self.writer);
+        let mut errno = [0u8; 4];
+        self.reader.read_exact(&mut errno).ok()?;
+        Some(i32::from_ne_bytes(errno))
+    }
 }
 
 /// Whether `env_clear` was called on `cmd`: std offers no getter, but its

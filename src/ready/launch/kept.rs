@@ -256,21 +256,29 @@ impl State {
             if got.truncated {
                 continue; // cut short, its last line may lie: systemd drops it too
             }
-            let (queue, watchdog) = (&mut self.queue, &mut self.watchdog);
-            notification::parse(&buf[..got.len], |heard| {
-                if let Heard::Said(said) = &heard {
-                    watchdog.heard(said);
-                }
-                if queue.len() == QUEUE_BOUND {
-                    queue.pop_front();
-                }
-                queue.push_back(heard);
-                said_any = true;
-            });
+            said_any |= self.heard(&buf[..got.len]);
         }
         if said_any {
             let _ = self.news.token_write(0);
         }
+    }
+
+    /// Queues what one datagram says, and keeps the watchdog's clock by
+    /// it. Whether it said anything.
+    fn heard(&mut self, datagram: &[u8]) -> bool {
+        let (queue, watchdog) = (&mut self.queue, &mut self.watchdog);
+        let mut said_any = false;
+        notification::parse(datagram, |heard| {
+            if let Heard::Said(said) = &heard {
+                watchdog.heard(said);
+            }
+            if queue.len() == QUEUE_BOUND {
+                queue.pop_front();
+            }
+            queue.push_back(heard);
+            said_any = true;
+        });
+        said_any
     }
 
     /// Whether another user's sender is the program or one of its
@@ -303,6 +311,7 @@ impl Kept {
     pub(super) fn new(
         socket: NotifySocket,
         speakers: Speakers,
+        early: &[Box<[u8]>],
         launched: libc::pid_t,
         watchdog: Option<Duration>,
         grace: Duration,
@@ -310,24 +319,32 @@ impl Kept {
         let (news_reader, news) = crate::pipe::TokenPipe::make()?.split();
         news_reader.set_nonblocking(true)?;
         news.set_nonblocking(true)?;
+        let mut state = State {
+            socket: Some(socket),
+            speakers,
+            queue: VecDeque::new(),
+            news,
+            watchdog: WatchdogClock {
+                interval: watchdog,
+                last_ping: Instant::now(),
+                triggered: false,
+            },
+            watch: WatchdogState {
+                grace,
+                ..WatchdogState::default()
+            },
+            launched,
+            launched_reaped: false,
+        };
+        let mut said_any = false;
+        for datagram in early {
+            said_any |= state.heard(datagram);
+        }
+        if said_any {
+            let _ = state.news.token_write(0);
+        }
         let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                socket: Some(socket),
-                speakers,
-                queue: VecDeque::new(),
-                news,
-                watchdog: WatchdogClock {
-                    interval: watchdog,
-                    last_ping: Instant::now(),
-                    triggered: false,
-                },
-                watch: WatchdogState {
-                    grace,
-                    ..WatchdogState::default()
-                },
-                launched,
-                launched_reaped: false,
-            }),
+            state: Mutex::new(state),
             news: news_reader,
         });
         // Without the thread, barriers are served and notifications read

@@ -697,6 +697,7 @@ fn start(cmd: &mut Command, options: LaunchOptions) -> Result<Waiter, LaunchErro
     // std's own pipe (its report of a failed exec) lands above the
     // sockets' places and the child's dup2 onto them cannot close it.
     let mut held_low = Vec::new();
+    let mut exec_report = None;
     if !options.listen.is_empty() || options.watchdog.is_some() {
         for target in 3..first_free {
             if let Ok(fd) = sys::dup_at_least(reader.as_raw_fd(), target) {
@@ -710,12 +711,23 @@ fn start(cmd: &mut Command, options: LaunchOptions) -> Result<Waiter, LaunchErro
                 .map(|w| u64::try_from(w.as_micros()).unwrap_or(u64::MAX)),
         };
         // Last: its closure execs, so it must run after every other.
-        exec::exec_with(cmd, &additions)?;
+        exec_report = Some(exec::exec_with(cmd, &additions)?);
     }
     let spawned = crate::process::spawn::spawn(cmd);
     drop(held_low);
     let (launched, mut spawned) = match spawned {
-        Ok(started) => started,
+        Ok((mut launched, spawned)) => {
+            // The launch's own execve failed, and std did not hear it (its
+            // report's fd sat where a socket had to go): the same error.
+            if let Some(errno) = exec_report.and_then(exec::ExecReport::failed) {
+                let _ = launched.wait();
+                return Err(LaunchError::Spawn {
+                    program: cmd.get_program().to_owned(),
+                    error: io::Error::from_raw_os_error(errno),
+                });
+            }
+            (launched, spawned)
+        }
         // pass_to's check in the child: the fd it was to hand over is gone
         // (exec itself never fails with EBADF).
         Err(e) if e.raw_os_error() == Some(libc::EBADF) => {

@@ -109,6 +109,10 @@ pub(super) struct Waiter {
     pub(super) facts: Facts,
     /// The last look stopped at [`DRAIN_BATCH`] with datagrams left.
     pub(super) backlog: bool,
+    /// The datagrams of the last look that carried no report: handed to
+    /// the `ReadyChild` when a report on the pipe ends the wait in that
+    /// look, as what may have been said after it.
+    pub(super) look_datagrams: Vec<Box<[u8]>>,
     /// What the kill on timeout did to the watched process.
     pub(super) killed: Option<Killed>,
 }
@@ -131,6 +135,7 @@ impl Waiter {
             options,
             facts: Facts::default(),
             backlog: false,
+            look_datagrams: Vec::new(),
             killed: None,
         }
     }
@@ -184,10 +189,17 @@ impl Waiter {
         if let Some(contained) = &mut self.child.contain {
             contained.refresh(&mut self.child.launched);
         }
+        self.look_datagrams.clear();
         let socket = self.drain_socket();
         let pipe = self.drain_pipe();
         if self.facts.report.is_none() {
             self.facts.report = first_report(pipe, socket);
+            // A report on the pipe: the datagrams of this look may have
+            // been sent after it (which came first cannot be known); the
+            // ReadyChild hands them out rather than lose them.
+            if self.facts.report.is_some() && socket.is_some() {
+                self.look_datagrams.clear();
+            }
         }
         // After draining: a request for more time may have moved it.
         self.facts.timed_out = now >= self.deadline;
@@ -281,7 +293,16 @@ impl Waiter {
             }
             self.speakers.heard(got.sender_pid, got.carried_fds);
             let report = self.datagram(&buf[..got.len]);
+            if report.is_none() {
+                self.look_datagrams.push(buf[..got.len].into());
+            }
             first = first.or(report);
+            if first.is_some() {
+                // What follows the report is said after it: left in the
+                // socket for the ReadyChild to hand out.
+                drained = true;
+                break;
+            }
         }
         // Stopped at the batch with datagrams maybe left: look again at once.
         self.backlog |= !drained;
@@ -431,6 +452,7 @@ impl Waiter {
     /// still speak (a `BARRIER=1` after `READY=1`).
     pub(super) fn conclude(mut self, verdict: Verdict) -> Result<ReadyChild, LaunchError> {
         let speakers = std::mem::take(&mut self.speakers);
+        let early = std::mem::take(&mut self.look_datagrams);
         let mut child = self.child;
         let launched = child.launched.pid();
         // Without the news pipe (out of fds) the socket still goes with
@@ -439,6 +461,7 @@ impl Waiter {
             Kept::new(
                 socket,
                 speakers,
+                &early,
                 launched,
                 self.options.watchdog,
                 self.options.watchdog_grace,
