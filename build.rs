@@ -343,6 +343,8 @@ fn main() {
     // Set by hand, never here (see the module docs): declared so that a
     // `-D warnings` build with it is clean.
     println!("cargo::rustc-check-cfg=cfg(tokenpipe_force_no_pidfd)");
+    // Set by docs.rs (Cargo.toml's docs.rs metadata) and ci/docsrs.sh.
+    println!("cargo::rustc-check-cfg=cfg(docsrs)");
     let values: Vec<String> = ERRNO_FNS.iter().map(|v| format!("\"{v}\"")).collect();
     println!(
         "cargo::rustc-check-cfg=cfg(tokenpipe_errno, values({}))",

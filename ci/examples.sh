@@ -158,6 +158,10 @@ expect launch 1 "reported failure: " -- -- /bin/sh -c 'printf "\000\005\000\000\
 expect launch 2 "sh exited with status 3 before it was ready; exiting 2" -- -- /bin/sh -c 'exit 3'
 expect launch 3 "no report within 500ms; killed it (it was killed by signal 9); exiting 3" -- --timeout 0.5 -- sleep 5
 expect launch 64 "usage:" -- --bogus
+# PROGRAM without launch's own `--`: what `cargo run --example launch --
+# PROGRAM` passes (cargo takes the first `--`), as the README writes it.
+expect launch 0 "systemd-notify (pid" -- systemd-notify --ready
+expect launch 2 "exited with status 3 before it was ready; exiting 2" -- --timeout 5 /bin/sh -c 'exit 3'
 expect launch 64 "usage:" -- --timeout soon -- true
 
 # Launchers with stdin and stdout closed. A Rust program cannot be started

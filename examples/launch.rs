@@ -3,13 +3,16 @@
 //!
 //! ```text
 //! launch [--timeout SECS] [--detach] [--wait [--watchdog SECS]]
-//!        [--listen unix:PATH | --listen tcp:HOST:PORT]... -- PROGRAM [ARGS...]
+//!        [--listen unix:PATH | --listen tcp:HOST:PORT]... [--] PROGRAM [ARGS...]
 //!
 //! cargo run --example launch -- systemd-notify --ready           # exit 0
 //! cargo run --example launch -- target/debug/examples/ready_daemon --crash   # exit 2, at once
 //! cargo run --example launch -- --wait --watchdog 2 --listen tcp:127.0.0.1:7000 \
 //!     -- target/debug/examples/echo_service                     # until it ends
 //! ```
+//!
+//! PROGRAM follows `--`, or is the first word that is not an option (what
+//! starts with `-` is taken for one until `--`).
 //!
 //! It starts PROGRAM with every readiness channel on offer (this crate's
 //! token pipe in `TOKENPIPE_READY_FD`, a private systemd `NOTIFY_SOCKET`;
@@ -72,7 +75,7 @@ fn main() {
     let usage = |why: &str| -> ! {
         eprintln!(
             "usage: launch [--timeout SECS] [--detach] [--wait [--watchdog SECS]] \
-             [--listen unix:PATH | --listen tcp:HOST:PORT]... -- PROGRAM [ARGS...]  ({why})"
+             [--listen unix:PATH | --listen tcp:HOST:PORT]... [--] PROGRAM [ARGS...]  ({why})"
         );
         exit(64);
     };
@@ -88,10 +91,18 @@ fn main() {
     let mut wait = false;
     let mut watchdog = None;
     let mut listen_on = Vec::new();
+    // PROGRAM: after `--`, or the first word that is not an option (so
+    // `cargo run --example launch -- PROGRAM`, whose `--` cargo takes,
+    // works as written).
+    let mut program = None;
     loop {
         match args.next() {
             None => usage("no PROGRAM"),
             Some(a) if a == "--" => break,
+            Some(a) if !a.as_encoded_bytes().starts_with(b"-") => {
+                program = Some(a);
+                break;
+            }
             Some(a) if a == "--detach" => options = options.detach(true),
             Some(a) if a == "--wait" => wait = true,
             Some(a) if a == "--timeout" => {
@@ -131,7 +142,7 @@ fn main() {
         }
         options = options.watchdog(interval);
     }
-    let Some(program) = args.next() else {
+    let Some(program) = program.or_else(|| args.next()) else {
         usage("no PROGRAM after --");
     };
     // Bound only once the command line is known to be good, so a usage

@@ -110,6 +110,7 @@ impl TokenPipeEnd {
     /// ```
     #[inline]
     #[cfg(tokenpipe_heapless)]
+    #[cfg_attr(docsrs, doc(cfg(not(target_os = "aix"))))]
     pub fn read_tokens_into<const N: usize>(
         &self,
         out: &mut heapless::Vec<u8, N>,

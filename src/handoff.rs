@@ -142,6 +142,7 @@ impl TokenPipeEnd {
     /// ```
     #[must_use]
     #[cfg(tokenpipe_heapless)]
+    #[cfg_attr(docsrs, doc(cfg(not(target_os = "aix"))))]
     pub fn env_value(&self) -> heapless::String<ENV_VALUE_LEN> {
         let mut out = heapless::String::new();
         // core::fmt formats integers on the stack; the longest c_int has

@@ -93,6 +93,36 @@
 //!   32-bit x86 QNX 7.0), so a
 //!   workspace that also builds for them is not broken by this crate.
 #![cfg_attr(not(feature = "std"), no_std)]
+// docs.rs (`--cfg docsrs`, nightly) marks what exists only on some
+// targets or with some features; the build's own flags stand for platform
+// facts, so the items they gate say the platform instead.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![cfg_attr(
+    docsrs,
+    doc(auto_cfg(hide(
+        tokenpipe_loom,
+        tokenpipe_sys,
+        tokenpipe_cloexec,
+        tokenpipe_fionbio,
+        tokenpipe_nosigpipe,
+        tokenpipe_sigmask,
+        tokenpipe_sigtimedwait,
+        tokenpipe_pollnval,
+        tokenpipe_fork,
+        tokenpipe_sigaction,
+        tokenpipe_sa_restart,
+        tokenpipe_exec,
+        tokenpipe_unix_socket,
+        tokenpipe_sock_cloexec,
+        tokenpipe_record_locks,
+        tokenpipe_cmsg_cloexec,
+        tokenpipe_linux_like,
+        tokenpipe_heapless,
+        tokenpipe_pass_to,
+        tokenpipe_launch,
+        tokenpipe_force_no_pidfd
+    )))
+)]
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
@@ -101,6 +131,7 @@
 #[cfg(tokenpipe_sys)]
 mod batch;
 #[cfg(tokenpipe_fork)]
+#[cfg_attr(docsrs, doc(cfg(unix)))]
 pub mod daemon;
 #[cfg(tokenpipe_sys)]
 mod end;
@@ -145,6 +176,7 @@ pub use interrupt::SignalInterrupt;
 #[cfg(tokenpipe_sys)]
 pub use pipe::TokenPipe;
 #[cfg(tokenpipe_fork)]
+#[cfg_attr(docsrs, doc(cfg(unix)))]
 pub use process::ChildExit;
 #[cfg(all(tokenpipe_sys, feature = "tokio"))]
 pub use tokio_impls::{AsyncTokenPipeEnd, IntoAsyncError};

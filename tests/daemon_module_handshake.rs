@@ -66,7 +66,7 @@ fn a_dropped_notifier_is_a_death_before_ready_not_success() {
     });
     let err = parent.wait_ready().unwrap_err();
     assert_eq!(err, DaemonError::DiedBeforeReady);
-    assert_eq!(err.status(), bitcoin_tokenpipe::TS_EOS);
+    assert_eq!(err.core_status(), bitcoin_tokenpipe::TS_EOS);
     assert_eq!(parent.wait(), Ok(ChildExit::Exited(5)));
 }
 

@@ -24,25 +24,69 @@ fn status_codes_match_the_original() {
     }
     assert_eq!(Error::NotAChild.status(), TS_ERR);
     // The daemon hand-shake's end-of-stream errors keep the original's code.
-    assert_eq!(DaemonError::DiedDuringSetup(None).status(), TS_EOS);
+    assert_eq!(DaemonError::DiedDuringSetup(None).core_status(), TS_EOS);
     assert_eq!(
-        DaemonError::DiedDuringSetup(Some(ChildExit::Exited(1))).status(),
+        DaemonError::DiedDuringSetup(Some(ChildExit::Exited(1))).core_status(),
         TS_EOS
     );
-    assert_eq!(DaemonError::DiedBeforeReady.status(), TS_EOS);
-    assert_eq!(DaemonError::UnexpectedToken(2).status(), TS_ERR);
+    assert_eq!(DaemonError::DiedBeforeReady.core_status(), TS_EOS);
+    assert_eq!(DaemonError::UnexpectedToken(2).core_status(), TS_ERR);
     let failed = DaemonError::SetupFailed {
         step: SetupStep::Chdir,
         errno: Errno::EACCES,
     };
-    assert_eq!(failed.status(), TS_ERR);
+    assert_eq!(failed.core_status(), TS_ERR);
     assert_eq!(failed.errno(), Some(Errno::EACCES));
-    assert_eq!(DaemonError::AlreadyRunning(42).status(), TS_ERR);
+    assert_eq!(DaemonError::AlreadyRunning(42).core_status(), TS_ERR);
     // A core error inside keeps its own code and errno.
     for e in ALL {
-        assert_eq!(DaemonError::from(e).status(), e.status(), "{e:?}");
+        assert_eq!(DaemonError::from(e).core_status(), e.status(), "{e:?}");
         assert_eq!(DaemonError::from(e).errno(), e.errno(), "{e:?}");
     }
+}
+
+#[test]
+fn a_daemon_errors_exit_code_is_the_launchers_table_not_the_cores_negative_status() {
+    // `exit(-1)` exits 255 and `exit(-2)` 254: the exit code says what
+    // happened, as daemon_wait's table has it.
+    let setup = DaemonError::SetupFailed {
+        step: SetupStep::PidFile,
+        errno: Errno::EACCES,
+    };
+    let table = [
+        (setup, 1),
+        (DaemonError::UnexpectedToken(2), 1),
+        (DaemonError::Core(Error::Os(Errno::EMFILE)), 1),
+        (DaemonError::Core(Error::Closed), 1),
+        (DaemonError::DiedDuringSetup(None), 2),
+        (DaemonError::DiedBeforeReady, 2),
+        (DaemonError::Core(Error::Eos), 2),
+        (DaemonError::Core(Error::TimedOut), 3),
+        (DaemonError::AlreadyRunning(42), 4),
+    ];
+    for (e, code) in table {
+        assert_eq!(e.exit_code(), code, "{e:?}");
+        assert!((1..=4).contains(&e.exit_code()), "{e:?}");
+    }
+}
+
+#[test]
+fn an_install_error_gives_its_errno_as_every_error_does() {
+    use bitcoin_tokenpipe::interrupt::{InstallError, SIGKILL};
+    assert_eq!(InstallError::Refused { signal: SIGKILL }.errno(), None);
+    assert_eq!(InstallError::OutOfRange { signal: 0 }.errno(), None);
+    assert_eq!(InstallError::TooMany { count: 99 }.errno(), None);
+    assert_eq!(InstallError::Taken { signal: 15 }.errno(), None);
+    let os = InstallError::Os {
+        signal: 32,
+        errno: Errno::from(libc::EINVAL),
+    };
+    assert_eq!(os.errno(), Some(Errno::from(libc::EINVAL)));
+    assert_eq!(
+        InstallError::Pipe(Error::Os(Errno::EMFILE)).errno(),
+        Some(Errno::EMFILE)
+    );
+    assert_eq!(InstallError::Pipe(Error::Closed).errno(), None);
 }
 
 #[test]
@@ -204,4 +248,20 @@ fn conversion_to_io_error_keeps_the_errno_and_picks_the_right_kind() {
         let inner = io.get_ref().and_then(|e| e.downcast_ref::<DaemonError>());
         assert_eq!(inner, Some(&err));
     }
+}
+
+#[cfg(feature = "std")]
+#[test]
+fn a_pid_file_path_with_a_nul_or_none_at_all_is_refused_before_any_fork() {
+    use bitcoin_tokenpipe::daemon::{DaemonOptions, PidFilePath};
+    let refused = |errno: i32| DaemonError::SetupFailed {
+        step: SetupStep::PidFile,
+        errno: Errno::from(errno),
+    };
+    assert_eq!(PidFilePath::new("a\0b.pid"), Err(refused(libc::EINVAL)));
+    assert_eq!(PidFilePath::new(""), Err(refused(libc::ENOENT)));
+    let path = PidFilePath::new(std::path::PathBuf::from("run/d.pid")).unwrap();
+    assert_eq!(path.as_c_str(), c"run/d.pid");
+    let options = DaemonOptions::new().pid_file_path(&path);
+    assert_eq!(options.pid_file, Some(c"run/d.pid"));
 }

@@ -15,7 +15,8 @@ use crate::process::ChildExit;
 /// The hand-shake's own outcomes have their own variants; a failure of the
 /// token pipe or of process control underneath is the core [`Error`],
 /// wrapped in [`Core`](DaemonError::Core) (`?` converts one into the
-/// other). [`status`](DaemonError::status) gives the original's code and
+/// other). [`exit_code`](DaemonError::exit_code) gives a launcher's exit
+/// status, [`core_status`](DaemonError::core_status) the original's code, and
 /// [`errno`](DaemonError::errno) the OS error behind it, as on `Error`.
 ///
 /// ```standalone_crate
@@ -87,26 +88,58 @@ pub enum DaemonError {
 }
 
 impl DaemonError {
-    /// The original's status code: [`TS_EOS`] for end of stream at a known
-    /// step ([`DiedDuringSetup`](DaemonError::DiedDuringSetup),
-    /// [`DiedBeforeReady`](DaemonError::DiedBeforeReady)), the core error's
-    /// own for [`Core`](DaemonError::Core), [`TS_ERR`] for everything else.
+    /// The original's status code, as Bitcoin Core's C++ returns it:
+    /// [`TS_EOS`] (−2) for end of stream at a known step
+    /// ([`DiedDuringSetup`](DaemonError::DiedDuringSetup),
+    /// [`DiedBeforeReady`](DaemonError::DiedBeforeReady)), the core
+    /// error's own for [`Core`](DaemonError::Core), [`TS_ERR`] (−1) for
+    /// everything else. Not an exit code (`exit(-1)` exits 255): for that,
+    /// [`exit_code`](Self::exit_code).
     ///
     /// ```
     /// use bitcoin_tokenpipe::daemon::DaemonError;
     /// use bitcoin_tokenpipe::{Error, TS_EOS, TS_ERR};
     ///
-    /// assert_eq!(DaemonError::DiedBeforeReady.status(), TS_EOS);
-    /// assert_eq!(DaemonError::AlreadyRunning(42).status(), TS_ERR);
-    /// assert_eq!(DaemonError::from(Error::Eos).status(), TS_EOS);
+    /// assert_eq!(DaemonError::DiedBeforeReady.core_status(), TS_EOS);
+    /// assert_eq!(DaemonError::AlreadyRunning(42).core_status(), TS_ERR);
+    /// assert_eq!(DaemonError::from(Error::Eos).core_status(), TS_EOS);
     /// ```
     #[must_use]
-    pub const fn status(self) -> i32 {
+    pub const fn core_status(self) -> i32 {
         match self {
             DaemonError::Core(e) => e.status(),
             // End of stream, seen at a known step of the hand-shake.
             DaemonError::DiedDuringSetup(_) | DaemonError::DiedBeforeReady => TS_EOS,
             _ => TS_ERR,
+        }
+    }
+
+    /// The exit status a launcher gives for this failure, as the
+    /// `daemon_wait` example's table has it: 1 the daemon could not be set
+    /// up or its report could not be read, 2 it died before it was ready,
+    /// 3 it did not report in time
+    /// ([`wait_ready_timeout`](super::DaemonParent::wait_ready_timeout)),
+    /// 4 another instance holds the pid file. (0 is "ready", which is no
+    /// error.) For `std::process::exit(e.exit_code())`.
+    ///
+    /// ```
+    /// use bitcoin_tokenpipe::daemon::DaemonError;
+    /// use bitcoin_tokenpipe::Error;
+    ///
+    /// assert_eq!(DaemonError::DiedBeforeReady.exit_code(), 2);
+    /// assert_eq!(DaemonError::from(Error::TimedOut).exit_code(), 3);
+    /// assert_eq!(DaemonError::AlreadyRunning(42).exit_code(), 4);
+    /// assert_eq!(DaemonError::UnexpectedToken(7).exit_code(), 1);
+    /// ```
+    #[must_use]
+    pub const fn exit_code(self) -> i32 {
+        match self {
+            DaemonError::DiedDuringSetup(_)
+            | DaemonError::DiedBeforeReady
+            | DaemonError::Core(Error::Eos) => 2,
+            DaemonError::Core(Error::TimedOut) => 3,
+            DaemonError::AlreadyRunning(_) => 4,
+            _ => 1,
         }
     }
 

@@ -64,6 +64,8 @@ pub use crate::process::ChildExit;
 pub use child::DaemonChild;
 pub use error::{DaemonError, SetupStep};
 pub use options::DaemonOptions;
+#[cfg(feature = "std")]
+pub use options::PidFilePath;
 pub use parent::DaemonParent;
 pub use pid_file::PidFile;
 

@@ -165,6 +165,62 @@ impl<'a> DaemonOptions<'a> {
             pid_file: Some(path),
         }
     }
+
+    /// [`pid_file`](Self::pid_file) named by a [`PidFilePath`]: a `Path`
+    /// converted before the fork (feature `std`).
+    ///
+    /// ```
+    /// use bitcoin_tokenpipe::daemon::{DaemonOptions, PidFilePath};
+    /// use std::path::Path;
+    ///
+    /// let path = PidFilePath::new(Path::new("/run/app.pid"))?;
+    /// let o = DaemonOptions::new().pid_file_path(&path);
+    /// assert_eq!(o.pid_file, Some(c"/run/app.pid"));
+    /// # Ok::<(), bitcoin_tokenpipe::daemon::DaemonError>(())
+    /// ```
+    #[cfg(feature = "std")]
+    #[must_use]
+    pub fn pid_file_path<'b>(self, path: &'b PidFilePath) -> DaemonOptions<'b> {
+        self.pid_file(&path.0)
+    }
+}
+
+/// A pid file's path for [`DaemonOptions::pid_file_path`] (feature `std`):
+/// a `Path` (or `&str`, `PathBuf`) turned into the C string the daemon's
+/// set-up opens, before the fork, where allocating is still allowed.
+#[cfg(feature = "std")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PidFilePath(std::ffi::CString);
+
+#[cfg(feature = "std")]
+impl PidFilePath {
+    /// Converts `path`.
+    ///
+    /// # Errors
+    /// [`DaemonError::SetupFailed`](super::DaemonError::SetupFailed) at
+    /// step [`PidFile`](super::SetupStep::PidFile) with `EINVAL` for a path
+    /// with a NUL byte (no file can have that name), and with `ENOENT` for
+    /// an empty one, as `open` would say; nothing is started.
+    pub fn new(path: impl AsRef<std::path::Path>) -> Result<PidFilePath, super::DaemonError> {
+        use std::os::unix::ffi::OsStrExt;
+        let bytes = path.as_ref().as_os_str().as_bytes();
+        let refused = |errno| super::DaemonError::SetupFailed {
+            step: super::SetupStep::PidFile,
+            errno,
+        };
+        if bytes.is_empty() {
+            return Err(refused(crate::Errno::from_raw(libc::ENOENT)));
+        }
+        std::ffi::CString::new(bytes)
+            .map(PidFilePath)
+            .map_err(|_| refused(crate::Errno::from_raw(libc::EINVAL)))
+    }
+
+    /// The path as the C string the set-up opens.
+    #[must_use]
+    pub fn as_c_str(&self) -> &CStr {
+        &self.0
+    }
 }
 
 impl Default for DaemonOptions<'_> {

@@ -153,6 +153,29 @@ pub enum InstallError {
     Pipe(Error),
 }
 
+impl InstallError {
+    /// The OS error behind this error, as every error type of this crate
+    /// gives it: `sigaction`'s for [`Os`](InstallError::Os), the pipe's for
+    /// [`Pipe`](InstallError::Pipe); `None` for the rest, which no system
+    /// call reported.
+    ///
+    /// ```
+    /// use bitcoin_tokenpipe::interrupt::{InstallError, SIGKILL};
+    /// use bitcoin_tokenpipe::{Errno, Error};
+    ///
+    /// assert_eq!(InstallError::Refused { signal: SIGKILL }.errno(), None);
+    /// assert_eq!(InstallError::Pipe(Error::Os(Errno::EMFILE)).errno(), Some(Errno::EMFILE));
+    /// ```
+    #[must_use]
+    pub const fn errno(&self) -> Option<Errno> {
+        match self {
+            InstallError::Os { errno, .. } => Some(*errno),
+            InstallError::Pipe(e) => e.errno(),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for InstallError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {

@@ -59,8 +59,15 @@ use crate::sys::Polled;
 use crate::wait::{Deadline, poll_timeout_ms};
 
 #[cfg(tokenpipe_sigaction)]
+#[cfg_attr(docsrs, doc(cfg(unix)))]
 pub use install::{InstallError, InstallOptions, Installed, MAX_SIGNALS};
+/// `SIGKILL`, `SIGABRT`, `SIGSTOP` and `SIGCONT`, to send to a process
+/// (`ReadyChild::kill`, `DaemonParent::kill`) without depending on `libc`;
+/// not for [`SignalInterrupt::install`], which refuses the two that
+/// cannot be caught.
+pub use libc::{SIGABRT, SIGCONT, SIGKILL, SIGSTOP};
 #[cfg(tokenpipe_sigaction)]
+#[cfg_attr(docsrs, doc(cfg(unix)))]
 pub use libc::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 
 const TRIGGERED: u32 = 1;

@@ -61,15 +61,19 @@ mod socket;
 mod launch;
 
 #[cfg(tokenpipe_fork)]
+#[cfg_attr(docsrs, doc(cfg(unix)))]
 pub use activation::{LISTEN_FDNAMES_MAX, LISTEN_FDS_START, ListenFds};
 pub use error::{ReadyError, ValuePrefix};
 #[cfg(all(tokenpipe_launch, feature = "tokio"))]
 pub use launch::launch_async;
 #[cfg(tokenpipe_launch)]
+#[cfg_attr(docsrs, doc(cfg(all(unix, feature = "std"))))]
 pub use launch::{AfterTimeout, LaunchError, LaunchOptions, Notification, ReadyChild, launch};
 #[cfg(tokenpipe_unix_socket)]
+#[cfg_attr(docsrs, doc(cfg(unix)))]
 pub use socket::NotifyAddr;
 #[cfg(tokenpipe_fork)]
+#[cfg_attr(docsrs, doc(cfg(unix)))]
 pub use watchdog::{WATCHDOG_PID_ENV, WATCHDOG_USEC_ENV};
 
 use core::ffi::{CStr, c_int};
@@ -311,6 +315,7 @@ impl Notifier {
     /// ```
     #[must_use]
     #[cfg(tokenpipe_unix_socket)]
+    #[cfg_attr(docsrs, doc(cfg(unix)))]
     pub fn from_socket(addr: NotifyAddr) -> Notifier {
         Notifier {
             channel: Channel::Socket(addr),
@@ -356,11 +361,25 @@ impl Notifier {
     /// Reports that the daemon failed to start, with `errno` saying why:
     /// token 0 and the errno on this crate's pipe (a reader that takes one
     /// token, as bitcoind's does, sees 0: failed), `ERRNO=n` on the socket,
-    /// and on a notification fd no newline, just the close.
+    /// and on a notification fd no newline, just the close. `errno` is the
+    /// crate's [`Errno`](crate::Errno) or a raw number: `failed(libc::EIO)`,
+    /// `failed(Errno::last())` and `failed(5)` all do.
+    ///
+    /// ```
+    /// use bitcoin_tokenpipe::Errno;
+    /// use bitcoin_tokenpipe::ready::Notifier;
+    ///
+    /// let none = Notifier::none(); // no manager: every report is a no-op
+    /// none.failed(Errno::EACCES)?;
+    /// none.failed(libc::EIO)?;
+    /// none.failed(5)?;
+    /// # Ok::<(), bitcoin_tokenpipe::ready::ReadyError>(())
+    /// ```
     ///
     /// # Errors
     /// As for [`ready`](Self::ready).
-    pub fn failed(&self, errno: i32) -> Result<(), ReadyError> {
+    pub fn failed(&self, errno: impl Into<crate::Errno>) -> Result<(), ReadyError> {
+        let errno = errno.into().raw();
         match &self.channel {
             Channel::Pipe(slot) => {
                 let e = errno.to_ne_bytes();
@@ -541,6 +560,7 @@ impl Notifier {
     /// or [`Error::Closed`](crate::Error::Closed) for a channel already
     /// used.
     #[cfg(tokenpipe_pass_to)]
+    #[cfg_attr(docsrs, doc(cfg(all(unix, feature = "std"))))]
     pub fn pass_to(
         &self,
         cmd: &mut std::process::Command,

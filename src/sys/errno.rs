@@ -129,6 +129,28 @@ impl Errno {
     }
 }
 
+/// A raw errno value, so a call that takes `impl Into<Errno>` (such as
+/// `Notifier::failed`) takes `libc::EIO` or a plain `5` as well.
+///
+/// ```
+/// use bitcoin_tokenpipe::Errno;
+/// assert_eq!(Errno::from(libc::EPIPE), Errno::EPIPE);
+/// ```
+impl From<i32> for Errno {
+    #[inline]
+    fn from(raw: i32) -> Errno {
+        Errno(raw)
+    }
+}
+
+/// The raw errno value.
+impl From<Errno> for i32 {
+    #[inline]
+    fn from(errno: Errno) -> i32 {
+        errno.0
+    }
+}
+
 impl fmt::Debug for Errno {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Errno({})", self.0)

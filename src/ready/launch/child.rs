@@ -110,7 +110,22 @@ impl ReadyChild {
     }
 
     /// Sends `signal` to [`pid`](Self::pid), through its pidfd where there
-    /// is one, never to a reused pid; `ESRCH` once it has ended.
+    /// is one, never to a reused pid; `ESRCH` once it has ended. The
+    /// signals are in [`interrupt`](crate::interrupt) (`SIGTERM`,
+    /// `SIGKILL`, …): no `libc` needed.
+    ///
+    /// ```
+    /// use bitcoin_tokenpipe::interrupt::SIGKILL;
+    /// use bitcoin_tokenpipe::ready::{LaunchOptions, launch};
+    /// use std::process::Command;
+    ///
+    /// let mut cmd = Command::new("/bin/sh");
+    /// cmd.args(["-c", r#"printf '\001' >"/dev/fd/$TOKENPIPE_READY_FD"; exec sleep 30"#]);
+    /// let mut child = launch(&mut cmd, LaunchOptions::new())?;
+    /// child.kill(SIGKILL)?;
+    /// assert_eq!(child.wait()?.signal(), Some(SIGKILL));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// As for [`DaemonParent::kill`](crate::daemon::DaemonParent::kill).
