@@ -369,7 +369,7 @@ fn main() {
     );
     let Some(errno) = caps.errno else {
         println!(
-            "cargo::warning=bitcoin-tokenpipe has no pipe support for target_os \"{os}\": \
+            "cargo::warning=tokenpipe has no pipe support for target_os \"{os}\": \
              it builds as an empty library here"
         );
         return;

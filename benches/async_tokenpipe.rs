@@ -5,7 +5,7 @@
 //! in `common/async_suite.rs`). Run with
 //!
 //! ```text
-//! cargo bench -p bitcoin-tokenpipe-benches --bench async_tokenpipe -- \
+//! cargo bench -p tokenpipe-benches --bench async_tokenpipe -- \
 //!     --warm-up-time 1 --measurement-time 3
 //! ```
 //!

@@ -4,7 +4,7 @@
 //! `common/interrupt_suite.rs`). Run with
 //!
 //! ```text
-//! cargo bench -p bitcoin-tokenpipe-benches --bench signal_interrupt -- \
+//! cargo bench -p tokenpipe-benches --bench signal_interrupt -- \
 //!     --warm-up-time 1 --measurement-time 3
 //! ```
 //!

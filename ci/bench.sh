@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the criterion benchmarks (benches/tokenpipe.rs, in the workspace
-# member bitcoin-tokenpipe-benches) and the callgrind count
+# member tokenpipe-benches) and the callgrind count
 # (ci/instructions.sh), then reports each row's median and its ratio to the
 # raw-libc row of its group: a table on stdout, the same as markdown
 # in docs/bench.md (with date, machine and rustc) and as a bar chart in
@@ -56,7 +56,7 @@ results="$target/bench-criterion"
 rm -rf "$results" "$target/bench.log"
 mkdir -p "$results" "$ROOT/docs"
 
-bench=(cargo bench -p bitcoin-tokenpipe-benches --bench tokenpipe)
+bench=(cargo bench -p tokenpipe-benches --bench tokenpipe)
 log "${bench[*]} --no-run"
 "${bench[@]}" --no-run >>"$target/bench.log" 2>&1 \
     || { tail -n 30 "$target/bench.log" >&2; die "building the benches failed (log: $target/bench.log)"; }
@@ -85,7 +85,7 @@ from xml.sax.saxutils import escape
 
 (results, docs, mode, setting, date, uname, cpu, ncpu, rustc,
  instr_md, instr_status) = sys.argv[1:]
-FLOOR, CRATE, PLAIN = "raw libc", "bitcoin-tokenpipe", "token_write + token_read"
+FLOOR, CRATE, PLAIN = "raw libc", "tokenpipe", "token_write + token_read"
 TOLERANCE = 1.05  # the issue's "within 1.05x"; also how much faster is "beyond noise"
 
 def load(round_dir):
@@ -186,7 +186,7 @@ for r in rows:
     name = f"**{r['name']}**" if r["name"] in (CRATE, PLAIN) else r["name"]
     md.append(f"| {r['group']} | {name} | {median_cell(r)} | {r['ratio']:.3f} "
               f"| {r['lo']:.2f}–{r['hi']:.2f} |")
-md += ["", "Targets (issue 5):", ""]
+md += ["", "Targets:", ""]
 md += [f"- {mark(ok)}: {text}" for ok, text in verdicts]
 md += ["", "User-space instructions per one-byte round trip (write + read), counted "
        "exactly by callgrind (`ci/instructions.sh`, "
@@ -220,7 +220,7 @@ out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height
        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
        f'<rect width="{width}" height="{height}" fill="white"/>',
        '<text x="10" y="20" font-size="15" font-weight="bold">'
-       'bitcoin-tokenpipe against raw libc and its peers</text>',
+       'tokenpipe against raw libc and its peers</text>',
        '<text x="10" y="38" fill="#444">median time ÷ raw libc\'s in the same group '
        '(lower is better); whiskers: lowest and highest round</text>',
        f'<text x="10" y="54" fill="#777" font-size="10">'

@@ -167,14 +167,14 @@ run_check() {
         # Not the crate's only if the target's own library failed, and not
         # for want of disk or memory (which is the machine's, and fails).
         if grep -Eq '^error: could not compile `(core|compiler_builtins|alloc|std)`' <<<"$out" \
-            && ! grep -q 'could not compile `bitcoin-tokenpipe`' <<<"$out" \
+            && ! grep -q 'could not compile `tokenpipe`' <<<"$out" \
             && ! grep -Eq 'No space left on device|Cannot allocate memory' <<<"$out"; then
             echo "=== NOT THE CRATE'S: the target's own library does not build: $*" >>"$logf"; return 2
         fi
         echo "=== FAILED (exit $rc): $*" >>"$logf"; return 1
     fi
     # shellcheck disable=SC2016  # the backquotes are cargo's, not ours
-    if grep -q '^warning: `bitcoin-tokenpipe` (lib' <<<"$out"; then
+    if grep -q '^warning: `tokenpipe` (lib' <<<"$out"; then
         echo "=== FAILED: the crate compiled with warnings (see above): $*" >>"$logf"; return 1
     fi
     if in_list "$t" "${EMPTY_TARGETS[@]}" && ! grep -q 'builds as an empty library here' <<<"$out"; then

@@ -17,7 +17,7 @@ need_cmd cargo cargo || die "cargo is required (install Rust with rustup)"
 # per line, for every target (tokio is a Unix-only dependency), or for
 # $TARGET.
 deps() {
-    cargo tree -p bitcoin-tokenpipe -e normal --target "${TARGET:-all}" --prefix none "$@" |
+    cargo tree -p tokenpipe -e normal --target "${TARGET:-all}" --prefix none "$@" |
         awk '{print $1}' | sort -u
 }
 

@@ -120,7 +120,7 @@ count() {
     done
     echo "$table"
     echo
-    within_budget "bitcoin-tokenpipe's $what" "$crate_cost" "raw libc's" "$libc_cost" "$budget"
+    within_budget "tokenpipe's $what" "$crate_cost" "raw libc's" "$libc_cost" "$budget"
 }
 
 # within_budget WHAT COST BASE_NAME BASE BUDGET: logs COST against BASE (on

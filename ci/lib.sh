@@ -205,7 +205,7 @@ crate_offers() {
     # one that set the most flags: the std build's, where there was one.
     local f n best=-1
     out=""
-    for f in "$1/$2"/debug/build/bitcoin-tokenpipe-*/output; do
+    for f in "$1/$2"/debug/build/tokenpipe-*/output; do
         [ -f "$f" ] || continue
         n="$(grep -c '^cargo::rustc-cfg=' "$f")" || true
         if [ "$n" -gt "$best" ]; then best="$n"; out="$f"; fi

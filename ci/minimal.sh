@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Minimal-target proof: builds ci/minimal (a #![no_std] #![no_main] static
-# musl executable using bitcoin-tokenpipe with default-features = false, no
+# musl executable using tokenpipe with default-features = false, no
 # allocator, panic = "abort", opt-level "z", lto, codegen-units = 1, strip),
 # runs it on x86_64 (natively), aarch64 (qemu-aarch64) and armv7 musl
 # (qemu-arm), and compares its stripped size with the same program in C over

@@ -36,7 +36,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/no-pidfd"
 export RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }--cfg tokenpipe_force_no_pidfd"
 
 log "the switch took: a launched program holds no pidfd"
-cargo test --all-features -p bitcoin-tokenpipe --test launch_waits_for_ready_or_death -- \
+cargo test --all-features -p tokenpipe --test launch_waits_for_ready_or_death -- \
     --exact a_launched_program_holds_a_pidfd_unless_the_build_forces_none
 
 # The launch tests start these examples from the target dir.
@@ -44,10 +44,10 @@ cargo build --all-features --example launch --example ready_daemon
 
 log "the launch tests, and launch_async and exited() on tokio, without pidfds"
 cargo test --all-features --no-fail-fast \
-    -p bitcoin-tokenpipe \
+    -p tokenpipe \
     --test launch_waits_for_ready_or_death \
     --test launch_holds_up_against_real_programs \
-    -p bitcoin-tokenpipe-heavy-tests \
+    -p tokenpipe-heavy-tests \
     --test async_launch_verdicts \
     --test async_launch_cancellation \
     --test async_launch_never_blocks_the_runtime \

@@ -51,8 +51,9 @@
 #
 # Usage: ci/systemd.sh              (Linux, as root; installs util-linux,
 #                                    procps and systemd when missing)
-# Environment: CARGO_TARGET_DIR (default target/; not under /tmp, /var/tmp,
-# /run or /dev/shm, which the namespace hides). The units' logs and
+# Environment: CARGO_TARGET_DIR (default target/; anywhere, /tmp included,
+# though the namespace hides /tmp, /var/tmp, /run and /dev/shm: the work
+# directory is mounted from an fd held before). The units' logs and
 # systemd's own (systemd.log) stay in <target>/systemd-ci/log. About 17 s.
 set -euo pipefail
 # shellcheck source=ci/lib.sh
@@ -106,12 +107,10 @@ ts_bin="$(cargo build --features tokio --example tokio_service --message-format=
 [ -x "$ts_bin" ] || die "could not find the built tokio_service example"
 
 # The work directory: what the namespace sees of the host besides the
-# read-only root. It must not be under a directory the namespace hides.
+# read-only root (as /run/ci). It may be anywhere, /tmp included: the init
+# holds it open before it hides /tmp, /var/tmp, /run and /dev/shm, and
+# mounts it from that fd.
 work="$(realpath -m "${CARGO_TARGET_DIR:-$ROOT/target}")/systemd-ci"
-case "$work/" in
-    /tmp/* | /var/tmp/* | /run/* | /dev/shm/*)
-        die "the target directory $work is under /tmp, /var/tmp, /run or /dev/shm, which the namespace replaces; set CARGO_TARGET_DIR elsewhere" ;;
-esac
 rm -rf "$work"
 mkdir -p "$work/bin" "$work/units" "$work/log"
 cp "$rd_bin" "$dw_bin" "$sd_bin" "$ts_bin" "$ec_bin" "$work/bin/"
@@ -277,13 +276,18 @@ say() { echo "init: $*" >&2; }
 cd /
 # fstype MOUNTPOINT: the type and source of what is mounted there last.
 fstype() { awk -v m="$1" '$5 == m { for (i = 7; $i != "-"; i++); t = $(i + 1) " " $(i + 2) } END { print t }' /proc/self/mountinfo; }
+# The work directory may be under one of the directories hidden next
+# (a clone in /tmp): held open first, it is mounted from the fd, which
+# still names it once its path is covered.
+exec 9<"$work"
 for dir in /run /tmp /var/tmp /dev/shm; do
     mode=1777
     [ "$dir" = /run ] && mode=0755
     mount -t tmpfs -o "mode=$mode,nosuid,nodev" tokenpipe-systemd-ci "$dir"
 done
 mkdir /run/ci
-mount --bind "$work" /run/ci
+mount --bind /proc/self/fd/9 /run/ci
+exec 9<&-
 # PID 1 logs to the console or to the kernel's ring buffer, the host's
 # both: the console goes nowhere (systemd wants a terminal there, and
 # /dev/null is none, so it does not even write), and the ring buffer is a

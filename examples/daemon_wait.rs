@@ -1,5 +1,5 @@
 //! The daemon hand-shake, as bitcoind does it with `-daemonwait`, on top of
-//! `bitcoin_tokenpipe::daemon::fork_daemon`:
+//! `tokenpipe::daemon::fork_daemon`:
 //!
 //! ```text
 //! daemon_wait [--fail | --crash] [--pid-file PATH] [--double-fork] [--serve SECS] [--reexec]
@@ -19,7 +19,7 @@
 //! reports ready or failed, then serves `SECS` seconds (default 1) and
 //! exits, removing its pid file. SIGTERM (or SIGINT) while it serves stops
 //! it at once the same way, exit 0 with its pid file removed, through
-//! `bitcoin_tokenpipe::SignalInterrupt` (a signal that comes while it
+//! `tokenpipe::SignalInterrupt` (a signal that comes while it
 //! initialises takes effect once it has reported). The launcher prints one
 //! line and exits:
 //!
@@ -44,10 +44,10 @@
 
 #[cfg(unix)]
 fn main() {
-    use bitcoin_tokenpipe::Error;
-    use bitcoin_tokenpipe::daemon::{DaemonError, DaemonOptions, Forked, SetupStep, fork_daemon};
     use std::process::exit;
     use std::time::Duration;
+    use tokenpipe::Error;
+    use tokenpipe::daemon::{DaemonError, DaemonOptions, Forked, SetupStep, fork_daemon};
 
     const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -74,7 +74,7 @@ fn main() {
     let mut daemon = match unsafe { fork_daemon(options) } {
         Ok(Forked::Parent(daemon)) => daemon,
         Ok(Forked::Child(child)) => {
-            let bitcoin_tokenpipe::daemon::DaemonChild {
+            let tokenpipe::daemon::DaemonChild {
                 notifier, pid_file, ..
             } = child;
             daemon_main(notifier, pid_file, &args)
@@ -218,20 +218,20 @@ impl Args {
 
 /// Triggered by SIGTERM or SIGINT in the daemon.
 #[cfg(unix)]
-static STOP: bitcoin_tokenpipe::SignalInterrupt = bitcoin_tokenpipe::SignalInterrupt::new();
+static STOP: tokenpipe::SignalInterrupt = tokenpipe::SignalInterrupt::new();
 
 /// The daemon side, after `fork_daemon` (or `launch`) has detached it.
 /// Its stdout is `/dev/null` now, so it has nothing to print to. Never
 /// returns.
 #[cfg(unix)]
 fn daemon_main(
-    notifier: bitcoin_tokenpipe::ready::Notifier,
-    pid_file: Option<bitcoin_tokenpipe::daemon::PidFile<'_>>,
+    notifier: tokenpipe::ready::Notifier,
+    pid_file: Option<tokenpipe::daemon::PidFile<'_>>,
     args: &Args,
 ) -> ! {
-    use bitcoin_tokenpipe::interrupt::{SIGINT, SIGTERM};
     use std::process::exit;
     use std::time::Duration;
+    use tokenpipe::interrupt::{SIGINT, SIGTERM};
 
     // First: a SIGTERM sent as soon as the pid file names us must not kill
     // us with the file left behind.
@@ -275,10 +275,10 @@ fn daemon_main(
 /// be the daemon. Never returns.
 #[cfg(unix)]
 fn reexec_main(args: &Args) -> ! {
-    use bitcoin_tokenpipe::daemon::{DaemonError, PidFile};
-    use bitcoin_tokenpipe::ready::{LaunchError, LaunchOptions, Notifier, launch};
     use std::process::exit;
     use std::time::Duration;
+    use tokenpipe::daemon::{DaemonError, PidFile};
+    use tokenpipe::ready::{LaunchError, LaunchOptions, Notifier, launch};
 
     /// The copy's exit status when another instance holds the pid file;
     /// the launcher then reads the holder's pid from the file.
@@ -359,7 +359,7 @@ fn reexec_main(args: &Args) -> ! {
 
 /// Says how the daemon ended, from `DaemonParent::wait` or `ReadyChild::wait`.
 #[cfg(unix)]
-fn how_it_ended<E: std::fmt::Display>(waited: Result<bitcoin_tokenpipe::ChildExit, E>) -> String {
+fn how_it_ended<E: std::fmt::Display>(waited: Result<tokenpipe::ChildExit, E>) -> String {
     match waited {
         Ok(exit) => format!("it {exit}"),
         Err(e) => e.to_string(),

@@ -58,7 +58,7 @@
 #![forbid(unsafe_code)]
 
 #[cfg(tokenpipe_sigaction)]
-use bitcoin_tokenpipe::SignalInterrupt;
+use tokenpipe::SignalInterrupt;
 
 /// Triggered by SIGTERM or SIGINT.
 #[cfg(tokenpipe_sigaction)]
@@ -70,10 +70,10 @@ static RELOAD: SignalInterrupt = SignalInterrupt::new();
 
 #[cfg(tokenpipe_sigaction)]
 fn main() {
-    use bitcoin_tokenpipe::interrupt::{SIGHUP, SIGINT, SIGTERM};
-    use bitcoin_tokenpipe::ready::{ListenFds, Notifier};
     use std::process::exit;
     use std::sync::Arc;
+    use tokenpipe::interrupt::{SIGHUP, SIGINT, SIGTERM};
+    use tokenpipe::ready::{ListenFds, Notifier};
 
     // The activated fds, taken once.
     let activated = match ListenFds::take_owned() {
@@ -384,9 +384,9 @@ fn echo(conn: Box<dyn Conn>) {
 /// systemd's notify socket, if `NOTIFY_SOCKET` names one; an error
 /// message if it is set but unusable. As in the `shutdown` example.
 #[cfg(all(tokenpipe_sigaction, tokenpipe_unix_socket))]
-fn notifier_from_env() -> Result<Option<bitcoin_tokenpipe::ready::Notifier>, String> {
-    use bitcoin_tokenpipe::ready::{Notifier, NotifyAddr};
+fn notifier_from_env() -> Result<Option<tokenpipe::ready::Notifier>, String> {
     use std::os::unix::ffi::OsStrExt;
+    use tokenpipe::ready::{Notifier, NotifyAddr};
 
     let Some(value) = std::env::var_os("NOTIFY_SOCKET") else {
         return Ok(None);
@@ -398,7 +398,7 @@ fn notifier_from_env() -> Result<Option<bitcoin_tokenpipe::ready::Notifier>, Str
 
 /// No Unix-domain sockets here: nothing to report to.
 #[cfg(all(tokenpipe_sigaction, not(tokenpipe_unix_socket)))]
-fn notifier_from_env() -> Result<Option<bitcoin_tokenpipe::ready::Notifier>, String> {
+fn notifier_from_env() -> Result<Option<tokenpipe::ready::Notifier>, String> {
     Ok(None)
 }
 

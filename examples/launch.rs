@@ -67,10 +67,10 @@
 
 #[cfg(unix)]
 fn main() {
-    use bitcoin_tokenpipe::Errno;
-    use bitcoin_tokenpipe::ready::{LaunchError, LaunchOptions, launch};
     use std::process::exit;
     use std::time::{Duration, Instant};
+    use tokenpipe::Errno;
+    use tokenpipe::ready::{LaunchError, LaunchOptions, launch};
 
     let usage = |why: &str| -> ! {
         eprintln!(
@@ -307,12 +307,12 @@ mod listen {
 /// `--wait`: after "ready", until the program ends.
 #[cfg(unix)]
 mod supervise {
-    use bitcoin_tokenpipe::ChildExit;
-    use bitcoin_tokenpipe::SignalInterrupt;
-    use bitcoin_tokenpipe::interrupt::{SIGHUP, SIGINT, SIGTERM};
-    use bitcoin_tokenpipe::ready::{Notification, ReadyChild};
     use std::os::fd::BorrowedFd;
     use std::time::Duration;
+    use tokenpipe::ChildExit;
+    use tokenpipe::SignalInterrupt;
+    use tokenpipe::interrupt::{SIGHUP, SIGINT, SIGTERM};
+    use tokenpipe::ready::{Notification, ReadyChild};
 
     /// One interrupt per forwarded signal, so two different signals in a
     /// row are both forwarded.

@@ -1,6 +1,6 @@
 //! A daemon that tells whoever started it "I am up" (or "I failed"), in
 //! whatever protocol that launcher speaks, through
-//! `bitcoin_tokenpipe::ready::Notifier`:
+//! `tokenpipe::ready::Notifier`:
 //!
 //! ```text
 //! ready_daemon [--fail | --crash] [--notify-fd N] [--init SECS] [--serve SECS] [--pid-file PATH]
@@ -50,7 +50,7 @@
 //! While it serves, SIGTERM (what `systemctl stop`, `start-stop-daemon
 //! --stop` and `s6-svc -d` send) or SIGINT stops it at once, cleanly: it
 //! says so on stderr, removes its pid file and exits 0, through
-//! `bitcoin_tokenpipe::SignalInterrupt` (the handlers are installed just
+//! `tokenpipe::SignalInterrupt` (the handlers are installed just
 //! before it reports ready; during `--init` the signals still kill it).
 //!
 //! `--pid-file PATH`: once it has reported ready, it writes its pid (in
@@ -68,14 +68,14 @@
 
 /// Triggered by SIGTERM or SIGINT while the daemon serves.
 #[cfg(tokenpipe_sigaction)]
-static STOP: bitcoin_tokenpipe::SignalInterrupt = bitcoin_tokenpipe::SignalInterrupt::new();
+static STOP: tokenpipe::SignalInterrupt = tokenpipe::SignalInterrupt::new();
 
 #[cfg(tokenpipe_sigaction)]
 fn main() {
-    use bitcoin_tokenpipe::interrupt::{SIGINT, SIGTERM};
-    use bitcoin_tokenpipe::ready::Notifier;
     use std::process::exit;
     use std::time::Duration;
+    use tokenpipe::interrupt::{SIGINT, SIGTERM};
+    use tokenpipe::ready::Notifier;
 
     let args = match Args::parse(std::env::args().skip(1)) {
         Ok(args) => args,

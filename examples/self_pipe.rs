@@ -1,5 +1,5 @@
 //! The self-pipe: a signal handler wakes the main loop by writing one token,
-//! here through `bitcoin_tokenpipe::SignalInterrupt`, with no `unsafe`.
+//! here through `tokenpipe::SignalInterrupt`, with no `unsafe`.
 //!
 //! ```text
 //! self_pipe [--self-test]
@@ -33,7 +33,7 @@
 #![forbid(unsafe_code)]
 
 #[cfg(tokenpipe_sigaction)]
-use bitcoin_tokenpipe::SignalInterrupt;
+use tokenpipe::SignalInterrupt;
 
 /// Triggered by the handlers `main` installs for SIGINT and SIGTERM.
 #[cfg(tokenpipe_sigaction)]
@@ -41,9 +41,9 @@ static STOP: SignalInterrupt = SignalInterrupt::new();
 
 #[cfg(tokenpipe_sigaction)]
 fn main() {
-    use bitcoin_tokenpipe::interrupt::{SIGINT, SIGTERM};
     use std::process::exit;
     use std::time::Duration;
+    use tokenpipe::interrupt::{SIGINT, SIGTERM};
 
     let self_test = match std::env::args().nth(1).as_deref() {
         None => false,

@@ -1,5 +1,5 @@
 //! A clean shutdown of worker threads on SIGTERM or Ctrl-C, and a forced
-//! one on a second signal, with `bitcoin_tokenpipe::SignalInterrupt` and
+//! one on a second signal, with `tokenpipe::SignalInterrupt` and
 //! no `unsafe`:
 //!
 //! ```text
@@ -62,7 +62,7 @@
 #![forbid(unsafe_code)]
 
 #[cfg(tokenpipe_sigaction)]
-use bitcoin_tokenpipe::SignalInterrupt;
+use tokenpipe::SignalInterrupt;
 
 /// Triggered by the first SIGINT or SIGTERM.
 #[cfg(tokenpipe_sigaction)]
@@ -75,11 +75,11 @@ static RELOAD: SignalInterrupt = SignalInterrupt::new();
 
 #[cfg(tokenpipe_sigaction)]
 fn main() {
-    use bitcoin_tokenpipe::interrupt::{InstallOptions, SIGHUP, SIGINT, SIGTERM};
-    use bitcoin_tokenpipe::ready::Notifier;
     use std::process::exit;
     use std::sync::Arc;
     use std::time::{Duration, Instant};
+    use tokenpipe::interrupt::{InstallOptions, SIGHUP, SIGINT, SIGTERM};
+    use tokenpipe::ready::Notifier;
 
     /// One job's work.
     const JOB: Duration = Duration::from_millis(50);
@@ -285,9 +285,9 @@ impl Args {
 /// systemd's notify socket, if `NOTIFY_SOCKET` names one; an error
 /// message if it is set but unusable.
 #[cfg(all(tokenpipe_sigaction, tokenpipe_unix_socket))]
-fn notifier_from_env() -> Result<Option<bitcoin_tokenpipe::ready::Notifier>, String> {
-    use bitcoin_tokenpipe::ready::{Notifier, NotifyAddr};
+fn notifier_from_env() -> Result<Option<tokenpipe::ready::Notifier>, String> {
     use std::os::unix::ffi::OsStrExt;
+    use tokenpipe::ready::{Notifier, NotifyAddr};
 
     let Some(value) = std::env::var_os("NOTIFY_SOCKET") else {
         return Ok(None);
@@ -299,7 +299,7 @@ fn notifier_from_env() -> Result<Option<bitcoin_tokenpipe::ready::Notifier>, Str
 
 /// No Unix-domain sockets here: nothing to report to.
 #[cfg(all(tokenpipe_sigaction, not(tokenpipe_unix_socket)))]
-fn notifier_from_env() -> Result<Option<bitcoin_tokenpipe::ready::Notifier>, String> {
+fn notifier_from_env() -> Result<Option<tokenpipe::ready::Notifier>, String> {
     Ok(None)
 }
 

@@ -17,9 +17,9 @@
 
 #[cfg(all(unix, feature = "std"))]
 fn main() {
-    use bitcoin_tokenpipe::{Error, TokenPipe};
     use std::process::{Command, exit};
     use std::time::Duration;
+    use tokenpipe::{Error, TokenPipe};
 
     let usage = |why: String| -> ! {
         eprintln!("usage: supervise [ready|fail|hang|die|s6] [--timeout-ms N]  ({why})");
@@ -92,9 +92,9 @@ fn main() {
 /// The supervised program. Never returns.
 #[cfg(all(unix, feature = "std"))]
 fn child_main(mode: String) -> ! {
-    use bitcoin_tokenpipe::TokenPipeEnd;
     use std::process::exit;
     use std::time::Duration;
+    use tokenpipe::TokenPipeEnd;
 
     // SAFETY: no other thread exists yet to change the environment, and the
     // fd named there was handed to this program alone: nothing else here

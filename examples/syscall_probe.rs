@@ -28,10 +28,10 @@
 
 #[cfg(unix)]
 fn main() {
-    use bitcoin_tokenpipe::ready::Notifier;
-    use bitcoin_tokenpipe::{Error, SignalInterrupt, TokenPipe, TokenPipeEnd};
     use std::os::unix::net::UnixDatagram;
     use std::time::Duration;
+    use tokenpipe::ready::Notifier;
+    use tokenpipe::{Error, SignalInterrupt, TokenPipe, TokenPipeEnd};
 
     /// Marks the start of a phase in the trace. Builds the marker on the
     /// stack: an allocation could make a syscall (`brk`, `mmap`) that would

@@ -81,7 +81,7 @@
 #![forbid(unsafe_code)]
 
 #[cfg(tokenpipe_launch)]
-use bitcoin_tokenpipe::SignalInterrupt;
+use tokenpipe::SignalInterrupt;
 
 /// Triggered by the first SIGINT or SIGTERM: in the service, and in the
 /// helper (a process of its own, with its own copy).
@@ -93,8 +93,8 @@ const USAGE: &str = "usage: tokio_service [--helper-delay SECS] [--self-test]";
 
 #[cfg(tokenpipe_launch)]
 fn main() {
-    use bitcoin_tokenpipe::interrupt::{InstallOptions, SIGINT, SIGTERM};
     use std::process::exit;
+    use tokenpipe::interrupt::{InstallOptions, SIGINT, SIGTERM};
 
     let args = match Args::parse(std::env::args().skip(1)) {
         Ok(args) => args,
@@ -135,9 +135,7 @@ fn main() {
 /// The service: launch the helper, report ready, stop on a signal. Returns
 /// the exit code.
 #[cfg(tokenpipe_launch)]
-async fn serve(args: &Args, notifier: Option<&bitcoin_tokenpipe::ready::Notifier>) -> i32 {
-    use bitcoin_tokenpipe::interrupt::SIGTERM;
-    use bitcoin_tokenpipe::ready::{LaunchOptions, launch_async};
+async fn serve(args: &Args, notifier: Option<&tokenpipe::ready::Notifier>) -> i32 {
     use core::future::{Future, poll_fn};
     use core::pin::pin;
     use core::task::Poll;
@@ -145,6 +143,8 @@ async fn serve(args: &Args, notifier: Option<&bitcoin_tokenpipe::ready::Notifier
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::{Duration, Instant};
+    use tokenpipe::interrupt::SIGTERM;
+    use tokenpipe::ready::{LaunchOptions, launch_async};
 
     // The ticker: proof that the runtime's one thread is free while the
     // helper starts.
@@ -340,7 +340,7 @@ fn this_program_again() -> std::io::Result<std::process::Command> {
 /// The signal that triggered [`STOP`], for messages.
 #[cfg(tokenpipe_launch)]
 fn signal_name() -> &'static str {
-    use bitcoin_tokenpipe::interrupt::{SIGINT, SIGTERM};
+    use tokenpipe::interrupt::{SIGINT, SIGTERM};
     match STOP.signal() {
         Some(SIGINT) => "SIGINT",
         Some(SIGTERM) => "SIGTERM",
@@ -353,8 +353,8 @@ fn signal_name() -> &'static str {
 /// exit 0. Plain blocking code: it is a program of its own.
 #[cfg(tokenpipe_launch)]
 fn helper(delay: std::time::Duration) -> ! {
-    use bitcoin_tokenpipe::interrupt::{SIGINT, SIGTERM};
     use std::process::exit;
+    use tokenpipe::interrupt::{SIGINT, SIGTERM};
 
     // First, so that a SIGTERM that comes as soon as it is ready is a
     // clean stop, not a death.
@@ -430,9 +430,9 @@ impl Args {
 /// if it is set but unusable. (`tokenpipe_launch` implies Unix-domain
 /// sockets.)
 #[cfg(tokenpipe_launch)]
-fn notifier_from_env() -> Result<Option<bitcoin_tokenpipe::ready::Notifier>, String> {
-    use bitcoin_tokenpipe::ready::{Notifier, NotifyAddr};
+fn notifier_from_env() -> Result<Option<tokenpipe::ready::Notifier>, String> {
     use std::os::unix::ffi::OsStrExt;
+    use tokenpipe::ready::{Notifier, NotifyAddr};
 
     let Some(value) = std::env::var_os("NOTIFY_SOCKET") else {
         return Ok(None);

@@ -13,9 +13,9 @@ use crate::sys;
 /// that stays within it is correct wherever it runs.
 ///
 /// ```
-/// assert!(bitcoin_tokenpipe::PIPE_BUF >= 512);
+/// assert!(tokenpipe::PIPE_BUF >= 512);
 /// if cfg!(target_os = "linux") {
-///     assert_eq!(bitcoin_tokenpipe::PIPE_BUF, 4096);
+///     assert_eq!(tokenpipe::PIPE_BUF, 4096);
 /// }
 /// ```
 pub const PIPE_BUF: usize = if cfg!(tokenpipe_linux_like) {
@@ -42,14 +42,14 @@ impl TokenPipeEnd {
     /// - [Linux `pipe(7)`, on `PIPE_BUF`](https://man7.org/linux/man-pages/man7/pipe.7.html)
     ///
     /// ```
-    /// use bitcoin_tokenpipe::TokenPipe;
+    /// use tokenpipe::TokenPipe;
     ///
     /// let (reader, writer) = TokenPipe::make()?.split();
     /// assert_eq!(writer.write_tokens(b"abc")?, 3);
     /// let mut buf = [0u8; 8];
     /// let n = reader.read_tokens(&mut buf)?;
     /// assert_eq!(&buf[..n], b"abc");
-    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// # Ok::<(), tokenpipe::Error>(())
     /// ```
     #[inline]
     pub fn write_tokens(&self, tokens: &[u8]) -> Result<usize> {
@@ -72,7 +72,7 @@ impl TokenPipeEnd {
     /// - [POSIX `read`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/read.html)
     ///
     /// ```
-    /// use bitcoin_tokenpipe::{Error, TokenPipe};
+    /// use tokenpipe::{Error, TokenPipe};
     ///
     /// let (reader, writer) = TokenPipe::make()?.split();
     /// writer.write_tokens(&[1, 2])?;
@@ -99,14 +99,14 @@ impl TokenPipeEnd {
     /// As for [`token_read`](Self::token_read); `out` is unchanged on error.
     ///
     /// ```
-    /// use bitcoin_tokenpipe::TokenPipe;
+    /// use tokenpipe::TokenPipe;
     ///
     /// let (reader, writer) = TokenPipe::make()?.split();
     /// writer.write_tokens(b"xyz")?;
     /// let mut out: heapless::Vec<u8, 2> = heapless::Vec::new();
     /// assert_eq!(reader.read_tokens_into(&mut out)?, 2); // capacity is 2
     /// assert_eq!(&out[..], b"xy");
-    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// # Ok::<(), tokenpipe::Error>(())
     /// ```
     #[inline]
     #[cfg(tokenpipe_heapless)]

@@ -19,14 +19,14 @@ use crate::sys;
 /// may be used in a signal handler and in a forked child.
 ///
 /// ```
-/// use bitcoin_tokenpipe::TokenPipe;
+/// use tokenpipe::TokenPipe;
 ///
 /// let mut pipe = TokenPipe::make()?;
 /// let reader = pipe.take_read_end();
 /// let writer = pipe.take_write_end();
 /// writer.token_write(b'x')?;
 /// assert_eq!(reader.token_read()?, b'x');
-/// # Ok::<(), bitcoin_tokenpipe::Error>(())
+/// # Ok::<(), tokenpipe::Error>(())
 /// ```
 #[repr(transparent)]
 pub struct TokenPipeEnd {
@@ -96,7 +96,7 @@ impl TokenPipeEnd {
     /// A closed end, owning nothing. Usable in a `static` or `const`.
     ///
     /// ```
-    /// use bitcoin_tokenpipe::{Error, TokenPipeEnd};
+    /// use tokenpipe::{Error, TokenPipeEnd};
     ///
     /// static NOTHING: TokenPipeEnd = TokenPipeEnd::new();
     /// assert!(!NOTHING.is_open());
@@ -168,7 +168,7 @@ impl TokenPipeEnd {
     /// owns: the end closes it when dropped or closed.
     ///
     /// ```
-    /// use bitcoin_tokenpipe::{TokenPipe, TokenPipeEnd};
+    /// use tokenpipe::{TokenPipe, TokenPipeEnd};
     ///
     /// let raw = TokenPipe::make()?.take_write_end().into_raw_fd();
     /// // SAFETY: `raw` came from `into_raw_fd`, so nothing else owns it.
@@ -177,7 +177,7 @@ impl TokenPipeEnd {
     ///
     /// // SAFETY: a negative fd owns nothing.
     /// assert!(!unsafe { TokenPipeEnd::from_raw_fd(-1) }.is_open());
-    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// # Ok::<(), tokenpipe::Error>(())
     /// ```
     #[allow(unsafe_code)] // Declares the ownership contract; does nothing unsafe.
     #[must_use]
@@ -192,13 +192,13 @@ impl TokenPipeEnd {
     /// ownership.
     ///
     /// ```
-    /// use bitcoin_tokenpipe::{TokenPipe, TokenPipeEnd};
+    /// use tokenpipe::{TokenPipe, TokenPipeEnd};
     ///
     /// let mut pipe = TokenPipe::make()?;
     /// let reader = pipe.take_read_end();
     /// assert!(reader.as_raw_fd() >= 0);
     /// assert_eq!(TokenPipeEnd::new().as_raw_fd(), -1);
-    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// # Ok::<(), tokenpipe::Error>(())
     /// ```
     #[must_use]
     #[inline]
@@ -210,13 +210,13 @@ impl TokenPipeEnd {
     /// closing it. The caller must close it.
     ///
     /// ```
-    /// use bitcoin_tokenpipe::TokenPipe;
+    /// use tokenpipe::TokenPipe;
     ///
     /// let fd = TokenPipe::make()?.take_read_end().into_raw_fd();
     /// assert!(fd >= 0);
     /// // SAFETY: `into_raw_fd` handed us ownership of `fd`.
     /// unsafe { libc::close(fd) };
-    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// # Ok::<(), tokenpipe::Error>(())
     /// ```
     #[must_use = "the returned fd is no longer closed by anyone; close it or it leaks"]
     #[inline]
@@ -228,7 +228,7 @@ impl TokenPipeEnd {
     /// Whether this end still owns an fd.
     ///
     /// ```
-    /// use bitcoin_tokenpipe::TokenPipe;
+    /// use tokenpipe::TokenPipe;
     ///
     /// let mut pipe = TokenPipe::make()?;
     /// let mut reader = pipe.take_read_end();
@@ -236,7 +236,7 @@ impl TokenPipeEnd {
     /// reader.close();
     /// assert!(!reader.is_open());
     /// assert!(!pipe.take_read_end().is_open()); // taken already
-    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// # Ok::<(), tokenpipe::Error>(())
     /// ```
     #[must_use]
     #[inline]
@@ -258,14 +258,14 @@ impl TokenPipeEnd {
     /// - [Linux `close`](https://man7.org/linux/man-pages/man2/close.2.html)
     ///
     /// ```
-    /// use bitcoin_tokenpipe::{Error, TokenPipe};
+    /// use tokenpipe::{Error, TokenPipe};
     ///
     /// let (reader, mut writer) = TokenPipe::make()?.split();
     /// writer.close();
     /// writer.close(); // does nothing
     /// assert_eq!(writer.token_write(1), Err(Error::Closed));
     /// assert_eq!(reader.token_read(), Err(Error::Eos));
-    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// # Ok::<(), tokenpipe::Error>(())
     /// ```
     #[inline]
     #[doc(alias = "Close")]
@@ -280,7 +280,7 @@ impl TokenPipeEnd {
     /// closed: the original's move-assignment.
     ///
     /// ```
-    /// use bitcoin_tokenpipe::{TokenPipe, TokenPipeEnd};
+    /// use tokenpipe::{TokenPipe, TokenPipeEnd};
     ///
     /// let mut a = TokenPipe::make()?.take_write_end();
     /// let mut b = TokenPipe::make()?.take_write_end();
@@ -288,7 +288,7 @@ impl TokenPipeEnd {
     /// a.assign_from(&mut b); // a's old fd is closed here
     /// assert_eq!(a.as_raw_fd(), b_fd);
     /// assert!(!b.is_open());
-    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// # Ok::<(), tokenpipe::Error>(())
     /// ```
     #[inline]
     pub fn assign_from(&mut self, other: &mut TokenPipeEnd) {
@@ -327,14 +327,14 @@ impl TokenPipeEnd {
     /// - [Linux `write`](https://man7.org/linux/man-pages/man2/write.2.html)
     ///
     /// ```
-    /// use bitcoin_tokenpipe::TokenPipe;
+    /// use tokenpipe::TokenPipe;
     ///
     /// let (reader, writer) = TokenPipe::make()?.split();
     /// writer.token_write(0)?;
     /// writer.token_write(255)?;
     /// assert_eq!(reader.token_read()?, 0);
     /// assert_eq!(reader.token_read()?, 255);
-    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// # Ok::<(), tokenpipe::Error>(())
     /// ```
     #[inline]
     #[doc(alias = "TokenWrite")]
@@ -365,14 +365,14 @@ impl TokenPipeEnd {
     /// - [Linux `read`](https://man7.org/linux/man-pages/man2/read.2.html)
     ///
     /// ```
-    /// use bitcoin_tokenpipe::{Error, TokenPipe};
+    /// use tokenpipe::{Error, TokenPipe};
     ///
     /// let (reader, writer) = TokenPipe::make()?.split();
     /// writer.token_write(42)?;
     /// drop(writer);
     /// assert_eq!(reader.token_read()?, 42);
     /// assert_eq!(reader.token_read(), Err(Error::Eos));
-    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// # Ok::<(), tokenpipe::Error>(())
     /// ```
     #[inline]
     #[doc(alias = "TokenRead")]
@@ -414,7 +414,7 @@ impl Default for TokenPipeEnd {
     /// A closed end; the same as [`TokenPipeEnd::new`].
     ///
     /// ```
-    /// use bitcoin_tokenpipe::TokenPipeEnd;
+    /// use tokenpipe::TokenPipeEnd;
     /// assert!(!TokenPipeEnd::default().is_open());
     /// ```
     #[inline]

@@ -23,7 +23,7 @@ pub use crate::sys::errno::Errno;
 /// (`TS_ERR` in Bitcoin Core's `tokenpipe.h`). See [`Error::status`].
 ///
 /// ```
-/// use bitcoin_tokenpipe::{Error, Errno, TS_ERR};
+/// use tokenpipe::{Error, Errno, TS_ERR};
 /// assert_eq!(Error::Os(Errno::EBADF).status(), TS_ERR);
 /// ```
 pub const TS_ERR: i32 = -1;
@@ -32,7 +32,7 @@ pub const TS_ERR: i32 = -1;
 /// `tokenpipe.h`). See [`Error::status`].
 ///
 /// ```
-/// use bitcoin_tokenpipe::{Error, TS_EOS};
+/// use tokenpipe::{Error, TS_EOS};
 /// assert_eq!(Error::Eos.status(), TS_EOS);
 /// ```
 pub const TS_EOS: i32 = -2;
@@ -40,7 +40,7 @@ pub const TS_EOS: i32 = -2;
 /// `Result` with this crate's [`Error`].
 ///
 /// ```
-/// fn first_token(end: &bitcoin_tokenpipe::TokenPipeEnd) -> bitcoin_tokenpipe::Result<u8> {
+/// fn first_token(end: &tokenpipe::TokenPipeEnd) -> tokenpipe::Result<u8> {
 ///     end.token_read()
 /// }
 /// # let _ = first_token;
@@ -54,7 +54,7 @@ pub type Result<T> = core::result::Result<T, Error>;
 /// [`errno`](Error::errno) for the OS error behind it.
 ///
 /// ```
-/// use bitcoin_tokenpipe::{Error, TokenPipe};
+/// use tokenpipe::{Error, TokenPipe};
 ///
 /// let (reader, mut writer) = TokenPipe::make()?.split();
 /// writer.close();
@@ -123,7 +123,7 @@ impl Error {
     /// ([`Eos`](Error::Eos)), [`TS_ERR`] for everything else.
     ///
     /// ```
-    /// use bitcoin_tokenpipe::{Error, TS_EOS, TS_ERR};
+    /// use tokenpipe::{Error, TS_EOS, TS_ERR};
     /// assert_eq!(Error::Eos.status(), TS_EOS);
     /// assert_eq!(Error::Closed.status(), TS_ERR);
     /// assert_eq!(Error::BrokenPipe.status(), TS_ERR);
@@ -142,7 +142,7 @@ impl Error {
     /// `None` for the rest, which no errno caused.
     ///
     /// ```
-    /// use bitcoin_tokenpipe::{Errno, Error};
+    /// use tokenpipe::{Errno, Error};
     /// assert_eq!(Error::BrokenPipe.errno(), Some(Errno::EPIPE));
     /// assert_eq!(Error::Os(Errno::EMFILE).errno(), Some(Errno::EMFILE));
     /// assert_eq!(Error::Eos.errno(), None);

@@ -22,7 +22,7 @@ pub const ENV_VALUE_LEN: usize = 11;
 /// Why [`TokenPipeEnd::from_env`] found no usable end.
 ///
 /// ```
-/// use bitcoin_tokenpipe::{HandoffError, parse_env_value};
+/// use tokenpipe::{HandoffError, parse_env_value};
 /// assert_eq!(parse_env_value(b"abc"), Err(HandoffError::Malformed));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
@@ -65,7 +65,7 @@ pub enum HandoffError {
 /// separators, or a number above `c_int::MAX`.
 ///
 /// ```
-/// use bitcoin_tokenpipe::{HandoffError, parse_env_value};
+/// use tokenpipe::{HandoffError, parse_env_value};
 ///
 /// assert_eq!(parse_env_value(b"7"), Ok(7));
 /// for bad in [&b""[..], b"-1", b"+3", b" 3", b"3,4", b"99999999999"] {
@@ -107,7 +107,7 @@ impl TokenPipeEnd {
     /// - [Linux `fcntl`](https://man7.org/linux/man-pages/man2/fcntl.2.html)
     ///
     /// ```
-    /// use bitcoin_tokenpipe::TokenPipe;
+    /// use tokenpipe::TokenPipe;
     ///
     /// let (_reader, writer) = TokenPipe::make()?.split();
     /// writer.set_inheritable(true)?;
@@ -115,7 +115,7 @@ impl TokenPipeEnd {
     /// let flags = unsafe { libc::fcntl(writer.as_raw_fd(), libc::F_GETFD) };
     /// assert_eq!(flags & libc::FD_CLOEXEC, 0);
     /// writer.set_inheritable(false)?;
-    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// # Ok::<(), tokenpipe::Error>(())
     /// ```
     #[doc(alias = "FD_CLOEXEC")]
     pub fn set_inheritable(&self, on: bool) -> Result<()> {
@@ -133,12 +133,12 @@ impl TokenPipeEnd {
     /// gives `"-1"`, which [`from_env`](Self::from_env) rejects.
     ///
     /// ```
-    /// use bitcoin_tokenpipe::{TokenPipe, TokenPipeEnd};
+    /// use tokenpipe::{TokenPipe, TokenPipeEnd};
     ///
     /// let reader = TokenPipe::make()?.take_read_end();
     /// assert_eq!(reader.env_value().as_str(), reader.as_raw_fd().to_string());
     /// assert_eq!(TokenPipeEnd::new().env_value().as_str(), "-1");
-    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// # Ok::<(), tokenpipe::Error>(())
     /// ```
     #[must_use]
     #[cfg(tokenpipe_heapless)]
@@ -184,7 +184,7 @@ impl TokenPipeEnd {
     /// - [POSIX `fstat`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fstat.html)
     ///
     /// ```
-    /// use bitcoin_tokenpipe::{HandoffError, TokenPipeEnd};
+    /// use tokenpipe::{HandoffError, TokenPipeEnd};
     ///
     /// // SAFETY: single-threaded here, and nothing else owns the fd.
     /// let got = unsafe { TokenPipeEnd::from_env(c"MY_APP_NO_SUCH_VARIABLE") };
@@ -281,7 +281,7 @@ impl TokenPipeEnd {
     /// - [POSIX `fstat`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fstat.html)
     ///
     /// ```
-    /// use bitcoin_tokenpipe::TokenPipe;
+    /// use tokenpipe::TokenPipe;
     /// use std::process::Command;
     ///
     /// let (reader, writer) = TokenPipe::make()?.split();

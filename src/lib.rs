@@ -24,7 +24,7 @@
 //! each fd is closed exactly once.
 //!
 //! ```
-//! use bitcoin_tokenpipe::{Error, TokenPipe};
+//! use tokenpipe::{Error, TokenPipe};
 //!
 //! let mut pipe = TokenPipe::make()?;
 //! let reader = pipe.take_read_end();

@@ -69,7 +69,7 @@ impl TokenPipeEnd {
     /// - [NetBSD `fcntl` (`F_SETNOSIGPIPE`)](https://man.netbsd.org/fcntl.2)
     ///
     /// ```
-    /// use bitcoin_tokenpipe::{Error, TokenPipe};
+    /// use tokenpipe::{Error, TokenPipe};
     ///
     /// let (reader, writer) = TokenPipe::make()?.split();
     /// writer.token_write_nosignal(1)?;

@@ -13,14 +13,14 @@ use crate::sys;
 /// Dropping the pipe closes whatever ends it still holds.
 ///
 /// ```
-/// use bitcoin_tokenpipe::TokenPipe;
+/// use tokenpipe::TokenPipe;
 ///
 /// let mut pipe = TokenPipe::make()?;
 /// let reader = pipe.take_read_end();
 /// let writer = pipe.take_write_end();
 /// std::thread::spawn(move || writer.token_write(1));
 /// assert_eq!(reader.token_read()?, 1);
-/// # Ok::<(), bitcoin_tokenpipe::Error>(())
+/// # Ok::<(), tokenpipe::Error>(())
 /// ```
 #[derive(Debug)]
 pub struct TokenPipe {
@@ -37,7 +37,7 @@ impl TokenPipe {
     /// there if that matters.
     ///
     /// ```
-    /// use bitcoin_tokenpipe::TokenPipe;
+    /// use tokenpipe::TokenPipe;
     /// if cfg!(target_os = "linux") {
     ///     assert!(TokenPipe::ATOMIC_CLOEXEC);
     /// }
@@ -64,11 +64,11 @@ impl TokenPipe {
     /// - [Apple `pipe`](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/pipe.2.html)
     ///
     /// ```
-    /// use bitcoin_tokenpipe::TokenPipe;
+    /// use tokenpipe::TokenPipe;
     ///
     /// let mut pipe = TokenPipe::make()?;
     /// assert!(pipe.take_read_end().is_open());
-    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// # Ok::<(), tokenpipe::Error>(())
     /// ```
     #[inline]
     #[doc(alias = "Make", alias = "pipe2", alias = "pipe")]
@@ -107,12 +107,12 @@ impl TokenPipe {
     /// Moves the read end out. A second call returns a closed end.
     ///
     /// ```
-    /// use bitcoin_tokenpipe::TokenPipe;
+    /// use tokenpipe::TokenPipe;
     ///
     /// let mut pipe = TokenPipe::make()?;
     /// assert!(pipe.take_read_end().is_open());
     /// assert!(!pipe.take_read_end().is_open());
-    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// # Ok::<(), tokenpipe::Error>(())
     /// ```
     #[must_use = "dropping the taken end closes it"]
     #[inline]
@@ -124,13 +124,13 @@ impl TokenPipe {
     /// Moves the write end out. A second call returns a closed end.
     ///
     /// ```
-    /// use bitcoin_tokenpipe::TokenPipe;
+    /// use tokenpipe::TokenPipe;
     ///
     /// let mut pipe = TokenPipe::make()?;
     /// let writer = pipe.take_write_end();
     /// writer.token_write(7)?;
     /// assert!(!pipe.take_write_end().is_open());
-    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// # Ok::<(), tokenpipe::Error>(())
     /// ```
     #[must_use = "dropping the taken end closes it"]
     #[inline]
@@ -143,13 +143,13 @@ impl TokenPipe {
     /// not affected. Calling it again does nothing.
     ///
     /// ```
-    /// use bitcoin_tokenpipe::{Error, TokenPipe};
+    /// use tokenpipe::{Error, TokenPipe};
     ///
     /// let mut pipe = TokenPipe::make()?;
     /// let reader = pipe.take_read_end();
     /// pipe.close(); // closes the write end it still held
     /// assert_eq!(reader.token_read(), Err(Error::Eos));
-    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// # Ok::<(), tokenpipe::Error>(())
     /// ```
     #[inline]
     #[doc(alias = "Close")]
@@ -162,7 +162,7 @@ impl TokenPipe {
     /// leaving `other` empty: the original's move-assignment.
     ///
     /// ```
-    /// use bitcoin_tokenpipe::TokenPipe;
+    /// use tokenpipe::TokenPipe;
     ///
     /// let mut a = TokenPipe::make()?;
     /// let mut b = TokenPipe::make()?;
@@ -171,7 +171,7 @@ impl TokenPipe {
     /// let (reader, writer) = a.split();
     /// writer.token_write(3)?;
     /// assert_eq!(reader.token_read()?, 3);
-    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// # Ok::<(), tokenpipe::Error>(())
     /// ```
     #[inline]
     pub fn assign_from(&mut self, other: &mut TokenPipe) {
@@ -182,12 +182,12 @@ impl TokenPipe {
     /// Splits the pipe into `(read end, write end)`.
     ///
     /// ```
-    /// use bitcoin_tokenpipe::TokenPipe;
+    /// use tokenpipe::TokenPipe;
     ///
     /// let (reader, writer) = TokenPipe::make()?.split();
     /// writer.token_write(b'!')?;
     /// assert_eq!(reader.token_read()?, b'!');
-    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// # Ok::<(), tokenpipe::Error>(())
     /// ```
     #[must_use = "dropping the ends closes them"]
     #[inline]

@@ -19,7 +19,7 @@ impl From<Error> for io::Error {
     /// `NotConnected`, `NotAChild` is `Unsupported`.
     ///
     /// ```
-    /// use bitcoin_tokenpipe::{Errno, Error};
+    /// use tokenpipe::{Errno, Error};
     /// use std::io;
     ///
     /// let e = io::Error::from(Error::Os(Errno::EMFILE));
@@ -58,8 +58,8 @@ impl From<DaemonError> for io::Error {
     /// `UnexpectedToken` is `InvalidData`.
     ///
     /// ```
-    /// use bitcoin_tokenpipe::daemon::DaemonError;
-    /// use bitcoin_tokenpipe::{Errno, Error};
+    /// use tokenpipe::daemon::DaemonError;
+    /// use tokenpipe::{Errno, Error};
     /// use std::io;
     ///
     /// let e = io::Error::from(DaemonError::Core(Error::Os(Errno::EMFILE)));
@@ -88,7 +88,7 @@ impl AsRawFd for TokenPipeEnd {
     /// The fd, or `-1` for a closed end (a raw fd carries no promise).
     ///
     /// ```
-    /// use bitcoin_tokenpipe::TokenPipeEnd;
+    /// use tokenpipe::TokenPipeEnd;
     /// use std::os::fd::AsRawFd;
     /// assert_eq!(AsRawFd::as_raw_fd(&TokenPipeEnd::new()), -1);
     /// ```
@@ -102,13 +102,13 @@ impl IntoRawFd for TokenPipeEnd {
     /// Gives up ownership; see [`TokenPipeEnd::into_raw_fd`].
     ///
     /// ```
-    /// use bitcoin_tokenpipe::TokenPipe;
+    /// use tokenpipe::TokenPipe;
     /// use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
     ///
     /// let fd = IntoRawFd::into_raw_fd(TokenPipe::make()?.take_read_end());
     /// // SAFETY: we own `fd` now.
     /// drop(unsafe { OwnedFd::from_raw_fd(fd) });
-    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// # Ok::<(), tokenpipe::Error>(())
     /// ```
     #[inline]
     fn into_raw_fd(self) -> RawFd {
@@ -121,14 +121,14 @@ impl FromRawFd for TokenPipeEnd {
     /// gives a closed end).
     ///
     /// ```
-    /// use bitcoin_tokenpipe::{TokenPipe, TokenPipeEnd};
+    /// use tokenpipe::{TokenPipe, TokenPipeEnd};
     /// use std::os::fd::{FromRawFd, IntoRawFd};
     ///
     /// let fd = TokenPipe::make()?.take_read_end().into_raw_fd();
     /// // SAFETY: `fd` is open and ours alone.
     /// let end: TokenPipeEnd = unsafe { FromRawFd::from_raw_fd(fd) };
     /// assert!(end.is_open());
-    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// # Ok::<(), tokenpipe::Error>(())
     /// ```
     #[allow(unsafe_code)] // The trait's method is unsafe; the body forwards the contract.
     #[inline]
@@ -147,12 +147,12 @@ impl TokenPipeEnd {
     /// [`Error::Closed`] if the end is closed.
     ///
     /// ```
-    /// use bitcoin_tokenpipe::{Error, TokenPipe, TokenPipeEnd};
+    /// use tokenpipe::{Error, TokenPipe, TokenPipeEnd};
     ///
     /// let reader = TokenPipe::make()?.take_read_end();
     /// assert!(reader.try_as_fd().is_ok());
     /// assert_eq!(TokenPipeEnd::new().try_as_fd().err(), Some(Error::Closed));
-    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// # Ok::<(), tokenpipe::Error>(())
     /// ```
     #[inline]
     pub fn try_as_fd(&self) -> Result<BorrowedFd<'_>, Error> {
@@ -182,12 +182,12 @@ impl AsFd for TokenPipeEnd {
     /// [`is_open`](TokenPipeEnd::is_open) where an end may be closed.
     ///
     /// ```
-    /// use bitcoin_tokenpipe::TokenPipe;
+    /// use tokenpipe::TokenPipe;
     /// use std::os::fd::{AsFd, AsRawFd};
     ///
     /// let reader = TokenPipe::make()?.take_read_end();
     /// assert_eq!(reader.as_fd().as_raw_fd(), reader.as_raw_fd());
-    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// # Ok::<(), tokenpipe::Error>(())
     /// ```
     #[inline]
     #[track_caller]
@@ -213,7 +213,7 @@ impl From<OwnedFd> for TokenPipeEnd {
     /// Takes ownership of the fd.
     ///
     /// ```
-    /// use bitcoin_tokenpipe::{TokenPipe, TokenPipeEnd};
+    /// use tokenpipe::{TokenPipe, TokenPipeEnd};
     /// use std::os::fd::OwnedFd;
     ///
     /// let (r, w) = TokenPipe::make()?.split();
@@ -221,7 +221,7 @@ impl From<OwnedFd> for TokenPipeEnd {
     /// let writer = TokenPipeEnd::from(owned);
     /// writer.token_write(9)?;
     /// assert_eq!(r.token_read()?, 9);
-    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// # Ok::<(), tokenpipe::Error>(())
     /// ```
     #[inline]
     fn from(fd: OwnedFd) -> TokenPipeEnd {
@@ -235,12 +235,12 @@ impl TryFrom<TokenPipeEnd> for OwnedFd {
     /// Hands the fd to std. A closed end has no fd: [`Error::Closed`].
     ///
     /// ```
-    /// use bitcoin_tokenpipe::{Error, TokenPipe, TokenPipeEnd};
+    /// use tokenpipe::{Error, TokenPipe, TokenPipeEnd};
     /// use std::os::fd::OwnedFd;
     ///
     /// assert!(OwnedFd::try_from(TokenPipe::make()?.take_read_end()).is_ok());
     /// assert_eq!(OwnedFd::try_from(TokenPipeEnd::new()).err(), Some(Error::Closed));
-    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// # Ok::<(), tokenpipe::Error>(())
     /// ```
     #[inline]
     fn try_from(end: TokenPipeEnd) -> Result<OwnedFd, Error> {
@@ -277,7 +277,7 @@ impl io::Read for &TokenPipeEnd {
     /// One `read(2)`, retried on `EINTR`; `Ok(0)` at end of stream.
     ///
     /// ```
-    /// use bitcoin_tokenpipe::TokenPipe;
+    /// use tokenpipe::TokenPipe;
     /// use std::io::{Read, Write};
     ///
     /// let (reader, writer) = TokenPipe::make()?.split();
@@ -298,7 +298,7 @@ impl io::Read for TokenPipeEnd {
     /// As for `&TokenPipeEnd`.
     ///
     /// ```
-    /// use bitcoin_tokenpipe::TokenPipe;
+    /// use tokenpipe::TokenPipe;
     /// use std::io::Read;
     ///
     /// let (mut reader, writer) = TokenPipe::make()?.split();
@@ -318,7 +318,7 @@ impl io::Write for &TokenPipeEnd {
     /// One `write(2)`, retried on `EINTR`.
     ///
     /// ```
-    /// use bitcoin_tokenpipe::TokenPipe;
+    /// use tokenpipe::TokenPipe;
     /// use std::io::Write;
     ///
     /// let (reader, writer) = TokenPipe::make()?.split();
@@ -342,7 +342,7 @@ impl io::Write for TokenPipeEnd {
     /// As for `&TokenPipeEnd`.
     ///
     /// ```
-    /// use bitcoin_tokenpipe::TokenPipe;
+    /// use tokenpipe::TokenPipe;
     /// use std::io::Write;
     ///
     /// let (reader, mut writer) = TokenPipe::make()?.split();
@@ -403,13 +403,13 @@ impl crate::SignalInterrupt {
     /// [`Error::Os`] if the pipe cannot be made.
     ///
     /// ```
-    /// use bitcoin_tokenpipe::SignalInterrupt;
+    /// use tokenpipe::SignalInterrupt;
     /// use std::os::fd::AsRawFd;
     ///
     /// let stop = SignalInterrupt::new();
     /// let fd = stop.try_as_fd()?;
     /// assert_eq!(fd.as_raw_fd(), stop.as_raw_fd()?);
-    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// # Ok::<(), tokenpipe::Error>(())
     /// ```
     pub fn try_as_fd(&self) -> Result<BorrowedFd<'_>, Error> {
         let fd = self.as_raw_fd()?;

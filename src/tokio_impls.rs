@@ -104,7 +104,7 @@ const FLAG_CADENCE: Duration = Duration::from_millis(10);
 /// so several tasks may share one end (in an `Arc`).
 ///
 /// ```
-/// use bitcoin_tokenpipe::{Error, TokenPipe};
+/// use tokenpipe::{Error, TokenPipe};
 ///
 /// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
 /// rt.block_on(async {
@@ -327,7 +327,7 @@ impl crate::SignalInterrupt {
     /// interrupt is triggered already).
     ///
     /// ```
-    /// use bitcoin_tokenpipe::SignalInterrupt;
+    /// use tokenpipe::SignalInterrupt;
     /// use std::sync::Arc;
     ///
     /// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -344,7 +344,7 @@ impl crate::SignalInterrupt {
     ///     for waiter in waiters {
     ///         waiter.await.expect("the waiter ran")?;
     ///     }
-    ///     Ok::<(), bitcoin_tokenpipe::Error>(())
+    ///     Ok::<(), tokenpipe::Error>(())
     /// })?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```

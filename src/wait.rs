@@ -83,7 +83,7 @@ impl TokenPipeEnd {
     /// - [POSIX `read`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/read.html)
     ///
     /// ```
-    /// use bitcoin_tokenpipe::{Error, TokenPipe};
+    /// use tokenpipe::{Error, TokenPipe};
     /// use std::time::Duration;
     ///
     /// let (reader, writer) = TokenPipe::make()?.split();
@@ -161,7 +161,7 @@ impl TokenPipeEnd {
     /// - [Linux `fcntl`](https://man7.org/linux/man-pages/man2/fcntl.2.html)
     ///
     /// ```
-    /// use bitcoin_tokenpipe::{Error, TokenPipe};
+    /// use tokenpipe::{Error, TokenPipe};
     ///
     /// let (reader, _writer) = TokenPipe::make()?.split();
     /// reader.set_nonblocking(true)?;
@@ -181,11 +181,11 @@ impl TokenPipeEnd {
     /// [`Error::Closed`] on a closed end, [`Error::Os`] if `fcntl` fails.
     ///
     /// ```
-    /// use bitcoin_tokenpipe::TokenPipe;
+    /// use tokenpipe::TokenPipe;
     ///
     /// let (reader, _writer) = TokenPipe::make()?.split();
     /// assert!(!reader.is_nonblocking()?);
-    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// # Ok::<(), tokenpipe::Error>(())
     /// ```
     pub fn is_nonblocking(&self) -> Result<bool> {
         let fd = self.open_fd()?;
@@ -218,14 +218,14 @@ impl TokenPipeEnd {
     /// - [POSIX `poll`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/poll.html)
     ///
     /// ```
-    /// use bitcoin_tokenpipe::TokenPipe;
+    /// use tokenpipe::TokenPipe;
     ///
     /// let (reader, writer) = TokenPipe::make()?.split();
     /// reader.set_nonblocking(true)?;
     /// writer.write_tokens(b"xxx")?;
     /// assert_eq!(reader.drain()?, 3);
     /// assert_eq!(reader.drain()?, 0);
-    /// # Ok::<(), bitcoin_tokenpipe::Error>(())
+    /// # Ok::<(), tokenpipe::Error>(())
     /// ```
     pub fn drain(&self) -> Result<usize> {
         let fd = self.open_fd()?;

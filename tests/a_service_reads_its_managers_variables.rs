@@ -9,7 +9,7 @@
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use bitcoin_tokenpipe::ready::{Notifier, ReadyError};
+use tokenpipe::ready::{Notifier, ReadyError};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -120,7 +120,7 @@ mod common;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixListener;
 
-use bitcoin_tokenpipe::ready::ListenFds;
+use tokenpipe::ready::ListenFds;
 
 /// Sets each variable to its value, or removes it. Runs only in the
 /// child, alone (`--exact`, one test thread).

@@ -3,7 +3,7 @@
 //! and `read_tokens_into` fills a fixed-capacity vector.
 #![cfg(unix)]
 
-use bitcoin_tokenpipe::{Errno, Error, PIPE_BUF, TokenPipe, TokenPipeEnd};
+use tokenpipe::{Errno, Error, PIPE_BUF, TokenPipe, TokenPipeEnd};
 
 #[test]
 fn a_batch_round_trips_in_order() {

@@ -24,9 +24,9 @@ use std::ffi::c_int;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use bitcoin_tokenpipe::daemon::{DaemonChild, DaemonError, DaemonOptions, Forked, fork_daemon};
-use bitcoin_tokenpipe::{ChildExit, Errno, Error};
 use common::{Ended, TempDir, exit_now, fork_child, open_pipe_count, report, soak_scale};
+use tokenpipe::daemon::{DaemonChild, DaemonError, DaemonOptions, Forked, fork_daemon};
+use tokenpipe::{ChildExit, Errno, Error};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 

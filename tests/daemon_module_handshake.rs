@@ -15,11 +15,11 @@ use std::ffi::c_int;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use bitcoin_tokenpipe::Error;
-use bitcoin_tokenpipe::daemon::{
+use common::{ChildProcess, Ended, KilledOnDrop, exit_now, killed_on_drop};
+use tokenpipe::Error;
+use tokenpipe::daemon::{
     ChildExit, DaemonError, DaemonOptions, Forked, ReadyNotifier, fork_daemon,
 };
-use common::{ChildProcess, Ended, KilledOnDrop, exit_now, killed_on_drop};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -66,7 +66,7 @@ fn a_dropped_notifier_is_a_death_before_ready_not_success() {
     });
     let err = parent.wait_ready().unwrap_err();
     assert_eq!(err, DaemonError::DiedBeforeReady);
-    assert_eq!(err.core_status(), bitcoin_tokenpipe::TS_EOS);
+    assert_eq!(err.core_status(), tokenpipe::TS_EOS);
     assert_eq!(parent.wait(), Ok(ChildExit::Exited(5)));
 }
 
@@ -232,7 +232,7 @@ fn a_daemon_whose_launcher_is_gone_survives_notify_with_broken_pipe() {
     // bitcoind's daemon would die of SIGPIPE here if it did not ignore it;
     // notify never raises it.
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut pipe_to_child = bitcoin_tokenpipe::TokenPipe::make().unwrap();
+    let mut pipe_to_child = tokenpipe::TokenPipe::make().unwrap();
     let go = pipe_to_child.take_read_end();
     let go_writer = pipe_to_child.take_write_end();
     // The handle unguarded (dropping it below must not kill the daemon);
@@ -245,7 +245,7 @@ fn a_daemon_whose_launcher_is_gone_survives_notify_with_broken_pipe() {
             return 30;
         }
         match n.notify(true) {
-            Err(bitcoin_tokenpipe::ready::ReadyError::Channel(Error::BrokenPipe)) => 0,
+            Err(tokenpipe::ready::ReadyError::Channel(Error::BrokenPipe)) => 0,
             _ => 31,
         }
     })

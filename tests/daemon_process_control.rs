@@ -17,11 +17,11 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use bitcoin_tokenpipe::daemon::{
+use common::{KilledOnDrop, TempDir, exit_now, killed_on_drop, pause_forever};
+use tokenpipe::daemon::{
     ChildExit, DaemonChild, DaemonError, DaemonOptions, Forked, SetupStep, fork_daemon,
 };
-use bitcoin_tokenpipe::{Errno, Error, TokenPipe};
-use common::{KilledOnDrop, TempDir, exit_now, killed_on_drop, pause_forever};
+use tokenpipe::{Errno, Error, TokenPipe};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 

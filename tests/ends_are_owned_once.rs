@@ -4,8 +4,8 @@
 
 mod common;
 
-use bitcoin_tokenpipe::{Errno, Error, TokenPipe, TokenPipeEnd};
 use common::{identity, still_refers_to};
+use tokenpipe::{Errno, Error, TokenPipe, TokenPipeEnd};
 
 #[test]
 fn an_end_is_exactly_one_c_int_and_can_be_shared_across_threads() {
@@ -46,7 +46,7 @@ fn a_closed_end_returns_closed_without_making_a_syscall() {
         assert_eq!(end.token_write(1), Err(Error::Closed));
         assert_eq!(common::get_errno(), 0, "a closed end made a syscall");
     }
-    assert_eq!(Error::Closed.status(), bitcoin_tokenpipe::TS_ERR);
+    assert_eq!(Error::Closed.status(), tokenpipe::TS_ERR);
 }
 
 #[test]

@@ -2,8 +2,8 @@
 //! person can act on, and a size and shape fit for a signal handler.
 #![cfg(unix)]
 
-use bitcoin_tokenpipe::daemon::{DaemonError, SetupStep};
-use bitcoin_tokenpipe::{ChildExit, Errno, Error, TS_EOS, TS_ERR};
+use tokenpipe::daemon::{DaemonError, SetupStep};
+use tokenpipe::{ChildExit, Errno, Error, TS_EOS, TS_ERR};
 
 const ALL: [Error; 6] = [
     Error::Eos,
@@ -72,7 +72,7 @@ fn a_daemon_errors_exit_code_is_the_launchers_table_not_the_cores_negative_statu
 
 #[test]
 fn an_install_error_gives_its_errno_as_every_error_does() {
-    use bitcoin_tokenpipe::interrupt::{InstallError, SIGKILL};
+    use tokenpipe::interrupt::{InstallError, SIGKILL};
     assert_eq!(InstallError::Refused { signal: SIGKILL }.errno(), None);
     assert_eq!(InstallError::OutOfRange { signal: 0 }.errno(), None);
     assert_eq!(InstallError::TooMany { count: 99 }.errno(), None);
@@ -253,7 +253,7 @@ fn conversion_to_io_error_keeps_the_errno_and_picks_the_right_kind() {
 #[cfg(feature = "std")]
 #[test]
 fn a_pid_file_path_with_a_nul_or_none_at_all_is_refused_before_any_fork() {
-    use bitcoin_tokenpipe::daemon::{DaemonOptions, PidFilePath};
+    use tokenpipe::daemon::{DaemonOptions, PidFilePath};
     let refused = |errno: i32| DaemonError::SetupFailed {
         step: SetupStep::PidFile,
         errno: Errno::from(errno),

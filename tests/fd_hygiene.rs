@@ -10,8 +10,8 @@ mod common;
 
 use std::sync::{Mutex, MutexGuard};
 
-use bitcoin_tokenpipe::{Errno, Error, TokenPipe, TokenPipeEnd};
 use common::{identity, open_pipe_count, report, soak_scale, still_refers_to};
+use tokenpipe::{Errno, Error, TokenPipe, TokenPipeEnd};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 

@@ -13,7 +13,7 @@ use std::ffi::CStr;
 use std::os::fd::AsRawFd;
 use std::sync::{Mutex, MutexGuard};
 
-use bitcoin_tokenpipe::{Error, HandoffError, TokenPipe, TokenPipeEnd, parse_env_value};
+use tokenpipe::{Error, HandoffError, TokenPipe, TokenPipeEnd, parse_env_value};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 

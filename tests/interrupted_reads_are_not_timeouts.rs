@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use bitcoin_tokenpipe::{Error, TokenPipe};
+use tokenpipe::{Error, TokenPipe};
 
 /// The fd whose reads fail with EINTR, and how many more of them will.
 static INTERRUPTED_FD: AtomicI32 = AtomicI32::new(-1);

@@ -25,8 +25,8 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use bitcoin_tokenpipe::ChildExit;
-use bitcoin_tokenpipe::ready::{LaunchError, LaunchOptions, Notifier, launch};
+use tokenpipe::ChildExit;
+use tokenpipe::ready::{LaunchError, LaunchOptions, Notifier, launch};
 
 /// One launch at a time: several cases count processes or fds.
 static SERIAL: Mutex<()> = Mutex::new(());

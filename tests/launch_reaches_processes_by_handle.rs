@@ -46,12 +46,12 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
-use bitcoin_tokenpipe::ChildExit;
-use bitcoin_tokenpipe::ready::{AfterTimeout, LaunchError, LaunchOptions, ReadyChild, launch};
 use common::{
     ChildProcess, CpuLoad, FreezerCgroup, Scratch, becomes_dead, example_words, fork_at_pid, gone,
     require_root, stat_fields, unharmed, zombie,
 };
+use tokenpipe::ChildExit;
+use tokenpipe::ready::{AfterTimeout, LaunchError, LaunchOptions, ReadyChild, launch};
 
 /// One launch at a time: several cases force pids, load the CPU or count
 /// processes.

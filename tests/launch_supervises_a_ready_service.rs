@@ -35,11 +35,11 @@ use std::sync::{Mutex, MutexGuard, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use bitcoin_tokenpipe::ChildExit;
-use bitcoin_tokenpipe::ready::{
+use common::Scratch;
+use tokenpipe::ChildExit;
+use tokenpipe::ready::{
     LaunchError, LaunchOptions, ListenFds, Notification, Notifier, ReadyChild, launch,
 };
-use common::Scratch;
 
 /// One case at a time: the watchdog's cases keep 300 ms intervals, which
 /// the other cases' programs starting on the same cores must not stretch.
@@ -406,7 +406,7 @@ fn child_mode_plays_a_service() {
             // socket: the launch's look may read them with the token.
             let addr = std::env::var("NOTIFY_SOCKET").expect("NOTIFY_SOCKET");
             let socket = Notifier::from_socket(
-                bitcoin_tokenpipe::ready::NotifyAddr::parse(addr.as_bytes())
+                tokenpipe::ready::NotifyAddr::parse(addr.as_bytes())
                     .expect("NOTIFY_SOCKET is good"),
             );
             // SAFETY: this process runs this one test (--exact, one test
@@ -1056,7 +1056,7 @@ async fn exited_within_bound(child: &mut ReadyChild) -> ChildExit {
 #[cfg(feature = "tokio")]
 #[test]
 fn notified_yields_the_same_later_notifications_on_a_current_thread_runtime() {
-    use bitcoin_tokenpipe::ready::launch_async;
+    use tokenpipe::ready::launch_async;
     let _turn = turn();
     current_thread_runtime().block_on(async {
         let mut cmd = service("speaks-after-ready");
@@ -1095,7 +1095,7 @@ fn notified_yields_the_same_later_notifications_on_a_current_thread_runtime() {
 #[cfg(feature = "tokio")]
 #[test]
 fn notified_keeps_the_watchdog_and_yields_its_expiry() {
-    use bitcoin_tokenpipe::ready::launch_async;
+    use tokenpipe::ready::launch_async;
     let _turn = turn();
     current_thread_runtime().block_on(async {
         let mut cmd = sh(&format!("ulimit -c 0; {READY_BY_HAND}; read _"));

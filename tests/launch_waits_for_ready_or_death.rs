@@ -16,8 +16,8 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use bitcoin_tokenpipe::ChildExit;
-use bitcoin_tokenpipe::ready::{AfterTimeout, LaunchError, LaunchOptions, Notifier, launch};
+use tokenpipe::ChildExit;
+use tokenpipe::ready::{AfterTimeout, LaunchError, LaunchOptions, Notifier, launch};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 

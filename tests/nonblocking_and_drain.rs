@@ -2,7 +2,7 @@
 //! `WouldBlock`; `drain` takes everything waiting and never blocks.
 #![cfg(unix)]
 
-use bitcoin_tokenpipe::{Error, TokenPipe, TokenPipeEnd};
+use tokenpipe::{Error, TokenPipe, TokenPipeEnd};
 
 fn status_flags(end: &TokenPipeEnd) -> libc::c_int {
     // SAFETY: F_GETFL on an open fd touches no memory.

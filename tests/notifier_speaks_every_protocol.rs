@@ -22,10 +22,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use bitcoin_tokenpipe::daemon::{DaemonOptions, Forked, fork_daemon};
-use bitcoin_tokenpipe::ready::{Notifier, NotifyAddr, ReadyError};
-use bitcoin_tokenpipe::{ChildExit, Errno, Error, HandoffError, TokenPipe, TokenPipeEnd};
 use common::exit_now;
+use tokenpipe::daemon::{DaemonOptions, Forked, fork_daemon};
+use tokenpipe::ready::{Notifier, NotifyAddr, ReadyError};
+use tokenpipe::{ChildExit, Errno, Error, HandoffError, TokenPipe, TokenPipeEnd};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -1133,7 +1133,7 @@ fn status_on_the_token_pipe_refuses_what_the_socket_refuses_and_writes_nothing()
     );
     // The most a pipe carries whole, less the token and the length; never
     // more than the socket's 1017.
-    let max = 1017.min(bitcoin_tokenpipe::PIPE_BUF - 3);
+    let max = 1017.min(tokenpipe::PIPE_BUF - 3);
     assert_eq!(
         notifier.status(&"x".repeat(max + 1)),
         Err(ReadyError::StatusTooLong { len: max + 1, max })

@@ -22,11 +22,9 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use bitcoin_tokenpipe::Errno;
-use bitcoin_tokenpipe::daemon::{
-    DaemonError, DaemonOptions, Forked, PidFile, SetupStep, fork_daemon,
-};
 use common::{KilledOnDrop, TempDir, exit_now, killed_on_drop};
+use tokenpipe::Errno;
+use tokenpipe::daemon::{DaemonError, DaemonOptions, Forked, PidFile, SetupStep, fork_daemon};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 

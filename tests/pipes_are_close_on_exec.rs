@@ -5,8 +5,8 @@
 
 mod common;
 
-use bitcoin_tokenpipe::TokenPipe;
 use std::process::Command;
+use tokenpipe::TokenPipe;
 
 fn assert_cloexec(pipe: TokenPipe) {
     let (r, w) = pipe.split();

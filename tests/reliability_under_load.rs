@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use bitcoin_tokenpipe::{Error, TokenPipe, TokenPipeEnd};
 use common::{Ended, report, soak_scale};
+use tokenpipe::{Error, TokenPipe, TokenPipeEnd};
 
 /// Tests that fork or install handlers take turns.
 static SERIAL: Mutex<()> = Mutex::new(());

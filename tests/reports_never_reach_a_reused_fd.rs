@@ -28,8 +28,8 @@ use std::sync::mpsc;
 use std::sync::{Barrier, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bitcoin_tokenpipe::ready::Notifier;
-use bitcoin_tokenpipe::{Error, TokenPipe, TokenPipeEnd};
+use tokenpipe::ready::Notifier;
+use tokenpipe::{Error, TokenPipe, TokenPipeEnd};
 
 thread_local! {
     /// Run once, by this thread's next `sigpending`.

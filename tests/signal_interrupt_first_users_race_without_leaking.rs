@@ -11,7 +11,7 @@ mod common;
 use std::ffi::c_int;
 use std::time::Duration;
 
-use bitcoin_tokenpipe::SignalInterrupt;
+use tokenpipe::SignalInterrupt;
 
 fn bytes_in(fd: c_int) -> c_int {
     let mut n: c_int = -1;

@@ -20,9 +20,9 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ChildStdin, ChildStdout, Stdio};
 use std::time::{Duration, Instant};
 
-use bitcoin_tokenpipe::daemon::{DaemonOptions, Forked, fork_daemon};
-use bitcoin_tokenpipe::interrupt::{InstallOptions, SIGINT, SIGUSR1};
-use bitcoin_tokenpipe::{SignalInterrupt, TokenPipe, TokenPipeEnd};
+use tokenpipe::daemon::{DaemonOptions, Forked, fork_daemon};
+use tokenpipe::interrupt::{InstallOptions, SIGINT, SIGUSR1};
+use tokenpipe::{SignalInterrupt, TokenPipe, TokenPipeEnd};
 
 const MODE: &str = "TOKENPIPE_SI_CHILD";
 const ENTRY: &str = "a_child_started_by_these_tests_plays_the_part_its_parent_names";
@@ -301,7 +301,7 @@ fn launch(daemon: bool) {
                 (
                     pid,
                     Box::new(move || match parent.wait() {
-                        Ok(bitcoin_tokenpipe::daemon::ChildExit::Exited(code)) => {
+                        Ok(tokenpipe::daemon::ChildExit::Exited(code)) => {
                             common::Ended::Exited(code)
                         }
                         other => panic!("the daemon ended so: {other:?}"),

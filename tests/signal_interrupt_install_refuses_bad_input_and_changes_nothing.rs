@@ -17,8 +17,8 @@ mod common;
 use std::ffi::c_int;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bitcoin_tokenpipe::SignalInterrupt;
-use bitcoin_tokenpipe::interrupt::{InstallError, MAX_SIGNALS};
+use tokenpipe::SignalInterrupt;
+use tokenpipe::interrupt::{InstallError, MAX_SIGNALS};
 
 fn rt(n: c_int) -> c_int {
     let sig = libc::SIGRTMIN() + n;

@@ -20,7 +20,7 @@ use std::ffi::c_int;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bitcoin_tokenpipe::SignalInterrupt;
+use tokenpipe::SignalInterrupt;
 
 /// The bytes waiting in the pipe behind `fd`, read without taking them.
 fn bytes_in(fd: c_int) -> c_int {
@@ -519,11 +519,7 @@ fn a_trigger_that_cannot_write_says_why_and_leaves_errno_alone() {
         if common::get_errno() != SENTINEL {
             return 4;
         }
-        if failed
-            != Err(bitcoin_tokenpipe::Error::Os(
-                bitcoin_tokenpipe::Errno::EMFILE,
-            ))
-        {
+        if failed != Err(tokenpipe::Error::Os(tokenpipe::Errno::EMFILE)) {
             return 5;
         }
         if !si.is_triggered() {
@@ -552,11 +548,7 @@ fn a_trigger_that_cannot_write_says_why_and_leaves_errno_alone() {
         if common::get_errno() != SENTINEL {
             return 12;
         }
-        if failed
-            != Err(bitcoin_tokenpipe::Error::Os(
-                bitcoin_tokenpipe::Errno::EBADF,
-            ))
-        {
+        if failed != Err(tokenpipe::Error::Os(tokenpipe::Errno::EBADF)) {
             return 13;
         }
         // No token can come for this flag, so it is clear again (as in
@@ -564,10 +556,7 @@ fn a_trigger_that_cannot_write_says_why_and_leaves_errno_alone() {
         if si.is_triggered() {
             return 14;
         }
-        if si.trigger()
-            != Err(bitcoin_tokenpipe::Error::Os(
-                bitcoin_tokenpipe::Errno::EBADF,
-            ))
+        if si.trigger() != Err(tokenpipe::Error::Os(tokenpipe::Errno::EBADF))
             || common::get_errno() != SENTINEL
         {
             return 15;

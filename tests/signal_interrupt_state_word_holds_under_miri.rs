@@ -11,7 +11,7 @@ use std::ffi::c_int;
 use std::sync::Barrier;
 use std::time::Duration;
 
-use bitcoin_tokenpipe::SignalInterrupt;
+use tokenpipe::SignalInterrupt;
 
 /// What a non-blocking read of the interrupt's pipe finds: `Some(n)` bytes
 /// read (taking them), or `None` for EAGAIN (empty).

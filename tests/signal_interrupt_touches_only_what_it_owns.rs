@@ -29,8 +29,8 @@ use std::os::unix::process::ExitStatusExt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bitcoin_tokenpipe::SignalInterrupt;
-use bitcoin_tokenpipe::interrupt::{SIGUSR1, SIGUSR2};
+use tokenpipe::SignalInterrupt;
+use tokenpipe::interrupt::{SIGUSR1, SIGUSR2};
 
 const MODE: &str = "TOKENPIPE_SI_OWN";
 const ENTRY: &str = "a_child_started_by_these_tests_plays_the_part_its_parent_names";

@@ -13,8 +13,8 @@ mod common;
 use std::ffi::c_int;
 use std::sync::Mutex;
 
-use bitcoin_tokenpipe::{Error, TokenPipe, TokenPipeEnd};
 use common::{Ended, fork_child, wait_for};
+use tokenpipe::{Error, TokenPipe, TokenPipeEnd};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use bitcoin_tokenpipe::{Error, TokenPipe};
+use tokenpipe::{Error, TokenPipe};
 
 #[test]
 fn a_blocked_reader_wakes_when_a_writer_thread_sends() {

@@ -12,7 +12,7 @@ use std::sync::Once;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bitcoin_tokenpipe::{Errno, Error, TokenPipe, TokenPipeEnd};
+use tokenpipe::{Errno, Error, TokenPipe, TokenPipeEnd};
 
 static HANDLED: AtomicUsize = AtomicUsize::new(0);
 

@@ -5,7 +5,7 @@
 
 mod common;
 
-use bitcoin_tokenpipe::{Errno, Error, TokenPipe};
+use tokenpipe::{Errno, Error, TokenPipe};
 
 #[test]
 fn every_one_of_the_256_token_values_survives_a_round_trip() {
@@ -57,7 +57,7 @@ fn read_reports_end_of_stream_when_the_writer_is_dropped() {
     drop(writer);
     let err = reader.token_read().unwrap_err();
     assert_eq!(err, Error::Eos);
-    assert_eq!(err.status(), bitcoin_tokenpipe::TS_EOS);
+    assert_eq!(err.status(), tokenpipe::TS_EOS);
 }
 
 #[test]
@@ -73,7 +73,7 @@ fn write_reports_broken_pipe_when_the_reader_is_gone_and_sigpipe_is_ignored() {
     let err = writer.token_write(1).unwrap_err();
     assert_eq!(err, Error::BrokenPipe);
     assert_eq!(err.errno(), Some(Errno::EPIPE));
-    assert_eq!(err.status(), bitcoin_tokenpipe::TS_ERR);
+    assert_eq!(err.status(), tokenpipe::TS_ERR);
 }
 
 #[test]
@@ -150,7 +150,7 @@ mod std_io {
 
     #[test]
     fn io_calls_on_a_closed_end_fail_as_not_connected_and_say_why() {
-        let mut end = bitcoin_tokenpipe::TokenPipeEnd::new();
+        let mut end = tokenpipe::TokenPipeEnd::new();
         let err = end.write(b"x").unwrap_err();
         assert_eq!(err.kind(), ErrorKind::NotConnected);
         assert!(err.to_string().contains("closed"), "{err}");

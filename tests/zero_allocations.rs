@@ -8,7 +8,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::fmt::Write as _;
 
-use bitcoin_tokenpipe::{Errno, Error, TokenPipe, TokenPipeEnd};
+use tokenpipe::{Errno, Error, TokenPipe, TokenPipeEnd};
 
 struct Counting;
 
@@ -142,10 +142,10 @@ fn make_take_write_read_close_and_errors_never_allocate() {
 #[test]
 #[cfg_attr(miri, ignore = "Miri has no sockets")]
 fn readiness_reports_over_the_notify_socket_never_allocate() {
-    use bitcoin_tokenpipe::ready::{Notifier, NotifyAddr};
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::net::UnixDatagram;
     use std::time::Duration;
+    use tokenpipe::ready::{Notifier, NotifyAddr};
 
     let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
     let path = std::env::temp_dir().join(format!("tokenpipe-alloc-{}", std::process::id()));
@@ -185,8 +185,8 @@ fn readiness_reports_over_the_notify_socket_never_allocate() {
 #[test]
 #[cfg_attr(miri, ignore = "Miri has no signal masks (held for SIGPIPE)")]
 fn readiness_reports_over_a_pipe_or_fd_never_allocate() {
-    use bitcoin_tokenpipe::ready::Notifier;
     use std::time::Duration;
+    use tokenpipe::ready::Notifier;
 
     let (pipe_reader, pipe_writer) = TokenPipe::make().unwrap().split();
     let pipe_fd = pipe_writer.into_raw_fd().to_string();
@@ -233,8 +233,8 @@ fn readiness_reports_over_a_pipe_or_fd_never_allocate() {
 /// pipe), triggers, looks, a wait that returns on the flag, and resets.
 #[test]
 fn signal_interrupt_new_trigger_wait_reset_and_fd_never_allocate() {
-    use bitcoin_tokenpipe::SignalInterrupt;
     use std::time::Duration;
+    use tokenpipe::SignalInterrupt;
 
     let n = count_allocations(|| {
         for _ in 0..if cfg!(miri) { 2 } else { 100 } {
@@ -264,9 +264,9 @@ fn signal_interrupt_new_trigger_wait_reset_and_fd_never_allocate() {
 #[test]
 #[cfg_attr(miri, ignore = "Miri has no poll and no signals")]
 fn signal_interrupt_polling_waits_install_and_restore_never_allocate() {
-    use bitcoin_tokenpipe::SignalInterrupt;
-    use bitcoin_tokenpipe::interrupt::InstallError;
     use std::time::Duration;
+    use tokenpipe::SignalInterrupt;
+    use tokenpipe::interrupt::InstallError;
 
     static SI: SignalInterrupt = SignalInterrupt::new();
     // No other test in this binary handles signals.

@@ -59,7 +59,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime};
 
-use bitcoin_tokenpipe::{AsyncTokenPipeEnd, SignalInterrupt, TokenPipe};
+use tokenpipe::{AsyncTokenPipeEnd, SignalInterrupt, TokenPipe};
 use common::{Libc, Pipe};
 use criterion::Criterion;
 use criterion::measurement::WallTime;

@@ -53,8 +53,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::SystemTime;
 
-use bitcoin_tokenpipe::SignalInterrupt;
-use bitcoin_tokenpipe::interrupt::{SIGUSR1, SIGUSR2};
+use tokenpipe::SignalInterrupt;
+use tokenpipe::interrupt::{SIGUSR1, SIGUSR2};
 use criterion::Criterion;
 use criterion::measurement::WallTime;
 

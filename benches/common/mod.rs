@@ -73,13 +73,13 @@ impl Pipe for Libc {
 pub struct ThisCrate;
 
 impl Pipe for ThisCrate {
-    const NAME: &'static str = "bitcoin-tokenpipe";
-    type Reader = bitcoin_tokenpipe::TokenPipeEnd;
-    type Writer = bitcoin_tokenpipe::TokenPipeEnd;
+    const NAME: &'static str = "tokenpipe";
+    type Reader = tokenpipe::TokenPipeEnd;
+    type Writer = tokenpipe::TokenPipeEnd;
 
     #[inline]
     fn make() -> (Self::Reader, Self::Writer) {
-        bitcoin_tokenpipe::TokenPipe::make().unwrap().split()
+        tokenpipe::TokenPipe::make().unwrap().split()
     }
 
     #[inline]

@@ -2,7 +2,7 @@
 //! `from_env` itself on every value that names no fd of this process.
 #![no_main]
 
-use bitcoin_tokenpipe::{HandoffError, TokenPipeEnd, parse_env_value};
+use tokenpipe::{HandoffError, TokenPipeEnd, parse_env_value};
 use libfuzzer_sys::fuzz_target;
 
 /// What the parser must accept: non-empty ASCII digits that fit an i32.

@@ -13,8 +13,8 @@ use crate::sys;
 /// and its pid file, if it was asked to keep one.
 ///
 /// ```standalone_crate
-/// use bitcoin_tokenpipe::TokenPipe;
-/// use bitcoin_tokenpipe::daemon::{DaemonChild, DaemonOptions, Forked, fork_daemon};
+/// use tokenpipe::TokenPipe;
+/// use tokenpipe::daemon::{DaemonChild, DaemonOptions, Forked, fork_daemon};
 ///
 /// let dir = std::env::temp_dir().join(format!("tokenpipe-doc-{}", std::process::id()));
 /// std::fs::create_dir_all(&dir)?;

@@ -20,8 +20,8 @@ use crate::process::ChildExit;
 /// [`errno`](DaemonError::errno) the OS error behind it, as on `Error`.
 ///
 /// ```standalone_crate
-/// use bitcoin_tokenpipe::Error;
-/// use bitcoin_tokenpipe::daemon::{DaemonError, DaemonOptions, Forked, fork_daemon};
+/// use tokenpipe::Error;
+/// use tokenpipe::daemon::{DaemonError, DaemonOptions, Forked, fork_daemon};
 ///
 /// // SAFETY: this program has no other threads.
 /// match unsafe { fork_daemon(DaemonOptions::new()) }? {
@@ -97,8 +97,8 @@ impl DaemonError {
     /// [`exit_code`](Self::exit_code).
     ///
     /// ```
-    /// use bitcoin_tokenpipe::daemon::DaemonError;
-    /// use bitcoin_tokenpipe::{Error, TS_EOS, TS_ERR};
+    /// use tokenpipe::daemon::DaemonError;
+    /// use tokenpipe::{Error, TS_EOS, TS_ERR};
     ///
     /// assert_eq!(DaemonError::DiedBeforeReady.core_status(), TS_EOS);
     /// assert_eq!(DaemonError::AlreadyRunning(42).core_status(), TS_ERR);
@@ -123,8 +123,8 @@ impl DaemonError {
     /// error.) For `std::process::exit(e.exit_code())`.
     ///
     /// ```
-    /// use bitcoin_tokenpipe::daemon::DaemonError;
-    /// use bitcoin_tokenpipe::Error;
+    /// use tokenpipe::daemon::DaemonError;
+    /// use tokenpipe::Error;
     ///
     /// assert_eq!(DaemonError::DiedBeforeReady.exit_code(), 2);
     /// assert_eq!(DaemonError::from(Error::TimedOut).exit_code(), 3);
@@ -148,8 +148,8 @@ impl DaemonError {
     /// for [`Core`](DaemonError::Core); `None` for the rest.
     ///
     /// ```
-    /// use bitcoin_tokenpipe::daemon::{DaemonError, SetupStep};
-    /// use bitcoin_tokenpipe::{Errno, Error};
+    /// use tokenpipe::daemon::{DaemonError, SetupStep};
+    /// use tokenpipe::{Errno, Error};
     ///
     /// let failed = DaemonError::SetupFailed { step: SetupStep::Chdir, errno: Errno::EACCES };
     /// assert_eq!(failed.errno(), Some(Errno::EACCES));
@@ -183,7 +183,7 @@ impl fmt::Display for DiedHow {
 /// reports it.
 ///
 /// ```
-/// use bitcoin_tokenpipe::daemon::SetupStep;
+/// use tokenpipe::daemon::SetupStep;
 /// assert_eq!(SetupStep::PidFile.to_string(), "the pid file");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

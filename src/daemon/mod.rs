@@ -27,7 +27,7 @@
 //!   signals by pid only while the child is provably unreaped.
 //!
 //! ```standalone_crate
-//! use bitcoin_tokenpipe::daemon::{DaemonOptions, Forked, fork_daemon};
+//! use tokenpipe::daemon::{DaemonOptions, Forked, fork_daemon};
 //!
 //! // SAFETY: this program has no other threads.
 //! match unsafe { fork_daemon(DaemonOptions::new()) }? {
@@ -72,7 +72,7 @@ pub use pid_file::PidFile;
 /// Which side of the fork this is.
 ///
 /// ```standalone_crate
-/// use bitcoin_tokenpipe::daemon::{DaemonOptions, Forked, fork_daemon};
+/// use tokenpipe::daemon::{DaemonOptions, Forked, fork_daemon};
 ///
 /// // SAFETY: this program has no other threads.
 /// match unsafe { fork_daemon(DaemonOptions::new()) }? {

@@ -20,7 +20,7 @@ use core::ffi::CStr;
 /// bitcoind's behaviour.
 ///
 /// ```
-/// use bitcoin_tokenpipe::daemon::DaemonOptions;
+/// use tokenpipe::daemon::DaemonOptions;
 ///
 /// const BITCOIND: DaemonOptions = DaemonOptions::new().chdir_root(false);
 /// assert!(!BITCOIND.chdir_root && BITCOIND.close_stdio);
@@ -170,13 +170,13 @@ impl<'a> DaemonOptions<'a> {
     /// converted before the fork (feature `std`).
     ///
     /// ```
-    /// use bitcoin_tokenpipe::daemon::{DaemonOptions, PidFilePath};
+    /// use tokenpipe::daemon::{DaemonOptions, PidFilePath};
     /// use std::path::Path;
     ///
     /// let path = PidFilePath::new(Path::new("/run/app.pid"))?;
     /// let o = DaemonOptions::new().pid_file_path(&path);
     /// assert_eq!(o.pid_file, Some(c"/run/app.pid"));
-    /// # Ok::<(), bitcoin_tokenpipe::daemon::DaemonError>(())
+    /// # Ok::<(), tokenpipe::daemon::DaemonError>(())
     /// ```
     #[cfg(feature = "std")]
     #[must_use]

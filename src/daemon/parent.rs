@@ -31,7 +31,7 @@ const EXIT_GRACE: Duration = Duration::from_secs(1);
 /// [`wait_ready`](Self::wait_ready)) or [`wait`](Self::wait)s for it.
 ///
 /// ```standalone_crate
-/// use bitcoin_tokenpipe::daemon::{ChildExit, DaemonError, DaemonOptions, Forked, fork_daemon};
+/// use tokenpipe::daemon::{ChildExit, DaemonError, DaemonOptions, Forked, fork_daemon};
 ///
 /// // SAFETY: this program has no other threads.
 /// match unsafe { fork_daemon(DaemonOptions::new()) }? {
@@ -157,7 +157,7 @@ impl DaemonParent {
     /// 5.3, or a seccomp filter that forbids `pidfd_open`).
     ///
     /// ```standalone_crate
-    /// use bitcoin_tokenpipe::daemon::{DaemonOptions, Forked, fork_daemon};
+    /// use tokenpipe::daemon::{DaemonOptions, Forked, fork_daemon};
     ///
     /// // SAFETY: this program has no other threads.
     /// match unsafe { fork_daemon(DaemonOptions::new()) }? {
@@ -315,8 +315,8 @@ impl DaemonParent {
     /// - [POSIX `read`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/read.html)
     ///
     /// ```standalone_crate
-    /// use bitcoin_tokenpipe::Error;
-    /// use bitcoin_tokenpipe::daemon::{DaemonError, DaemonOptions, Forked, fork_daemon};
+    /// use tokenpipe::Error;
+    /// use tokenpipe::daemon::{DaemonError, DaemonOptions, Forked, fork_daemon};
     /// use std::time::Duration;
     ///
     /// // SAFETY: this program has no other threads.

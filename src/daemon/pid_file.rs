@@ -131,7 +131,7 @@ impl<'a> PidFile<'a> {
     /// | `EMLINK` | a file with more than one name (a hard link) |
     ///
     /// ```
-    /// use bitcoin_tokenpipe::daemon::PidFile;
+    /// use tokenpipe::daemon::PidFile;
     ///
     /// let path = std::env::temp_dir().join(format!("tokenpipe-lock-{}.pid", std::process::id()));
     /// let c_path = std::ffi::CString::new(path.to_str().unwrap())?;

@@ -160,8 +160,8 @@ impl InstallError {
     /// call reported.
     ///
     /// ```
-    /// use bitcoin_tokenpipe::interrupt::{InstallError, SIGKILL};
-    /// use bitcoin_tokenpipe::{Errno, Error};
+    /// use tokenpipe::interrupt::{InstallError, SIGKILL};
+    /// use tokenpipe::{Errno, Error};
     ///
     /// assert_eq!(InstallError::Refused { signal: SIGKILL }.errno(), None);
     /// assert_eq!(InstallError::Pipe(Error::Os(Errno::EMFILE)).errno(), Some(Errno::EMFILE));
@@ -329,8 +329,8 @@ impl SignalInterrupt {
     /// signal). One atomic load; async-signal-safe.
     ///
     /// ```no_run
-    /// use bitcoin_tokenpipe::SignalInterrupt;
-    /// use bitcoin_tokenpipe::interrupt::{SIGINT, SIGTERM};
+    /// use tokenpipe::SignalInterrupt;
+    /// use tokenpipe::interrupt::{SIGINT, SIGTERM};
     ///
     /// static STOP: SignalInterrupt = SignalInterrupt::new();
     ///
@@ -361,8 +361,8 @@ impl SignalInterrupt {
     /// makes the pipe now, so the first signal does not have to.
     ///
     /// ```no_run
-    /// use bitcoin_tokenpipe::SignalInterrupt;
-    /// use bitcoin_tokenpipe::interrupt::{SIGINT, SIGTERM};
+    /// use tokenpipe::SignalInterrupt;
+    /// use tokenpipe::interrupt::{SIGINT, SIGTERM};
     ///
     /// static STOP: SignalInterrupt = SignalInterrupt::new();
     ///
@@ -389,8 +389,8 @@ impl SignalInterrupt {
     /// (a second signal that ends the process).
     ///
     /// ```no_run
-    /// use bitcoin_tokenpipe::SignalInterrupt;
-    /// use bitcoin_tokenpipe::interrupt::{InstallOptions, SIGINT, SIGTERM};
+    /// use tokenpipe::SignalInterrupt;
+    /// use tokenpipe::interrupt::{InstallOptions, SIGINT, SIGTERM};
     ///
     /// static STOP: SignalInterrupt = SignalInterrupt::new();
     ///

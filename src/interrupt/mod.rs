@@ -210,7 +210,7 @@ enum Pipe {
 /// pipe).
 ///
 /// ```
-/// use bitcoin_tokenpipe::SignalInterrupt;
+/// use tokenpipe::SignalInterrupt;
 /// use std::time::Duration;
 ///
 /// static STOP: SignalInterrupt = SignalInterrupt::new();
@@ -227,7 +227,7 @@ enum Pipe {
 /// assert!(STOP.wait_timeout(Duration::ZERO)?);
 /// STOP.reset()?;
 /// assert!(!STOP.wait_timeout(Duration::from_millis(10))?);
-/// # Ok::<(), bitcoin_tokenpipe::Error>(())
+/// # Ok::<(), tokenpipe::Error>(())
 /// ```
 ///
 /// [`is_triggered`]: Self::is_triggered

@@ -26,7 +26,7 @@ use crate::sys;
 /// How a process ended: the part of its wait status that says so.
 ///
 /// ```
-/// use bitcoin_tokenpipe::ChildExit;
+/// use tokenpipe::ChildExit;
 ///
 /// assert!(ChildExit::Exited(0).success());
 /// assert_eq!(ChildExit::Exited(3).code(), Some(3));

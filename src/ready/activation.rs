@@ -30,14 +30,14 @@ const LISTEN_FDNAMES: &CStr = c"LISTEN_FDNAMES";
 /// nothing is allocated.
 ///
 /// ```
-/// use bitcoin_tokenpipe::ready::ListenFds;
+/// use tokenpipe::ready::ListenFds;
 ///
 /// let fds = ListenFds::parse(Some(b"42"), Some(b"2"), Some(b"http:admin"), 42)?;
 /// let got: Vec<_> = fds.iter().collect();
 /// assert_eq!(got, [(3, Some("http")), (4, Some("admin"))]);
 /// // Meant for another process: none of ours.
 /// assert!(ListenFds::parse(Some(b"41"), Some(b"2"), None, 42)?.is_empty());
-/// # Ok::<(), bitcoin_tokenpipe::ready::ReadyError>(())
+/// # Ok::<(), tokenpipe::ready::ReadyError>(())
 /// ```
 #[derive(Clone)]
 pub struct ListenFds {

@@ -17,8 +17,8 @@ use crate::handoff::HandoffError;
 /// (nothing was closed or changed then), or why a report was not sent.
 ///
 /// ```
-/// use bitcoin_tokenpipe::Error;
-/// use bitcoin_tokenpipe::ready::{NotifyAddr, Notifier, ReadyError};
+/// use tokenpipe::Error;
+/// use tokenpipe::ready::{NotifyAddr, Notifier, ReadyError};
 ///
 /// let notifier = Notifier::from_socket(NotifyAddr::parse(b"/run/no/such/notify")?);
 /// assert_eq!(
@@ -227,8 +227,8 @@ impl ReadyError {
     /// The OS error behind this error, if a system call reported one.
     ///
     /// ```
-    /// use bitcoin_tokenpipe::{Errno, Error};
-    /// use bitcoin_tokenpipe::ready::ReadyError;
+    /// use tokenpipe::{Errno, Error};
+    /// use tokenpipe::ready::ReadyError;
     ///
     /// assert_eq!(ReadyError::from(Error::BrokenPipe).errno(), Some(Errno::EPIPE));
     /// assert_eq!(ReadyError::from(Error::Closed).errno(), None);
@@ -252,7 +252,7 @@ impl ReadyError {
 /// UTF-8 escaped.
 ///
 /// ```
-/// use bitcoin_tokenpipe::ready::{NotifyAddr, ReadyError};
+/// use tokenpipe::ready::{NotifyAddr, ReadyError};
 ///
 /// let Err(ReadyError::BadNotifySocket(value)) = NotifyAddr::parse(b"run/notify") else {
 ///     panic!("a relative path is refused");

@@ -29,7 +29,7 @@
 //! an fd that cannot carry a report.
 //!
 //! ```no_run
-//! use bitcoin_tokenpipe::ready::Notifier;
+//! use tokenpipe::ready::Notifier;
 //!
 //! // SAFETY: first thing in main, before any thread reads the environment.
 //! let notifier = unsafe { Notifier::from_env() }.expect("a usable readiness channel");
@@ -217,7 +217,7 @@ impl Notifier {
     /// [`ReadyError::Handoff`] for the rest.
     ///
     /// ```
-    /// use bitcoin_tokenpipe::ready::Notifier;
+    /// use tokenpipe::ready::Notifier;
     /// // SAFETY: no other thread touches the environment in this example.
     /// unsafe {
     ///     std::env::remove_var("TOKENPIPE_READY_FD");
@@ -276,15 +276,15 @@ impl Notifier {
     /// changed then.
     ///
     /// ```
-    /// use bitcoin_tokenpipe::TokenPipe;
-    /// use bitcoin_tokenpipe::ready::Notifier;
+    /// use tokenpipe::TokenPipe;
+    /// use tokenpipe::ready::Notifier;
     ///
     /// let (reader, writer) = TokenPipe::make()?.split();
     /// // SAFETY: into_raw_fd gave up the only other owner.
     /// let notifier = unsafe { Notifier::from_fd(writer.into_raw_fd()) }?;
     /// notifier.ready()?;
     /// assert_eq!(reader.token_read()?, b'\n');
-    /// assert_eq!(reader.token_read(), Err(bitcoin_tokenpipe::Error::Eos));
+    /// assert_eq!(reader.token_read(), Err(tokenpipe::Error::Eos));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[allow(unsafe_code)] // Declares the ownership contract.
@@ -308,10 +308,10 @@ impl Notifier {
     /// A notifier for systemd's socket at `addr` (see [`NotifyAddr::parse`]).
     ///
     /// ```
-    /// use bitcoin_tokenpipe::ready::{NotifyAddr, Notifier};
+    /// use tokenpipe::ready::{NotifyAddr, Notifier};
     /// let addr = NotifyAddr::parse(b"/run/systemd/notify")?;
     /// assert!(Notifier::from_socket(addr).is_socket());
-    /// # Ok::<(), bitcoin_tokenpipe::ready::ReadyError>(())
+    /// # Ok::<(), tokenpipe::ready::ReadyError>(())
     /// ```
     #[must_use]
     #[cfg(tokenpipe_unix_socket)]
@@ -366,14 +366,14 @@ impl Notifier {
     /// `failed(Errno::last())` and `failed(5)` all do.
     ///
     /// ```
-    /// use bitcoin_tokenpipe::Errno;
-    /// use bitcoin_tokenpipe::ready::Notifier;
+    /// use tokenpipe::Errno;
+    /// use tokenpipe::ready::Notifier;
     ///
     /// let none = Notifier::none(); // no manager: every report is a no-op
     /// none.failed(Errno::EACCES)?;
     /// none.failed(libc::EIO)?;
     /// none.failed(5)?;
-    /// # Ok::<(), bitcoin_tokenpipe::ready::ReadyError>(())
+    /// # Ok::<(), tokenpipe::ready::ReadyError>(())
     /// ```
     ///
     /// # Errors
@@ -418,8 +418,8 @@ impl Notifier {
     /// Otherwise as for [`ready`](Self::ready).
     ///
     /// ```
-    /// use bitcoin_tokenpipe::TokenPipe;
-    /// use bitcoin_tokenpipe::ready::{Notifier, ReadyError};
+    /// use tokenpipe::TokenPipe;
+    /// use tokenpipe::ready::{Notifier, ReadyError};
     ///
     /// let (reader, writer) = TokenPipe::make()?.split();
     /// // SAFETY: we hold the only other copy of the fd, and give it up.

@@ -31,14 +31,14 @@ impl Notifier {
     /// hands the child nothing.
     ///
     /// ```
-    /// use bitcoin_tokenpipe::ready::Notifier;
+    /// use tokenpipe::ready::Notifier;
     ///
     /// // SAFETY: first thing in main, before any thread reads the environment.
     /// let notifier = unsafe { Notifier::from_env() }?.unwrap_or_else(Notifier::none);
     /// notifier.status("loading")?;
     /// notifier.ready()?;
     /// notifier.watchdog()?;
-    /// # Ok::<(), bitcoin_tokenpipe::ready::ReadyError>(())
+    /// # Ok::<(), tokenpipe::ready::ReadyError>(())
     /// ```
     #[must_use]
     pub const fn none() -> Notifier {
@@ -131,7 +131,7 @@ impl Notifier {
     /// then. Otherwise as for [`stopping`](Self::stopping).
     ///
     /// ```
-    /// use bitcoin_tokenpipe::ready::{Notifier, ReadyError};
+    /// use tokenpipe::ready::{Notifier, ReadyError};
     /// assert_eq!(Notifier::none().main_pid(0), Err(ReadyError::BadPid { pid: 0 }));
     /// assert_eq!(Notifier::none().main_pid(4242), Ok(()));
     /// ```
@@ -169,7 +169,7 @@ impl Notifier {
     /// [`stopping`](Self::stopping).
     ///
     /// ```
-    /// use bitcoin_tokenpipe::ready::{Notifier, ReadyError};
+    /// use tokenpipe::ready::{Notifier, ReadyError};
     ///
     /// let notifier = Notifier::none();
     /// notifier.notify_kv("EXIT_STATUS", "3")?;

@@ -17,7 +17,7 @@ const MESSAGE_MAX: usize = 1024;
 /// abstract name, or a vsock address (Linux, for virtual machines).
 ///
 /// ```
-/// use bitcoin_tokenpipe::ready::NotifyAddr;
+/// use tokenpipe::ready::NotifyAddr;
 ///
 /// assert!(NotifyAddr::parse(b"/run/systemd/notify").is_ok());
 /// assert!(NotifyAddr::parse(b"relative/path").is_err());
@@ -114,7 +114,7 @@ impl NotifyAddr {
     /// abstract name outside Linux and Android.
     ///
     /// ```
-    /// use bitcoin_tokenpipe::ready::{NotifyAddr, ReadyError};
+    /// use tokenpipe::ready::{NotifyAddr, ReadyError};
     ///
     /// let Some(ReadyError::BadNotifySocket(value)) = NotifyAddr::parse(b"vsock:x:1").err() else {
     ///     panic!("a malformed vsock address is refused");

@@ -37,12 +37,12 @@ impl Notifier {
     /// `sd_watchdog_enabled` refuses the same.
     ///
     /// ```
-    /// use bitcoin_tokenpipe::ready::Notifier;
+    /// use tokenpipe::ready::Notifier;
     /// if let Some(interval) = Notifier::watchdog_interval()? {
     ///     // ping every interval / 2
     /// #   let _ = interval;
     /// }
-    /// # Ok::<(), bitcoin_tokenpipe::ready::ReadyError>(())
+    /// # Ok::<(), tokenpipe::ready::ReadyError>(())
     /// ```
     pub fn watchdog_interval() -> Result<Option<Duration>, ReadyError> {
         sys::with_env(c"WATCHDOG_USEC", |usec| {

@@ -15,7 +15,7 @@ use core::fmt;
 /// system's description and the number, with no allocation.
 ///
 /// ```
-/// use bitcoin_tokenpipe::Errno;
+/// use tokenpipe::Errno;
 /// let e = Errno::EBADF;
 /// assert_eq!(e.raw(), libc::EBADF);
 /// assert!(e.to_string().contains(&format!("os error {}", libc::EBADF)));
@@ -68,7 +68,7 @@ impl Errno {
     /// Wraps a raw errno value.
     ///
     /// ```
-    /// use bitcoin_tokenpipe::Errno;
+    /// use tokenpipe::Errno;
     /// assert_eq!(Errno::from_raw(libc::EPIPE), Errno::EPIPE);
     /// ```
     #[must_use]
@@ -80,7 +80,7 @@ impl Errno {
     /// The raw errno value.
     ///
     /// ```
-    /// use bitcoin_tokenpipe::Errno;
+    /// use tokenpipe::Errno;
     /// assert_eq!(Errno::EMFILE.raw(), libc::EMFILE);
     /// ```
     #[must_use]
@@ -94,7 +94,7 @@ impl Errno {
     /// Meaningful only right after a libc call reported failure.
     ///
     /// ```
-    /// use bitcoin_tokenpipe::Errno;
+    /// use tokenpipe::Errno;
     /// // SAFETY: closing an fd number that is certainly not open is harmless.
     /// assert_eq!(unsafe { libc::close(-5) }, -1);
     /// assert_eq!(Errno::last(), Errno::EBADF);
@@ -113,7 +113,7 @@ impl Errno {
     /// pipe.) Async-signal-safe.
     ///
     /// ```
-    /// use bitcoin_tokenpipe::Errno;
+    /// use tokenpipe::Errno;
     ///
     /// extern "C" fn on_signal(_: libc::c_int) {
     ///     let saved = Errno::last();
@@ -133,7 +133,7 @@ impl Errno {
 /// `Notifier::failed`) takes `libc::EIO` or a plain `5` as well.
 ///
 /// ```
-/// use bitcoin_tokenpipe::Errno;
+/// use tokenpipe::Errno;
 /// assert_eq!(Errno::from(libc::EPIPE), Errno::EPIPE);
 /// ```
 impl From<i32> for Errno {

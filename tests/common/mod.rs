@@ -283,10 +283,8 @@ impl<T, F: FnMut(&mut T)> Drop for Guard<T, F> {
 
 /// A daemon that is killed and reaped when the test lets go of it.
 #[cfg(tokenpipe_fork)]
-pub type KilledOnDrop = Guard<
-    bitcoin_tokenpipe::daemon::DaemonParent,
-    fn(&mut bitcoin_tokenpipe::daemon::DaemonParent),
->;
+pub type KilledOnDrop =
+    Guard<tokenpipe::daemon::DaemonParent, fn(&mut tokenpipe::daemon::DaemonParent)>;
 
 /// Guards `daemon`: when dropped, pass or fail, it is sent `SIGKILL` and
 /// waited for. Its handle never signals a stranger (`ESRCH` once it is
@@ -294,7 +292,7 @@ pub type KilledOnDrop = Guard<
 /// A double-forked daemon is reached only through its pidfd (Linux 5.3
 /// and later); elsewhere `kill` refuses and the test must stop it itself.
 #[cfg(tokenpipe_fork)]
-pub fn killed_on_drop(daemon: bitcoin_tokenpipe::daemon::DaemonParent) -> KilledOnDrop {
+pub fn killed_on_drop(daemon: tokenpipe::daemon::DaemonParent) -> KilledOnDrop {
     Guard::new(daemon, |d| {
         let _ = d.kill(libc::SIGKILL);
         let _ = d.wait();

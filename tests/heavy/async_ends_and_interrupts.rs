@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use bitcoin_tokenpipe::{Error, SignalInterrupt, TokenPipe, TokenPipeEnd};
 use support::bounded;
+use tokenpipe::{Error, SignalInterrupt, TokenPipe, TokenPipeEnd};
 
 /// One poll of `fut` with a waker that does nothing: outside a runtime,
 /// or to see whether something is ready at once.

@@ -17,12 +17,12 @@ use std::process::Command;
 use std::task::Poll;
 use std::time::Duration;
 
-use bitcoin_tokenpipe::ChildExit;
-use bitcoin_tokenpipe::ready::{LaunchError, LaunchOptions, ReadyChild, launch_async};
 use support::{
     PATIENCE, PIPE_READY, Scratch, assert_dead, assert_reaped, assert_socket_removed, bounded,
     line_in, pid_in, require_tool, running, sh,
 };
+use tokenpipe::ChildExit;
+use tokenpipe::ready::{LaunchError, LaunchOptions, ReadyChild, launch_async};
 
 fn long() -> LaunchOptions {
     LaunchOptions::new().timeout(PATIENCE)

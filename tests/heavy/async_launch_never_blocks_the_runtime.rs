@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bitcoin_tokenpipe::ready::{AfterTimeout, LaunchError, LaunchOptions, launch_async};
-use bitcoin_tokenpipe::{ChildExit, SignalInterrupt};
 use support::{PATIENCE, PIPE_READY, bounded, sh, under_emulator};
+use tokenpipe::ready::{AfterTimeout, LaunchError, LaunchOptions, launch_async};
+use tokenpipe::{ChildExit, SignalInterrupt};
 use tokio::time::MissedTickBehavior;
 
 #[test]

@@ -14,11 +14,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use bitcoin_tokenpipe::ready::{
+use support::{PATIENCE, PIPE_READY, Scratch, bounded, pipe_failed, require_tool, sh};
+use tokenpipe::ready::{
     AfterTimeout, LaunchError, LaunchOptions, ReadyChild, launch, launch_async,
 };
-use bitcoin_tokenpipe::{ChildExit, Error, SignalInterrupt};
-use support::{PATIENCE, PIPE_READY, Scratch, bounded, pipe_failed, require_tool, sh};
+use tokenpipe::{ChildExit, Error, SignalInterrupt};
 
 /// One poll of `fut` with a waker that does nothing: what a future does
 /// when driven outside any runtime.

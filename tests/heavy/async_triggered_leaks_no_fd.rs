@@ -11,8 +11,8 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bitcoin_tokenpipe::SignalInterrupt;
 use support::bounded;
+use tokenpipe::SignalInterrupt;
 
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd")

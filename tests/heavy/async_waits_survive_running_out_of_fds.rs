@@ -14,9 +14,9 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::Command;
 use std::time::Duration;
 
-use bitcoin_tokenpipe::ready::{LaunchOptions, launch_async};
-use bitcoin_tokenpipe::{ChildExit, SignalInterrupt};
 use support::{PATIENCE, PIPE_READY, bounded, sh};
+use tokenpipe::ready::{LaunchOptions, launch_async};
+use tokenpipe::{ChildExit, SignalInterrupt};
 
 /// Duplicates of stdin (or of `keep`) until the system says `EMFILE`; the
 /// fd table is full while they live.

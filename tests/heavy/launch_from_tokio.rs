@@ -14,8 +14,8 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::process::Command;
 use std::time::Duration;
 
-use bitcoin_tokenpipe::ChildExit;
-use bitcoin_tokenpipe::ready::{LaunchError, LaunchOptions, ReadyChild, launch};
+use tokenpipe::ChildExit;
+use tokenpipe::ready::{LaunchError, LaunchOptions, ReadyChild, launch};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::time::timeout;

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use bitcoin_tokenpipe::SignalInterrupt;
+use tokenpipe::SignalInterrupt;
 use tokio::signal::unix::{SignalKind, signal};
 
 fn raise(sig: libc::c_int) {

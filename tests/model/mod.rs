@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 
-use bitcoin_tokenpipe::{Error, TokenPipe, TokenPipeEnd};
+use tokenpipe::{Error, TokenPipe, TokenPipeEnd};
 
 #[path = "../common/fds.rs"]
 mod fds;

@@ -27,7 +27,7 @@ use std::ffi::c_void;
 use std::hint::black_box;
 use std::process::ExitCode;
 
-use bitcoin_tokenpipe::SignalInterrupt;
+use tokenpipe::SignalInterrupt;
 
 use common::{Libc, Nix, OsPipe, Pipe, Rustix, StdPipe, ThisCrate};
 

@@ -1,4 +1,4 @@
-//! The minimal target proof for bitcoin-tokenpipe: a `#![no_std]`,
+//! The minimal target proof for tokenpipe: a `#![no_std]`,
 //! `#![no_main]` executable with no allocator, statically linked against
 //! musl. It makes a pipe, writes a token, reads it back, closes the write
 //! end, checks that the next read is end of stream, and exits 0; every
@@ -7,7 +7,7 @@
 #![no_std]
 #![no_main]
 
-use bitcoin_tokenpipe::{Error, TokenPipe};
+use tokenpipe::{Error, TokenPipe};
 
 // With `default-features = false` the libc crate declares the functions but
 // does not link libc; this does (static musl: libc.a, which also brings the

@@ -36,8 +36,8 @@ use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bitcoin_tokenpipe::ChildExit;
-use bitcoin_tokenpipe::ready::{LaunchError, LaunchOptions, Notifier, ReadyChild, launch};
+use tokenpipe::ChildExit;
+use tokenpipe::ready::{LaunchError, LaunchOptions, Notifier, ReadyChild, launch};
 
 const STAMP_ENV: &str = "LATENCY_STAMP";
 const WARM_UP: usize = 5;

@@ -115,8 +115,8 @@ impl ReadyChild {
     /// `SIGKILL`, …): no `libc` needed.
     ///
     /// ```
-    /// use bitcoin_tokenpipe::interrupt::SIGKILL;
-    /// use bitcoin_tokenpipe::ready::{LaunchOptions, launch};
+    /// use tokenpipe::interrupt::SIGKILL;
+    /// use tokenpipe::ready::{LaunchOptions, launch};
     /// use std::process::Command;
     ///
     /// let mut cmd = Command::new("/bin/sh");

@@ -65,7 +65,7 @@ use waiter::Waiter;
 /// How [`launch`] waits.
 ///
 /// ```
-/// use bitcoin_tokenpipe::ready::LaunchOptions;
+/// use tokenpipe::ready::LaunchOptions;
 /// use std::time::Duration;
 ///
 /// let o = LaunchOptions::new().timeout(Duration::from_secs(5)).detach(true);
@@ -570,7 +570,7 @@ impl std::error::Error for LaunchError {
 /// (within milliseconds of its end, not at the timeout), `TimedOut`.
 ///
 /// ```
-/// use bitcoin_tokenpipe::ready::{LaunchError, LaunchOptions, launch};
+/// use tokenpipe::ready::{LaunchError, LaunchOptions, launch};
 /// use std::process::Command;
 ///
 /// // A program that reports ready on the token pipe by hand.
@@ -620,7 +620,7 @@ pub fn launch(cmd: &mut Command, options: LaunchOptions) -> Result<ReadyChild, L
 /// its own types do: build it with `enable_all`.
 ///
 /// ```
-/// use bitcoin_tokenpipe::ready::{LaunchOptions, launch_async};
+/// use tokenpipe::ready::{LaunchOptions, launch_async};
 /// use std::process::Command;
 ///
 /// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

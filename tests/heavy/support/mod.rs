@@ -206,9 +206,9 @@ pub fn multi_thread_runtime() -> tokio::runtime::Runtime {
 
 /// `n` tasks, each awaiting `stop.triggered()`.
 pub fn tasks_awaiting(
-    stop: &std::sync::Arc<bitcoin_tokenpipe::SignalInterrupt>,
+    stop: &std::sync::Arc<tokenpipe::SignalInterrupt>,
     n: usize,
-) -> Vec<tokio::task::JoinHandle<Result<(), bitcoin_tokenpipe::Error>>> {
+) -> Vec<tokio::task::JoinHandle<Result<(), tokenpipe::Error>>> {
     (0..n)
         .map(|_| {
             let stop = std::sync::Arc::clone(stop);
