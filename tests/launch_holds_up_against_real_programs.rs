@@ -815,20 +815,20 @@ fn drop_two_running_ready_programs() {
 #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
 fn a_reaper_thread_that_could_not_start_starts_at_the_next_drop_and_reaps_both() {
     let _turn = serial();
-    // Every thread's first clone3 (glibc's pthread_create) fails with
-    // EAGAIN, as at the process's thread limit: strace counts each
-    // thread's calls apart, and the child mode's dropping thread makes
-    // its first one for the reaper. -f: strace follows threads only so.
+    // Every thread's first clone3 (glibc's pthread_create; musl's makes a
+    // thread with clone, and forks with fork) fails with EAGAIN, as at the
+    // process's thread limit: strace counts each thread's calls apart, and
+    // the child mode's dropping thread makes its first one for the
+    // reaper. -f: strace follows threads only so.
+    let thread_call = if cfg!(target_env = "musl") {
+        "clone"
+    } else {
+        "clone3"
+    };
     let inner = common::this_test_binary("child_mode_drops_two_running_ready_programs");
-    let mut cmd = strace(&[
-        "-f",
-        "-o",
-        "/dev/null",
-        "-e",
-        "trace=clone3",
-        "-e",
-        "inject=clone3:error=EAGAIN:when=1",
-    ]);
+    let trace = format!("trace={thread_call}");
+    let inject = format!("inject={thread_call}:error=EAGAIN:when=1");
+    let mut cmd = strace(&["-f", "-o", "/dev/null", "-e", &trace, "-e", &inject]);
     cmd.arg(inner.get_program())
         .args(inner.get_args())
         .arg("--nocapture")
