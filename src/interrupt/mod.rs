@@ -64,7 +64,9 @@ pub use install::{InstallError, InstallOptions, Installed, MAX_SIGNALS};
 /// `SIGKILL`, `SIGABRT`, `SIGSTOP` and `SIGCONT`, to send to a process
 /// (`ReadyChild::kill`, `DaemonParent::kill`) without depending on `libc`;
 /// not for [`SignalInterrupt::install`], which refuses the two that
-/// cannot be caught.
+/// cannot be caught. Where processes can be started (and so signalled).
+#[cfg(tokenpipe_fork)]
+#[cfg_attr(docsrs, doc(cfg(unix)))]
 pub use libc::{SIGABRT, SIGCONT, SIGKILL, SIGSTOP};
 #[cfg(tokenpipe_sigaction)]
 #[cfg_attr(docsrs, doc(cfg(unix)))]
