@@ -498,35 +498,32 @@ fn what_a_ready_program_says_later_arrives_whole_and_in_order_then_none_once_it_
     assert!(start.elapsed() < BOUND);
 }
 
-/// Takes the 20 `STATUS=s0`… a bursting role sends, in order.
-fn twenty_statuses(child: &mut ReadyChild, role: &str) {
-    for i in 0..20 {
-        assert_eq!(
-            next(child),
-            Some(Notification::Status(format!("s{i}"))),
-            "{role}: the {i}th status said right after ready"
-        );
+/// Launches `role` 20 times (the race it catches is lost often, not
+/// always) and takes the 20 `STATUS=s0`… it sends right after ready, in
+/// order, each time.
+fn twenty_statuses_said_right_after_ready(role: &str) {
+    for _ in 0..20 {
+        let mut child = launched(&mut service(role), options());
+        for i in 0..20 {
+            assert_eq!(
+                next(&mut child),
+                Some(Notification::Status(format!("s{i}"))),
+                "{role}: the {i}th status said right after ready"
+            );
+        }
     }
 }
 
 #[test]
 fn what_is_said_on_the_socket_right_after_ready_on_it_is_not_lost() {
     let _turn = turn();
-    // The race this case catches is lost often, not always: 20 tries.
-    for _ in 0..20 {
-        let mut child = launched(&mut service("bursts-after-socket-ready"), options());
-        twenty_statuses(&mut child, "bursts-after-socket-ready");
-    }
+    twenty_statuses_said_right_after_ready("bursts-after-socket-ready");
 }
 
 #[test]
 fn what_is_said_on_the_socket_right_after_ready_on_the_pipe_is_not_lost() {
     let _turn = turn();
-    // As above: 20 tries.
-    for _ in 0..20 {
-        let mut child = launched(&mut service("bursts-after-pipe-ready"), options());
-        twenty_statuses(&mut child, "bursts-after-pipe-ready");
-    }
+    twenty_statuses_said_right_after_ready("bursts-after-pipe-ready");
 }
 
 #[test]

@@ -60,6 +60,15 @@ pub(super) struct WatchdogState {
     pub(super) pending: bool,
 }
 
+/// What one look of a waiting caller found.
+enum Look {
+    Said(Notification),
+    /// The program (its main process) has ended, and all it said is taken.
+    Ended,
+    /// Nothing yet; the watchdog must be looked at again then, if ever.
+    Wait(Option<Instant>),
+}
+
 /// How long a blocking wait sleeps at most between two looks at the
 /// watchdog's clock when nothing wakes it (a bound, not a cadence: the
 /// wait wakes for the watchdog's due time itself).
@@ -71,7 +80,7 @@ impl ReadyChild {
     /// `Type=notify` daemons may), else the one that was started.
     #[must_use]
     pub fn pid(&self) -> libc::pid_t {
-        self.main.as_deref().unwrap_or(&self.launched).pid()
+        self.watched().pid()
     }
 
     /// The process id of the program as started, whatever `MAINPID=` said.
@@ -130,7 +139,7 @@ impl ReadyChild {
     /// # Errors
     /// As for [`DaemonParent::kill`](crate::daemon::DaemonParent::kill).
     pub fn kill(&self, signal: c_int) -> Result<(), Error> {
-        self.main.as_deref().unwrap_or(&self.launched).kill(signal)
+        self.watched().kill(signal)
     }
 
     /// How it ended, without blocking: `Ok(None)` while it runs. For a
@@ -171,7 +180,7 @@ impl ReadyChild {
     pub fn wait(&mut self) -> Result<ChildExit, Error> {
         loop {
             let limit = self.watch_limit(LONG_WAIT);
-            let watched = self.main.as_deref_mut().unwrap_or(&mut self.launched);
+            let watched = self.watched_mut();
             if watched.ended_within(limit)? {
                 break;
             }
@@ -221,7 +230,7 @@ impl ReadyChild {
                 return Ok(exit);
             }
             let limit = self.watch_limit(LONG_WAIT);
-            let watched = self.main.as_deref_mut().unwrap_or(&mut self.launched);
+            let watched = self.watched_mut();
             super::waiter_async::ended_within(watched, limit).await?;
         }
     }
@@ -263,23 +272,18 @@ impl ReadyChild {
     ) -> Result<Option<Notification>, Error> {
         let until = super::waiter::deadline_after(Instant::now(), timeout);
         loop {
-            if let Some(said) = self.take_said() {
-                return Ok(Some(said));
-            }
-            let act_by = self.keep_watch();
-            if self.expiry_pending() {
-                continue;
-            }
-            if self.watched_ended() {
-                return Ok(None);
-            }
+            let act_by = match self.look() {
+                Look::Said(said) => return Ok(Some(said)),
+                Look::Ended => return Ok(None),
+                Look::Wait(act_by) => act_by,
+            };
             let now = Instant::now();
             if now >= until {
                 return Ok(None);
             }
             let limit = act_by.map_or(until, |at| at.min(until)) - now;
             let [news, socket] = self.notify.as_ref().map_or([-1, -1], Kept::news_fds);
-            let watched = self.main.as_deref().unwrap_or(&self.launched).pidfd();
+            let watched = self.watched().pidfd();
             // Without a pidfd, the end is looked for every 10 ms.
             let limit = if watched.is_some() {
                 limit
@@ -327,18 +331,13 @@ impl ReadyChild {
             None => None,
         };
         loop {
-            if let Some(said) = self.take_said() {
-                return Ok(Some(said));
-            }
-            let act_by = self.keep_watch();
-            if self.expiry_pending() {
-                continue;
-            }
-            if self.watched_ended() {
-                return Ok(None);
-            }
+            let act_by = match self.look() {
+                Look::Said(said) => return Ok(Some(said)),
+                Look::Ended => return Ok(None),
+                Look::Wait(act_by) => act_by,
+            };
             let limit = act_by.map_or(LONG_WAIT, |at| at.saturating_duration_since(Instant::now()));
-            let watched = self.main.as_deref().unwrap_or(&self.launched);
+            let watched = self.watched();
             let pidfd = watched.borrowed_pidfd().and_then(|fd| watch(fd).ok());
             // What cannot be awaited on the reactor is looked at every 10 ms.
             let limit = if pidfd.is_some() && news.is_some() {
@@ -367,6 +366,33 @@ impl ReadyChild {
         self.notify
             .as_ref()
             .is_some_and(|kept| kept.watchdog().1.pending)
+    }
+
+    /// The process whose end is the service's end: the one named by
+    /// `MAINPID=` if there is one, else the one started.
+    pub(super) fn watched(&self) -> &Process {
+        self.main.as_deref().unwrap_or(&self.launched)
+    }
+
+    pub(super) fn watched_mut(&mut self) -> &mut Process {
+        self.main.as_deref_mut().unwrap_or(&mut self.launched)
+    }
+
+    /// One look for a waiting caller: the next notification (the watchdog
+    /// acted on first, so an expiry it just raised is among them), or
+    /// the program's end, or when the watchdog must be looked at again.
+    fn look(&mut self) -> Look {
+        if let Some(said) = self.take_said() {
+            return Look::Said(said);
+        }
+        let act_by = self.keep_watch();
+        if let Some(said) = self.take_said() {
+            return Look::Said(said);
+        }
+        if self.watched_ended() {
+            return Look::Ended;
+        }
+        Look::Wait(act_by)
     }
 
     /// The next notification to hand out: the next thing said (a
@@ -539,10 +565,7 @@ impl ReadyChild {
     /// `AsyncFd`, mio or `poll`. `None` where the system gave none.
     #[must_use]
     pub fn pidfd(&self) -> Option<BorrowedFd<'_>> {
-        self.main
-            .as_deref()
-            .unwrap_or(&self.launched)
-            .borrowed_pidfd()
+        self.watched().borrowed_pidfd()
     }
 
     /// Kills what this handle stands for: the `MAINPID=` process, what

@@ -208,7 +208,7 @@ impl Waiter {
     /// The process whose end is the program's end: the one named by
     /// `MAINPID=` if there is one, else the one we started.
     pub(super) fn watched(&self) -> &Process {
-        self.child.main.as_deref().unwrap_or(&self.child.launched)
+        self.child.watched()
     }
 
     /// Whether the program has ended, and how, leaving it unreaped:
@@ -494,10 +494,7 @@ impl Waiter {
     /// end is the program's is handed back to be killed and waited for.
     pub(super) fn kill_rest_then_watched(&mut self) -> &mut Process {
         self.child.kill_rest();
-        self.child
-            .main
-            .as_deref_mut()
-            .unwrap_or(&mut self.child.launched)
+        self.child.watched_mut()
     }
 
     /// The timeout's error. Unless the program was not to be killed,
