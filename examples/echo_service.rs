@@ -43,8 +43,7 @@
 //!
 //! No `unsafe`: the activated fds are taken with `ListenFds::take_owned`,
 //! which claims them once per process, and the notify socket is read with
-//! `std::env::var_os` and `Notifier::from_socket`, as in the `shutdown`
-//! example. The activation variables stay in the environment (removing
+//! `Notifier::socket_from_env`, as in the `shutdown` example. The activation variables stay in the environment (removing
 //! them is not thread-safe); `LISTEN_PID` tells any child they are not its
 //! own.
 //!
@@ -382,18 +381,11 @@ fn echo(conn: Box<dyn Conn>) {
 }
 
 /// systemd's notify socket, if `NOTIFY_SOCKET` names one; an error
-/// message if it is set but unusable. As in the `shutdown` example.
+/// message if it is set but unusable.
 #[cfg(all(tokenpipe_sigaction, tokenpipe_unix_socket))]
 fn notifier_from_env() -> Result<Option<tokenpipe::ready::Notifier>, String> {
-    use std::os::unix::ffi::OsStrExt;
-    use tokenpipe::ready::{Notifier, NotifyAddr};
-
-    let Some(value) = std::env::var_os("NOTIFY_SOCKET") else {
-        return Ok(None);
-    };
-    NotifyAddr::parse(value.as_bytes())
-        .map(|addr| Some(Notifier::from_socket(addr)))
-        .map_err(|e| format!("cannot use NOTIFY_SOCKET={value:?}: {e}"))
+    tokenpipe::ready::Notifier::socket_from_env()
+        .map_err(|e| format!("cannot use the notify socket: {e}"))
 }
 
 /// No Unix-domain sockets here: nothing to report to.

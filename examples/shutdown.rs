@@ -52,10 +52,9 @@
 //! With `WatchdogSec=` (`WATCHDOG_USEC`, for this pid) a thread sends
 //! `WATCHDOG=1` every half interval, from before `READY=1` until the
 //! process exits, drain included. The variable
-//! is read with `std::env::var_os` and given to
-//! `Notifier::from_socket`, which needs no `unsafe` (unlike
-//! `Notifier::from_env`, which also takes `TOKENPIPE_READY_FD` and removes
-//! the variables from the environment). It is left in the environment, so
+//! is read with `Notifier::socket_from_env`, which needs no `unsafe`
+//! (unlike `Notifier::from_env`, which also takes `TOKENPIPE_READY_FD` and
+//! removes the variables from the environment). It is left in the environment, so
 //! the `kill` of `--self-test` is started without it.
 
 // The point of this example: signal handling with no unsafe code at all.
@@ -286,15 +285,8 @@ impl Args {
 /// message if it is set but unusable.
 #[cfg(all(tokenpipe_sigaction, tokenpipe_unix_socket))]
 fn notifier_from_env() -> Result<Option<tokenpipe::ready::Notifier>, String> {
-    use std::os::unix::ffi::OsStrExt;
-    use tokenpipe::ready::{Notifier, NotifyAddr};
-
-    let Some(value) = std::env::var_os("NOTIFY_SOCKET") else {
-        return Ok(None);
-    };
-    NotifyAddr::parse(value.as_bytes())
-        .map(|addr| Some(Notifier::from_socket(addr)))
-        .map_err(|e| format!("cannot use NOTIFY_SOCKET={value:?}: {e}"))
+    tokenpipe::ready::Notifier::socket_from_env()
+        .map_err(|e| format!("cannot use the notify socket: {e}"))
 }
 
 /// No Unix-domain sockets here: nothing to report to.

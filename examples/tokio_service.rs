@@ -56,8 +56,8 @@
 //! `start-stop-daemon --notify-await`), it reports `READY=1` once its
 //! helper is ready, with `STATUS=serving; helper PID N ready`, and
 //! `STATUS=stopping` when asked to stop. As in the `shutdown` example, the
-//! variable is read with `std::env::var_os` and given to
-//! `Notifier::from_socket`, which needs no `unsafe`; the helper gets a
+//! variable is read with `Notifier::socket_from_env`, which needs no
+//! `unsafe`; the helper gets a
 //! socket of `launch_async`'s own in it instead, never this one.
 //!
 //! Under systemd, use `KillMode=mixed`: `systemctl stop` then sends SIGTERM
@@ -431,15 +431,8 @@ impl Args {
 /// sockets.)
 #[cfg(tokenpipe_launch)]
 fn notifier_from_env() -> Result<Option<tokenpipe::ready::Notifier>, String> {
-    use std::os::unix::ffi::OsStrExt;
-    use tokenpipe::ready::{Notifier, NotifyAddr};
-
-    let Some(value) = std::env::var_os("NOTIFY_SOCKET") else {
-        return Ok(None);
-    };
-    NotifyAddr::parse(value.as_bytes())
-        .map(|addr| Some(Notifier::from_socket(addr)))
-        .map_err(|e| format!("cannot use NOTIFY_SOCKET={value:?}: {e}"))
+    tokenpipe::ready::Notifier::socket_from_env()
+        .map_err(|e| format!("cannot use the notify socket: {e}"))
 }
 
 #[cfg(not(tokenpipe_launch))]

@@ -259,6 +259,38 @@ impl Notifier {
         Ok(None)
     }
 
+    /// systemd's notify socket as `NOTIFY_SOCKET` names it, if it is set:
+    /// the socket half of [`from_env`](Self::from_env), reading the
+    /// environment and removing nothing, so it needs no `unsafe` (every way
+    /// to change the environment is itself `unsafe` and promises not to
+    /// race a reader). For a program that speaks only systemd's protocol,
+    /// in any thread; the variable stays for its children to see.
+    ///
+    /// ```
+    /// use tokenpipe::ready::Notifier;
+    /// // SAFETY: no other thread touches the environment in this example.
+    /// unsafe { std::env::set_var("NOTIFY_SOCKET", "@example/notify") };
+    /// assert!(Notifier::socket_from_env()?.is_some_and(|n| n.is_socket()));
+    /// assert!(std::env::var_os("NOTIFY_SOCKET").is_some(), "left as it was");
+    /// // SAFETY: as above.
+    /// unsafe { std::env::remove_var("NOTIFY_SOCKET") };
+    /// assert!(Notifier::socket_from_env()?.is_none());
+    /// # Ok::<(), tokenpipe::ready::ReadyError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As `from_env` for the socket: [`ReadyError::BadNotifySocket`],
+    /// [`ReadyError::PathTooLong`].
+    #[cfg(all(tokenpipe_unix_socket, tokenpipe_fork))]
+    #[cfg_attr(docsrs, doc(cfg(unix)))]
+    pub fn socket_from_env() -> core::result::Result<Option<Notifier>, ReadyError> {
+        sys::with_env(NOTIFY_SOCKET_ENV_C, |value| {
+            value
+                .map(|value| NotifyAddr::parse(value).map(Notifier::from_socket))
+                .transpose()
+        })
+    }
+
     /// A notification fd in the s6, dinit (`pipefd:N`) and OpenRC
     /// (`ready=fd:N`) style, whose number the daemon learnt from its own
     /// configuration: [`ready`](Self::ready) writes a newline and closes
