@@ -339,8 +339,14 @@ impl ReadyChild {
             let limit = act_by.map_or(LONG_WAIT, |at| at.saturating_duration_since(Instant::now()));
             let watched = self.watched();
             let pidfd = watched.borrowed_pidfd().and_then(|fd| watch(fd).ok());
-            // What cannot be awaited on the reactor is looked at every 10 ms.
-            let limit = if pidfd.is_some() && news.is_some() {
+            // What cannot be awaited on the reactor (the end without a
+            // pidfd, the socket without the notify thread) is looked at
+            // every 10 ms.
+            let hears_all = match &self.notify {
+                None => true, // no socket: nothing to hear
+                Some(kept) => news.is_some() && kept.served_by_thread(),
+            };
+            let limit = if pidfd.is_some() && hears_all {
                 limit
             } else {
                 limit.min(Duration::from_millis(10))

@@ -182,6 +182,9 @@ struct State {
     /// from its descendants while it is unreaped.
     launched: libc::pid_t,
     launched_reaped: bool,
+    /// The notify thread serves the socket: the owner waits on the news
+    /// pipe alone. Without the thread, the owner reads the socket itself.
+    by_thread: bool,
 }
 
 /// How many notifications wait for the owner at most; beyond, the oldest
@@ -335,6 +338,7 @@ impl Kept {
             },
             launched,
             launched_reaped: false,
+            by_thread: false,
         };
         let mut said_any = false;
         for datagram in early {
@@ -350,24 +354,40 @@ impl Kept {
         // Without the thread, barriers are served and notifications read
         // when the owner waits (or drops the socket, which releases every
         // barrier waiting in it).
-        let _ = serve_in_background(&shared);
-        Ok(Kept { shared })
+        let by_thread = serve_in_background(&shared);
+        let kept = Kept { shared };
+        kept.lock().by_thread = by_thread;
+        Ok(kept)
     }
 
     /// The next thing the program said, if any is waiting (read from the
-    /// socket first, should the notify thread be missing or behind).
+    /// socket first where no notify thread serves it).
     pub(super) fn pop(&self) -> Option<Heard> {
         while self.shared.news.token_read().is_ok() {}
         let mut state = self.lock();
-        state.serve();
+        if !state.by_thread {
+            state.serve();
+        }
         state.queue.pop_front()
     }
 
-    /// Readable when there may be news for [`pop`](Self::pop); the socket
-    /// itself, for a wait that must serve it when the thread is missing.
+    /// Readable when there may be news for [`pop`](Self::pop): the news
+    /// pipe, and the socket itself where no notify thread serves it (-1
+    /// otherwise).
     pub(super) fn news_fds(&self) -> [libc::c_int; 2] {
-        let socket = self.lock().socket.as_ref().map_or(-1, |s| s.fd.as_raw_fd());
+        let state = self.lock();
+        let socket = match &state.socket {
+            Some(socket) if !state.by_thread => socket.fd.as_raw_fd(),
+            _ => -1,
+        };
         [self.shared.news.as_raw_fd(), socket]
+    }
+
+    /// Whether the notify thread serves the socket (else only a wait that
+    /// reads it does).
+    #[cfg(feature = "tokio")]
+    pub(super) fn served_by_thread(&self) -> bool {
+        self.lock().by_thread
     }
 
     /// The news pipe's read end, for the async wait to register a copy of.
