@@ -42,6 +42,8 @@
 # seconds, how, date, what the crate offers there as build.rs decided; read
 # by ci/platform-table.sh; --every-unix writes every-unix/ instead) and logs
 # in $CARGO_TARGET_DIR/logs/. Exit status non-zero if any fails.
+# CI_DROP_TARGET_BUILDS=1 (.ci/run sets it) removes each target's build
+# once its result is written.
 set -euo pipefail
 # shellcheck source=ci/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -229,8 +231,10 @@ for t in "${TARGETS[@]}"; do
     what="$(crate_offers "$CARGO_TARGET_DIR" "$t")"
     SUMMARY+=("$(printf '%-34s %-4s %6ss  %s: %s' "$t" "$result" "$secs" "$how" "$what")")
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$result" "$secs" "$how" "$(date -u +%F)" "$what" >"$RESULTS/$t.tsv"
-    # ~100 MB of std and core per target: 200 of them would fill a disk.
-    [ "$EVERY_UNIX" -eq 0 ] || rm -rf "${CARGO_TARGET_DIR:?}/$t"
+    # ~100 MB of std and core per target (GBs for the rustup targets checked
+    # with tests and tokio): all of them would fill a small disk. CI drops
+    # each when done; a person keeps them to look into.
+    if [ "$EVERY_UNIX" -ne 0 ] || [ "${CI_DROP_TARGET_BUILDS:-0}" = 1 ]; then rm -rf "${CARGO_TARGET_DIR:?}/$t"; fi
 done
 
 echo

@@ -15,6 +15,8 @@
 #                               so a developer's cargo is not blocked)
 #   CROSS_TEST_TIMEOUT_MIN      minutes one `cargo test` may take before it is
 #                               killed and the target fails as hung (25)
+#   CI_DROP_TARGET_BUILDS=1     remove each target's build once its result
+#                               is written (.ci/run sets it: small disks)
 #
 # Targets rustup serves no standard library for (BUILD_STD_TARGETS below;
 # `rustup target add` answers 404): built with `cargo +nightly test
@@ -315,6 +317,9 @@ for t in "${TARGETS[@]}"; do
     SUMMARY+=("$line")
     printf '%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\n' "$t" "$result" "$passed" "$failed" "$ignored" \
         "$secs" "$how" "$(date -u +%F)" >"$CARGO_TARGET_DIR/results/$t.tsv"
+    # One target's test build is 2 to 4 GB; CI drops it once its log and
+    # result are written (a person keeps it to rerun a failing case).
+    [ "${CI_DROP_TARGET_BUILDS:-0}" != 1 ] || rm -rf "${CARGO_TARGET_DIR:?}/$t"
 done
 
 echo
