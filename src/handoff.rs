@@ -183,7 +183,7 @@ impl TokenPipeEnd {
     /// - [POSIX `fcntl`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fcntl.html)
     /// - [POSIX `fstat`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fstat.html)
     ///
-    /// ```
+    /// ```standalone_crate
     /// use tokenpipe::{HandoffError, TokenPipeEnd};
     ///
     /// // SAFETY: single-threaded here, and nothing else owns the fd.

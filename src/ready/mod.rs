@@ -216,7 +216,7 @@ impl Notifier {
     /// [`ReadyError::ReadOnly`] for a read end, and
     /// [`ReadyError::Handoff`] for the rest.
     ///
-    /// ```
+    /// ```standalone_crate
     /// use tokenpipe::ready::Notifier;
     /// // SAFETY: no other thread touches the environment in this example.
     /// unsafe {
@@ -266,7 +266,7 @@ impl Notifier {
     /// race a reader). For a program that speaks only systemd's protocol,
     /// in any thread; the variable stays for its children to see.
     ///
-    /// ```
+    /// ```standalone_crate
     /// use tokenpipe::ready::Notifier;
     /// // SAFETY: no other thread touches the environment in this example.
     /// unsafe { std::env::set_var("NOTIFY_SOCKET", "@example/notify") };

@@ -30,7 +30,7 @@ impl Notifier {
     /// once, [`into_end`](Self::into_end) gives `None`, and `pass_to`
     /// hands the child nothing.
     ///
-    /// ```
+    /// ```standalone_crate
     /// use tokenpipe::ready::Notifier;
     ///
     /// // SAFETY: first thing in main, before any thread reads the environment.

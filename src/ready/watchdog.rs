@@ -36,7 +36,7 @@ impl Notifier {
     /// `WATCHDOG_PID` is not a positive decimal pid. systemd's
     /// `sd_watchdog_enabled` refuses the same.
     ///
-    /// ```
+    /// ```standalone_crate
     /// use tokenpipe::ready::Notifier;
     /// if let Some(interval) = Notifier::watchdog_interval()? {
     ///     // ping every interval / 2
