@@ -205,12 +205,6 @@ impl Waiter {
         self.facts.timed_out = now >= self.deadline;
     }
 
-    /// The process whose end is the program's end: the one named by
-    /// `MAINPID=` if there is one, else the one we started.
-    pub(super) fn watched(&self) -> &Process {
-        self.child.watched()
-    }
-
     /// Whether the program has ended, and how, leaving it unreaped:
     /// `ECHILD` or a readable pidfd means ended, its status unknown, never
     /// "still running".
@@ -234,7 +228,7 @@ impl Waiter {
     /// to watch, the next look for the program's end).
     fn wait_for_news(&self) {
         let pidfd = match self.facts.ended {
-            None => self.watched().pidfd(),
+            None => self.child.watched().pidfd(),
             Some(_) => None,
         };
         let limit = self.news_limit(pidfd.is_some() || self.facts.ended.is_some());

@@ -59,7 +59,7 @@ impl Watches {
         if waiter.facts.ended.is_some() {
             self.pidfd = None;
         } else {
-            let watched = waiter.watched();
+            let watched = waiter.child.watched();
             if self.pidfd.as_ref().map(|(pid, _)| *pid) != Some(watched.pid()) {
                 self.pidfd = watched
                     .borrowed_pidfd()
@@ -123,6 +123,7 @@ impl Waiter {
     fn end_pending(&self) -> bool {
         self.facts.ended.is_none()
             && self
+                .child
                 .watched()
                 .pidfd()
                 .is_some_and(|fd| sys::poll_readable(fd, 0) == Ok(sys::Polled::Ready))
