@@ -43,9 +43,9 @@
 //!
 //! No `unsafe`: the activated fds are taken with `ListenFds::take_owned`,
 //! which claims them once per process, and the notify socket is read with
-//! `Notifier::socket_from_env`, as in the `shutdown` example. The activation variables stay in the environment (removing
-//! them is not thread-safe); `LISTEN_PID` tells any child they are not its
-//! own.
+//! `Notifier::socket_from_env`, as in the `shutdown` example. The
+//! activation variables stay in the environment (removing them is not
+//! thread-safe); `LISTEN_PID` tells any child they are not its own.
 //!
 //! Which kind each activated socket is, without `unsafe`: it is taken as
 //! a `UnixListener` and asked its `local_addr()`: std's `getsockname`

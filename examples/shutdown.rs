@@ -51,11 +51,11 @@
 //! `ExecReload=/bin/kill -HUP $MAINPID`) returns once the reload is done.
 //! With `WatchdogSec=` (`WATCHDOG_USEC`, for this pid) a thread sends
 //! `WATCHDOG=1` every half interval, from before `READY=1` until the
-//! process exits, drain included. The variable
-//! is read with `Notifier::socket_from_env`, which needs no `unsafe`
-//! (unlike `Notifier::from_env`, which also takes `TOKENPIPE_READY_FD` and
-//! removes the variables from the environment). It is left in the environment, so
-//! the `kill` of `--self-test` is started without it.
+//! process exits, drain included. The notify socket is read with
+//! `Notifier::socket_from_env`, which needs no `unsafe` (unlike
+//! `Notifier::from_env`, which also takes `TOKENPIPE_READY_FD` and removes
+//! the variables from the environment). `NOTIFY_SOCKET` stays in the
+//! environment, so the `kill` of `--self-test` is started without it.
 
 // The point of this example: signal handling with no unsafe code at all.
 #![forbid(unsafe_code)]

@@ -57,8 +57,8 @@
 //! helper is ready, with `STATUS=serving; helper PID N ready`, and
 //! `STATUS=stopping` when asked to stop. As in the `shutdown` example, the
 //! variable is read with `Notifier::socket_from_env`, which needs no
-//! `unsafe`; the helper gets a
-//! socket of `launch_async`'s own in it instead, never this one.
+//! `unsafe`; the helper gets a socket of `launch_async`'s own in it
+//! instead, never this one.
 //!
 //! Under systemd, use `KillMode=mixed`: `systemctl stop` then sends SIGTERM
 //! to `tokio_service` alone, which stops its helper, and only what is left
